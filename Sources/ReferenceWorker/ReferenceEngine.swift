@@ -1,0 +1,198 @@
+import Foundation
+import ImageCodec
+import SDBoxCore
+import Synchronization
+
+/// Settings of the reference worker's simulated pace.
+public struct ReferencePace: Sendable {
+    /// Time per sampling step for one 512x512 image.
+    public var stepAt512: Duration
+    /// Floor of the time per step, whatever the size.
+    public var minimumStep: Duration
+
+    public init(stepAt512: Duration = .milliseconds(50), minimumStep: Duration = .milliseconds(5)) {
+        self.stepAt512 = stepAt512
+        self.minimumStep = minimumStep
+    }
+
+    /// The time one step takes for `pixels` pixels in total (all images of a batch together).
+    public func stepDuration(pixels: Int) -> Duration {
+        max(minimumStep, stepAt512 * (Double(pixels) / Double(512 * 512)))
+    }
+}
+
+/// A request the engine refuses, answered with HTTP 422 like A1111's validation errors.
+public struct GenerationInputError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+}
+
+/// The reference worker's engine: runs one generation at a time, like A1111, reporting per-step progress
+/// and honouring interrupt and skip. Its images are test pictures, not diffusion.
+public final class ReferenceEngine: Sendable {
+    public let checkpoint: Checkpoint
+    let pace: ReferencePace
+    let state = Mutex(JobState())
+    let gate = GenerationGate()
+    let options: Mutex<[String: JSONValue]>
+
+    struct JobState {
+        var active = false
+        var interrupted = false
+        var skipped = false
+        var jobCount = 0
+        var jobNumber = 0
+        var step = 0
+        var steps = 0
+        var timestamp = "0"
+        var startedAt = ContinuousClock.now
+    }
+
+    public init(checkpoint: Checkpoint, pace: ReferencePace) {
+        self.checkpoint = checkpoint
+        self.pace = pace
+        self.options = Mutex([
+            "sd_model_checkpoint": .string(checkpoint.title),
+            "sd_checkpoint_hash": .string(checkpoint.sha256),
+            "sd_vae": "Automatic",
+            "CLIP_stop_at_last_layers": 1,
+            "samples_format": "png",
+            "eta_noise_seed_delta": 0,
+        ])
+    }
+
+    // MARK: Options and progress
+
+    public var currentOptions: [String: JSONValue] { options.withLock { $0 } }
+
+    /// Merges options; the checkpoint cannot be switched (a reference worker holds one model).
+    public func setOptions(_ changes: [String: JSONValue]) {
+        options.withLock { current in
+            for (key, value) in changes where key != "sd_model_checkpoint" && key != "sd_checkpoint_hash" {
+                current[key] = value
+            }
+        }
+    }
+
+    public func progress() -> A1111.Progress {
+        state.withLock { job in
+            guard job.active else { return .idle }
+            let fraction = job.jobCount == 0 || job.steps == 0
+                ? 0 : (Double(job.jobNumber) + Double(job.step) / Double(job.steps)) / Double(job.jobCount)
+            let elapsed = job.startedAt.duration(to: .now).seconds
+            let eta = fraction > 0 ? elapsed / fraction - elapsed : 0
+            return A1111.Progress(
+                progress: min(fraction, 1),
+                eta_relative: eta,
+                state: A1111.State(
+                    skipped: job.skipped, interrupted: job.interrupted, job: "txt2img", job_count: job.jobCount,
+                    job_timestamp: job.timestamp, job_no: job.jobNumber, sampling_step: job.step, sampling_steps: job.steps
+                ),
+                textinfo: nil
+            )
+        }
+    }
+
+    public func interrupt() {
+        state.withLock { if $0.active { $0.interrupted = true } }
+    }
+
+    public func skip() {
+        state.withLock { if $0.active { $0.skipped = true } }
+    }
+
+    // MARK: Generation
+
+    /// Runs a txt2img or img2img request and answers as A1111 does.
+    public func generate(kind: TaskKind, body: [String: JSONValue]) async throws -> A1111.GenerationResponse {
+        let request = try ReferenceRequest(kind: kind, body: body, checkpoint: checkpoint)
+        await gate.enter()
+        defer { gate.leave() }
+        return try await run(request)
+    }
+
+    func run(_ request: ReferenceRequest) async throws -> A1111.GenerationResponse {
+        let timestamp = Self.jobTimestamp()
+        state.withLock {
+            $0 = JobState(active: true, jobCount: request.iterations, steps: request.steps, timestamp: timestamp)
+        }
+        defer { state.withLock { $0.active = false } }
+        let stepTime = pace.stepDuration(pixels: request.width * request.height * request.batchSize)
+        var images: [String] = []
+        var infotexts: [String] = []
+        iterations: for iteration in 0..<request.iterations {
+            state.withLock {
+                $0.jobNumber = iteration
+                $0.step = 0
+                $0.skipped = false
+            }
+            var completed = 0
+            for step in 1...request.steps {
+                try await Task.sleep(for: stepTime)
+                let (interrupted, skipped) = state.withLock { job in
+                    job.step = step
+                    return (job.interrupted, job.skipped)
+                }
+                completed = step
+                if interrupted || skipped { break }
+            }
+            for index in 0..<request.batchSize {
+                let n = iteration * request.batchSize + index
+                let infotext = request.infotext(imageIndex: n)
+                let image = try request.picture(imageIndex: n, completedSteps: completed)
+                images.append(try PNGCodec.encode(image, text: [("parameters", infotext)]).base64EncodedString())
+                infotexts.append(infotext)
+            }
+            if state.withLock({ $0.interrupted }) { break iterations }
+        }
+        let info = try String(decoding: JSONValue.object(request.info(infotexts: infotexts, timestamp: timestamp)).encoded(), as: UTF8.self)
+        return A1111.GenerationResponse(images: images, parameters: .object(request.parameters), info: info)
+    }
+
+    static func jobTimestamp() -> String {
+        let formatter = DateFormatter()
+        formatter.dateFormat = "yyyyMMddHHmmss"
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: Date())
+    }
+}
+
+/// A first-in, first-out gate letting one generation run at a time.
+final class GenerationGate: Sendable {
+    struct State {
+        var busy = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+    let state = Mutex(State())
+
+    func enter() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let entered = state.withLock { state -> Bool in
+                if state.busy {
+                    state.waiters.append(continuation)
+                    return false
+                }
+                state.busy = true
+                return true
+            }
+            if entered { continuation.resume() }
+        }
+    }
+
+    func leave() {
+        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if state.waiters.isEmpty {
+                state.busy = false
+                return nil
+            }
+            return state.waiters.removeFirst()
+        }
+        next?.resume()
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        let (s, atto) = components
+        return Double(s) + Double(atto) / 1e18
+    }
+}

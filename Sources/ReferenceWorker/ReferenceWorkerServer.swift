@@ -1,0 +1,94 @@
+import Foundation
+import Hummingbird
+import Logging
+import SDBoxCore
+
+/// Settings of a reference worker process.
+public struct ReferenceWorkerConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    public var checkpointPath: String
+    public var pace: ReferencePace
+
+    public init(host: String = "127.0.0.1", port: Int, checkpointPath: String, pace: ReferencePace = ReferencePace()) {
+        self.host = host
+        self.port = port
+        self.checkpointPath = checkpointPath
+        self.pace = pace
+    }
+}
+
+/// The reference worker: an A1111-compatible HTTP server for one checkpoint that draws test images.
+///
+/// Like A1111 it loads its checkpoint before it listens (validating the file and reading all of it to
+/// hash it, so the load cost grows with the file's size), serves `/internal/ping` once ready, runs one
+/// generation at a time, and reports per-step progress.
+public enum ReferenceWorkerServer {
+    struct Context: RequestContext {
+        var coreContext: CoreRequestContextStorage
+        init(source: ApplicationRequestContextSource) { coreContext = .init(source: source) }
+        var maxUploadSize: Int { 512 << 20 }
+    }
+
+    /// Loads the checkpoint and serves until shut down (SIGTERM or SIGINT).
+    public static func run(_ configuration: ReferenceWorkerConfiguration, logger: Logger) async throws {
+        let started = ContinuousClock.now
+        let path = configuration.checkpointPath
+        try Checkpoint.validate(path: path)
+        let checkpoint = Checkpoint(path: path, sha256: try Checkpoint.sha256(ofFileAt: path))
+        logger.info("Model loaded in \(started.duration(to: .now)): \(checkpoint.title)")
+        let engine = ReferenceEngine(checkpoint: checkpoint, pace: configuration.pace)
+        let app = Application(
+            router: router(engine: engine),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sdbox-reference-worker"),
+            logger: logger
+        )
+        try await app.runService()
+    }
+
+    static func router(engine: ReferenceEngine) -> Router<Context> {
+        let router = Router(context: Context.self)
+        router.get("/internal/ping") { _, _ in json(["status": "ok"]) }
+        for kind in TaskKind.allCases {
+            router.post(RouterPath(kind.workerPath)) { request, context in
+                let body = try await request.body.collect(upTo: context.maxUploadSize)
+                guard let fields = (try? JSONValue(parsing: body.readableBytesView))?.objectValue else {
+                    return json(["error": "HTTPException", "detail": "request body must be a JSON object"], status: .unprocessableContent)
+                }
+                do {
+                    return json(try JSONValue(encoding: try await engine.generate(kind: kind, body: fields)))
+                } catch let error as GenerationInputError {
+                    return json(["error": "ValidationError", "detail": .string(error.description)], status: .unprocessableContent)
+                }
+            }
+        }
+        router.get("/sdapi/v1/progress") { _, _ in json(try JSONValue(encoding: engine.progress())) }
+        router.post("/sdapi/v1/interrupt") { _, _ in
+            engine.interrupt()
+            return json([:])
+        }
+        router.post("/sdapi/v1/skip") { _, _ in
+            engine.skip()
+            return json([:])
+        }
+        router.get("/sdapi/v1/options") { _, _ in json(.object(engine.currentOptions)) }
+        router.post("/sdapi/v1/options") { request, context in
+            let body = try await request.body.collect(upTo: context.maxUploadSize)
+            guard let changes = (try? JSONValue(parsing: body.readableBytesView))?.objectValue else {
+                return json(["error": "HTTPException", "detail": "options must be a JSON object"], status: .unprocessableContent)
+            }
+            engine.setOptions(changes)
+            return json(nil)
+        }
+        router.get("/sdapi/v1/sd-models") { _, _ in json(try JSONValue(encoding: [A1111.SDModel(checkpoint: engine.checkpoint)])) }
+        router.get("/sdapi/v1/samplers") { _, _ in json(try JSONValue(encoding: A1111.samplers)) }
+        router.get("/sdapi/v1/schedulers") { _, _ in json(try JSONValue(encoding: A1111.schedulers)) }
+        router.get("/sdapi/v1/upscalers") { _, _ in json(try JSONValue(encoding: A1111.upscalers)) }
+        return router
+    }
+
+    static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
+        let data = (try? value.encoded()) ?? Data("null".utf8)
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}

@@ -1,0 +1,72 @@
+import Crypto
+import Foundation
+
+/// The kinds of model file sdbox manages, each in the folder A1111 expects under the models root.
+public enum ModelType: String, Codable, Sendable, CaseIterable {
+    case stableDiffusion
+
+    /// The folder under the models root, as A1111 lays it out.
+    public var folderName: String {
+        switch self {
+        case .stableDiffusion: "Stable-diffusion"
+        }
+    }
+
+    /// File extensions A1111 loads for this type.
+    public var extensions: Set<String> { ["safetensors", "ckpt", "pt", "pth", "bin"] }
+}
+
+/// A model's place in its life: hashed on arrival, then loaded and unloaded as workers come and go.
+public enum ModelStatus: String, Codable, Sendable {
+    case registering, unloaded, loading, loaded, deleted
+}
+
+/// A model file known to sdbox, as `GET /models` reports it.
+public struct ModelRecord: Codable, Sendable, Equatable {
+    public var type: ModelType
+    /// The file name, e.g. `demo.safetensors`.
+    public var name: String
+    /// The file's path on the box (the original's object-storage path).
+    public var ossPath: String
+    /// The file's sha256, empty while it is being hashed.
+    public var etag: String
+    public var status: ModelStatus
+    public var size: Int64
+    public var registeredTime: Date
+    public var lastModificationTime: Date
+
+    public init(type: ModelType, name: String, ossPath: String, etag: String, status: ModelStatus, size: Int64, registeredTime: Date, lastModificationTime: Date) {
+        self.type = type
+        self.name = name
+        self.ossPath = ossPath
+        self.etag = etag
+        self.status = status
+        self.size = size
+        self.registeredTime = registeredTime
+        self.lastModificationTime = lastModificationTime
+    }
+
+    /// The checkpoint as A1111 names it, once hashed.
+    public var checkpoint: Checkpoint? {
+        etag.isEmpty ? nil : Checkpoint(path: ossPath, sha256: etag)
+    }
+}
+
+/// A worker pool for one checkpoint: the original's per-model "function" (`sd_<hash>`), with its settings.
+public struct FunctionRecord: Codable, Sendable, Equatable {
+    /// `sd_` followed by 16 hex digits of the sha256 of the model's file name.
+    public var functionName: String
+    /// The checkpoint's file name.
+    public var model: String
+    public var createdTime: Date
+
+    public init(model: String, createdTime: Date = Date()) {
+        self.functionName = Self.name(forModel: model)
+        self.model = model
+        self.createdTime = createdTime
+    }
+
+    public static func name(forModel model: String) -> String {
+        "sd_" + String(Crypto.SHA256.hash(data: Data(model.utf8)).hexString.prefix(16))
+    }
+}

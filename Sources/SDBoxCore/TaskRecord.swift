@@ -1,0 +1,86 @@
+import Foundation
+
+/// Where a task is in its life. `succeeded`, `failed` and `cancelled` are final.
+public enum TaskState: String, Codable, Sendable, CaseIterable {
+    case queued, running, succeeded, failed, cancelled
+
+    public var isFinal: Bool {
+        switch self {
+        case .succeeded, .failed, .cancelled: true
+        case .queued, .running: false
+        }
+    }
+
+    /// Whether a task may move from this state to `next`. A running task goes back to `queued` when its
+    /// worker or sdbox died under it, so that it runs again.
+    public func canMove(to next: TaskState) -> Bool {
+        switch (self, next) {
+        case (.queued, .running), (.queued, .cancelled), (.queued, .failed): true
+        case (.running, .succeeded), (.running, .failed), (.running, .cancelled), (.running, .queued): true
+        default: false
+        }
+    }
+}
+
+/// What a finished generation produced.
+public struct TaskResult: Codable, Sendable, Equatable {
+    /// Object-store keys of the output images, e.g. `images/default/<taskId>_1.png`.
+    public var images: [String]
+    /// The worker's `info`, parsed from the JSON string A1111 returns.
+    public var info: JSONValue
+    /// The parameters the worker reports having used.
+    public var parameters: JSONValue
+
+    public init(images: [String], info: JSONValue, parameters: JSONValue) {
+        self.images = images
+        self.info = info
+        self.parameters = parameters
+    }
+}
+
+/// A unit of work accepted by sdbox, persisted from the moment it is accepted until it is deleted.
+public struct TaskRecord: Codable, Sendable, Equatable, Identifiable {
+    public var id: String
+    public var kind: TaskKind
+    /// The checkpoint's file name in the models folder.
+    public var model: String
+    /// The user the task belongs to; the `<user>` in its image keys.
+    public var user: String
+    /// The body sent to the worker.
+    public var request: JSONValue
+    public var state: TaskState
+    public var createdAt: Date
+    public var startedAt: Date?
+    public var finishedAt: Date?
+    /// How many times the task was handed to a worker.
+    public var attempts: Int
+    public var error: String?
+    public var result: TaskResult?
+
+    public init(id: String, kind: TaskKind, model: String, user: String, request: JSONValue, createdAt: Date = Date()) {
+        self.id = id
+        self.kind = kind
+        self.model = model
+        self.user = user
+        self.request = request
+        self.state = .queued
+        self.createdAt = createdAt
+        self.attempts = 0
+    }
+}
+
+/// Short, URL-safe, random task identifiers such as `1HmyrbhBJD`.
+public enum TaskID {
+    static let alphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+    /// A new identifier: 12 base-62 characters (71 bits of randomness).
+    public static func make() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return String((0..<12).map { _ in alphabet[Int(generator.next(upperBound: UInt64(alphabet.count)))] })
+    }
+
+    /// Whether a string could be a task identifier (used to refuse junk before touching the store).
+    public static func isWellFormed(_ id: String) -> Bool {
+        (1...64).contains(id.count) && id.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
+    }
+}

@@ -1,0 +1,69 @@
+import Foundation
+import SDBoxCore
+
+/// Persistent models, per-model functions and per-user settings.
+public struct CatalogStore: Sendable {
+    let database: Database
+
+    public init(database: Database) {
+        self.database = database
+    }
+
+    // MARK: Models
+
+    static func modelKey(_ type: ModelType, _ name: String) -> String { "\(type.rawValue)/\(name)" }
+
+    public func models() async throws -> [ModelRecord] {
+        try await database.read { txn, tables in try txn.records(ModelRecord.self, in: tables.models) }
+    }
+
+    public func model(_ type: ModelType, named name: String) async throws -> ModelRecord? {
+        try await database.read { txn, tables in
+            try txn.record(ModelRecord.self, in: tables.models, key: Self.modelKey(type, name))
+        }
+    }
+
+    /// Writes a model record and makes sure its function record exists.
+    public func save(_ model: ModelRecord) async throws {
+        try await database.write { txn, tables in
+            try txn.put(tables.models, key: Self.modelKey(model.type, model.name), value: RecordCoding.encode(model))
+            if model.type == .stableDiffusion {
+                let function = FunctionRecord(model: model.name)
+                try txn.put(tables.functions, key: function.functionName, value: RecordCoding.encode(function), overwrite: false)
+            }
+        }
+    }
+
+    /// Removes a model record and its function record.
+    public func removeModel(_ type: ModelType, named name: String) async throws {
+        try await database.write { txn, tables in
+            try txn.delete(tables.models, key: Self.modelKey(type, name))
+            try txn.delete(tables.functions, key: FunctionRecord.name(forModel: name))
+        }
+    }
+
+    // MARK: Functions
+
+    public func functions() async throws -> [FunctionRecord] {
+        try await database.read { txn, tables in try txn.records(FunctionRecord.self, in: tables.functions) }
+    }
+
+    // MARK: Settings
+
+    /// A user's A1111 options (`POST /sdapi/v1/options`), empty when never set.
+    public func options(forUser user: String) async throws -> [String: JSONValue] {
+        try await database.read { txn, tables in
+            try txn.record([String: JSONValue].self, in: tables.settings, key: "options/\(user)") ?? [:]
+        }
+    }
+
+    /// Merges `changes` into a user's options and returns the result.
+    public func updateOptions(forUser user: String, _ changes: [String: JSONValue]) async throws -> [String: JSONValue] {
+        try await database.write { txn, tables in
+            var options = try txn.record([String: JSONValue].self, in: tables.settings, key: "options/\(user)") ?? [:]
+            options.merge(changes) { _, new in new }
+            try txn.put(tables.settings, key: "options/\(user)", value: RecordCoding.encode(options))
+            return options
+        }
+    }
+}

@@ -1,0 +1,99 @@
+import Foundation
+import NIOPosix
+import SDBoxCore
+
+/// sdbox's LMDB database: typed tables for tasks, models, functions and settings, reached through async
+/// methods that run each transaction on a thread pool, never on an event loop.
+public final class Database: Sendable {
+    let environment: LMDBEnvironment
+    let threadPool: NIOThreadPool
+    let tables: Tables
+
+    struct Tables: Sendable {
+        let tasks: LMDBTable
+        /// Ids of tasks that are queued or running, so recovery need not scan every task.
+        let activeTasks: LMDBTable
+        /// `<createdAt in ms, 15 digits>_<id>` for listing tasks newest first.
+        let tasksByTime: LMDBTable
+        let models: LMDBTable
+        let functions: LMDBTable
+        let settings: LMDBTable
+    }
+
+    /// Opens the database in the folder `path`.
+    public init(path: String, threadPool: NIOThreadPool = .singleton) throws {
+        let environment = try LMDBEnvironment(path: path)
+        self.environment = environment
+        self.threadPool = threadPool
+        self.tables = Tables(
+            tasks: try environment.openTable(named: "tasks"),
+            activeTasks: try environment.openTable(named: "tasks.active"),
+            tasksByTime: try environment.openTable(named: "tasks.byTime"),
+            models: try environment.openTable(named: "models"),
+            functions: try environment.openTable(named: "functions"),
+            settings: try environment.openTable(named: "settings")
+        )
+    }
+
+    /// Runs a read-only transaction on the thread pool.
+    func read<R: Sendable>(_ body: @escaping @Sendable (LMDBTransaction, Tables) throws -> R) async throws -> R {
+        let environment = self.environment
+        let tables = self.tables
+        return try await threadPool.runIfActive { try environment.read { try body($0, tables) } }
+    }
+
+    /// Runs a write transaction on the thread pool.
+    func write<R: Sendable>(_ body: @escaping @Sendable (LMDBTransaction, Tables) throws -> R) async throws -> R {
+        let environment = self.environment
+        let tables = self.tables
+        return try await threadPool.runIfActive { try environment.write { try body($0, tables) } }
+    }
+}
+
+/// JSON encoding of records stored in LMDB.
+enum RecordCoding {
+    static func encode(_ value: some Encodable) throws -> Data {
+        try JSONEncoder.records.encode(value)
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, from bytes: UnsafeRawBufferPointer) throws -> T {
+        try JSONDecoder.records.decode(T.self, from: Data(bytes))
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
+        try JSONDecoder.records.decode(T.self, from: Data(bytes))
+    }
+}
+
+extension JSONEncoder {
+    static var records: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .millisecondsSince1970
+        return encoder
+    }
+}
+
+extension JSONDecoder {
+    static var records: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .millisecondsSince1970
+        return decoder
+    }
+}
+
+extension LMDBTransaction {
+    /// The record stored under `key`, decoded.
+    func record<T: Decodable>(_ type: T.Type, in table: LMDBTable, key: String) throws -> T? {
+        try get(table, key: key).map { try RecordCoding.decode(T.self, from: $0) }
+    }
+
+    /// Every record of a table, decoded, in key order.
+    func records<T: Decodable>(_ type: T.Type, in table: LMDBTable) throws -> [T] {
+        var result: [T] = []
+        try forEach(table) { _, bytes in
+            result.append(try RecordCoding.decode(T.self, from: bytes))
+            return true
+        }
+        return result
+    }
+}
