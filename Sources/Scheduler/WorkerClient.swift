@@ -1,0 +1,85 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import SDBoxCore
+
+/// Why a call to a worker did not give an answer.
+public enum WorkerCallError: Error, Sendable, CustomStringConvertible {
+    /// The worker answered with an error status; `detail` is its error message.
+    case rejected(status: Int, detail: String)
+    /// The worker could not be reached or the connection broke (it crashed, hung or is gone).
+    case unreachable(String)
+
+    public var description: String {
+        switch self {
+        case .rejected(let status, let detail): "worker answered \(status): \(detail)"
+        case .unreachable(let reason): "worker unreachable: \(reason)"
+        }
+    }
+}
+
+/// Calls the A1111 API of worker processes on 127.0.0.1 with AsyncHTTPClient.
+public struct WorkerClient: Sendable {
+    let http: HTTPClient
+    /// The largest answer accepted from a worker.
+    let maxResponseBytes = 1 << 30
+
+    public init(http: HTTPClient = .shared) {
+        self.http = http
+    }
+
+    /// Whether the worker at `port` answers `/internal/ping`.
+    public func ping(port: Int) async -> Bool {
+        (try? await call(port: port, method: .GET, path: "/internal/ping", timeout: .seconds(2))) != nil
+    }
+
+    /// Calls `path` and returns the body of a 2xx answer.
+    public func call(port: Int, method: HTTPMethod, path: String, body: Data? = nil, timeout: TimeAmount) async throws(WorkerCallError) -> Data {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+        request.method = method
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: body))
+        }
+        let response: HTTPClientResponse
+        let bytes: ByteBuffer
+        do {
+            response = try await http.execute(request, timeout: timeout)
+            bytes = try await response.body.collect(upTo: maxResponseBytes)
+        } catch {
+            throw .unreachable("\(error)")
+        }
+        let data = Data(bytes.readableBytesView)
+        guard (200..<300).contains(response.status.code) else {
+            throw .rejected(status: Int(response.status.code), detail: Self.errorDetail(data))
+        }
+        return data
+    }
+
+    /// The worker's current progress, if it answers.
+    public func progress(port: Int) async -> A1111.Progress? {
+        guard let data = try? await call(port: port, method: .GET, path: "/sdapi/v1/progress?skip_current_image=false", timeout: .seconds(5)) else {
+            return nil
+        }
+        return try? JSONDecoder().decode(A1111.Progress.self, from: data)
+    }
+
+    /// Asks the worker to stop its current generation.
+    public func interrupt(port: Int) async {
+        _ = try? await call(port: port, method: .POST, path: "/sdapi/v1/interrupt", timeout: .seconds(5))
+    }
+
+    /// A readable message from an A1111 error body (`{"error": ..., "detail": ..., "errors": ...}`).
+    static func errorDetail(_ data: Data) -> String {
+        guard let json = try? JSONValue(parsing: data) else {
+            return String(decoding: data.prefix(500), as: UTF8.self)
+        }
+        let parts = ["error", "detail", "errors"].compactMap { key -> String? in
+            guard let value = json[key], !value.isNull else { return nil }
+            if let text = value.stringValue { return text.isEmpty ? nil : text }
+            return (try? value.encoded()).map { String(decoding: $0, as: UTF8.self) }
+        }
+        return parts.isEmpty ? String(decoding: data.prefix(500), as: UTF8.self) : parts.joined(separator: ": ")
+    }
+}

@@ -1,0 +1,50 @@
+/// How to start a worker process for one checkpoint: a command with placeholders, filled in per worker.
+///
+/// Placeholders: `{port}` (the port the worker must listen on, on 127.0.0.1), `{checkpoint}` (the
+/// checkpoint's full path), `{checkpoint_name}` (its file name), `{models_dir}` (the models root in
+/// A1111's layout), `{data_dir}` and `{sdbox}` (this executable). An A1111 install is started with
+/// `["python", "launch.py", "--api", "--nowebui", "--port", "{port}", "--ckpt", "{checkpoint}"]`.
+public struct WorkerLaunchProfile: Codable, Sendable, Equatable {
+    public var command: [String]
+    public var workingDirectory: String?
+    public var environment: [String: String]
+    /// How long a worker may take to load its checkpoint and answer `/internal/ping`.
+    public var startupTimeoutSeconds: Double
+
+    public init(command: [String], workingDirectory: String? = nil, environment: [String: String] = [:], startupTimeoutSeconds: Double = 600) {
+        self.command = command
+        self.workingDirectory = workingDirectory
+        self.environment = environment
+        self.startupTimeoutSeconds = startupTimeoutSeconds
+    }
+
+    /// The built-in reference worker (`sdbox worker`), which draws test images.
+    public static func reference(stepMilliseconds: Int = 50, minimumStepMilliseconds: Int = 5) -> Self {
+        WorkerLaunchProfile(
+            command: [
+                "{sdbox}", "worker", "--port", "{port}", "--checkpoint", "{checkpoint}",
+                "--step-ms", "\(stepMilliseconds)", "--min-step-ms", "\(minimumStepMilliseconds)",
+            ],
+            startupTimeoutSeconds: 120
+        )
+    }
+
+    /// Whether this profile starts sdbox's own reference worker.
+    public var isReferenceWorker: Bool {
+        command.count >= 2 && command[0] == "{sdbox}" && command[1] == "worker"
+    }
+
+    /// The command with its placeholders filled in.
+    public func resolvedCommand(_ values: [String: String]) -> [String] {
+        command.map { argument in
+            values.reduce(argument) { text, pair in text.replacingOccurrences(of: "{\(pair.key)}", with: pair.value) }
+        }
+    }
+}
+
+extension String {
+    fileprivate func replacingOccurrences(of target: String, with replacement: String) -> String {
+        guard !target.isEmpty, contains(target) else { return self }
+        return split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
+    }
+}
