@@ -114,6 +114,7 @@ let package = Package(
                 "SDBoxServer",
                 "ReferenceWorker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

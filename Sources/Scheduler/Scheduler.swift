@@ -166,20 +166,27 @@ public actor Scheduler: Service {
         dispatch()
     }
 
-    /// Waits until a task is final and returns it; `nil` if it does not exist.
-    public func waitUntilFinal(_ id: String) async -> TaskRecord? {
+    /// Waits until a task is final and returns it; `nil` if it does not exist. With a `timeout`, returns
+    /// the task as it stands when the time is up.
+    public func waitUntilFinal(_ id: String, timeout: Duration? = nil) async -> TaskRecord? {
         let waiterID = nextWaiterID
         nextWaiterID += 1
         return await withCheckedContinuation { continuation in
             waiters[id, default: [:]][waiterID] = continuation
             Task { await self.resumeIfFinal(id, waiterID: waiterID) }
+            if let timeout {
+                Task {
+                    try? await Task.sleep(for: timeout)
+                    await self.resumeIfFinal(id, waiterID: waiterID, evenIfNotFinal: true)
+                }
+            }
         }
     }
 
     /// Resumes one waiter if its task is already final (it finished before the waiter was registered).
-    func resumeIfFinal(_ id: String, waiterID: Int) async {
+    func resumeIfFinal(_ id: String, waiterID: Int, evenIfNotFinal: Bool = false) async {
         let task = try? await tasks.get(id)
-        if task == nil || task?.state.isFinal == true, let waiter = waiters[id]?.removeValue(forKey: waiterID) {
+        if evenIfNotFinal || task == nil || task?.state.isFinal == true, let waiter = waiters[id]?.removeValue(forKey: waiterID) {
             waiter.resume(returning: task)
         }
     }
@@ -282,7 +289,7 @@ public actor Scheduler: Service {
         let command = configuration.launch.resolvedCommand([
             "port": "\(port)", "checkpoint": checkpoint, "checkpoint_name": model,
             "models_dir": configuration.modelsDirectory, "data_dir": configuration.dataDirectory,
-            "sdbox": configuration.executablePath,
+            "sdbox": configuration.executablePath, "sdbox_pid": "\(getpid())",
         ])
         let safeName = model.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" ? $0 : "_" }
         let process = WorkerProcess(
@@ -367,10 +374,12 @@ public actor Scheduler: Service {
         logger.info("task started", metadata: ["task": "\(taskID)", "model": "\(task.model)", "worker": "\(worker.id)", "attempt": "\(task.attempts)"])
         let answer: Data
         do throws(WorkerCallError) {
-            answer = try await client.call(
-                port: worker.port, method: .POST, path: task.kind.workerPath, body: try? task.request.encoded(),
-                timeout: .seconds(configuration.taskTimeoutSeconds)
-            )
+            answer = try await worker.whileAlive { () async throws(WorkerCallError) -> Data in
+                try await self.client.call(
+                    port: worker.port, method: .POST, path: task.kind.workerPath, body: try? task.request.encoded(),
+                    timeout: .seconds(self.configuration.taskTimeoutSeconds)
+                )
+            }
         } catch .rejected(let status, let detail) {
             let cancelled = isCancelRequested(taskID)
             await finish(taskID, state: cancelled ? .cancelled : .failed, error: cancelled ? nil : "worker error (\(status)): \(detail)")

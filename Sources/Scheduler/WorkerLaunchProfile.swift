@@ -2,7 +2,7 @@
 ///
 /// Placeholders: `{port}` (the port the worker must listen on, on 127.0.0.1), `{checkpoint}` (the
 /// checkpoint's full path), `{checkpoint_name}` (its file name), `{models_dir}` (the models root in
-/// A1111's layout), `{data_dir}` and `{sdbox}` (this executable). An A1111 install is started with
+/// A1111's layout), `{data_dir}`, `{sdbox}` (this executable) and `{sdbox_pid}` (its process id). An A1111 install is started with
 /// `["python", "launch.py", "--api", "--nowebui", "--port", "{port}", "--ckpt", "{checkpoint}"]`.
 public struct WorkerLaunchProfile: Codable, Sendable, Equatable {
     public var command: [String]
@@ -23,7 +23,7 @@ public struct WorkerLaunchProfile: Codable, Sendable, Equatable {
         WorkerLaunchProfile(
             command: [
                 "{sdbox}", "worker", "--port", "{port}", "--checkpoint", "{checkpoint}",
-                "--step-ms", "\(stepMilliseconds)", "--min-step-ms", "\(minimumStepMilliseconds)",
+                "--step-ms", "\(stepMilliseconds)", "--min-step-ms", "\(minimumStepMilliseconds)", "--parent-pid", "{sdbox_pid}",
             ],
             startupTimeoutSeconds: 120
         )

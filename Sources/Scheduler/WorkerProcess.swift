@@ -29,6 +29,7 @@ public final class WorkerProcess: Sendable {
     let logPath: String
     let runDirectory: String
     let stopSignal = StopSignal()
+    let exitSignal = StopSignal()
     let pid = Mutex<Int32?>(nil)
 
     init(id: Int, model: String, port: Int, command: [String], profile: WorkerLaunchProfile, logPath: String, runDirectory: String) {
@@ -53,6 +54,7 @@ public final class WorkerProcess: Sendable {
     ///   - probe: Asks the worker whether it is ready; polled until it says yes or the startup timeout passes.
     ///   - onReady: Called once when the probe first succeeds.
     func run(probe: @escaping @Sendable () async -> Bool, onReady: @escaping @Sendable () async -> Void, logger: Logger) async -> WorkerExit {
+        defer { exitSignal.fire() }
         guard let executable = command.first else {
             return WorkerExit(status: "empty launch command", becameReady: false, lastOutput: [])
         }
@@ -81,7 +83,7 @@ public final class WorkerProcess: Sendable {
                 let pidFile = WorkerReaper.record(pid: processID, in: runDirectory)
                 defer { if let pidFile { unlink(pidFile) } }
                 logger.info("worker started", metadata: ["worker": "\(id)", "model": "\(model)", "pid": "\(processID)", "port": "\(port)"])
-                await withTaskGroup(of: Void.self) { group in
+                await withTaskGroup(of: Child.self) { group in
                     group.addTask {
                         // Copies output to the log file; ends when the process group closes its output.
                         do {
@@ -89,10 +91,12 @@ public final class WorkerProcess: Sendable {
                                 output.append(line)
                             }
                         } catch {}
+                        return .outputEnded
                     }
                     group.addTask {
                         await self.stopSignal.wait()
                         await execution.teardown(using: Self.teardown)
+                        return .stopped
                     }
                     group.addTask {
                         let deadline = ContinuousClock.now + .seconds(self.profile.startupTimeoutSeconds)
@@ -100,7 +104,7 @@ public final class WorkerProcess: Sendable {
                             if await probe() {
                                 output.markReady()
                                 await onReady()
-                                return
+                                return .probeFinished
                             }
                             try? await Task.sleep(for: .milliseconds(100))
                         }
@@ -108,9 +112,10 @@ public final class WorkerProcess: Sendable {
                             output.append("sdbox: worker not ready after \(self.profile.startupTimeoutSeconds) s; stopping it")
                             self.stop()
                         }
+                        return .probeFinished
                     }
-                    // The first child to end is the output copier (the process ended) or the stopper.
-                    await group.next()
+                    // Supervision ends when the process has ended (its output closed) or was stopped.
+                    while let child = await group.next(), child == .probeFinished {}
                     group.cancelAll()
                 }
             }
@@ -119,6 +124,31 @@ public final class WorkerProcess: Sendable {
             return WorkerExit(status: "could not start '\(executable)': \(error)", becameReady: false, lastOutput: output.lastLines)
         }
     }
+
+    /// Runs a call to the worker, failing it as soon as the worker process ends rather than waiting
+    /// for the connection to time out.
+    func whileAlive<T: Sendable>(_ call: @escaping @Sendable () async throws(WorkerCallError) -> T) async throws(WorkerCallError) -> T {
+        let outcome = await withTaskGroup(of: Result<T, WorkerCallError>?.self) { group in
+            group.addTask {
+                do throws(WorkerCallError) {
+                    return .success(try await call())
+                } catch {
+                    return .failure(error)
+                }
+            }
+            group.addTask {
+                await self.exitSignal.wait()
+                return Task.isCancelled ? nil : .failure(.unreachable("the worker process ended"))
+            }
+            var first: Result<T, WorkerCallError>?
+            while first == nil, let next = await group.next() { first = next }
+            group.cancelAll()
+            return first ?? .failure(.unreachable("cancelled"))
+        }
+        return try outcome.get()
+    }
+
+    enum Child: Sendable { case outputEnded, stopped, probeFinished }
 
     static let teardown: [TeardownStep] = [
         .send(signal: .terminate, toProcessGroup: true, allowedDurationToNextStep: .seconds(10)),

@@ -1,0 +1,102 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import ObjectStore
+import SDBoxCore
+import Scheduler
+import Storage
+
+/// The A1111-compatible API under `/sdapi/v1`: the same paths, bodies and answers as AUTOMATIC1111's
+/// web UI, so its clients work unchanged. Requests that name no checkpoint use the caller's default
+/// (`sd_model_checkpoint` in `POST /sdapi/v1/options`).
+struct A1111Routes {
+    let services: Services
+
+    func register(on router: Router<SDBoxRequestContext>) {
+        let api = router.group("/sdapi/v1")
+        for kind in TaskKind.allCases {
+            api.post(RouterPath(kind.rawValue)) { request, context in
+                try await generate(kind: kind, request: request, context: context)
+            }
+        }
+        api.get("progress") { _, context in try Response.json(encoding: await currentProgress(user: context.user)) }
+        api.post("interrupt") { _, context in
+            for task in try await runningTasks(of: context.user) { _ = try await services.scheduler.cancel(task.id) }
+            return Response.json([:])
+        }
+        api.post("skip") { _, _ in Response.json([:]) }
+        api.get("sd-models") { _, _ in
+            let checkpoints = try await services.models.refresh().compactMap(\.checkpoint)
+            return try Response.json(encoding: checkpoints.map(A1111.SDModel.init))
+        }
+        api.post("refresh-checkpoints") { _, _ in
+            try await services.models.refresh()
+            return Response.json(nil)
+        }
+        api.get("samplers") { _, _ in try Response.json(encoding: A1111.samplers) }
+        api.get("schedulers") { _, _ in try Response.json(encoding: A1111.schedulers) }
+        api.get("upscalers") { _, _ in try Response.json(encoding: A1111.upscalers) }
+        api.get("scripts") { _, _ in Response.json(["txt2img": [], "img2img": []]) }
+        api.get("options") { _, context in Response.json(.object(try await options(for: context.user))) }
+        api.post("options") { request, context in
+            var changes = try await request.jsonObject(limit: services.configuration.maxBodyBytes)
+            if let checkpoint = changes["sd_model_checkpoint"] {
+                guard let name = checkpoint.stringValue else {
+                    throw APIError(.badRequest, "invalid request", detail: "field 'sd_model_checkpoint' must be a string", extra: ["field": "sd_model_checkpoint"])
+                }
+                changes["sd_model_checkpoint"] = .string(try await services.resolveModel(name).name)
+            }
+            changes["sd_checkpoint_hash"] = nil
+            _ = try await services.catalog.updateOptions(forUser: context.user, changes)
+            return Response.json(nil)
+        }
+    }
+
+    /// Runs a generation synchronously and answers as A1111: base64 PNGs, parameters, `info` as a JSON string.
+    /// An interrupted generation answers with the images made so far, as A1111 does.
+    func generate(kind: TaskKind, request: Request, context: SDBoxRequestContext) async throws -> Response {
+        let body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
+        let task = try await services.submitGeneration(kind: kind, body: body, user: context.user, userOptions: true)
+        guard let final = await services.scheduler.waitUntilFinal(task.id) else { throw APIError.taskNotFound(task.id) }
+        guard final.state != .failed, let result = final.result else {
+            throw APIError(.internalServerError, final.state == .failed ? "task failed" : "task \(final.state.rawValue)",
+                detail: final.error ?? "", extra: ["taskId": .string(final.id)])
+        }
+        var images: [JSONValue] = []
+        for key in result.images {
+            images.append(.string(try await services.objects.get(key).base64EncodedString()))
+        }
+        let info = try result.info.stringValue ?? String(decoding: result.info.encoded(), as: UTF8.self)
+        return Response.json(["images": .array(images), "parameters": result.parameters, "info": .string(info)])
+    }
+
+    func runningTasks(of user: String) async throws -> [TaskRecord] {
+        var tasks: [TaskRecord] = []
+        for id in await services.scheduler.runningTasks() {
+            if let task = try await services.tasks.get(id), task.user == user, task.state == .running { tasks.append(task) }
+        }
+        return tasks.sorted { ($0.startedAt ?? $0.createdAt) < ($1.startedAt ?? $1.createdAt) }
+    }
+
+    /// The progress of the user's most recently started running task, or idle.
+    func currentProgress(user: String) async throws -> A1111.Progress {
+        guard let latest = try await runningTasks(of: user).last else { return .idle }
+        if case .running(let report?) = await services.scheduler.progress(of: latest.id) { return report }
+        return .idle
+    }
+
+    /// The user's options over the defaults a fresh A1111 reports, with the default checkpoint's title.
+    func options(for user: String) async throws -> [String: JSONValue] {
+        var options: [String: JSONValue] = [
+            "sd_vae": "Automatic", "CLIP_stop_at_last_layers": 1, "samples_format": "png", "eta_noise_seed_delta": 0,
+        ]
+        options.merge(try await services.catalog.options(forUser: user)) { _, own in own }
+        if let model = try? await services.defaultModel(for: user) {
+            options["sd_model_checkpoint"] = .string(model.checkpoint?.title ?? model.name)
+            options["sd_checkpoint_hash"] = model.etag.isEmpty ? .null : .string(model.etag)
+        }
+        return options
+    }
+}

@@ -1,0 +1,116 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import ObjectStore
+import SDBoxCore
+import Scheduler
+import Storage
+
+/// An error answered to the client as JSON `{"error": ..., "detail": ...}` with its HTTP status.
+public struct APIError: HTTPResponseError, Sendable {
+    public let status: HTTPResponse.Status
+    public let error: String
+    public let detail: String
+    /// Extra fields for the body, e.g. the `taskId` of a failed task.
+    public var extra: [String: JSONValue] = [:]
+
+    public init(_ status: HTTPResponse.Status, _ error: String, detail: String = "", extra: [String: JSONValue] = [:]) {
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.extra = extra
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        var body = extra
+        body["error"] = .string(error)
+        body["detail"] = .string(detail)
+        return .json(.object(body), status: status)
+    }
+
+    static func badRequest(_ error: RequestValidationError) -> APIError {
+        var extra: [String: JSONValue] = [:]
+        if let field = error.field { extra["field"] = .string(field) }
+        return APIError(.badRequest, "invalid request", detail: error.message, extra: extra)
+    }
+
+    static func taskNotFound(_ id: String) -> APIError {
+        APIError(.notFound, "task not found", detail: "no task with id '\(id)'")
+    }
+}
+
+/// Turns every error a route throws into the JSON error shape, so no client ever sees an empty or
+/// HTML error body, and logs the unexpected ones.
+struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as APIError {
+            throw error
+        } catch let error as HTTPError {
+            let detail = error.body ?? ""
+            switch error.status {
+            case .notFound: throw APIError(.notFound, "not found", detail: detail.isEmpty ? "no route for \(request.method) \(request.uri.path)" : detail)
+            case .contentTooLarge: throw APIError(.contentTooLarge, "request body too large", detail: detail)
+            default: throw APIError(error.status, error.status.reasonPhrase, detail: detail)
+            }
+        } catch let error as any HTTPResponseError {
+            throw APIError(error.status, error.status.reasonPhrase, detail: "\(error)")
+        } catch {
+            context.logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+            throw APIError(.internalServerError, "internal error", detail: "\(error)")
+        }
+    }
+}
+
+extension Response {
+    /// A JSON response.
+    static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
+        let data = (try? value.encoded()) ?? Data("null".utf8)
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    /// A JSON response from an `Encodable` value.
+    static func json(encoding value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+        .json(try JSONValue(encoding: value), status: status)
+    }
+}
+
+extension Request {
+    /// The body parsed as JSON, refused with 400 when it is not JSON and 413 when it is over `limit` bytes.
+    func jsonBody(limit: Int) async throws -> JSONValue {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await body.collect(upTo: limit)
+        } catch let error as NIOTooManyBytesError {
+            _ = error
+            throw APIError(.contentTooLarge, "request body too large", detail: "the body is over the limit of \(limit) bytes")
+        }
+        guard buffer.readableBytes > 0 else {
+            throw APIError(.badRequest, "invalid request", detail: "the request body is empty; a JSON object is required")
+        }
+        do {
+            return try JSONValue(parsing: buffer.readableBytesView)
+        } catch {
+            throw APIError(.badRequest, "invalid JSON", detail: Self.describe(error))
+        }
+    }
+
+    /// The body as a JSON object.
+    func jsonObject(limit: Int) async throws -> [String: JSONValue] {
+        guard let object = try await jsonBody(limit: limit).objectValue else {
+            throw APIError(.badRequest, "invalid request", detail: "the request body must be a JSON object")
+        }
+        return object
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if case DecodingError.dataCorrupted(let context) = error {
+            let underlying = (context.underlyingError as? NSError)?.userInfo[NSDebugDescriptionErrorKey] as? String
+            return underlying ?? context.debugDescription
+        }
+        return "\(error)"
+    }
+}

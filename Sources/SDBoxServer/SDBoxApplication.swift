@@ -1,0 +1,66 @@
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import Logging
+import ObjectStore
+import SDBoxCore
+import Scheduler
+import ServiceLifecycle
+import Storage
+
+/// Builds the sdbox server: opens the data folder (LMDB, objects, models), starts the scheduler as a
+/// service and routes the task API, the A1111-compatible API, models and objects.
+public enum SDBoxApplication {
+    /// The application for `configuration`; run it with `runService()`.
+    ///
+    /// - Parameter executablePath: This executable, used to start reference workers.
+    public static func build(
+        configuration: ServerConfiguration, executablePath: String, logger: Logger
+    ) async throws -> some ApplicationProtocol {
+        let data = URL(fileURLWithPath: configuration.dataDirectory).standardizedFileURL.path
+        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+        let database = try Database(path: data + "/db")
+        let tasks = TaskStore(database: database)
+        let catalog = CatalogStore(database: database)
+        let objects = try ObjectStore(root: data + "/objects")
+        let signer = URLSigner(secret: try URLSigner.loadOrCreateSecret(at: data + "/url-signing.key"))
+        let launch = configuration.effectiveLaunch
+        let schedulerConfiguration = SchedulerConfiguration(
+            maxInstances: configuration.maxInstances, maxAttempts: configuration.maxAttempts,
+            taskTimeoutSeconds: configuration.taskTimeoutSeconds, launch: launch, dataDirectory: data,
+            executablePath: executablePath
+        )
+        let models = try ModelRegistry(catalog: catalog, modelsDirectory: schedulerConfiguration.modelsDirectory, logger: logger)
+        if launch.isReferenceWorker {
+            logger.notice("workers: the built-in reference worker, which draws test images, not diffusion; configure workers.launch for A1111, Forge or SD.Next")
+            if try await models.installDemoCheckpointIfEmpty() {
+                logger.notice("wrote \(DemoCheckpoint.fileName) to the empty models folder")
+            }
+        }
+        try await models.refresh()
+        let scheduler = Scheduler(
+            configuration: schedulerConfiguration, tasks: tasks, objects: objects, client: WorkerClient(), logger: logger
+        )
+        let services = Services(
+            configuration: configuration, tasks: tasks, catalog: catalog, models: models, scheduler: scheduler,
+            objects: objects, signer: signer
+        )
+        return Application(
+            router: router(services: services),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sdbox"),
+            services: [scheduler],
+            logger: logger
+        )
+    }
+
+    static func router(services: Services) -> Router<SDBoxRequestContext> {
+        let router = Router(context: SDBoxRequestContext.self)
+        router.add(middleware: JSONErrorMiddleware())
+        router.get("/healthz") { _, _ in Response.json(["status": "ok"]) }
+        TaskRoutes(services: services).register(on: router)
+        A1111Routes(services: services).register(on: router)
+        CatalogRoutes(services: services).register(on: router)
+        ObjectRoutes(services: services).register(on: router)
+        return router
+    }
+}

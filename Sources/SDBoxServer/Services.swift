@@ -1,0 +1,108 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import ObjectStore
+import SDBoxCore
+import Scheduler
+import Storage
+
+/// The parts of a running sdbox that routes use, bundled so each route file takes one value.
+public struct Services: Sendable {
+    public let configuration: ServerConfiguration
+    public let tasks: TaskStore
+    public let catalog: CatalogStore
+    public let models: ModelRegistry
+    public let scheduler: Scheduler
+    public let objects: ObjectStore
+    public let signer: URLSigner
+
+    public init(
+        configuration: ServerConfiguration, tasks: TaskStore, catalog: CatalogStore, models: ModelRegistry,
+        scheduler: Scheduler, objects: ObjectStore, signer: URLSigner
+    ) {
+        self.configuration = configuration
+        self.tasks = tasks
+        self.catalog = catalog
+        self.models = models
+        self.scheduler = scheduler
+        self.objects = objects
+        self.signer = signer
+    }
+}
+
+extension Services {
+    /// The checkpoint a user's requests use when they name none: the user's `sd_model_checkpoint`
+    /// option, else the first checkpoint by name.
+    func defaultModel(for user: String) async throws -> ModelRecord {
+        if let chosen = try await catalog.options(forUser: user)["sd_model_checkpoint"]?.stringValue,
+            let model = try await models.resolve(chosen)
+        {
+            return model
+        }
+        guard let first = try await models.refresh().first else {
+            throw APIError(.notFound, "no model", detail: "the models folder holds no checkpoint; upload one or set stable_diffusion_model")
+        }
+        return first
+    }
+
+    /// Finds a checkpoint by any of the names A1111 accepts, rescanning the folder once when it is not known.
+    func resolveModel(_ name: String) async throws -> ModelRecord {
+        if let model = try await models.resolve(name) { return model }
+        try await models.refresh()
+        if let model = try await models.resolve(name) { return model }
+        throw APIError(.notFound, "model not found", detail: "no checkpoint named '\(name)' in the models folder")
+    }
+
+    /// Validates a generation request, persists it as a task and queues it.
+    ///
+    /// - Parameter userOptions: Whether to apply the user's A1111 options (`POST /sdapi/v1/options`) as
+    ///   `override_settings`, as the A1111-compatible routes do.
+    func submitGeneration(kind: TaskKind, body: JSONValue, user: String, userOptions: Bool) async throws -> TaskRecord {
+        let generation: GenerationRequest
+        do {
+            generation = try GenerationRequest(kind: kind, body: body, limits: configuration.limits)
+        } catch {
+            throw APIError.badRequest(error)
+        }
+        let model: ModelRecord
+        if let name = generation.model {
+            model = try await resolveModel(name)
+        } else {
+            model = try await defaultModel(for: user)
+        }
+        var workerBody = generation.workerBody
+        if userOptions {
+            let options = try await catalog.options(forUser: user).filter { !Self.checkpointOptions.contains($0.key) }
+            if !options.isEmpty {
+                let requested = workerBody["override_settings"]?.objectValue ?? [:]
+                workerBody["override_settings"] = .object(options.merging(requested) { _, own in own })
+            }
+        }
+        let task = try await tasks.insert(
+            TaskRecord(id: TaskID.make(), kind: kind, model: model.name, user: user, request: workerBody)
+        )
+        await scheduler.submit(task)
+        return task
+    }
+
+    /// Options that choose the checkpoint, which sdbox handles itself rather than forwarding.
+    static let checkpointOptions: Set<String> = ["sd_model_checkpoint", "sd_checkpoint_hash"]
+
+    /// A task of `user`, or 404 (also for another user's task, so that its existence does not leak).
+    func task(_ id: String, user: String) async throws -> TaskRecord {
+        guard TaskID.isWellFormed(id), let task = try await tasks.get(id), task.user == user else {
+            throw APIError.taskNotFound(id)
+        }
+        return task
+    }
+
+    /// Signed, expiring URLs for object keys, absolute when the base is known.
+    func signedURLs(for keys: [String], request: Request) -> [String] {
+        let expires = Int64(Date().timeIntervalSince1970) + Int64(configuration.urlExpirySeconds)
+        let base = configuration.publicURL.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+            ?? request.head.authority.map { "http://\($0)" } ?? ""
+        return keys.map { base + signer.signedPath(for: $0, expires: expires) }
+    }
+}

@@ -1,0 +1,116 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import ObjectStore
+import SDBoxCore
+import Scheduler
+import Storage
+
+/// The task API of the original serverless edition: `/txt2img`, `/img2img`, `/tasks/{id}/...`, with
+/// `Request-Type: sync|async`.
+struct TaskRoutes {
+    let services: Services
+
+    func register(on router: Router<SDBoxRequestContext>) {
+        for kind in TaskKind.allCases {
+            router.post(RouterPath("/\(kind.rawValue)")) { request, context in
+                try await generate(kind: kind, request: request, context: context)
+            }
+        }
+        router.get("/tasks") { request, context in
+            let limit = min(max(request.uri.queryParameters.get("limit", as: Int.self) ?? 50, 1), 500)
+            let tasks = try await services.tasks.recent(limit: limit, user: context.user)
+            return Response.json(["tasks": .array(tasks.map(summary))])
+        }
+        router.get("/tasks/:id/result") { request, context in
+            let task = try await services.task(try context.parameters.require("id"), user: context.user)
+            return Response.json(.object(result(of: task, request: request)))
+        }
+        router.get("/tasks/:id/progress") { _, context in
+            let task = try await services.task(try context.parameters.require("id"), user: context.user)
+            return Response.json(.object(try await progress(of: task)))
+        }
+        router.post("/tasks/:id/cancellation") { _, context in
+            let id = try context.parameters.require("id")
+            _ = try await services.task(id, user: context.user)
+            guard var task = try await services.scheduler.cancel(id) else { throw APIError.taskNotFound(id) }
+            if task.state == .running {
+                // The worker was interrupted; it lets go within a step.
+                task = await services.scheduler.waitUntilFinal(id, timeout: .seconds(30)) ?? task
+            }
+            return Response.json(["taskId": .string(id), "status": .string(task.state.rawValue)])
+        }
+    }
+
+    func generate(kind: TaskKind, request: Request, context: SDBoxRequestContext) async throws -> Response {
+        let body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
+        let task = try await services.submitGeneration(kind: kind, body: body, user: context.user, userOptions: false)
+        if request.headers[.requestType]?.lowercased() == "async" {
+            return Response.json(["taskId": .string(task.id), "status": .string(task.state.rawValue)])
+        }
+        guard let final = await services.scheduler.waitUntilFinal(task.id) else { throw APIError.taskNotFound(task.id) }
+        var answer: [String: JSONValue] = [
+            "taskId": .string(final.id), "status": .string(final.state.rawValue),
+            "ossUrl": .array(services.signedURLs(for: final.result?.images ?? [], request: request).map { .string($0) }),
+        ]
+        if final.state == .failed {
+            throw APIError(.internalServerError, "task failed", detail: final.error ?? "", extra: answer)
+        }
+        if let error = final.error { answer["error"] = .string(error) }
+        return Response.json(.object(answer))
+    }
+
+    /// `GET /tasks/{id}/result`: the original's shape, plus `status` and `error`.
+    func result(of task: TaskRecord, request: Request) -> [String: JSONValue] {
+        var body: [String: JSONValue] = ["taskId": .string(task.id), "status": .string(task.state.rawValue)]
+        if let result = task.result {
+            body["images"] = .array(result.images.map { .string($0) })
+            body["ossUrl"] = .array(services.signedURLs(for: result.images, request: request).map { .string($0) })
+            body["info"] = result.info
+            body["parameters"] = result.parameters
+        }
+        if let error = task.error { body["error"] = .string(error) }
+        return body
+    }
+
+    /// `GET /tasks/{id}/progress`: A1111's progress with the original's camel-case keys.
+    func progress(of task: TaskRecord) async throws -> [String: JSONValue] {
+        var progress = A1111.Progress.idle
+        var position: Int?
+        switch await services.scheduler.progress(of: task.id) {
+        case .queued(let place):
+            position = place
+            progress.state.job = "queued"
+        case .running(let report):
+            progress = report ?? progress
+        case .notActive:
+            if task.state == .succeeded {
+                progress.progress = 1
+            }
+        }
+        var body: [String: JSONValue] = [
+            "taskId": .string(task.id), "status": .string(task.state.rawValue),
+            "progress": .number(task.state == .succeeded ? 1 : progress.progress),
+            "etaRelative": .number(progress.eta_relative),
+            "currentImage": progress.current_image.map { .string($0) } ?? .string(""),
+            "state": try JSONValue(encoding: progress.state),
+        ]
+        if let position { body["queuePosition"] = .integer(Int64(position)) }
+        return body
+    }
+
+    func summary(_ task: TaskRecord) -> JSONValue {
+        [
+            "taskId": .string(task.id), "kind": .string(task.kind.rawValue), "model": .string(task.model),
+            "status": .string(task.state.rawValue), "attempts": .integer(Int64(task.attempts)),
+            "createdAt": .string(task.createdAt.ISO8601Format()), "error": task.error.map { .string($0) } ?? .null,
+        ]
+    }
+}
+
+extension HTTPField.Name {
+    static let requestType = Self("Request-Type")!
+    static let taskFlag = Self("Task-Flag")!
+}
