@@ -19,6 +19,16 @@ public enum A1111 {
 
         /// The answer when nothing is running.
         public static let idle = Progress(progress: 0, eta_relative: 0, state: State())
+
+        public func encode(to encoder: any Encoder) throws {
+            // A1111 sends `null` for absent values rather than leaving keys out.
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(progress, forKey: .progress)
+            try container.encode(eta_relative, forKey: .eta_relative)
+            try container.encode(state, forKey: .state)
+            try container.encode(current_image, forKey: .current_image)
+            try container.encode(textinfo, forKey: .textinfo)
+        }
     }
 
     /// The `state` object of a progress answer (A1111's `shared.state.dict()`).
@@ -78,6 +88,16 @@ public enum A1111 {
             self.sha256 = checkpoint.sha256
             self.filename = checkpoint.path
             self.config = nil
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(title, forKey: .title)
+            try container.encode(model_name, forKey: .model_name)
+            try container.encode(hash, forKey: .hash)
+            try container.encode(sha256, forKey: .sha256)
+            try container.encode(filename, forKey: .filename)
+            try container.encode(config, forKey: .config)
         }
     }
 

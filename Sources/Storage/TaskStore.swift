@@ -30,12 +30,14 @@ public struct TaskStore: Sendable {
             while try txn.get(tables.tasks, key: task.id) != nil {
                 task.id = TaskID.make()
             }
-            try txn.put(tables.tasks, key: task.id, value: RecordCoding.encode(task), overwrite: false)
+            let encoded = try RecordCoding.encode(task)
+            try txn.put(tables.tasks, key: task.id, value: encoded, overwrite: false)
             try txn.put(tables.tasksByTime, key: Self.timeKey(task), value: Array(task.id.utf8))
             if !task.state.isFinal {
                 try txn.put(tables.activeTasks, key: task.id, value: [UInt8]())
             }
-            return task
+            // Answer with the task as stored (dates at the store's millisecond precision).
+            return try RecordCoding.decode(TaskRecord.self, from: [UInt8](encoded))
         }
     }
 
@@ -61,11 +63,12 @@ public struct TaskStore: Sendable {
                     throw TaskStoreError.invalidTransition(id: id, from: old.state, to: task.state)
                 }
             }
-            try txn.put(tables.tasks, key: id, value: RecordCoding.encode(task))
+            let encoded = try RecordCoding.encode(task)
+            try txn.put(tables.tasks, key: id, value: encoded)
             if task.state.isFinal {
                 try txn.delete(tables.activeTasks, key: id)
             }
-            return task
+            return try RecordCoding.decode(TaskRecord.self, from: [UInt8](encoded))
         }
     }
 

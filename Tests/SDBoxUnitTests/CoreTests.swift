@@ -1,0 +1,180 @@
+import Foundation
+import ImageCodec
+import ReferenceWorker
+import SDBoxCore
+import SDBoxServer
+import Scheduler
+import Testing
+
+@Suite struct GenerationRequestTests {
+    @Test func readsFieldsAndStripsSdboxOwn() throws {
+        let request = try GenerationRequest(
+            kind: .txt2img,
+            body: ["stable_diffusion_model": "demo.safetensors", "sd_vae": "vae.pt", "prompt": "fox", "steps": 8, "width": 64, "height": 64, "alwayson_scripts": [:]]
+        )
+        #expect(request.model == "demo.safetensors")
+        #expect(request.steps == 8 && request.width == 64 && request.batchSize == 1)
+        #expect(request.workerBody["stable_diffusion_model"] == nil)
+        #expect(request.workerBody["sd_vae"] == nil)
+        #expect(request.workerBody["override_settings"] == ["sd_vae": "vae.pt"])
+        #expect(request.workerBody["alwayson_scripts"] == [:])
+    }
+
+    @Test func defaultsAreA1111s() throws {
+        let request = try GenerationRequest(kind: .txt2img, body: [:])
+        #expect(request.model == nil)
+        #expect(request.steps == 50 && request.width == 512 && request.height == 512)
+    }
+
+    static let badBodies: [(JSONValue, String)] = [
+        (["steps": "eight"], "steps"),
+        (["width": 64.5], "width"),
+        (["prompt": 3], "prompt"),
+        (["styles": [1]], "styles"),
+        (["override_settings": "x"], "override_settings"),
+        (["steps": 0], "steps"),
+        (["steps": 100000], "steps"),
+        (["width": 8], "width"),
+        (["batch_size": 10, "n_iter": 10], "batch_size"),
+        (["stable_diffusion_model": 1], "stable_diffusion_model"),
+    ]
+
+    @Test(arguments: badBodies)
+    func namesTheBadField(body: JSONValue, field: String) {
+        #expect(throws: RequestValidationError.self) { try GenerationRequest(kind: .txt2img, body: body) }
+        do {
+            _ = try GenerationRequest(kind: .txt2img, body: body)
+        } catch {
+            #expect(error.field == field)
+            #expect(error.message.contains(field))
+        }
+    }
+
+    @Test func nullsAreAccepted() throws {
+        _ = try GenerationRequest(kind: .txt2img, body: ["hr_checkpoint_name": nil, "script_name": nil, "seed": nil])
+    }
+
+    @Test func img2imgNeedsInitImages() {
+        #expect(throws: RequestValidationError.self) { try GenerationRequest(kind: .img2img, body: ["prompt": "x"]) }
+        #expect(throws: RequestValidationError.self) { try GenerationRequest(kind: .img2img, body: ["init_images": []]) }
+    }
+
+    @Test func bodyMustBeAnObject() {
+        #expect(throws: RequestValidationError.self) { try GenerationRequest(kind: .txt2img, body: [1, 2]) }
+    }
+}
+
+@Suite struct ImageCodecTests {
+    @Test func pngRoundTripKeepsPixelsAndText() throws {
+        let image = TestImageRenderer.render(prompt: "fox", seed: 1, width: 48, height: 32, steps: 4)
+        let infotext = "fox\nSteps: 4, Seed: 1, Size: 48x32"
+        let png = try PNGCodec.encode(image, text: [("parameters", infotext), ("comment", "héllo ✓")])
+        #expect(PNGCodec.isPNG(png))
+        let decoded = try PNGCodec.decode(png)
+        #expect(decoded == image)
+        let text = PNGTextChunks.read(from: png)
+        #expect(text["parameters"] == infotext)
+        #expect(text["comment"] == "héllo ✓")
+    }
+
+    @Test func refusesGarbageAndHugeImages() throws {
+        #expect(throws: ImageCodecError.self) { try PNGCodec.decode(Data("not a png".utf8)) }
+        let png = try PNGCodec.encode(PixelImage(width: 100, height: 100))
+        #expect(throws: ImageCodecError.self) { try PNGCodec.decode(png, maxPixels: 9999) }
+    }
+
+    @Test func renderingIsDeterministic() {
+        let a = TestImageRenderer.render(prompt: "fox", seed: 7, width: 32, height: 32, steps: 8)
+        let b = TestImageRenderer.render(prompt: "fox", seed: 7, width: 32, height: 32, steps: 8)
+        let c = TestImageRenderer.render(prompt: "fox", seed: 8, width: 32, height: 32, steps: 8)
+        let d = TestImageRenderer.render(prompt: "owl", seed: 7, width: 32, height: 32, steps: 8)
+        #expect(a == b)
+        #expect(a != c)
+        #expect(a != d)
+    }
+}
+
+@Suite struct CheckpointTests {
+    @Test func demoCheckpointIsValidSafetensors() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path + "/demo.safetensors"
+        try DemoCheckpoint.contents().write(to: URL(fileURLWithPath: path))
+        try Checkpoint.validate(path: path)
+        let checkpoint = Checkpoint(path: path, sha256: try Checkpoint.sha256(ofFileAt: path))
+        #expect(checkpoint.sha256.count == 64)
+        #expect(checkpoint.title == "demo.safetensors [\(checkpoint.sha256.prefix(10))]")
+        #expect(checkpoint.modelName == "demo")
+    }
+
+    @Test func refusesBrokenFiles() throws {
+        let directory = try TemporaryDirectory()
+        let cases: [(String, Data)] = [
+            ("short.safetensors", Data([1, 2])),
+            ("badjson.safetensors", Data([4, 0, 0, 0, 0, 0, 0, 0]) + Data("{{{{".utf8)),
+            ("overflow.safetensors", Data([0xFF, 0xFF, 0, 0, 0, 0, 0, 0]) + Data("{}".utf8)),
+            ("text.ckpt", Data("hello".utf8)),
+            ("model.txt", Data("x".utf8)),
+        ]
+        for (name, data) in cases {
+            let path = directory.path + "/" + name
+            try data.write(to: URL(fileURLWithPath: path))
+            #expect(throws: CheckpointError.self, "\(name)") { try Checkpoint.validate(path: path) }
+        }
+        // A tensor whose offsets run past the file is refused.
+        var header = Data("{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}".utf8)
+        while header.count % 8 != 0 { header.append(0x20) }
+        var file = Data()
+        withUnsafeBytes(of: UInt64(header.count).littleEndian) { file.append(contentsOf: $0) }
+        file.append(header)
+        file.append(Data(count: 8))
+        let path = directory.path + "/truncated.safetensors"
+        try file.write(to: URL(fileURLWithPath: path))
+        #expect(throws: CheckpointError.self) { try Checkpoint.validate(path: path) }
+    }
+}
+
+@Suite struct ConfigurationTests {
+    @Test func readsKeysOverDefaults() throws {
+        let config = try ServerConfiguration.load(yaml: """
+            port: 9000
+            dataDir: /srv/sdbox
+            limits:
+              maxSteps: 80
+            workers:
+              maxInstances: 4
+              launch:
+                command: [python, launch.py, --api, --nowebui, --port, "{port}", --ckpt, "{checkpoint}"]
+                workingDirectory: /opt/a1111
+            """)
+        #expect(config.port == 9000)
+        #expect(config.dataDirectory == "/srv/sdbox")
+        #expect(config.limits.maxSteps == 80)
+        #expect(config.maxInstances == 4)
+        #expect(config.host == "127.0.0.1")
+        #expect(config.effectiveLaunch.resolvedCommand(["port": "7001", "checkpoint": "/m/x.safetensors"])
+            == ["python", "launch.py", "--api", "--nowebui", "--port", "7001", "--ckpt", "/m/x.safetensors"])
+        #expect(!config.effectiveLaunch.isReferenceWorker)
+        #expect(ServerConfiguration().effectiveLaunch.isReferenceWorker)
+    }
+
+    @Test(arguments: [
+        ("prot: 1", "prot"),
+        ("port: seventy", "port"),
+        ("port: 70000", "port"),
+        ("workers:\n  maxInstance: 2", "workers.maxInstance"),
+        ("workers:\n  launch:\n    workingDirectory: /x", "workers.launch.command"),
+        ("limits: 3", "limits"),
+    ])
+    func errorsNameTheKey(yaml: String, key: String) {
+        do {
+            _ = try ServerConfiguration.load(yaml: yaml)
+            Issue.record("\(yaml) was accepted")
+        } catch {
+            #expect("\(error)".hasPrefix(key), "\(error)")
+        }
+    }
+
+    @Test func emptyFileKeepsDefaults() throws {
+        #expect(try ServerConfiguration.load(yaml: "") == ServerConfiguration())
+    }
+}

@@ -1,0 +1,168 @@
+import Foundation
+import SDBoxCore
+import Storage
+import Testing
+
+@Suite struct LMDBTests {
+    @Test func putGetDeleteAndCursor() throws {
+        let directory = try TemporaryDirectory()
+        let environment = try LMDBEnvironment(path: directory.path)
+        let table = try environment.openTable(named: "things")
+        try environment.write { txn in
+            try txn.put(table, key: "b", value: Array("two".utf8))
+            try txn.put(table, key: "a", value: Array("one".utf8))
+            try txn.put(table, key: "c", value: Array("three".utf8))
+        }
+        #expect(try environment.read { try $0.get(table, key: "a") } == Array("one".utf8))
+        #expect(try environment.read { try $0.get(table, key: "missing") } == nil)
+        let inserted = try environment.write { try $0.put(table, key: "a", value: Array("uno".utf8), overwrite: false) }
+        #expect(inserted == false)
+        #expect(try environment.read { try $0.get(table, key: "a") } == Array("one".utf8))
+
+        var forward: [String] = []
+        var backward: [String] = []
+        try environment.read { txn in
+            try txn.forEach(table) { key, _ in forward.append(key); return true }
+            try txn.forEach(table, reverse: true) { key, _ in backward.append(key); return backward.count < 2 }
+        }
+        #expect(forward == ["a", "b", "c"])
+        #expect(backward == ["c", "b"])
+
+        #expect(try environment.write { try $0.delete(table, key: "b") })
+        #expect(try environment.write { try $0.delete(table, key: "b") } == false)
+    }
+
+    @Test func abortedWriteLeavesNothing() throws {
+        let directory = try TemporaryDirectory()
+        let environment = try LMDBEnvironment(path: directory.path)
+        let table = try environment.openTable(named: "things")
+        struct Boom: Error {}
+        #expect(throws: Boom.self) {
+            try environment.write { txn -> Void in
+                try txn.put(table, key: "k", value: [1, 2, 3])
+                throw Boom()
+            }
+        }
+        #expect(try environment.read { try $0.get(table, key: "k") } == nil)
+    }
+
+    @Test func dataSurvivesReopening() throws {
+        let directory = try TemporaryDirectory()
+        do {
+            let environment = try LMDBEnvironment(path: directory.path)
+            let table = try environment.openTable(named: "things")
+            _ = try environment.write { try $0.put(table, key: "k", value: [7]) }
+        }
+        let environment = try LMDBEnvironment(path: directory.path)
+        let table = try environment.openTable(named: "things")
+        #expect(try environment.read { try $0.get(table, key: "k") } == [7])
+    }
+}
+
+@Suite struct TaskStoreTests {
+    func makeTask(_ id: String = TaskID.make(), user: String = "default", at date: Date = Date()) -> TaskRecord {
+        TaskRecord(id: id, kind: .txt2img, model: "demo.safetensors", user: user, request: ["prompt": "fox"], createdAt: date)
+    }
+
+    @Test func insertUpdateAndActiveIndex() async throws {
+        let directory = try TemporaryDirectory()
+        let store = TaskStore(database: try Database(path: directory.path))
+        let task = try await store.insert(makeTask())
+        #expect(try await store.get(task.id) == task)
+        #expect(try await store.activeTasks().map(\.id) == [task.id])
+
+        let running = try await store.update(task.id) {
+            $0.state = .running
+            $0.attempts += 1
+        }
+        #expect(running.state == .running && running.attempts == 1)
+        #expect(try await store.activeTasks().map(\.id) == [task.id])
+
+        try await store.update(task.id) {
+            $0.state = .succeeded
+            $0.result = TaskResult(images: ["images/default/\(task.id)_1.png"], info: ["seed": 1], parameters: [:])
+        }
+        #expect(try await store.activeTasks().isEmpty)
+        #expect(try await store.get(task.id)?.result?.images.count == 1)
+    }
+
+    @Test func refusesInvalidTransitions() async throws {
+        let directory = try TemporaryDirectory()
+        let store = TaskStore(database: try Database(path: directory.path))
+        let task = try await store.insert(makeTask())
+        await #expect(throws: TaskStoreError.invalidTransition(id: task.id, from: .queued, to: .succeeded)) {
+            try await store.update(task.id) { $0.state = .succeeded }
+        }
+        try await store.update(task.id) { $0.state = .cancelled }
+        await #expect(throws: TaskStoreError.self) {
+            try await store.update(task.id) { $0.state = .queued }
+        }
+        // A final task cannot be changed at all, not even its other fields.
+        await #expect(throws: TaskStoreError.self) {
+            try await store.update(task.id) { $0.error = "rewritten" }
+        }
+        await #expect(throws: TaskStoreError.notFound("nope")) {
+            try await store.update("nope") { $0.state = .running }
+        }
+    }
+
+    @Test func recentListsNewestFirstPerUser() async throws {
+        let directory = try TemporaryDirectory()
+        let store = TaskStore(database: try Database(path: directory.path))
+        let base = Date(timeIntervalSince1970: 1_700_000_000)
+        for index in 0..<5 {
+            _ = try await store.insert(makeTask("t\(index)", user: index % 2 == 0 ? "alice" : "bob", at: base + Double(index)))
+        }
+        #expect(try await store.recent(limit: 10).map(\.id) == ["t4", "t3", "t2", "t1", "t0"])
+        #expect(try await store.recent(limit: 2, user: "alice").map(\.id) == ["t4", "t2"])
+    }
+
+    @Test func optionsMergePerUser() async throws {
+        let directory = try TemporaryDirectory()
+        let catalog = CatalogStore(database: try Database(path: directory.path))
+        _ = try await catalog.updateOptions(forUser: "alice", ["a": 1])
+        let merged = try await catalog.updateOptions(forUser: "alice", ["b": "x"])
+        #expect(merged == ["a": 1, "b": "x"])
+        #expect(try await catalog.options(forUser: "bob").isEmpty)
+    }
+}
+
+@Suite struct TaskStateTests {
+    @Test(arguments: TaskState.allCases)
+    func finalStatesGoNowhere(state: TaskState) {
+        if state.isFinal {
+            #expect(TaskState.allCases.allSatisfy { !state.canMove(to: $0) })
+        }
+    }
+
+    @Test func lifecycle() {
+        #expect(TaskState.queued.canMove(to: .running))
+        #expect(TaskState.queued.canMove(to: .cancelled))
+        #expect(TaskState.running.canMove(to: .queued))
+        #expect(TaskState.running.canMove(to: .succeeded))
+        #expect(!TaskState.queued.canMove(to: .succeeded))
+        #expect(!TaskState.running.canMove(to: .running))
+    }
+
+    @Test func idsAreShortUrlSafeAndDistinct() {
+        let ids = (0..<1000).map { _ in TaskID.make() }
+        #expect(Set(ids).count == ids.count)
+        #expect(ids.allSatisfy { $0.count == 12 && TaskID.isWellFormed($0) })
+        #expect(!TaskID.isWellFormed("../etc"))
+        #expect(!TaskID.isWellFormed(""))
+    }
+}
+
+/// A folder removed when the value goes away.
+final class TemporaryDirectory: Sendable {
+    let path: String
+
+    init() throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("sdbox-test-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
