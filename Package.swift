@@ -130,9 +130,10 @@ let package = Package(
             name: "EndToEndTests",
             dependencies: [
                 "SDBoxCore",
+                "ImageCodec",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "Subprocess", package: "swift-subprocess"),
-                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Wire types of the AUTOMATIC1111 web UI API (`modules/api/models.py`), shared by sdbox's A1111-compatible
 /// routes and the reference worker. Field names are A1111's, so these encode to exactly what its clients expect.
 public enum A1111 {
@@ -87,6 +89,17 @@ public enum A1111 {
             self.hash = checkpoint.shortHash
             self.sha256 = checkpoint.sha256
             self.filename = checkpoint.path
+            self.config = nil
+        }
+
+        /// A checkpoint whose hash is not known yet: A1111 then titles it by file name alone.
+        public init(path: String) {
+            let fileName = (path as NSString).lastPathComponent
+            self.title = fileName
+            self.model_name = (fileName as NSString).deletingPathExtension
+            self.hash = nil
+            self.sha256 = nil
+            self.filename = path
             self.config = nil
         }
 

@@ -28,8 +28,8 @@ struct A1111Routes {
         }
         api.post("skip") { _, _ in Response.json([:]) }
         api.get("sd-models") { _, _ in
-            let checkpoints = try await services.models.refresh().compactMap(\.checkpoint)
-            return try Response.json(encoding: checkpoints.map(A1111.SDModel.init))
+            let models = try await services.models.refresh()
+            return try Response.json(encoding: models.map { $0.checkpoint.map(A1111.SDModel.init(checkpoint:)) ?? A1111.SDModel(path: $0.ossPath) })
         }
         api.post("refresh-checkpoints") { _, _ in
             try await services.models.refresh()

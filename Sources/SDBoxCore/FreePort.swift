@@ -3,8 +3,8 @@ import Glibc
 #endif
 
 /// Finds a TCP port on 127.0.0.1 that is free right now, by binding port 0 and reading what the kernel chose.
-enum FreePort {
-    static func allocate() -> Int? {
+public enum FreePort {
+    public static func allocate() -> Int? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return nil }
         defer { close(fd) }

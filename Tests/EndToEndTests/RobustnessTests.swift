@@ -1,0 +1,139 @@
+import Foundation
+import NIOHTTP1
+import SDBoxCore
+import Testing
+
+@Suite(.serialized) struct RobustnessTests {
+    @Test func badInputGetsClearErrors() async throws {
+        let server = try await ServerProcess(config: fastWorkers + "\nmaxBodyBytes: 4096\n")
+        defer { server.destroy() }
+
+        let (badJSON, parse) = try jsonOf(await server.request(.POST, "/txt2img", body: Data("{\"steps\": 8,".utf8)))
+        #expect(badJSON == 400)
+        #expect(parse["error"] == "invalid JSON")
+
+        let (wrongType, typed) = try await server.json(.POST, "/txt2img", ["steps": "eight"])
+        #expect(wrongType == 400)
+        #expect(typed["field"] == "steps")
+        #expect(typed["detail"]?.stringValue?.contains("'steps'") == true)
+
+        let (unknownModel, missing) = try await server.json(.POST, "/txt2img", ["stable_diffusion_model": "nope.safetensors"])
+        #expect(unknownModel == 404)
+        #expect(missing["detail"]?.stringValue?.contains("nope.safetensors") == true)
+
+        let (tooLarge, large) = try await server.json(.POST, "/txt2img", ["prompt": .string(String(repeating: "x", count: 10_000))])
+        #expect(tooLarge == 413)
+        #expect(large["error"] == "request body too large")
+
+        #expect(try await server.json(.GET, "/tasks/doesnotexist/result").0 == 404)
+        #expect(try await server.json(.GET, "/tasks/..%2F..%2Fetc/result").0 == 404)
+        #expect(try await server.json(.POST, "/tasks/doesnotexist/cancellation").0 == 404)
+        let (noRoute, route) = try await server.json(.GET, "/no/such/route")
+        #expect(noRoute == 404)
+        #expect(route["error"] == "not found")
+        #expect(try await server.json(.GET, "/objects/../../etc/passwd?expires=9999999999&sig=00").0 >= 400)
+
+        // Nothing above was recorded as a task, and the server still serves.
+        #expect(try await server.json(.GET, "/tasks").1["tasks"] == [])
+        #expect(try await server.json(.POST, "/txt2img", ["steps": 1, "width": 64, "height": 64]).1["status"] == "succeeded")
+    }
+
+    @Test func modelsAndFunctionsAreListed() async throws {
+        let server = try await ServerProcess(config: fastWorkers)
+        defer { server.destroy() }
+        let (_, models) = try await server.json(.GET, "/models")
+        let demo = try #require(models.arrayValue?.first)
+        #expect(demo["type"] == "stableDiffusion")
+        #expect(demo["name"] == "demo.safetensors")
+        #expect(demo["ossPath"]?.stringValue?.hasSuffix("/models/Stable-diffusion/demo.safetensors") == true)
+        #expect(demo["etag"]?.stringValue?.count == 64)
+        #expect(demo["status"] == "unloaded")
+        #expect(demo["registeredTime"]?.stringValue != nil && demo["lastModificationTime"]?.stringValue != nil)
+
+        _ = try await server.json(.POST, "/txt2img", ["steps": 1, "width": 64, "height": 64])
+        #expect(try await server.json(.GET, "/models").1.arrayValue?.first?["status"] == "loaded")
+
+        let (_, functions) = try await server.json(.GET, "/list/sdapi/functions")
+        #expect(functions["status"] == "success")
+        let function = try #require(functions["functions"]?.arrayValue?.first)
+        #expect(function["model"] == "demo.safetensors")
+        #expect(function["functionName"]?.stringValue?.hasPrefix("sd_") == true)
+    }
+
+    @Test func brokenCheckpointFailsWithTheWorkersReason() async throws {
+        let server = try await ServerProcess(config: fastWorkers, models: ["broken.safetensors": Data("garbage".utf8)])
+        defer { server.destroy() }
+        let (status, answer) = try await server.json(.POST, "/txt2img", ["stable_diffusion_model": "broken", "steps": 1, "width": 64, "height": 64])
+        #expect(status == 500)
+        #expect(answer["status"] == "failed")
+        #expect(answer["detail"]?.stringValue?.contains("failed to start") == true, "\(answer)")
+        #expect(answer["detail"]?.stringValue?.contains("safetensors") == true, "\(answer)")
+    }
+
+    @Test func crashedWorkerIsReplacedAndTheTaskRunsAgain() async throws {
+        let server = try await ServerProcess(config: pacedWorkers)
+        defer { server.destroy() }
+        let (_, accepted) = try await server.json(
+            .POST, "/txt2img", ["prompt": "crash", "steps": 50, "width": 512, "height": 512], headers: [("Request-Type", "async")]
+        )
+        let id = try #require(accepted["taskId"]?.stringValue)
+        while try await server.json(.GET, "/tasks/\(id)/progress").1["state"]?["sampling_step"]?.integerValue ?? 0 < 2 {
+            try await Task.sleep(for: .milliseconds(30))
+        }
+        let workers = server.workerPIDs()
+        #expect(workers.count == 1)
+        for pid in workers { kill(pid, SIGKILL) }
+
+        let result = try await server.waitForTask(id)
+        #expect(result["status"] == "succeeded", "\(result)")
+        let (_, list) = try await server.json(.GET, "/tasks")
+        #expect(list["tasks"]?.arrayValue?.first?["attempts"] == 2)
+        #expect(server.workerPIDs() != workers)
+    }
+
+    @Test func restartKeepsEveryTaskAndRunsUnfinishedOnes() async throws {
+        let server = try await ServerProcess(config: pacedWorkers)
+        defer { server.destroy() }
+        var ids: [String] = []
+        for index in 0..<3 {
+            let (_, accepted) = try await server.json(
+                .POST, "/txt2img", ["prompt": .string("task \(index)"), "steps": 40, "width": 512, "height": 512],
+                headers: [("Request-Type", "async")]
+            )
+            ids.append(try #require(accepted["taskId"]?.stringValue))
+        }
+        while try await server.json(.GET, "/tasks/\(ids[0])/progress").1["state"]?["sampling_step"]?.integerValue ?? 0 < 2 {
+            try await Task.sleep(for: .milliseconds(30))
+        }
+        // sdbox dies without any chance to clean up.
+        server.stop(signal: SIGKILL)
+        try await server.start()
+
+        for id in ids {
+            let result = try await server.waitForTask(id)
+            #expect(result["status"] == "succeeded", "\(id): \(result)")
+        }
+        let (_, list) = try await server.json(.GET, "/tasks")
+        let attempts = Dictionary(uniqueKeysWithValues: (list["tasks"]?.arrayValue ?? []).map { ($0["taskId"]!.stringValue!, $0["attempts"]!.integerValue!) })
+        #expect(attempts[ids[0]] == 2, "the running task ran again")
+        #expect(attempts[ids[1]] == 1 && attempts[ids[2]] == 1, "queued tasks ran once")
+        // The worker the killed sdbox left behind is gone: only the new run's worker remains.
+        #expect(server.workerPIDs().count == 1)
+    }
+
+    @Test func gracefulShutdownStopsWorkers() async throws {
+        let server = try await ServerProcess(config: fastWorkers)
+        defer { server.destroy() }
+        _ = try await server.json(.POST, "/txt2img", ["steps": 1, "width": 64, "height": 64])
+        let workers = server.workerPIDs()
+        #expect(workers.count == 1)
+        server.stop(signal: SIGTERM)
+        #expect(server.log.contains("scheduler stopped"))
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(server.workerPIDs().isEmpty)
+    }
+}
+
+func jsonOf(_ response: (Int, Data)) throws -> (Int, JSONValue) {
+    (response.0, try JSONValue(parsing: response.1))
+}

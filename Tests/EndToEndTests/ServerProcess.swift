@@ -1,0 +1,161 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import ImageCodec
+import SDBoxCore
+
+/// A real `sdbox serve` process started from the binary `swift build` made, on a free port, with its own
+/// data folder, driven over HTTP by the tests.
+final class ServerProcess: @unchecked Sendable {
+    // Safety: `pid` is only changed by start/stop, which the serialized tests call from one task at a time.
+    let dataDirectory: String
+    let configPath: String
+    let port: Int
+    private(set) var pid: pid_t = 0
+    var baseURL: String { "http://127.0.0.1:\(port)" }
+    var logPath: String { dataDirectory + "/server.log" }
+
+    /// The binary under test: `$SDBOX_BINARY`, else `.build/debug/sdbox` in the package.
+    static var binary: String {
+        if let path = ProcessInfo.processInfo.environment["SDBOX_BINARY"] { return path }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return root.appendingPathComponent(".build/debug/sdbox").path
+    }
+
+    /// Starts a server with `config` (YAML) in a new data folder, or in `dataDirectory` to restart one.
+    init(config: String = "", dataDirectory: String? = nil, models: [String: Data] = [:]) async throws {
+        self.dataDirectory = dataDirectory ?? FileManager.default.temporaryDirectory.appendingPathComponent("sdbox-e2e-\(UUID().uuidString)").path
+        let modelsFolder = self.dataDirectory + "/models/Stable-diffusion"
+        try FileManager.default.createDirectory(atPath: modelsFolder, withIntermediateDirectories: true)
+        for (name, data) in models {
+            try data.write(to: URL(fileURLWithPath: modelsFolder + "/" + name))
+        }
+        configPath = self.dataDirectory + "/sdbox.yaml"
+        try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+        guard let port = FreePort.allocate() else { throw TestFailure("no free port") }
+        self.port = port
+        try await start()
+    }
+
+    /// Starts (or restarts) the process and waits until `/healthz` answers.
+    func start() async throws {
+        guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
+            throw TestFailure("\(Self.binary) not found: run `swift build` before the tests (scripts/test does)")
+        }
+        pid = try spawn(
+            [Self.binary, "serve", "--port", "\(port)", "--data-dir", dataDirectory, "--config", configPath],
+            output: logPath
+        )
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            if let (status, _) = try? await request(.GET, "/healthz"), status == 200 { return }
+            if waitpid(pid, nil, WNOHANG) == pid { throw TestFailure("sdbox exited at start: \(log)") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestFailure("sdbox did not answer /healthz: \(log)")
+    }
+
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// Sends `signal` to sdbox alone and waits for it to exit.
+    func stop(signal: Int32 = SIGTERM) {
+        guard pid > 0 else { return }
+        kill(pid, signal)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        pid = 0
+    }
+
+    /// Kills sdbox and everything in its process group, and removes the data folder.
+    func destroy() {
+        if pid > 0 {
+            kill(-pid, SIGKILL)
+            stop(signal: SIGKILL)
+        }
+        for worker in workerPIDs() { kill(worker, SIGKILL) }
+        try? FileManager.default.removeItem(atPath: dataDirectory)
+    }
+
+    /// Ids of the worker processes serving this server's models (found through their command lines).
+    func workerPIDs() -> [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { Int32($0) }.filter { candidate in
+            guard let cmdline = FileManager.default.contents(atPath: "/proc/\(candidate)/cmdline") else { return false }
+            let arguments = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            return arguments.contains("worker") && arguments.contains { $0.hasPrefix(dataDirectory + "/") }
+        }
+    }
+
+    // MARK: HTTP
+
+    func request(_ method: HTTPMethod, _ path: String, body: Data? = nil, headers: [(String, String)] = []) async throws -> (Int, Data) {
+        var request = HTTPClientRequest(url: path.hasPrefix("http") ? path : baseURL + path)
+        request.method = method
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        let bytes = try await response.body.collect(upTo: 256 << 20)
+        return (Int(response.status.code), Data(bytes.readableBytesView))
+    }
+
+    /// Sends a request and parses the JSON answer.
+    func json(_ method: HTTPMethod, _ path: String, _ body: JSONValue? = nil, headers: [(String, String)] = []) async throws -> (Int, JSONValue) {
+        let (status, data) = try await request(method, path, body: try body?.encoded(), headers: headers)
+        guard let value = try? JSONValue(parsing: data) else {
+            throw TestFailure("\(method) \(path) answered \(status) with non-JSON: \(String(decoding: data.prefix(300), as: UTF8.self))")
+        }
+        return (status, value)
+    }
+
+    /// Polls a task's result until its status is final.
+    func waitForTask(_ id: String, timeout: Duration = .seconds(60)) async throws -> JSONValue {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let (_, result) = try await json(.GET, "/tasks/\(id)/result")
+            if let status = result["status"]?.stringValue, ["succeeded", "failed", "cancelled"].contains(status) { return result }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestFailure("task \(id) did not finish: \(log)")
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Spawns a process in its own process group with a clean signal mask, its output going to a file.
+func spawn(_ arguments: [String], output: String) throws -> pid_t {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var noSignals = sigset_t()
+    sigemptyset(&noSignals)
+    posix_spawnattr_setsigmask(&attributes, &noSignals)
+    var defaults = sigset_t()
+    sigemptyset(&defaults)
+    for signal in [SIGTERM, SIGINT, SIGHUP, SIGPIPE] { sigaddset(&defaults, signal) }
+    posix_spawnattr_setsigdefault(&attributes, &defaults)
+    posix_spawnattr_setpgroup(&attributes, 0)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
+    let argv = arguments.map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, environ)
+    guard rc == 0 else { throw TestFailure("posix_spawn \(arguments[0]) failed: \(rc)") }
+    return pid
+}
+
+/// A small PNG, base64-encoded, for img2img inputs.
+func solidPNGBase64(width: Int, height: Int, rgb: (UInt8, UInt8, UInt8)) throws -> String {
+    var pixels: [UInt8] = []
+    for _ in 0..<(width * height) { pixels += [rgb.0, rgb.1, rgb.2] }
+    return try PNGCodec.encode(PixelImage(width: width, height: height, pixels: pixels)).base64EncodedString()
+}
