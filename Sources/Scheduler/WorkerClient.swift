@@ -29,9 +29,13 @@ public struct WorkerClient: Sendable {
         self.http = http
     }
 
-    /// Whether the worker at `port` answers `/internal/ping`.
+    /// Whether the worker at `port` is ready: it answers `/internal/ping` (the reference worker, A1111's UI
+    /// mode) or `/sdapi/v1/sd-models` (every A1111-compatible API).
     public func ping(port: Int) async -> Bool {
-        (try? await call(port: port, method: .GET, path: "/internal/ping", timeout: .seconds(2))) != nil
+        for path in ["/internal/ping", "/sdapi/v1/sd-models"] {
+            if (try? await call(port: port, method: .GET, path: path, timeout: .seconds(2))) != nil { return true }
+        }
+        return false
     }
 
     /// Calls `path` and returns the body of a 2xx answer.
