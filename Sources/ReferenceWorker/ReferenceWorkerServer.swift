@@ -9,12 +9,15 @@ public struct ReferenceWorkerConfiguration: Sendable {
     public var port: Int
     public var checkpointPath: String
     public var pace: ReferencePace
+    /// Time spent loading beyond reading the file, standing for moving the weights to a GPU.
+    public var loadTime: Duration
 
-    public init(host: String = "127.0.0.1", port: Int, checkpointPath: String, pace: ReferencePace = ReferencePace()) {
+    public init(host: String = "127.0.0.1", port: Int, checkpointPath: String, pace: ReferencePace = ReferencePace(), loadTime: Duration = .zero) {
         self.host = host
         self.port = port
         self.checkpointPath = checkpointPath
         self.pace = pace
+        self.loadTime = loadTime
     }
 }
 
@@ -36,6 +39,7 @@ public enum ReferenceWorkerServer {
         let path = configuration.checkpointPath
         try Checkpoint.validate(path: path)
         let checkpoint = Checkpoint(path: path, sha256: try Checkpoint.sha256(ofFileAt: path))
+        try await Task.sleep(for: configuration.loadTime)
         logger.info("Model loaded in \(started.duration(to: .now)): \(checkpoint.title)")
         let engine = ReferenceEngine(checkpoint: checkpoint, pace: configuration.pace)
         let app = Application(

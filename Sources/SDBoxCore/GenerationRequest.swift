@@ -38,7 +38,7 @@ public struct GenerationLimits: Codable, Sendable, Equatable {
 
 /// A validated txt2img or img2img request.
 ///
-/// The body is an A1111 request plus sdbox's own fields (`stable_diffusion_model`, `sd_vae`). Every field
+/// The body is an A1111 request plus sdbox's own fields (`stable_diffusion_model`, `sd_vae`, `priority`). Every field
 /// A1111 defines is checked for its JSON type, so a wrong type is refused with the field's name before
 /// any worker sees it; fields sdbox does not know travel to the worker as they are.
 public struct GenerationRequest: Sendable, Equatable {
@@ -52,9 +52,11 @@ public struct GenerationRequest: Sendable, Equatable {
     public let height: Int
     public let batchSize: Int
     public let iterations: Int
+    /// The task's priority among its model's queued tasks (`priority`, default 0, from -100 to 100).
+    public let priority: Int
 
     /// Fields that belong to sdbox and are not forwarded to workers.
-    public static let sdboxFields: Set<String> = ["stable_diffusion_model", "sd_vae"]
+    public static let sdboxFields: Set<String> = ["stable_diffusion_model", "sd_vae", "priority"]
 
     public init(kind: TaskKind, body: JSONValue, limits: GenerationLimits = GenerationLimits()) throws(RequestValidationError) {
         guard var fields = body.objectValue else {
@@ -76,6 +78,7 @@ public struct GenerationRequest: Sendable, Equatable {
         self.height = integer("height", default: 512)
         self.batchSize = integer("batch_size", default: 1)
         self.iterations = integer("n_iter", default: 1)
+        self.priority = integer("priority", default: 0)
 
         guard (1...limits.maxSteps).contains(steps) else {
             throw RequestValidationError(field: "steps", message: "field 'steps' must be between 1 and \(limits.maxSteps)")
@@ -88,6 +91,9 @@ public struct GenerationRequest: Sendable, Equatable {
                 field: "batch_size",
                 message: "fields 'batch_size' and 'n_iter' must be at least 1 and their product at most \(limits.maxImages)"
             )
+        }
+        guard (-100...100).contains(priority) else {
+            throw RequestValidationError(field: "priority", message: "field 'priority' must be between -100 and 100")
         }
         if kind == .img2img {
             guard let images = fields["init_images"]?.arrayValue, !images.isEmpty else {
@@ -138,7 +144,7 @@ public enum FieldType: Sendable {
 }
 
 extension GenerationRequest {
-    static let sdboxFieldTypes: [String: FieldType] = ["stable_diffusion_model": .string, "sd_vae": .string]
+    static let sdboxFieldTypes: [String: FieldType] = ["stable_diffusion_model": .string, "sd_vae": .string, "priority": .integer]
 
     /// The fields of A1111's `StableDiffusionProcessingTxt2Img` API model and their JSON types.
     static let txt2imgFields: [String: FieldType] = [

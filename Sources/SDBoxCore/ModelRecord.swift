@@ -19,6 +19,8 @@ public enum ModelType: String, Codable, Sendable, CaseIterable {
 /// A model's place in its life: hashed on arrival, then loaded and unloaded as workers come and go.
 public enum ModelStatus: String, Codable, Sendable {
     case registering, unloaded, loading, loaded, deleted
+    /// Its workers failed to start; ``ModelRecord/error`` says why. The next task for it tries again.
+    case failed
 }
 
 /// A model file known to sdbox, as `GET /models` reports it.
@@ -34,6 +36,8 @@ public struct ModelRecord: Codable, Sendable, Equatable {
     public var size: Int64
     public var registeredTime: Date
     public var lastModificationTime: Date
+    /// Why the model is `failed`: the end of its worker's output.
+    public var error: String?
 
     public init(type: ModelType, name: String, ossPath: String, etag: String, status: ModelStatus, size: Int64, registeredTime: Date, lastModificationTime: Date) {
         self.type = type
@@ -59,11 +63,14 @@ public struct FunctionRecord: Codable, Sendable, Equatable {
     /// The checkpoint's file name.
     public var model: String
     public var createdTime: Date
+    /// This pool's own settings, over the configured defaults.
+    public var settings: PoolSettings
 
-    public init(model: String, createdTime: Date = Date()) {
+    public init(model: String, createdTime: Date = Date(), settings: PoolSettings = PoolSettings()) {
         self.functionName = Self.name(forModel: model)
         self.model = model
         self.createdTime = createdTime
+        self.settings = settings
     }
 
     public static func name(forModel model: String) -> String {

@@ -56,9 +56,13 @@ public struct TaskRecord: Codable, Sendable, Equatable, Identifiable {
     public var attempts: Int
     public var error: String?
     public var result: TaskResult?
+    /// Orders the tasks of one model: higher runs sooner (each level is worth a fixed wait, so a
+    /// low-priority task is delayed, never starved). Default 0.
+    public var priority: Int
 
-    public init(id: String, kind: TaskKind, model: String, user: String, request: JSONValue, createdAt: Date = Date()) {
+    public init(id: String, kind: TaskKind, model: String, user: String, request: JSONValue, priority: Int = 0, createdAt: Date = Date()) {
         self.id = id
+        self.priority = priority
         self.kind = kind
         self.model = model
         self.user = user

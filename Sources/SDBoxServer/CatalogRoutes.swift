@@ -8,7 +8,7 @@ import SDBoxCore
 import Scheduler
 import Storage
 
-/// Models and their per-model functions: `GET /models` and `GET /list/sdapi/functions`.
+/// The models catalogue: `GET /models`.
 struct CatalogRoutes {
     let services: Services
 
@@ -19,14 +19,6 @@ struct CatalogRoutes {
             return Response.json(.array(records.map { record in
                 model(record, status: status(of: record, workers: workers))
             }))
-        }
-        router.get("/list/sdapi/functions") { _, _ in
-            try await services.models.refresh()
-            let functions = try await services.catalog.functions().sorted { $0.model < $1.model }
-            return Response.json([
-                "functions": .array(functions.map { ["functionName": .string($0.functionName), "model": .string($0.model)] }),
-                "status": "success",
-            ])
         }
     }
 
@@ -43,6 +35,7 @@ struct CatalogRoutes {
             "type": .string(record.type.rawValue), "name": .string(record.name), "ossPath": .string(record.ossPath),
             "etag": .string(record.etag), "status": .string(status.rawValue), "size": .integer(record.size),
             "shortHash": record.checkpoint.map { .string($0.shortHash) } ?? .null,
+            "error": record.error.map { .string($0) } ?? .null,
             "registeredTime": .string(record.registeredTime.ISO8601Format()),
             "lastModificationTime": .string(record.lastModificationTime.ISO8601Format()),
         ]

@@ -43,6 +43,12 @@ public actor ModelRegistry {
         let name: String
         let size: Int64
         let modified: Date
+
+        /// Whether the record describes this version of the file. Records keep times to the millisecond,
+        /// so times closer than that are the same.
+        func matches(_ record: ModelRecord) -> Bool {
+            record.size == size && abs(record.lastModificationTime.timeIntervalSince(modified)) < 0.002
+        }
     }
 
     /// Brings the records in line with the folder: new or changed files are (re)hashed, records of
@@ -61,8 +67,7 @@ public actor ModelRegistry {
         }
         var records = Dictionary(uniqueKeysWithValues: try await catalog.models().filter { $0.type == .stableDiffusion }.map { ($0.name, $0) })
         for file in files {
-            if let record = records[file.name], record.size == file.size, record.lastModificationTime == file.modified,
-                !record.etag.isEmpty || hashing.contains(file.name)
+            if let record = records[file.name], file.matches(record), !record.etag.isEmpty || hashing.contains(file.name)
             {
                 continue
             }
@@ -106,7 +111,7 @@ public actor ModelRegistry {
             do {
                 // Keep the record only if the file did not change while it was hashed.
                 if let current = try await catalog.model(.stableDiffusion, named: record.name),
-                    current.lastModificationTime == record.lastModificationTime, current.size == record.size
+                    FileFacts(name: record.name, size: record.size, modified: record.lastModificationTime).matches(current)
                 {
                     try await catalog.save(hashed)
                     logger.info("model hashed", metadata: ["model": "\(record.name)", "sha256": "\(sha256)"])
@@ -116,6 +121,26 @@ public actor ModelRegistry {
             }
         case .failure(let error):
             logger.error("could not hash model", metadata: ["model": "\(record.name)", "error": "\(error)"])
+        }
+    }
+
+    /// Follows the scheduler: a model whose workers failed to start is `failed` with the reason; once a
+    /// worker for it starts again it is back to `unloaded` (its live state is read from the scheduler).
+    public func schedulerReported(model name: String, status: ModelStatus, error: String?) async {
+        do {
+            guard var record = try await catalog.model(.stableDiffusion, named: name) else { return }
+            if status == .failed {
+                record.status = .failed
+                record.error = error
+            } else if record.status == .failed {
+                record.status = .unloaded
+                record.error = nil
+            } else {
+                return
+            }
+            try await catalog.save(record)
+        } catch {
+            logger.error("could not record model status", metadata: ["model": "\(name)", "error": "\(error)"])
         }
     }
 

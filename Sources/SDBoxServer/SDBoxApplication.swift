@@ -24,23 +24,32 @@ public enum SDBoxApplication {
         let catalog = CatalogStore(database: database)
         let objects = try ObjectStore(root: data + "/objects")
         let signer = URLSigner(secret: try URLSigner.loadOrCreateSecret(at: data + "/url-signing.key"))
-        let launch = configuration.effectiveLaunch
         let schedulerConfiguration = SchedulerConfiguration(
             maxInstances: configuration.maxInstances, maxAttempts: configuration.maxAttempts,
-            taskTimeoutSeconds: configuration.taskTimeoutSeconds, launch: launch, dataDirectory: data,
-            executablePath: executablePath
+            maxStartFailures: configuration.maxStartFailures, fairnessWaitSeconds: Double(configuration.fairnessSeconds),
+            prioritySeconds: Double(configuration.prioritySeconds), poolDefaults: configuration.poolDefaults,
+            profiles: configuration.launchProfiles, defaultProfile: configuration.defaultProfileName,
+            gpus: configuration.gpus, cpuSlots: configuration.cpuSlots, dataDirectory: data, executablePath: executablePath
         )
         let models = try ModelRegistry(catalog: catalog, modelsDirectory: schedulerConfiguration.modelsDirectory, logger: logger)
-        if launch.isReferenceWorker {
+        if configuration.usesReferenceWorker {
             logger.notice("workers: the built-in reference worker, which draws test images, not diffusion; configure workers.launch for A1111, Forge or SD.Next")
             if try await models.installDemoCheckpointIfEmpty() {
                 logger.notice("wrote \(DemoCheckpoint.fileName) to the empty models folder")
             }
         }
         try await models.refresh()
+        let inventory = await GPUInventory.detect(configured: configuration.gpus, cpuSlots: configuration.cpuSlots)
+        if inventory.gpus.isEmpty {
+            logger.notice("no GPU: CPU-only mode, \(inventory.cpuSlots) worker slots")
+        }
         let scheduler = Scheduler(
-            configuration: schedulerConfiguration, tasks: tasks, objects: objects, client: WorkerClient(), logger: logger
+            configuration: schedulerConfiguration, inventory: inventory, tasks: tasks, catalog: catalog, objects: objects,
+            client: WorkerClient(), logger: logger
         )
+        await scheduler.setObserver { model, status, error in
+            await models.schedulerReported(model: model, status: status, error: error)
+        }
         let services = Services(
             configuration: configuration, tasks: tasks, catalog: catalog, models: models, scheduler: scheduler,
             objects: objects, signer: signer
@@ -60,6 +69,7 @@ public enum SDBoxApplication {
         TaskRoutes(services: services).register(on: router)
         A1111Routes(services: services).register(on: router)
         CatalogRoutes(services: services).register(on: router)
+        PoolRoutes(services: services).register(on: router)
         ObjectRoutes(services: services).register(on: router)
         return router
     }

@@ -25,20 +25,49 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var limits = GenerationLimits()
     /// Lifetime of signed object URLs.
     public var urlExpirySeconds = 3600
+    /// Worker processes alive at once over all pools (`scheduler.maxInstances`, `--max-instances`).
     public var maxInstances = 2
-    public var maxAttempts = 3
-    public var taskTimeoutSeconds: Int64 = 3600
-    /// How workers are started; the reference worker when not configured.
+    public var maxAttempts = 2
+    public var maxStartFailures = 3
+    public var fairnessSeconds = 60
+    public var prioritySeconds = 60
+    public var cpuSlots = 4
+    /// GPUs described by configuration; when empty, `nvidia-smi` is asked.
+    public var gpus: [GPU] = []
+    /// Settings of every pool unless its own say otherwise (`scheduler.pool`).
+    public var poolDefaults = SchedulerConfiguration.builtInPoolDefaults
+    /// The default launch profile (`workers.launch`); the reference worker when not configured.
     public var launch: WorkerLaunchProfile?
-    /// Pace of the reference worker: milliseconds per step at 512x512, and the floor per step.
+    /// Further named launch profiles (`workers.profiles`), chosen per pool.
+    public var profiles: [String: WorkerLaunchProfile] = [:]
+    /// The profile of pools that name none (`workers.defaultProfile`).
+    public var defaultProfile: String?
+    /// Pace of the reference worker: milliseconds per step at 512x512, the floor per step, and extra load time.
     public var referenceStepMilliseconds = 50
     public var referenceMinimumStepMilliseconds = 5
+    public var referenceLoadMilliseconds = 0
 
     public init() {}
 
-    /// The launch profile in force.
-    public var effectiveLaunch: WorkerLaunchProfile {
-        launch ?? .reference(stepMilliseconds: referenceStepMilliseconds, minimumStepMilliseconds: referenceMinimumStepMilliseconds)
+    /// Every launch profile by name: `reference` (always), `default` (from `workers.launch`) and `workers.profiles`.
+    public var launchProfiles: [String: WorkerLaunchProfile] {
+        var all = profiles
+        all["reference"] = all["reference"] ?? .reference(
+            stepMilliseconds: referenceStepMilliseconds, minimumStepMilliseconds: referenceMinimumStepMilliseconds,
+            loadMilliseconds: referenceLoadMilliseconds
+        )
+        if let launch { all["default"] = launch }
+        return all
+    }
+
+    /// The name of the profile used by pools that name none.
+    public var defaultProfileName: String {
+        defaultProfile ?? (launch != nil ? "default" : "reference")
+    }
+
+    /// Whether workers are sdbox's own reference workers unless a pool says otherwise.
+    public var usesReferenceWorker: Bool {
+        launchProfiles[defaultProfileName]?.isReferenceWorker ?? false
     }
 
     /// Reads a YAML configuration file over the defaults.
@@ -65,28 +94,53 @@ public struct ServerConfiguration: Sendable, Equatable {
             config.limits.maxImages = try limits.integer("maxImages", in: 1...1000) ?? config.limits.maxImages
             try limits.finish()
         }
-        if var workers = try reader.section("workers") {
-            config.maxInstances = try workers.integer("maxInstances", in: 1...1024) ?? config.maxInstances
-            config.maxAttempts = try workers.integer("maxAttempts", in: 1...100) ?? config.maxAttempts
-            config.taskTimeoutSeconds = Int64(try workers.integer("taskTimeoutSeconds", in: 1...(7 * 86400)) ?? Int(config.taskTimeoutSeconds))
-            if var launch = try workers.section("launch") {
-                guard let command = try launch.stringArray("command"), !command.isEmpty else {
-                    throw ConfigurationError("workers.launch.command: a non-empty list of strings is required")
-                }
-                config.launch = WorkerLaunchProfile(
-                    command: command,
-                    workingDirectory: try launch.string("workingDirectory"),
-                    environment: try launch.stringMap("environment") ?? [:],
-                    startupTimeoutSeconds: Double(try launch.integer("startupTimeoutSeconds", in: 1...86400) ?? 600)
+        if var scheduler = try reader.section("scheduler") {
+            config.maxInstances = try scheduler.integer("maxInstances", in: 1...1024) ?? config.maxInstances
+            config.maxAttempts = try scheduler.integer("maxAttempts", in: 1...100) ?? config.maxAttempts
+            config.maxStartFailures = try scheduler.integer("maxStartFailures", in: 1...100) ?? config.maxStartFailures
+            config.fairnessSeconds = try scheduler.integer("fairnessSeconds", in: 0...86400) ?? config.fairnessSeconds
+            config.prioritySeconds = try scheduler.integer("prioritySeconds", in: 0...86400) ?? config.prioritySeconds
+            config.cpuSlots = try scheduler.integer("cpuSlots", in: 1...1024) ?? config.cpuSlots
+            for var gpu in try scheduler.sectionList("gpus") ?? [] {
+                config.gpus.append(
+                    GPU(
+                        index: try gpu.integer("index", in: 0...255) ?? config.gpus.count,
+                        name: try gpu.string("name") ?? "GPU",
+                        memoryMiB: try gpu.integer("memoryMiB", in: 1...(1 << 24)) ?? { throw ConfigurationError("\(gpu.name("memoryMiB")): required") }()
+                    )
                 )
-                try launch.finish()
+                try gpu.finish()
             }
+            if var pool = try scheduler.section("pool") {
+                config.poolDefaults = try pool.poolSettings().merged(over: config.poolDefaults)
+                try pool.finish()
+            }
+            try scheduler.finish()
+        }
+        if var workers = try reader.section("workers") {
+            if var launch = try workers.section("launch") {
+                config.launch = try launch.launchProfile()
+            }
+            if var profiles = try workers.section("profiles") {
+                for name in profiles.fields.keys.sorted() {
+                    guard var profile = try profiles.section(name) else { continue }
+                    config.profiles[name] = try profile.launchProfile()
+                }
+            }
+            config.defaultProfile = try workers.string("defaultProfile")
             if var reference = try workers.section("reference") {
                 config.referenceStepMilliseconds = try reference.integer("stepMilliseconds", in: 0...60000) ?? config.referenceStepMilliseconds
                 config.referenceMinimumStepMilliseconds = try reference.integer("minimumStepMilliseconds", in: 0...60000) ?? config.referenceMinimumStepMilliseconds
+                config.referenceLoadMilliseconds = try reference.integer("loadMilliseconds", in: 0...3_600_000) ?? config.referenceLoadMilliseconds
                 try reference.finish()
             }
             try workers.finish()
+        }
+        if let name = config.defaultProfile, config.launchProfiles[name] == nil {
+            throw ConfigurationError("workers.defaultProfile: no profile named '\(name)'")
+        }
+        if let name = config.poolDefaults.profile, config.launchProfiles[name] == nil {
+            throw ConfigurationError("scheduler.pool.profile: no profile named '\(name)'")
         }
         try reader.finish()
         return config
@@ -140,6 +194,44 @@ struct KeyReader {
             }
             return text
         }
+    }
+
+    mutating func sectionList(_ key: String) throws -> [KeyReader]? {
+        guard let value = take(key) else { return nil }
+        guard let items = value.arrayValue else { throw ConfigurationError("\(name(key)): a list is required") }
+        return try items.enumerated().map { index, item in
+            guard let object = item.objectValue else { throw ConfigurationError("\(name(key))[\(index)]: a mapping is required") }
+            return KeyReader(path: "\(name(key))[\(index)]", fields: object)
+        }
+    }
+
+    /// Reads a launch profile's keys and refuses any other.
+    mutating func launchProfile() throws -> WorkerLaunchProfile {
+        guard let command = try stringArray("command"), !command.isEmpty else {
+            throw ConfigurationError("\(name("command")): a non-empty list of strings is required")
+        }
+        let profile = WorkerLaunchProfile(
+            command: command,
+            workingDirectory: try string("workingDirectory"),
+            environment: try stringMap("environment") ?? [:],
+            startupTimeoutSeconds: Double(try integer("startupTimeoutSeconds", in: 1...86400) ?? 600)
+        )
+        try finish()
+        return profile
+    }
+
+    /// Reads a pool's settings (`scheduler.pool`).
+    mutating func poolSettings() throws -> PoolSettings {
+        PoolSettings(
+            minInstances: try integer("minInstances", in: 0...1024),
+            maxInstances: try integer("maxInstances", in: 1...1024),
+            idleTimeoutSeconds: try integer("idleTimeoutSeconds", in: 0...(30 * 86400)),
+            gpuMemoryMiB: try integer("gpuMemoryMiB", in: 0...(1 << 24)),
+            taskTimeoutSeconds: try integer("taskTimeoutSeconds", in: 1...(7 * 86400)),
+            profile: try string("profile"),
+            environment: try stringMap("environment"),
+            extraArgs: try stringArray("extraArgs")
+        )
     }
 
     mutating func section(_ key: String) throws -> KeyReader? {

@@ -81,7 +81,7 @@ extension Services {
             }
         }
         let task = try await tasks.insert(
-            TaskRecord(id: TaskID.make(), kind: kind, model: model.name, user: user, request: workerBody)
+            TaskRecord(id: TaskID.make(), kind: kind, model: model.name, user: user, request: workerBody, priority: generation.priority)
         )
         await scheduler.submit(task)
         return task

@@ -80,9 +80,10 @@ struct TaskRoutes {
         var progress = A1111.Progress.idle
         var position: Int?
         switch await services.scheduler.progress(of: task.id) {
-        case .queued(let place):
+        case .queued(let place, let eta):
             position = place
             progress.state.job = "queued"
+            progress.eta_relative = eta ?? 0
         case .running(let report):
             progress = report ?? progress
         case .notActive:

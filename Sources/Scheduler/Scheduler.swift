@@ -1,5 +1,4 @@
 import AsyncHTTPClient
-import DequeModule
 import Foundation
 import Logging
 import NIOCore
@@ -25,53 +24,69 @@ public enum WorkerState: String, Codable, Sendable {
 public struct WorkerInfo: Codable, Sendable, Equatable {
     public var id: Int
     public var model: String
+    /// The pool's function name.
+    public var function: String
+    /// The GPU it was placed on; nil on a box without GPU.
+    public var gpu: Int?
+    public var gpuMemoryMiB: Int
     public var port: Int
     public var pid: Int32?
     public var state: WorkerState
+    /// When it entered its current state.
     public var since: Date
     public var tasksServed: Int
     /// The task it is running, when busy.
     public var taskId: String?
 }
 
+/// A GPU and the memory workers have reserved on it, as reported by ``Scheduler/gpus()``.
+public struct GPUUsage: Codable, Sendable, Equatable {
+    public var index: Int
+    public var name: String
+    public var memoryMiB: Int
+    public var plannedMiB: Int
+    public var workers: Int
+}
+
 /// Where a task stands, as reported by ``Scheduler/progress(of:)``.
 public enum TaskProgress: Sendable {
-    /// Waiting for a worker; `position` is 1 for the next task of its model to run.
-    case queued(position: Int)
+    /// Waiting for a worker; `position` is 1 for the next task of its model to run; `eta` the estimated
+    /// seconds until it finishes, once the model's pace is known.
+    case queued(position: Int, eta: Double?)
     /// Running; the worker's own progress report, when it gave one.
     case running(A1111.Progress?)
     /// Not in the scheduler: finished, or unknown.
     case notActive
 }
 
-/// The scheduler: keeps a queue per model, starts one worker process per model on demand within a global
-/// instance cap, hands each queued task to an idle worker of its model, and records every outcome.
+/// Told when a model's state changes: `loading` when its first worker starts, `loaded` while a worker
+/// holds it, `unloaded` when none does, `failed` (with the worker's output) when its workers fail to start.
+public typealias ModelStateObserver = @Sendable (_ model: String, _ status: ModelStatus, _ error: String?) async -> Void
+
+/// The GPU scheduler: a pool of worker processes per checkpoint, within a global instance cap and the
+/// GPUs' memory, fed from per-model queues of persisted tasks.
 ///
-/// Nothing is lost: a task is persisted before it is submitted, a task whose worker dies is queued again
-/// (up to ``SchedulerConfiguration/maxAttempts`` tries), and at start the scheduler re-queues the tasks
-/// a previous sdbox left queued or running.
+/// The rules (which task, which worker, start, stop, evict) live in ``DispatchPlanner``; this actor
+/// carries its decisions out with real processes and records every outcome in the ``TaskStore``.
 ///
-/// When every instance is taken, an idle worker of a model with nothing queued is stopped to make room
-/// for a model that has tasks waiting; the model whose oldest task has waited longest goes first.
+/// Nothing is lost: a task is persisted before it is submitted; a task whose worker dies is queued again
+/// (up to ``SchedulerConfiguration/maxAttempts`` tries); at start the scheduler re-queues, in their
+/// original order, the tasks a previous sdbox left queued or running.
 public actor Scheduler: Service {
     let configuration: SchedulerConfiguration
     let tasks: TaskStore
+    let catalog: CatalogStore
     let objects: ObjectStore
     let client: WorkerClient
     let logger: Logger
+    public nonisolated let inventory: GPUInventory
 
-    struct Queued {
-        let id: String
-        let createdAt: Date
-    }
-
-    struct Slot {
+    /// A live worker process and what the planner does not track.
+    struct WorkerHandle {
         let process: WorkerProcess
-        var state: WorkerState
         var since: Date
-        var lastUsed: Date
         var tasksServed = 0
-        var taskID: String?
+        let startedAt: ContinuousClock.Instant
     }
 
     struct Running {
@@ -84,38 +99,72 @@ public actor Scheduler: Service {
         case execute(taskID: String, worker: WorkerProcess)
     }
 
-    var queues: [String: Deque<Queued>] = [:]
-    var slots: [Int: Slot] = [:]
+    var planner: DispatchPlanner
+    var handles: [Int: WorkerHandle] = [:]
     var running: [String: Running] = [:]
+    /// Each pool's own settings, as stored in its function record.
+    var poolSettings: [String: PoolSettings] = [:]
+    var pace: [String: ModelPace] = [:]
     var waiters: [String: [Int: CheckedContinuation<TaskRecord?, Never>]] = [:]
     var startFailures: [String: Int] = [:]
-    var nextWorkerID = 1
+    var reportedState: [String: ModelStatus] = [:]
+    var observer: ModelStateObserver?
     var nextWaiterID = 1
     var jobs: AsyncStream<Job>.Continuation?
     var shuttingDown = false
 
-    public init(configuration: SchedulerConfiguration, tasks: TaskStore, objects: ObjectStore, client: WorkerClient, logger: Logger) {
+    public init(
+        configuration: SchedulerConfiguration, inventory: GPUInventory, tasks: TaskStore, catalog: CatalogStore,
+        objects: ObjectStore, client: WorkerClient, logger: Logger
+    ) {
         self.configuration = configuration
+        self.inventory = inventory
         self.tasks = tasks
+        self.catalog = catalog
         self.objects = objects
         self.client = client
         self.logger = logger
+        self.planner = DispatchPlanner(
+            inventory: inventory, maxInstances: configuration.maxInstances, defaultPolicy: configuration.policy(PoolSettings()),
+            fairnessWait: configuration.fairnessWaitSeconds, priorityStep: configuration.prioritySeconds
+        )
+    }
+
+    /// Sets who hears about model state changes.
+    public func setObserver(_ observer: @escaping ModelStateObserver) {
+        self.observer = observer
     }
 
     // MARK: Service
 
-    /// Re-queues what a previous run left unfinished, then runs workers and tasks until graceful shutdown.
+    /// Loads pool settings, re-queues what a previous run left unfinished, then runs workers and tasks
+    /// until graceful shutdown.
     public func run() async throws {
         for directory in [configuration.runDirectory, configuration.logDirectory] {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         }
         let reaped = WorkerReaper.reap(in: configuration.runDirectory)
         if !reaped.isEmpty { logger.warning("killed workers left by a previous run", metadata: ["pids": "\(reaped)"]) }
+        for function in try await catalog.functions() { apply(function.settings, to: function.model) }
         try await recover()
         let (stream, continuation) = AsyncStream.makeStream(of: Job.self)
         jobs = continuation
+        logger.info(
+            "scheduler started",
+            metadata: [
+                "gpus": "\(inventory.gpus.map { "\($0.index):\($0.name):\($0.memoryMiB)MiB" })", "source": "\(inventory.source.rawValue)",
+                "maxInstances": "\(configuration.maxInstances)",
+            ]
+        )
         dispatch()
         await withDiscardingTaskGroup { group in
+            group.addTask {
+                // Idle timeouts and fairness deadlines pass without any event: look again every second.
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(1))
+                    await self.dispatch()
+                }
+            }
             for await job in stream.cancelOnGracefulShutdown() {
                 switch job {
                 case .supervise(let worker):
@@ -133,10 +182,11 @@ public actor Scheduler: Service {
     func beginShutdown() {
         shuttingDown = true
         jobs?.finish()
-        for slot in slots.values { slot.process.stop() }
+        for handle in handles.values { handle.process.stop() }
     }
 
-    /// Puts unfinished tasks of a previous run back in the queue, or fails those out of attempts.
+    /// Puts unfinished tasks of a previous run back in their queues in their original order; a task that
+    /// was running counts that as an attempt, and fails if it has had them all.
     func recover() async throws {
         let active = try await tasks.activeTasks()
         for task in active {
@@ -153,7 +203,7 @@ public actor Scheduler: Service {
                 }
                 task = try await tasks.update(task.id) { $0.state = .queued }
             }
-            enqueue(task)
+            planner.enqueue(task.id, model: task.model, priority: task.priority, enqueuedAt: task.createdAt)
         }
         if !active.isEmpty { logger.info("recovered unfinished tasks", metadata: ["count": "\(active.count)"]) }
     }
@@ -162,7 +212,7 @@ public actor Scheduler: Service {
 
     /// Queues a task that is already persisted.
     public func submit(_ task: TaskRecord) {
-        enqueue(task)
+        planner.enqueue(task.id, model: task.model, priority: task.priority, enqueuedAt: task.createdAt)
         dispatch()
     }
 
@@ -199,8 +249,7 @@ public actor Scheduler: Service {
     /// Cancels a task: a queued task is cancelled at once; a running one is interrupted on its worker and
     /// becomes `cancelled` when the worker lets go of it. Returns the task as it now stands.
     public func cancel(_ id: String) async throws -> TaskRecord? {
-        if let model = queues.first(where: { $0.value.contains { $0.id == id } })?.key {
-            queues[model]?.removeAll { $0.id == id }
+        if planner.remove(id) {
             let task = try await tasks.update(id) {
                 $0.state = .cancelled
                 $0.finishedAt = Date()
@@ -208,98 +257,179 @@ public actor Scheduler: Service {
             notifyFinal(task)
             return task
         }
-        if var run = running[id], let slot = slots[run.workerID] {
+        if var run = running[id], let handle = handles[run.workerID] {
             run.cancelRequested = true
             running[id] = run
-            await client.interrupt(port: slot.process.port)
+            await client.interrupt(port: handle.process.port)
         }
         return try await tasks.get(id)
     }
 
-    /// Where a task stands; for a running task, its worker's progress report.
+    /// Where a task stands: its queue position and estimated time, or its worker's progress report.
     public func progress(of id: String) async -> TaskProgress {
-        if let (model, queue) = queues.first(where: { $0.value.contains { $0.id == id } }) {
-            _ = model
-            return .queued(position: (queue.firstIndex { $0.id == id } ?? 0) + 1)
+        if let (model, position) = planner.position(of: id) {
+            return .queued(position: position, eta: estimatedWait(model: model, position: position))
         }
         guard let run = running[id] else { return .notActive }
-        guard let port = slots[run.workerID]?.process.port else { return .running(nil) }
+        guard let port = handles[run.workerID]?.process.port else { return .running(nil) }
         return .running(await client.progress(port: port))
     }
 
-    /// The ids of running tasks of `user`, most recently started last.
+    /// Seconds until the task at `position` in `model`'s queue is done, from the model's recent pace.
+    func estimatedWait(model: String, position: Int) -> Double? {
+        guard let pace = pace[model], let perTask = pace.taskSeconds else { return nil }
+        let workers = planner.liveWorkers(model: model)
+        let parallel = max(1, workers.count)
+        let coldStart = workers.isEmpty ? (pace.loadSeconds ?? 0) : 0
+        return coldStart + Double((position + parallel - 1) / parallel + (workers.contains { $0.state == .busy } ? 1 : 0)) * perTask
+    }
+
+    /// The ids of running tasks.
     public func runningTasks() -> [String] {
         Array(running.keys)
     }
 
     /// Every live worker.
     public func workers() -> [WorkerInfo] {
-        slots.values.map { slot in
-            WorkerInfo(
-                id: slot.process.id, model: slot.process.model, port: slot.process.port, pid: slot.process.processID,
-                state: slot.state, since: slot.since, tasksServed: slot.tasksServed, taskId: slot.taskID
+        planner.workers.values.compactMap { worker -> WorkerInfo? in
+            guard let handle = handles[worker.id] else { return nil }
+            return WorkerInfo(
+                id: worker.id, model: worker.model, function: FunctionRecord.name(forModel: worker.model), gpu: worker.gpu,
+                gpuMemoryMiB: worker.memoryMiB, port: handle.process.port, pid: handle.process.processID, state: worker.state,
+                since: handle.since, tasksServed: handle.tasksServed, taskId: worker.taskID
             )
         }.sorted { $0.id < $1.id }
     }
 
+    /// Every GPU with the memory planned for its workers.
+    public func gpus() -> [GPUUsage] {
+        let reserved = planner.reservedMemory
+        return inventory.gpus.map { gpu in
+            GPUUsage(
+                index: gpu.index, name: gpu.name, memoryMiB: gpu.memoryMiB, plannedMiB: reserved[gpu.index, default: 0],
+                workers: planner.workers.values.filter { $0.gpu == gpu.index }.count
+            )
+        }
+    }
+
+    /// Queued tasks per model.
+    public func queueDepths() -> [String: Int] { planner.queueDepths }
+
+    // MARK: Pools
+
+    /// A pool's settings with every field decided.
+    public func settings(ofPool model: String) -> PoolSettings {
+        configuration.effectiveSettings(poolSettings[model] ?? PoolSettings())
+    }
+
+    /// Checks a pool's new settings, persists them in its function record and applies them.
+    public func configurePool(model: String, settings: PoolSettings) async throws -> FunctionRecord {
+        let effective = configuration.effectiveSettings(settings)
+        if let profile = effective.profile, configuration.profiles[profile] == nil {
+            throw PoolSettingsError("unknown launch profile '\(profile)'; known: \(configuration.profiles.keys.sorted().joined(separator: ", "))")
+        }
+        let record = try await catalog.updateFunction(model: model) { $0.settings = settings }
+        apply(settings, to: model)
+        dispatch()
+        return record
+    }
+
+    /// Deletes a pool: its queued tasks fail with `reason`, idle workers stop, busy ones stop when their
+    /// task ends, and its function record goes. A later task for the model starts a new pool.
+    public func removePool(model: String, reason: String) async throws {
+        try await catalog.removeFunction(model: model)
+        poolSettings[model] = nil
+        planner.policies[model] = nil
+        for id in planner.removeAll(model: model) {
+            await finish(id, state: .failed, error: reason)
+        }
+        for worker in planner.liveWorkers(model: model) {
+            planner.markStopping(worker.id)
+            if worker.state != .busy { handles[worker.id]?.process.stop() }
+        }
+        dispatch()
+    }
+
+    func apply(_ settings: PoolSettings, to model: String) {
+        poolSettings[model] = settings
+        let policy = configuration.policy(settings)
+        planner.policies[model] = policy == planner.defaultPolicy ? nil : policy
+    }
+
     // MARK: Dispatching
 
-    func enqueue(_ task: TaskRecord) {
-        queues[task.model, default: []].append(Queued(id: task.id, createdAt: task.createdAt))
-    }
-
-    /// Hands queued tasks to idle workers, starts workers for models that have none, and makes room
-    /// under the instance cap by stopping idle workers of models with nothing queued.
+    /// Asks the planner what to do now and does it.
     func dispatch() {
-        guard !shuttingDown, let jobs else { return }
-        for (workerID, slot) in slots where slot.state == .ready {
-            guard let next = queues[slot.process.model]?.popFirst() else { continue }
-            slots[workerID]?.state = .busy
-            slots[workerID]?.taskID = next.id
-            slots[workerID]?.lastUsed = Date()
-            running[next.id] = Running(workerID: workerID)
-            jobs.yield(.execute(taskID: next.id, worker: slot.process))
-        }
-        let waiting = queues.filter { !$0.value.isEmpty }
-            .sorted { $0.value.first!.createdAt < $1.value.first!.createdAt }
-            .map(\.key)
-        for model in waiting where !slots.values.contains(where: { $0.process.model == model && $0.state != .stopping }) {
-            if slots.count < configuration.maxInstances {
-                startWorker(for: model)
-            } else if let victim = slots.filter({ $0.value.state == .ready && queues[$0.value.process.model, default: []].isEmpty })
-                .min(by: { $0.value.lastUsed < $1.value.lastUsed })
-            {
-                logger.info("stopping idle worker to make room", metadata: ["worker": "\(victim.key)", "model": "\(victim.value.process.model)", "for": "\(model)"])
-                slots[victim.key]?.state = .stopping
-                victim.value.process.stop()
-            } else {
-                break
+        guard !shuttingDown, jobs != nil else { return }
+        for decision in planner.plan(now: Date()) {
+            switch decision {
+            case .assign(let taskID, let workerID):
+                guard let handle = handles[workerID] else { continue }
+                running[taskID] = Running(workerID: workerID)
+                handles[workerID]?.since = Date()
+                jobs?.yield(.execute(taskID: taskID, worker: handle.process))
+            case .start(let workerID, let model, let gpu):
+                startWorker(workerID, for: model, gpu: gpu)
+            case .stop(let workerID, let reason):
+                logger.info("stopping worker", metadata: ["worker": "\(workerID)", "reason": "\(reason.rawValue)"])
+                handles[workerID]?.since = Date()
+                handles[workerID]?.process.stop()
+            case .reject(let taskIDs, let model, let reason):
+                logger.error("tasks cannot be placed", metadata: ["model": "\(model)", "reason": "\(reason)"])
+                Task { for id in taskIDs { await self.finish(id, state: .failed, error: reason) } }
             }
         }
+        reportModelStates()
     }
 
-    func startWorker(for model: String) {
-        guard let port = FreePort.allocate() else {
-            logger.error("no free port for a worker")
+    func startWorker(_ id: Int, for model: String, gpu: Int?) {
+        let settings = settings(ofPool: model)
+        let profileName = settings.profile ?? configuration.defaultProfile
+        guard var profile = configuration.profiles[profileName], let port = FreePort.allocate() else {
+            logger.error("cannot start a worker", metadata: ["model": "\(model)", "profile": "\(profileName)"])
+            planner.workerGone(id)
             return
         }
-        let id = nextWorkerID
-        nextWorkerID += 1
         let checkpoint = "\(configuration.modelsDirectory)/\(ModelType.stableDiffusion.folderName)/\(model)"
-        let command = configuration.launch.resolvedCommand([
+        let values = [
             "port": "\(port)", "checkpoint": checkpoint, "checkpoint_name": model,
             "models_dir": configuration.modelsDirectory, "data_dir": configuration.dataDirectory,
             "sdbox": configuration.executablePath, "sdbox_pid": "\(getpid())",
-        ])
+        ]
+        let command = profile.resolvedCommand(values) + (settings.extraArgs ?? [])
+        profile.environment.merge(settings.environment ?? [:]) { _, pool in pool }
+        if let gpu { profile.environment["CUDA_VISIBLE_DEVICES"] = "\(gpu)" }
+        profile.environment = profile.environment.mapValues { WorkerLaunchProfile.fill($0, with: values) }
+        profile.workingDirectory = profile.workingDirectory.map { WorkerLaunchProfile.fill($0, with: values) }
         let safeName = model.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" ? $0 : "_" }
         let process = WorkerProcess(
-            id: id, model: model, port: port, command: command, profile: configuration.launch,
+            id: id, model: model, port: port, command: command, profile: profile,
             logPath: "\(configuration.logDirectory)/worker-\(id)-\(String(safeName)).log",
             runDirectory: configuration.runDirectory
         )
-        let now = Date()
-        slots[id] = Slot(process: process, state: .starting, since: now, lastUsed: now)
+        handles[id] = WorkerHandle(process: process, since: Date(), startedAt: .now)
+        logger.info("starting worker", metadata: ["worker": "\(id)", "model": "\(model)", "gpu": "\(gpu.map(String.init) ?? "none")", "profile": "\(profileName)"])
         jobs?.yield(.supervise(process))
+    }
+
+    /// Tells the observer about models whose state changed.
+    func reportModelStates() {
+        var states: [String: ModelStatus] = [:]
+        for worker in planner.workers.values where worker.state != .stopping {
+            let status: ModelStatus = worker.state == .starting ? .loading : .loaded
+            if states[worker.model] != .loaded { states[worker.model] = status }
+        }
+        for model in Set(reportedState.keys).union(states.keys) {
+            let status = states[model] ?? .unloaded
+            guard reportedState[model] != status else { continue }
+            reportedState[model] = status
+            notify(model, status, nil)
+        }
+    }
+
+    func notify(_ model: String, _ status: ModelStatus, _ error: String?) {
+        guard let observer else { return }
+        Task { await observer(model, status, error) }
     }
 
     // MARK: Workers
@@ -314,17 +444,21 @@ public actor Scheduler: Service {
     }
 
     func workerReady(_ id: Int) {
-        guard slots[id]?.state == .starting else { return }
-        slots[id]?.state = .ready
-        slots[id]?.since = Date()
-        if let model = slots[id]?.process.model { startFailures[model] = nil }
-        logger.info("worker ready", metadata: ["worker": "\(id)"])
+        guard let handle = handles[id] else { return }
+        planner.workerReady(id, now: Date())
+        handles[id]?.since = Date()
+        startFailures[handle.process.model] = nil
+        let loadSeconds = handle.startedAt.duration(to: .now).seconds
+        pace[handle.process.model, default: ModelPace()].recordLoad(seconds: loadSeconds)
+        logger.info("worker ready", metadata: ["worker": "\(id)", "model": "\(handle.process.model)", "loadSeconds": "\(loadSeconds)"])
         dispatch()
     }
 
     func workerExited(_ worker: WorkerProcess, _ exit: WorkerExit) async {
-        let slot = slots.removeValue(forKey: worker.id)
-        let expected = slot?.state == .stopping || shuttingDown
+        let state = planner.workers[worker.id]?.state
+        planner.workerGone(worker.id)
+        handles[worker.id] = nil
+        let expected = state == .stopping || shuttingDown
         let output = exit.lastOutput.suffix(5).joined(separator: " | ")
         if expected {
             logger.info("worker stopped", metadata: ["worker": "\(worker.id)", "status": "\(exit.status)"])
@@ -336,11 +470,14 @@ public actor Scheduler: Service {
             startFailures[worker.model] = failures
             if failures >= configuration.maxStartFailures {
                 startFailures[worker.model] = nil
-                let queued = queues.removeValue(forKey: worker.model) ?? []
                 let reason = "the worker for \(worker.model) failed to start \(failures) times (\(exit.status)): \(output)"
-                for entry in queued {
-                    await finish(entry.id, state: .failed, error: reason)
+                for id in planner.removeAll(model: worker.model) {
+                    await finish(id, state: .failed, error: reason)
                 }
+                dispatch()
+                reportedState[worker.model] = .failed
+                notify(worker.model, .failed, reason)
+                return
             }
         }
         dispatch()
@@ -363,48 +500,52 @@ public actor Scheduler: Service {
             }
         } catch {
             logger.error("task could not start", metadata: ["task": "\(taskID)", "error": "\(error)"])
-            taskLeftWorker(taskID, worker: worker, workerHealthy: true)
+            taskLeftWorker(taskID, worker: worker, healthy: true)
             return
         }
         if isCancelRequested(taskID) {
             await finish(taskID, state: .cancelled, error: nil)
-            taskLeftWorker(taskID, worker: worker, workerHealthy: true)
+            taskLeftWorker(taskID, worker: worker, healthy: true)
             return
         }
         logger.info("task started", metadata: ["task": "\(taskID)", "model": "\(task.model)", "worker": "\(worker.id)", "attempt": "\(task.attempts)"])
+        let started = ContinuousClock.now
+        let timeout = Int64(settings(ofPool: task.model).taskTimeoutSeconds ?? 3600)
         let answer: Data
         do throws(WorkerCallError) {
             answer = try await worker.whileAlive { () async throws(WorkerCallError) -> Data in
                 try await self.client.call(
                     port: worker.port, method: .POST, path: task.kind.workerPath, body: try? task.request.encoded(),
-                    timeout: .seconds(self.configuration.taskTimeoutSeconds)
+                    timeout: .seconds(timeout)
                 )
             }
         } catch .rejected(let status, let detail) {
             let cancelled = isCancelRequested(taskID)
             await finish(taskID, state: cancelled ? .cancelled : .failed, error: cancelled ? nil : "worker error (\(status)): \(detail)")
-            taskLeftWorker(taskID, worker: worker, workerHealthy: true)
+            taskLeftWorker(taskID, worker: worker, healthy: true)
             return
         } catch {
             await workerLost(task, worker: worker, error: error)
             return
         }
         let cancelled = isCancelRequested(taskID)
+        if !cancelled { pace[task.model, default: ModelPace()].recordTask(seconds: started.duration(to: .now).seconds) }
         do {
             let result = try await store(answer, of: task)
             await finish(taskID, state: cancelled ? .cancelled : .succeeded, error: nil, result: result)
         } catch {
             await finish(taskID, state: .failed, error: "could not store the result: \(error)")
         }
-        taskLeftWorker(taskID, worker: worker, workerHealthy: true)
+        taskLeftWorker(taskID, worker: worker, healthy: true)
     }
 
     /// The worker died or stopped answering under a task: queue the task again, or fail it when it has
     /// had all its attempts. During shutdown the task is left `running`, to be re-queued at next start.
     func workerLost(_ task: TaskRecord, worker: WorkerProcess, error: WorkerCallError) async {
-        taskLeftWorker(task.id, worker: worker, workerHealthy: false)
+        let cancelRequested = isCancelRequested(task.id)
+        taskLeftWorker(task.id, worker: worker, healthy: false)
         if shuttingDown || Task.isCancelled { return }
-        if isCancelRequested(task.id) || running[task.id]?.cancelRequested == true {
+        if cancelRequested {
             await finish(task.id, state: .cancelled, error: nil)
         } else if task.attempts >= configuration.maxAttempts {
             await finish(task.id, state: .failed, error: "the worker failed \(task.attempts) times; last: \(error)")
@@ -412,7 +553,7 @@ public actor Scheduler: Service {
             logger.warning("worker lost a task; queuing it again", metadata: ["task": "\(task.id)", "error": "\(error)"])
             do {
                 let requeued = try await tasks.update(task.id) { $0.state = .queued }
-                queues[requeued.model, default: []].prepend(Queued(id: requeued.id, createdAt: requeued.createdAt))
+                planner.enqueue(requeued.id, model: requeued.model, priority: requeued.priority, enqueuedAt: requeued.createdAt)
             } catch {
                 logger.error("could not re-queue task", metadata: ["task": "\(task.id)", "error": "\(error)"])
             }
@@ -420,19 +561,14 @@ public actor Scheduler: Service {
         dispatch()
     }
 
-    /// Frees the worker of a task; a worker that misbehaved is stopped (and restarted on demand).
-    func taskLeftWorker(_ id: String, worker: WorkerProcess, workerHealthy: Bool) {
+    /// Frees the worker of a task; a worker that misbehaved, or whose pool is going, is stopped.
+    func taskLeftWorker(_ id: String, worker: WorkerProcess, healthy: Bool) {
         running[id] = nil
-        if slots[worker.id] != nil {
-            slots[worker.id]?.taskID = nil
-            slots[worker.id]?.tasksServed += 1
-            slots[worker.id]?.lastUsed = Date()
-            if workerHealthy && slots[worker.id]?.state == .busy {
-                slots[worker.id]?.state = .ready
-            } else if !workerHealthy {
-                slots[worker.id]?.state = .stopping
-                worker.stop()
-            }
+        if handles[worker.id] != nil {
+            handles[worker.id]?.tasksServed += 1
+            handles[worker.id]?.since = Date()
+            planner.taskDone(workerID: worker.id, healthy: healthy, now: Date())
+            if planner.workers[worker.id]?.state == .stopping { worker.stop() }
         }
         dispatch()
     }
@@ -467,5 +603,31 @@ public actor Scheduler: Service {
         }
         let info = (try? JSONValue(parsing: Data(response.info.utf8))) ?? .string(response.info)
         return TaskResult(images: keys, info: info, parameters: response.parameters)
+    }
+}
+
+/// Pool settings that cannot be applied.
+public struct PoolSettingsError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A model's recent pace: how long its workers take to load and its tasks to run, as moving averages.
+struct ModelPace: Sendable {
+    var taskSeconds: Double?
+    var loadSeconds: Double?
+
+    mutating func recordTask(seconds: Double) { taskSeconds = Self.average(taskSeconds, seconds) }
+    mutating func recordLoad(seconds: Double) { loadSeconds = Self.average(loadSeconds, seconds) }
+
+    static func average(_ old: Double?, _ new: Double) -> Double {
+        old.map { $0 * 0.8 + new * 0.2 } ?? new
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
     }
 }

@@ -19,11 +19,12 @@ public struct WorkerLaunchProfile: Codable, Sendable, Equatable {
     }
 
     /// The built-in reference worker (`sdbox worker`), which draws test images.
-    public static func reference(stepMilliseconds: Int = 50, minimumStepMilliseconds: Int = 5) -> Self {
+    public static func reference(stepMilliseconds: Int = 50, minimumStepMilliseconds: Int = 5, loadMilliseconds: Int = 0) -> Self {
         WorkerLaunchProfile(
             command: [
                 "{sdbox}", "worker", "--port", "{port}", "--checkpoint", "{checkpoint}",
-                "--step-ms", "\(stepMilliseconds)", "--min-step-ms", "\(minimumStepMilliseconds)", "--parent-pid", "{sdbox_pid}",
+                "--step-ms", "\(stepMilliseconds)", "--min-step-ms", "\(minimumStepMilliseconds)", "--load-ms", "\(loadMilliseconds)",
+                "--parent-pid", "{sdbox_pid}",
             ],
             startupTimeoutSeconds: 120
         )
@@ -36,9 +37,12 @@ public struct WorkerLaunchProfile: Codable, Sendable, Equatable {
 
     /// The command with its placeholders filled in.
     public func resolvedCommand(_ values: [String: String]) -> [String] {
-        command.map { argument in
-            values.reduce(argument) { text, pair in text.replacingOccurrences(of: "{\(pair.key)}", with: pair.value) }
-        }
+        command.map { Self.fill($0, with: values) }
+    }
+
+    /// `text` with every `{name}` placeholder of `values` filled in.
+    public static func fill(_ text: String, with values: [String: String]) -> String {
+        values.reduce(text) { text, pair in text.replacingOccurrences(of: "{\(pair.key)}", with: pair.value) }
     }
 }
 

@@ -48,6 +48,25 @@ public struct CatalogStore: Sendable {
         try await database.read { txn, tables in try txn.records(FunctionRecord.self, in: tables.functions) }
     }
 
+    /// Changes a model's function record, creating it first if it is missing, and returns it.
+    public func updateFunction(model: String, _ change: @escaping @Sendable (inout FunctionRecord) -> Void) async throws -> FunctionRecord {
+        try await database.write { txn, tables in
+            let key = FunctionRecord.name(forModel: model)
+            var function = try txn.record(FunctionRecord.self, in: tables.functions, key: key) ?? FunctionRecord(model: model)
+            change(&function)
+            try txn.put(tables.functions, key: key, value: RecordCoding.encode(function))
+            return function
+        }
+    }
+
+    /// Removes a model's function record; false if there was none.
+    @discardableResult
+    public func removeFunction(model: String) async throws -> Bool {
+        try await database.write { txn, tables in
+            try txn.delete(tables.functions, key: FunctionRecord.name(forModel: model))
+        }
+    }
+
     // MARK: Settings
 
     /// A user's A1111 options (`POST /sdapi/v1/options`), empty when never set.

@@ -50,6 +50,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Folder for the database, images, models and logs (default ./sdbox-data).")
     var dataDir: String?
 
+    @Option(help: "Most worker processes at once, over all models (default 2).")
+    var maxInstances: Int?
+
     @OptionGroup var logging: LoggingOptions
 
     func run() async throws {
@@ -67,6 +70,10 @@ struct Serve: AsyncParsableCommand {
         if let host { configuration.host = host }
         if let port { configuration.port = port }
         if let dataDir { configuration.dataDirectory = dataDir }
+        if let maxInstances {
+            guard maxInstances >= 1 else { throw ValidationError("--max-instances must be at least 1") }
+            configuration.maxInstances = maxInstances
+        }
         let app = try await SDBoxApplication.build(configuration: configuration, executablePath: Self.executablePath(), logger: logger)
         try await app.runService()
     }
@@ -98,6 +105,9 @@ struct Worker: AsyncParsableCommand {
     @Option(name: .customLong("min-step-ms"), help: "Least milliseconds per sampling step, at any size.")
     var minimumStepMilliseconds: Int = 5
 
+    @Option(name: .customLong("load-ms"), help: "Extra milliseconds to load the checkpoint, as moving weights to a GPU takes.")
+    var loadMilliseconds: Int = 0
+
     @Option(help: "Exit when the process with this id is gone (sdbox passes its own).")
     var parentPid: Int32?
 
@@ -117,7 +127,7 @@ struct Worker: AsyncParsableCommand {
         }
         let pace = ReferencePace(stepAt512: .milliseconds(stepMilliseconds), minimumStep: .milliseconds(minimumStepMilliseconds))
         try await ReferenceWorkerServer.run(
-            ReferenceWorkerConfiguration(host: host, port: port, checkpointPath: checkpoint, pace: pace),
+            ReferenceWorkerConfiguration(host: host, port: port, checkpointPath: checkpoint, pace: pace, loadTime: .milliseconds(loadMilliseconds)),
             logger: logger
         )
     }

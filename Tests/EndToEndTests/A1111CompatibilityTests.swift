@@ -4,7 +4,7 @@ import ImageCodec
 import SDBoxCore
 import Testing
 
-@Suite(.serialized) struct A1111CompatibilityTests {
+@Suite(.serialized, .timeLimit(.minutes(2))) struct A1111CompatibilityTests {
     @Test func txt2imgAnswersAsA1111() async throws {
         let server = try await ServerProcess(config: fastWorkers)
         defer { server.destroy() }

@@ -14,14 +14,15 @@ let fastWorkers = """
 
 /// Server settings for tests that watch a task run: 20 ms per step at 512x512.
 let pacedWorkers = """
-    workers:
+    scheduler:
       maxInstances: 1
+    workers:
       reference:
         stepMilliseconds: 20
         minimumStepMilliseconds: 5
     """
 
-@Suite(.serialized) struct GenerationTests {
+@Suite(.serialized, .timeLimit(.minutes(2))) struct GenerationTests {
     @Test func syncTxt2imgReturnsDownloadableSignedImage() async throws {
         let server = try await ServerProcess(config: fastWorkers)
         defer { server.destroy() }

@@ -3,7 +3,7 @@ import NIOHTTP1
 import SDBoxCore
 import Testing
 
-@Suite(.serialized) struct RobustnessTests {
+@Suite(.serialized, .timeLimit(.minutes(2))) struct RobustnessTests {
     @Test func badInputGetsClearErrors() async throws {
         let server = try await ServerProcess(config: fastWorkers + "\nmaxBodyBytes: 4096\n")
         defer { server.destroy() }

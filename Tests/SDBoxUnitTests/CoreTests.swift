@@ -140,28 +140,46 @@ import Testing
             dataDir: /srv/sdbox
             limits:
               maxSteps: 80
-            workers:
+            scheduler:
               maxInstances: 4
+              gpus:
+                - {index: 0, memoryMiB: 24576, name: RTX 4090}
+              pool:
+                idleTimeoutSeconds: 30
+                gpuMemoryMiB: 10000
+            workers:
               launch:
                 command: [python, launch.py, --api, --nowebui, --port, "{port}", --ckpt, "{checkpoint}"]
                 workingDirectory: /opt/a1111
+              profiles:
+                forge:
+                  command: [python, launch.py, --port, "{port}"]
             """)
         #expect(config.port == 9000)
         #expect(config.dataDirectory == "/srv/sdbox")
         #expect(config.limits.maxSteps == 80)
         #expect(config.maxInstances == 4)
         #expect(config.host == "127.0.0.1")
-        #expect(config.effectiveLaunch.resolvedCommand(["port": "7001", "checkpoint": "/m/x.safetensors"])
+        #expect(config.gpus == [GPU(index: 0, name: "RTX 4090", memoryMiB: 24576)])
+        #expect(config.poolDefaults.idleTimeoutSeconds == 30)
+        #expect(config.poolDefaults.gpuMemoryMiB == 10000)
+        #expect(config.poolDefaults.maxInstances == 1)
+        #expect(config.defaultProfileName == "default")
+        #expect(config.launchProfiles["default"]?.resolvedCommand(["port": "7001", "checkpoint": "/m/x.safetensors"])
             == ["python", "launch.py", "--api", "--nowebui", "--port", "7001", "--ckpt", "/m/x.safetensors"])
-        #expect(!config.effectiveLaunch.isReferenceWorker)
-        #expect(ServerConfiguration().effectiveLaunch.isReferenceWorker)
+        #expect(Set(config.launchProfiles.keys) == ["default", "forge", "reference"])
+        #expect(!config.usesReferenceWorker)
+        #expect(ServerConfiguration().usesReferenceWorker)
     }
 
     @Test(arguments: [
         ("prot: 1", "prot"),
         ("port: seventy", "port"),
         ("port: 70000", "port"),
-        ("workers:\n  maxInstance: 2", "workers.maxInstance"),
+        ("scheduler:\n  maxInstance: 2", "scheduler.maxInstance"),
+        ("scheduler:\n  gpus:\n    - {index: 0}", "scheduler.gpus[0].memoryMiB"),
+        ("scheduler:\n  pool:\n    minInstances: -1", "scheduler.pool.minInstances"),
+        ("workers:\n  defaultProfile: forge", "workers.defaultProfile"),
         ("workers:\n  launch:\n    workingDirectory: /x", "workers.launch.command"),
         ("limits: 3", "limits"),
     ])

@@ -1,0 +1,180 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import SDBoxCore
+import Scheduler
+import Storage
+
+/// Worker pools ("functions", one per checkpoint) and the workers in them: `GET /list/sdapi/functions`,
+/// `POST /batch_update_sd_resource`, `POST /del/sd/functions` (the original's) and `GET /workers`.
+struct PoolRoutes {
+    let services: Services
+
+    func register(on router: Router<SDBoxRequestContext>) {
+        router.get("/list/sdapi/functions") { _, _ in
+            try await services.models.refresh()
+            var functions: [JSONValue] = []
+            for function in try await services.catalog.functions().sorted(by: { $0.model < $1.model }) {
+                let settings = await services.scheduler.settings(ofPool: function.model)
+                functions.append([
+                    "functionName": .string(function.functionName), "model": .string(function.model),
+                    "settings": try JSONValue(encoding: settings), "ownSettings": try JSONValue(encoding: function.settings),
+                ])
+            }
+            return Response.json(["functions": .array(functions), "status": "success"])
+        }
+        router.get("/workers") { _, _ in
+            let scheduler = services.scheduler
+            return Response.json([
+                "workers": try JSONValue(encoding: await scheduler.workers()),
+                "gpus": try JSONValue(encoding: await scheduler.gpus()),
+                "gpuSource": .string(scheduler.inventory.source.rawValue),
+                "cpuSlots": .integer(Int64(scheduler.inventory.cpuSlots)),
+                "maxInstances": .integer(Int64(services.configuration.maxInstances)),
+                "queues": .object(await scheduler.queueDepths().mapValues { .integer(Int64($0)) }),
+            ])
+        }
+        router.post("/batch_update_sd_resource") { request, _ in
+            try await batchUpdate(try await request.jsonObject(limit: 1 << 20))
+        }
+        router.post("/del/sd/functions") { request, _ in
+            try await deleteFunctions(try await request.jsonObject(limit: 1 << 20))
+        }
+    }
+
+    /// Fields of the original's `batch_update_sd_resource` that only meant something on the cloud.
+    static let cloudOnlyFields: Set<String> = ["cpu", "memorySize", "instanceType", "vpcConfig", "nasConfig", "mountPoints"]
+
+    /// Applies resource settings to the named pools (all pools when `models` is absent).
+    func batchUpdate(_ body: [String: JSONValue]) async throws -> Response {
+        let update = try PoolUpdate(body)
+        let names: [String]
+        if let models = update.models {
+            names = models
+        } else {
+            names = try await services.catalog.functions().map(\.model).sorted()
+        }
+        var failed: [JSONValue] = []
+        var messages: [JSONValue] = []
+        var updated: [JSONValue] = []
+        for name in names {
+            do {
+                guard let model = try await services.models.resolve(name) else {
+                    throw PoolSettingsError("no checkpoint named '\(name)'")
+                }
+                let current = try await services.catalog.functions().first { $0.model == model.name }?.settings ?? PoolSettings()
+                let function = try await services.scheduler.configurePool(model: model.name, settings: update.applied(to: current))
+                updated.append(.string(function.functionName))
+            } catch {
+                failed.append(.string(FunctionRecord.name(forModel: name)))
+                messages.append(.string("\(name): \(error)"))
+            }
+        }
+        var answer: [String: JSONValue] = [
+            "status": failed.isEmpty ? "success" : "fail", "failFuncList": .array(failed), "errMsg": .array(messages),
+            "updated": .array(updated), "ignored": .array(update.ignored.map { .string($0) }),
+        ]
+        guard failed.isEmpty else {
+            answer["error"] = "some pools were not updated"
+            answer["detail"] = .string(messages.compactMap(\.stringValue).joined(separator: "; "))
+            return Response.json(.object(answer), status: .badRequest)
+        }
+        return Response.json(.object(answer))
+    }
+
+    /// Deletes pools by function name (or model name): their queued tasks fail, their workers stop.
+    func deleteFunctions(_ body: [String: JSONValue]) async throws -> Response {
+        guard let names = body["functions"]?.arrayValue?.compactMap(\.stringValue), !names.isEmpty else {
+            throw APIError(.badRequest, "invalid request", detail: "field 'functions' must be a non-empty array of function names", extra: ["field": "functions"])
+        }
+        let functions = try await services.catalog.functions()
+        var fails: [JSONValue] = []
+        for name in names {
+            guard let function = functions.first(where: { $0.functionName == name || $0.model == name }) else {
+                fails.append(["functionName": .string(name), "err": .string("no function named '\(name)'")])
+                continue
+            }
+            try await services.scheduler.removePool(model: function.model, reason: "the pool \(function.functionName) was deleted")
+        }
+        guard fails.isEmpty else {
+            return Response.json(
+                ["status": "fail", "fails": .array(fails), "error": "function not found", "detail": "some functions do not exist"],
+                status: .notFound
+            )
+        }
+        return Response.json(["status": "success"])
+    }
+}
+
+/// A `POST /batch_update_sd_resource` body, checked field by field.
+struct PoolUpdate {
+    var models: [String]?
+    var settings = PoolSettings()
+    /// Whether `env` was given (it then replaces the pool's environment).
+    var replacesEnvironment = false
+    var ignored: [String] = []
+
+    init(_ body: [String: JSONValue]) throws {
+        func integer(_ name: String, in range: ClosedRange<Int>) throws -> Int? {
+            guard let value = body[name], !value.isNull else { return nil }
+            guard let number = value.integerValue, range.contains(Int(clamping: number)) else {
+                throw APIError(.badRequest, "invalid request", detail: "field '\(name)' must be an integer from \(range.lowerBound) to \(range.upperBound)", extra: ["field": .string(name)])
+            }
+            return Int(number)
+        }
+        func invalid(_ name: String, _ what: String) -> APIError {
+            APIError(.badRequest, "invalid request", detail: "field '\(name)' must be \(what)", extra: ["field": .string(name)])
+        }
+        let known: Set<String> = ["models", "image", "extraArgs", "gpuMemorySize", "timeout", "env", "minInstances", "maxInstances", "idleTimeout"]
+        for key in body.keys.sorted() where !known.contains(key) {
+            guard PoolRoutes.cloudOnlyFields.contains(key) else { throw invalid(key, "one of the known fields (\(known.sorted().joined(separator: ", ")))") }
+            ignored.append(key)
+        }
+        if let models = body["models"], !models.isNull {
+            guard let names = models.arrayValue?.compactMap(\.stringValue), names.count == models.arrayValue?.count else {
+                throw invalid("models", "an array of model names")
+            }
+            self.models = names
+        }
+        settings.gpuMemoryMiB = try integer("gpuMemorySize", in: 0...(1 << 24))
+        settings.taskTimeoutSeconds = try integer("timeout", in: 1...(7 * 86400))
+        settings.minInstances = try integer("minInstances", in: 0...1024)
+        settings.maxInstances = try integer("maxInstances", in: 1...1024)
+        settings.idleTimeoutSeconds = try integer("idleTimeout", in: 0...(30 * 86400))
+        if let image = body["image"], !image.isNull {
+            guard let name = image.stringValue, !name.isEmpty else { throw invalid("image", "the name of a launch profile") }
+            settings.profile = name
+        }
+        if let extra = body["extraArgs"], !extra.isNull {
+            if let text = extra.stringValue {
+                settings.extraArgs = text.split(whereSeparator: \.isWhitespace).map(String.init)
+            } else if let items = extra.arrayValue?.compactMap(\.stringValue), items.count == extra.arrayValue?.count {
+                settings.extraArgs = items
+            } else {
+                throw invalid("extraArgs", "a string of arguments or an array of strings")
+            }
+        }
+        if let env = body["env"], !env.isNull {
+            guard let object = env.objectValue else { throw invalid("env", "an object of strings") }
+            var environment: [String: String] = [:]
+            for (key, value) in object {
+                guard let text = value.stringValue ?? value.integerValue.map(String.init), !key.isEmpty, !key.contains("=") else {
+                    throw invalid("env", "an object of strings")
+                }
+                environment[key] = text
+            }
+            settings.environment = environment
+            replacesEnvironment = true
+        }
+        if let min = settings.minInstances, let max = settings.maxInstances, min > max {
+            throw invalid("minInstances", "at most maxInstances")
+        }
+    }
+
+    /// A pool's own settings with this update's fields set over them.
+    func applied(to current: PoolSettings) -> PoolSettings {
+        var result = settings.merged(over: current)
+        if replacesEnvironment { result.environment = settings.environment }
+        return result
+    }
+}

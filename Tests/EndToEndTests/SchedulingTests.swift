@@ -1,0 +1,200 @@
+import Foundation
+import NIOHTTP1
+import SDBoxCore
+import Testing
+
+/// The GPU scheduler through the real binary: worker pools that scale up to the cap, scale to zero,
+/// evict the least recently used idle worker, place workers on GPUs described by configuration, and
+/// pools changed and deleted through the original's API.
+@Suite(.serialized, .timeLimit(.minutes(2))) struct SchedulingTests {
+    static let threeModels = [
+        "alpha.safetensors": DemoCheckpoint.contents(), "beta.safetensors": DemoCheckpoint.contents(),
+        "gamma.safetensors": DemoCheckpoint.contents(),
+    ]
+
+    func submit(_ server: ServerProcess, model: String, steps: Int = 20, size: Int = 512) async throws -> String {
+        let (status, accepted) = try await server.json(
+            .POST, "/txt2img", ["stable_diffusion_model": .string(model), "prompt": "p", "steps": .integer(Int64(steps)), "width": .integer(Int64(size)), "height": .integer(Int64(size))],
+            headers: [("Request-Type", "async")]
+        )
+        #expect(status == 200, "\(accepted)")
+        return try #require(accepted["taskId"]?.stringValue)
+    }
+
+    func workers(_ server: ServerProcess) async throws -> [JSONValue] {
+        try await server.json(.GET, "/workers").1["workers"]?.arrayValue ?? []
+    }
+
+    /// Polls `/workers` until `condition` holds, returning the workers then.
+    func waitForWorkers(_ server: ServerProcess, timeout: Duration = .seconds(30), _ condition: ([JSONValue]) -> Bool) async throws -> [JSONValue] {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let current = try await workers(server)
+            if condition(current) { return current }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestFailure("workers never matched; last: \(try await workers(server))\n\(server.log)")
+    }
+
+    @Test func scalesUpToTheCapThenEvictsTheLeastRecentlyUsedIdleWorker() async throws {
+        let server = try await ServerProcess(config: """
+            scheduler:
+              maxInstances: 2
+            workers:
+              reference: {stepMilliseconds: 20, minimumStepMilliseconds: 5}
+            """, models: Self.threeModels)
+        defer { server.destroy() }
+        let alpha = try await submit(server, model: "alpha")
+        let beta = try await submit(server, model: "beta")
+        let gamma = try await submit(server, model: "gamma")
+        // Two workers run at once (alpha and beta); gamma waits under the cap.
+        var most = 0
+        var seen: Set<String> = []
+        while try await server.json(.GET, "/tasks/\(gamma)/result").1["status"] != "succeeded" {
+            let current = try await workers(server)
+            most = max(most, current.count)
+            for worker in current { if let model = worker["model"]?.stringValue { seen.insert(model) } }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(most == 2, "never more workers than the cap")
+        #expect(seen == ["alpha.safetensors", "beta.safetensors", "gamma.safetensors"])
+        for id in [alpha, beta] { #expect(try await server.waitForTask(id)["status"] == "succeeded") }
+        // Alpha finished first, so its worker was the least recently used one stopped to make room.
+        let final = try await waitForWorkers(server) { $0.count == 2 && !$0.contains { $0["state"] == "stopping" } }
+        #expect(Set(final.compactMap { $0["model"]?.stringValue }) == ["beta.safetensors", "gamma.safetensors"])
+        #expect(server.log.contains("make room for another model"))
+    }
+
+    @Test func idleWorkersScaleToZeroAndModelsUnload() async throws {
+        let server = try await ServerProcess(config: """
+            scheduler:
+              pool: {idleTimeoutSeconds: 1}
+            workers:
+              reference: {stepMilliseconds: 2, minimumStepMilliseconds: 1}
+            """)
+        defer { server.destroy() }
+        let (status, _) = try await server.json(.POST, "/txt2img", ["steps": 2, "width": 64, "height": 64])
+        #expect(status == 200)
+        let (_, loaded) = try await server.json(.GET, "/models")
+        #expect(loaded.arrayValue?.first?["status"] == "loaded")
+        _ = try await waitForWorkers(server, timeout: .seconds(20)) { $0.isEmpty }
+        let (_, unloaded) = try await server.json(.GET, "/models")
+        #expect(unloaded.arrayValue?.first?["status"] == "unloaded")
+        #expect(server.workerPIDs().isEmpty, "the worker process is gone")
+        #expect(server.log.contains("idle timeout"))
+    }
+
+    @Test func workersArePlacedOnConfiguredGPUsWithinTheirMemory() async throws {
+        let server = try await ServerProcess(config: """
+            scheduler:
+              maxInstances: 4
+              gpus:
+                - {index: 0, memoryMiB: 10000, name: Test GPU 0}
+                - {index: 1, memoryMiB: 7000, name: Test GPU 1}
+              pool: {gpuMemoryMiB: 6000}
+            workers:
+              reference: {stepMilliseconds: 20, minimumStepMilliseconds: 5}
+            """, models: Self.threeModels)
+        defer { server.destroy() }
+        let ids = [
+            try await submit(server, model: "alpha"), try await submit(server, model: "beta"),
+            try await submit(server, model: "gamma"),
+        ]
+        let placed = try await waitForWorkers(server) { $0.count == 2 }
+        #expect(Set(placed.compactMap { $0["gpu"]?.integerValue }) == [0, 1], "one 6000 MiB worker per GPU; a third fits nowhere")
+        let (_, status) = try await server.json(.GET, "/workers")
+        #expect(status["gpuSource"] == "configuration")
+        let gpus = status["gpus"]?.arrayValue ?? []
+        #expect(gpus.map { $0["plannedMiB"] } == [6000, 6000])
+        #expect(gpus.first?["name"] == "Test GPU 0")
+        // Each worker sees only its own GPU.
+        for worker in placed {
+            let pid = try #require(worker["pid"]?.integerValue)
+            let environment = String(decoding: FileManager.default.contents(atPath: "/proc/\(pid)/environ") ?? Data(), as: UTF8.self)
+                .split(separator: "\0")
+            #expect(environment.contains("CUDA_VISIBLE_DEVICES=\(worker["gpu"]!.integerValue!)"), "\(worker)")
+        }
+        for id in ids { #expect(try await server.waitForTask(id)["status"] == "succeeded") }
+    }
+
+    @Test func queuedTasksShowTheirPlaceAndAnEstimate() async throws {
+        let server = try await ServerProcess(config: """
+            scheduler:
+              maxInstances: 1
+            workers:
+              reference: {stepMilliseconds: 20, minimumStepMilliseconds: 5}
+            """)
+        defer { server.destroy() }
+        // A first task teaches the scheduler the model's pace.
+        #expect(try await server.json(.POST, "/txt2img", ["steps": 5, "width": 512, "height": 512]).0 == 200)
+        var ids: [String] = []
+        for _ in 0..<3 { ids.append(try await submit(server, model: "demo")) }
+        let (_, progress) = try await server.json(.GET, "/tasks/\(ids[2])/progress")
+        #expect(progress["status"] == "queued")
+        #expect(progress["queuePosition"]?.integerValue ?? 0 >= 1)
+        #expect(progress["etaRelative"]?.doubleValue ?? 0 > 0, "\(progress)")
+        for id in ids { #expect(try await server.waitForTask(id)["status"] == "succeeded") }
+    }
+
+    @Test func poolsAreChangedAndDeletedThroughTheOriginalsAPI() async throws {
+        let server = try await ServerProcess(config: """
+            workers:
+              reference: {stepMilliseconds: 20, minimumStepMilliseconds: 5}
+            """, models: Self.threeModels)
+        defer { server.destroy() }
+        let (_, listed) = try await server.json(.GET, "/list/sdapi/functions")
+        let functions = listed["functions"]?.arrayValue ?? []
+        #expect(functions.count == 3)
+        let alphaFunction = try #require(functions.first { $0["model"] == "alpha.safetensors" }?["functionName"]?.stringValue)
+
+        // minInstances 1 keeps a warm worker with no task at all; cloud-only fields are reported ignored.
+        let (updated, answer) = try await server.json(
+            .POST, "/batch_update_sd_resource",
+            ["models": ["alpha.safetensors"], "minInstances": 1, "gpuMemorySize": 4096, "env": ["EXTRA": "1"], "cpu": 8, "timeout": 120]
+        )
+        #expect(updated == 200, "\(answer)")
+        #expect(answer["status"] == "success")
+        #expect(answer["ignored"] == ["cpu"])
+        let warm = try await waitForWorkers(server) { $0.contains { $0["model"] == "alpha.safetensors" && $0["state"] == "ready" } }
+        let pid = try #require(warm.first?["pid"]?.integerValue)
+        let environment = String(decoding: FileManager.default.contents(atPath: "/proc/\(pid)/environ") ?? Data(), as: UTF8.self)
+        #expect(environment.split(separator: "\0").contains("EXTRA=1"))
+        let (_, relisted) = try await server.json(.GET, "/list/sdapi/functions")
+        let alphaSettings = relisted["functions"]?.arrayValue?.first { $0["model"] == "alpha.safetensors" }?["settings"]
+        #expect(alphaSettings?["minInstances"] == 1)
+        #expect(alphaSettings?["taskTimeoutSeconds"] == 120)
+
+        // Bad updates are refused field by field.
+        let (badType, badTypeAnswer) = try await server.json(.POST, "/batch_update_sd_resource", ["minInstances": "many"])
+        #expect(badType == 400)
+        #expect(badTypeAnswer["field"] == "minInstances")
+        let (unknownField, _) = try await server.json(.POST, "/batch_update_sd_resource", ["minInstanse": 1])
+        #expect(unknownField == 400)
+        let (unknownModel, unknownAnswer) = try await server.json(.POST, "/batch_update_sd_resource", ["models": ["nope"], "maxInstances": 2])
+        #expect(unknownModel == 400)
+        #expect(unknownAnswer["status"] == "fail")
+        #expect(unknownAnswer["failFuncList"]?.arrayValue?.count == 1)
+        let (unknownProfile, _) = try await server.json(.POST, "/batch_update_sd_resource", ["models": ["alpha"], "image": "no-such-profile"])
+        #expect(unknownProfile == 400)
+
+        // Deleting the pool: a running task finishes, queued ones fail with a clear reason, workers stop.
+        let running = try await submit(server, model: "alpha", steps: 40)
+        while try await server.json(.GET, "/tasks/\(running)/progress").1["status"] != "running" {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let queued = try await submit(server, model: "alpha", steps: 40)
+        let (deleted, deleteAnswer) = try await server.json(.POST, "/del/sd/functions", ["functions": .array([.string(alphaFunction)])])
+        #expect(deleted == 200, "\(deleteAnswer)")
+        #expect(deleteAnswer["status"] == "success")
+        let queuedResult = try await server.waitForTask(queued)
+        #expect(queuedResult["status"] == "failed")
+        #expect(queuedResult["error"]?.stringValue?.contains("was deleted") == true)
+        #expect(try await server.waitForTask(running)["status"] == "succeeded")
+        _ = try await waitForWorkers(server) { !$0.contains { $0["model"] == "alpha.safetensors" } }
+        let (_, afterDelete) = try await server.json(.GET, "/list/sdapi/functions")
+        #expect(afterDelete["functions"]?.arrayValue?.contains { $0["model"] == "alpha.safetensors" } == false)
+        let (missing, missingAnswer) = try await server.json(.POST, "/del/sd/functions", ["functions": ["sd_0000000000000000"]])
+        #expect(missing == 404)
+        #expect(missingAnswer["status"] == "fail")
+    }
+}
