@@ -80,6 +80,7 @@ extension Services {
                 workerBody["override_settings"] = .object(options.merging(requested) { _, own in own })
             }
         }
+        try await catalog.ensureFunction(model: model.name)
         let task = try await tasks.insert(
             TaskRecord(id: TaskID.make(), kind: kind, model: model.name, user: user, request: workerBody, priority: generation.priority)
         )

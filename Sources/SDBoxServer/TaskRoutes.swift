@@ -107,6 +107,9 @@ struct TaskRoutes {
             "taskId": .string(task.id), "kind": .string(task.kind.rawValue), "model": .string(task.model),
             "status": .string(task.state.rawValue), "attempts": .integer(Int64(task.attempts)),
             "createdAt": .string(task.createdAt.ISO8601Format()), "error": task.error.map { .string($0) } ?? .null,
+            "startedAt": task.startedAt.map { .number($0.timeIntervalSince1970) } ?? .null,
+            "finishedAt": task.finishedAt.map { .number($0.timeIntervalSince1970) } ?? .null,
+            "priority": .integer(Int64(task.priority)),
         ]
     }
 }

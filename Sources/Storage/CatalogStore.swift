@@ -59,6 +59,17 @@ public struct CatalogStore: Sendable {
         }
     }
 
+    /// Makes sure a model has a function record (a deleted pool comes back with default settings when
+    /// its model is used again).
+    public func ensureFunction(model: String) async throws {
+        let key = FunctionRecord.name(forModel: model)
+        let exists = try await database.read { txn, tables in try txn.get(tables.functions, key: key) != nil }
+        if exists { return }
+        try await database.write { txn, tables in
+            try txn.put(tables.functions, key: key, value: RecordCoding.encode(FunctionRecord(model: model)), overwrite: false)
+        }
+    }
+
     /// Removes a model's function record; false if there was none.
     @discardableResult
     public func removeFunction(model: String) async throws -> Bool {
