@@ -10,7 +10,8 @@ let package = Package(
     name: "sdbox",
     platforms: [.macOS(.v15)],
     products: [
-        .executable(name: "sdbox", targets: ["sdbox"])
+        .executable(name: "sdbox", targets: ["sdbox"]),
+        .executable(name: "sdbox-bench", targets: ["sdbox-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -116,6 +117,20 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Benchmarks (not tests): `sdbox-bench scheduling`, ...
+        .executableTarget(
+            name: "sdbox-bench",
+            dependencies: [
+                "SDBoxCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: swiftSettings
         ),

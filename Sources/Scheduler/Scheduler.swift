@@ -624,10 +624,3 @@ struct ModelPace: Sendable {
         old.map { $0 * 0.8 + new * 0.2 } ?? new
     }
 }
-
-extension Duration {
-    var seconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
-    }
-}
