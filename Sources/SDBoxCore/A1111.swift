@@ -137,6 +137,14 @@ public enum A1111 {
         public var model_path: String?
         public var model_url: String?
         public var scale: Double?
+
+        public init(name: String, model_name: String?, model_path: String?, model_url: String?, scale: Double?) {
+            self.name = name
+            self.model_name = model_name
+            self.model_path = model_path
+            self.model_url = model_url
+            self.scale = scale
+        }
     }
 
     /// The samplers the reference worker offers (A1111 v1.10's k-diffusion and compvis samplers).

@@ -31,14 +31,17 @@ public struct Checkpoint: Sendable, Equatable {
 
     /// Checks that the file is a model A1111 could load: a `.safetensors` file whose header parses and whose
     /// tensors lie inside the file, or a `.ckpt`/`.pt`/`.pth`/`.bin` pickle archive.
-    public static func validate(path: String) throws(CheckpointError) {
+    ///
+    /// - Parameter fileExtension: The format to check for; by default the path's extension (an upload is
+    ///   checked under its temporary name).
+    public static func validate(path: String, as fileExtension: String? = nil) throws(CheckpointError) {
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw CheckpointError("cannot open \(path)")
         }
         defer { try? handle.close() }
         let size = (try? handle.seekToEnd()).map { Int($0) } ?? 0
         try? handle.seek(toOffset: 0)
-        let ext = (path as NSString).pathExtension.lowercased()
+        let ext = (fileExtension ?? (path as NSString).pathExtension).lowercased()
         switch ext {
         case "safetensors":
             guard size >= 8, let prefix = try? handle.read(upToCount: 8), prefix.count == 8 else {

@@ -1,19 +1,46 @@
 import Crypto
 import Foundation
 
-/// The kinds of model file sdbox manages, each in the folder A1111 expects under the models root.
+/// The kinds of model file sdbox manages, each in the folder A1111 expects under the models root, so
+/// workers find them through their usual flags.
 public enum ModelType: String, Codable, Sendable, CaseIterable {
     case stableDiffusion
+    case sdVae
+    case lora
+    case controlNet
+    case embedding
+    case upscaler
 
     /// The folder under the models root, as A1111 lays it out.
     public var folderName: String {
         switch self {
         case .stableDiffusion: "Stable-diffusion"
+        case .sdVae: "VAE"
+        case .lora: "Lora"
+        case .controlNet: "ControlNet"
+        case .embedding: "embeddings"
+        case .upscaler: "ESRGAN"
         }
     }
 
-    /// File extensions A1111 loads for this type.
-    public var extensions: Set<String> { ["safetensors", "ckpt", "pt", "pth", "bin"] }
+    /// File extensions accepted for every type.
+    public static let extensions: Set<String> = ["safetensors", "ckpt", "pt", "pth", "bin"]
+
+    /// Whether `name` is an acceptable model file name: a plain file name (no folder, no `..`, not hidden,
+    /// no control characters, at most 255 bytes) with an accepted extension. Returns why not, or nil.
+    public static func problem(withName name: String) -> String? {
+        if name.isEmpty || name.utf8.count > 255 { return "a model name must be 1 to 255 bytes long" }
+        if name.contains("/") || name.contains("\\") { return "a model name cannot contain a folder separator" }
+        if name.hasPrefix(".") { return "a model name cannot start with '.'" }
+        if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+            return "a model name cannot contain control characters"
+        }
+        let ext = (name as NSString).pathExtension.lowercased()
+        if !extensions.contains(ext) {
+            return "a model file must end in one of \(extensions.sorted().map { "." + $0 }.joined(separator: ", "))"
+        }
+        return nil
+    }
 }
 
 /// A model's place in its life: hashed on arrival, then loaded and unloaded as workers come and go.

@@ -28,16 +28,47 @@ struct A1111Routes {
         }
         api.post("skip") { _, _ in Response.json([:]) }
         api.get("sd-models") { _, _ in
-            let models = try await services.models.refresh()
+            let models = try await services.models.refresh().filter { $0.type == .stableDiffusion }
             return try Response.json(encoding: models.map { $0.checkpoint.map(A1111.SDModel.init(checkpoint:)) ?? A1111.SDModel(path: $0.ossPath) })
         }
-        api.post("refresh-checkpoints") { _, _ in
-            try await services.models.refresh()
-            return Response.json(nil)
+        api.get("sd-vae") { _, _ in
+            let vaes = try await services.models.refresh().filter { $0.type == .sdVae }
+            return Response.json(.array(vaes.map { ["model_name": .string($0.name), "filename": .string($0.ossPath)] }))
+        }
+        api.get("loras") { _, _ in
+            let loras = try await services.models.refresh().filter { $0.type == .lora }
+            return Response.json(.array(loras.map { lora in
+                let name = JSONValue.string((lora.name as NSString).deletingPathExtension)
+                return ["name": name, "alias": name, "path": .string(lora.ossPath), "metadata": [:]]
+            }))
+        }
+        api.get("embeddings") { _, _ in
+            let embeddings = try await services.models.refresh().filter { $0.type == .embedding }
+            var loaded: [String: JSONValue] = [:]
+            for embedding in embeddings {
+                loaded[(embedding.name as NSString).deletingPathExtension] = [
+                    "step": .null, "sd_checkpoint": .null, "sd_checkpoint_name": .null, "shape": .null, "vectors": .null,
+                ]
+            }
+            return Response.json(["loaded": .object(loaded), "skipped": [:]])
+        }
+        for path in ["refresh-checkpoints", "refresh-vae", "refresh-loras", "refresh-embeddings"] {
+            api.post(RouterPath(path)) { _, _ in
+                try await services.models.refresh()
+                return Response.json(nil)
+            }
         }
         api.get("samplers") { _, _ in try Response.json(encoding: A1111.samplers) }
         api.get("schedulers") { _, _ in try Response.json(encoding: A1111.schedulers) }
-        api.get("upscalers") { _, _ in try Response.json(encoding: A1111.upscalers) }
+        api.get("upscalers") { _, _ in
+            let registered = try await services.models.refresh().filter { $0.type == .upscaler }.map { model in
+                A1111.Upscaler(
+                    name: (model.name as NSString).deletingPathExtension, model_name: "ESRGAN_4x", model_path: model.ossPath,
+                    model_url: nil, scale: 4
+                )
+            }
+            return try Response.json(encoding: A1111.upscalers + registered)
+        }
         api.get("scripts") { _, _ in Response.json(["txt2img": [], "img2img": []]) }
         api.get("options") { _, context in Response.json(.object(try await options(for: context.user))) }
         api.post("options") { request, context in

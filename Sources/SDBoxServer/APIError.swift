@@ -41,6 +41,11 @@ public struct APIError: HTTPResponseError, Sendable {
     }
 }
 
+extension HTTPResponse.Status {
+    /// 507: the disk cannot hold what was sent.
+    static let insufficientStorage = Self(code: 507, reasonPhrase: "Insufficient Storage")
+}
+
 /// Turns every error a route throws into the JSON error shape, so no client ever sees an empty or
 /// HTML error body, and logs the unexpected ones.
 struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {

@@ -1,33 +1,45 @@
 import Foundation
+import HTTPTypes
 import Logging
 import NIOPosix
 import SDBoxCore
 import Storage
 
-/// The checkpoints sdbox can serve: the files of the models folder (A1111's layout), each with a record
-/// in the catalog holding its sha256, hashed in the background when a file appears or changes.
+/// The model files sdbox can serve: checkpoints, VAEs, LoRAs, ControlNet models, embeddings and upscalers,
+/// each type in its A1111 folder under the models root, each file with a record in the catalogue holding
+/// its sha256 (hashed in the background when a file appears or changes).
+///
+/// Files arrive by upload (``ModelUpload``), by registration of a path already on the box (a symbolic
+/// link in the type's folder), or by being copied into a folder by hand (found by ``refresh()``).
 public actor ModelRegistry {
     let catalog: CatalogStore
-    let directory: String
+    let root: String
     let logger: Logger
     let threadPool: NIOThreadPool
     var hashing: Set<String> = []
+    /// Names being uploaded right now (`type/name`), so two uploads of one name cannot race.
+    var uploading: Set<String> = []
 
     public init(catalog: CatalogStore, modelsDirectory: String, logger: Logger, threadPool: NIOThreadPool = .singleton) throws {
         self.catalog = catalog
-        self.directory = modelsDirectory + "/" + ModelType.stableDiffusion.folderName
+        self.root = modelsDirectory
         self.logger = logger
         self.threadPool = threadPool
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for type in ModelType.allCases {
+            try FileManager.default.createDirectory(atPath: root + "/" + type.folderName, withIntermediateDirectories: true)
+        }
     }
 
-    /// Writes the demo checkpoint when the folder holds no checkpoint, so a first request works.
+    /// The folder of a model type.
+    public nonisolated func folder(of type: ModelType) -> String { root + "/" + type.folderName }
+
+    /// Writes the demo checkpoint when the checkpoint folder holds none, so a first request works.
     /// Returns whether it did.
     @discardableResult
     public func installDemoCheckpointIfEmpty() async throws -> Bool {
-        let directory = self.directory
+        let directory = folder(of: .stableDiffusion)
         return try await threadPool.runIfActive {
-            let files = try FileManager.default.contentsOfDirectory(atPath: directory).filter(Self.isModelFile)
+            let files = try FileManager.default.contentsOfDirectory(atPath: directory).filter { ModelType.problem(withName: $0) == nil }
             guard files.isEmpty else { return false }
             let path = directory + "/" + DemoCheckpoint.fileName
             try DemoCheckpoint.contents().write(to: URL(fileURLWithPath: path), options: .atomic)
@@ -35,11 +47,8 @@ public actor ModelRegistry {
         }
     }
 
-    static func isModelFile(_ name: String) -> Bool {
-        !name.hasPrefix(".") && ModelType.stableDiffusion.extensions.contains((name as NSString).pathExtension.lowercased())
-    }
-
     struct FileFacts: Sendable {
+        let type: ModelType
         let name: String
         let size: Int64
         let modified: Date
@@ -51,44 +60,62 @@ public actor ModelRegistry {
         }
     }
 
-    /// Brings the records in line with the folder: new or changed files are (re)hashed, records of
-    /// removed files are dropped. Returns the records.
+    /// Size and modification time of the file at `path`, following a symbolic link (registered models).
+    static func facts(type: ModelType, name: String, path: String) -> FileFacts? {
+        let target = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: target),
+            attributes[.type] as? FileAttributeType == .typeRegular,
+            let size = attributes[.size] as? NSNumber, let modified = attributes[.modificationDate] as? Date
+        else { return nil }
+        return FileFacts(type: type, name: name, size: size.int64Value, modified: modified)
+    }
+
+    /// Brings the records in line with the folders: new or changed files are (re)hashed, records of
+    /// removed files are dropped. Leftovers of interrupted uploads are removed. Returns the records.
     @discardableResult
     public func refresh() async throws -> [ModelRecord] {
-        let directory = self.directory
+        let root = self.root
         let files: [FileFacts] = try await threadPool.runIfActive {
-            try FileManager.default.contentsOfDirectory(atPath: directory).filter(Self.isModelFile).compactMap { name in
-                let attributes = try? FileManager.default.attributesOfItem(atPath: directory + "/" + name)
-                guard attributes?[.type] as? FileAttributeType == .typeRegular,
-                    let size = attributes?[.size] as? NSNumber, let modified = attributes?[.modificationDate] as? Date
-                else { return nil }
-                return FileFacts(name: name, size: size.int64Value, modified: modified)
+            var files: [FileFacts] = []
+            for type in ModelType.allCases {
+                let directory = root + "/" + type.folderName
+                for name in try FileManager.default.contentsOfDirectory(atPath: directory) {
+                    if ModelUpload.isLeftover(name) {
+                        unlink(directory + "/" + name)
+                        continue
+                    }
+                    guard ModelType.problem(withName: name) == nil, let facts = Self.facts(type: type, name: name, path: directory + "/" + name) else { continue }
+                    files.append(facts)
+                }
             }
+            return files
         }
-        var records = Dictionary(uniqueKeysWithValues: try await catalog.models().filter { $0.type == .stableDiffusion }.map { ($0.name, $0) })
+        var records = Dictionary(uniqueKeysWithValues: try await catalog.models().map { (Self.key($0.type, $0.name), $0) })
         for file in files {
-            if let record = records[file.name], file.matches(record), !record.etag.isEmpty || hashing.contains(file.name)
-            {
+            let key = Self.key(file.type, file.name)
+            if let record = records[key], file.matches(record), !record.etag.isEmpty || hashing.contains(key) || record.status == .failed {
                 continue
             }
             let record = ModelRecord(
-                type: .stableDiffusion, name: file.name, ossPath: directory + "/" + file.name, etag: "", status: .registering,
-                size: file.size, registeredTime: records[file.name]?.registeredTime ?? Date(), lastModificationTime: file.modified
+                type: file.type, name: file.name, ossPath: folder(of: file.type) + "/" + file.name, etag: "", status: .registering,
+                size: file.size, registeredTime: records[key]?.registeredTime ?? Date(), lastModificationTime: file.modified
             )
             try await catalog.save(record)
-            records[file.name] = record
+            records[key] = record
             startHashing(record)
         }
-        let present = Set(files.map(\.name))
-        for name in records.keys where !present.contains(name) {
-            try await catalog.removeModel(.stableDiffusion, named: name)
-            records[name] = nil
+        let present = Set(files.map { Self.key($0.type, $0.name) })
+        for (key, record) in records where !present.contains(key) && !uploading.contains(key) {
+            try await catalog.removeModel(record.type, named: record.name)
+            records[key] = nil
         }
-        return records.values.sorted { $0.name < $1.name }
+        return records.values.sorted { ($0.type.rawValue, $0.name) < ($1.type.rawValue, $1.name) }
     }
 
+    static func key(_ type: ModelType, _ name: String) -> String { "\(type.rawValue)/\(name)" }
+
     func startHashing(_ record: ModelRecord) {
-        guard hashing.insert(record.name).inserted else { return }
+        guard hashing.insert(Self.key(record.type, record.name)).inserted else { return }
         let threadPool = self.threadPool
         Task {
             let result: Result<String, any Error>
@@ -102,7 +129,7 @@ public actor ModelRegistry {
     }
 
     func finishHashing(_ record: ModelRecord, _ result: Result<String, any Error>) async {
-        hashing.remove(record.name)
+        hashing.remove(Self.key(record.type, record.name))
         switch result {
         case .success(let sha256):
             var hashed = record
@@ -110,11 +137,11 @@ public actor ModelRegistry {
             hashed.status = .unloaded
             do {
                 // Keep the record only if the file did not change while it was hashed.
-                if let current = try await catalog.model(.stableDiffusion, named: record.name),
-                    FileFacts(name: record.name, size: record.size, modified: record.lastModificationTime).matches(current)
+                if let current = try await catalog.model(record.type, named: record.name),
+                    FileFacts(type: record.type, name: record.name, size: record.size, modified: record.lastModificationTime).matches(current)
                 {
                     try await catalog.save(hashed)
-                    logger.info("model hashed", metadata: ["model": "\(record.name)", "sha256": "\(sha256)"])
+                    logger.info("model hashed", metadata: ["model": "\(record.name)", "type": "\(record.type.rawValue)", "sha256": "\(sha256)"])
                 }
             } catch {
                 logger.error("could not save model record", metadata: ["model": "\(record.name)", "error": "\(error)"])
@@ -124,8 +151,8 @@ public actor ModelRegistry {
         }
     }
 
-    /// Follows the scheduler: a model whose workers failed to start is `failed` with the reason; once a
-    /// worker for it starts again it is back to `unloaded` (its live state is read from the scheduler).
+    /// Follows the scheduler: a checkpoint whose workers failed to start is `failed` with the reason; once
+    /// a worker for it starts again it is back to `unloaded` (its live state is read from the scheduler).
     public func schedulerReported(model name: String, status: ModelStatus, error: String?) async {
         do {
             guard var record = try await catalog.model(.stableDiffusion, named: name) else { return }
@@ -144,15 +171,15 @@ public actor ModelRegistry {
         }
     }
 
-    /// The records as they stand.
-    public func models() async throws -> [ModelRecord] {
-        try await catalog.models().filter { $0.type == .stableDiffusion }.sorted { $0.name < $1.name }
+    /// The records as they stand, of one type or all.
+    public func models(type: ModelType? = nil) async throws -> [ModelRecord] {
+        try await catalog.models().filter { type == nil || $0.type == type }.sorted { ($0.type.rawValue, $0.name) < ($1.type.rawValue, $1.name) }
     }
 
-    /// Finds a checkpoint the way A1111 does: by file name, name without extension, title
-    /// (`name [hash]`), or short or full hash.
-    public func resolve(_ reference: String) async throws -> ModelRecord? {
-        let models = try await models()
+    /// Finds a model the way A1111 does: by file name, name without extension, title (`name [hash]`), or
+    /// short or full hash.
+    public func resolve(_ reference: String, type: ModelType = .stableDiffusion) async throws -> ModelRecord? {
+        let models = try await models(type: type)
         let wanted = reference.trimmingCharacters(in: .whitespaces)
         if let exact = models.first(where: { $0.name == wanted }) { return exact }
         if let titled = models.first(where: { $0.checkpoint?.title == wanted }) { return titled }
@@ -164,5 +191,91 @@ public actor ModelRegistry {
             return hashed
         }
         return nil
+    }
+
+    // MARK: Adding and removing files
+
+    /// Reserves a name for an upload: refused if the name is bad, being uploaded, or taken (unless
+    /// `overwrite`).
+    func beginUpload(type: ModelType, name: String, overwrite: Bool) throws -> ModelUpload {
+        if let problem = ModelType.problem(withName: name) {
+            throw APIError(.badRequest, "invalid model name", detail: problem, extra: ["field": "name"])
+        }
+        let key = Self.key(type, name)
+        guard !uploading.contains(key) else {
+            throw APIError(.conflict, "upload in progress", detail: "\(type.rawValue)/\(name) is being uploaded by another request")
+        }
+        let upload = ModelUpload(type: type, name: name, folder: folder(of: type), overwrite: overwrite)
+        if !overwrite && FileManager.default.fileExists(atPath: upload.finalPath) {
+            throw APIError(.conflict, "model exists", detail: "\(type.rawValue)/\(name) exists; add ?overwrite=true to replace it")
+        }
+        uploading.insert(key)
+        return upload
+    }
+
+    /// Records a placed upload and releases its name.
+    func finishUpload(_ upload: ModelUpload, placed: ModelUpload.Placed) async throws -> ModelRecord {
+        defer { uploading.remove(Self.key(upload.type, upload.name)) }
+        let record = ModelRecord(
+            type: upload.type, name: upload.name, ossPath: upload.finalPath, etag: placed.sha256, status: .unloaded,
+            size: placed.size, registeredTime: Date(), lastModificationTime: placed.modified
+        )
+        try await catalog.save(record)
+        logger.info("model uploaded", metadata: ["model": "\(upload.name)", "type": "\(upload.type.rawValue)", "size": "\(placed.size)", "sha256": "\(placed.sha256)"])
+        return record
+    }
+
+    /// Releases the name of an upload that failed (its temporary file is already gone).
+    func abandonUpload(_ upload: ModelUpload) {
+        uploading.remove(Self.key(upload.type, upload.name))
+    }
+
+    /// Registers a file already on the box (or on an NFS share) in place: a symbolic link to it in the
+    /// type's folder, hashed in the background.
+    func register(type: ModelType, path: String, name: String?) async throws -> ModelRecord {
+        guard path.hasPrefix("/") else {
+            throw APIError(.badRequest, "invalid request", detail: "field 'path' must be an absolute path", extra: ["field": "path"])
+        }
+        let name = name ?? (path as NSString).lastPathComponent
+        if let problem = ModelType.problem(withName: name) {
+            throw APIError(.badRequest, "invalid model name", detail: problem, extra: ["field": "name"])
+        }
+        let link = folder(of: type) + "/" + name
+        let target = URL(fileURLWithPath: path).standardizedFileURL.path
+        guard let facts = Self.facts(type: type, name: name, path: target) else {
+            throw APIError(.badRequest, "file not found", detail: "\(path) is not a readable regular file", extra: ["field": "path"])
+        }
+        guard target != link else { throw APIError(.conflict, "model exists", detail: "\(path) is already in the models folder") }
+        do {
+            try Checkpoint.validate(path: target)
+        } catch {
+            throw APIError(.badRequest, "invalid model file", detail: error.description, extra: ["field": "path"])
+        }
+        guard symlink(target, link) == 0 else {
+            if errno == EEXIST { throw APIError(.conflict, "model exists", detail: "\(type.rawValue)/\(name) exists") }
+            throw APIError(.internalServerError, "cannot register", detail: "symlink \(link): \(String(cString: strerror(errno)))")
+        }
+        let record = ModelRecord(
+            type: type, name: name, ossPath: link, etag: "", status: .registering, size: facts.size, registeredTime: Date(),
+            lastModificationTime: facts.modified
+        )
+        try await catalog.save(record)
+        startHashing(record)
+        return record
+    }
+
+    /// Removes a model's file (or its registration link) and its record together.
+    func delete(type: ModelType, name: String) async throws {
+        let path = folder(of: type) + "/" + name
+        guard ModelType.problem(withName: name) == nil, try await catalog.model(type, named: name) != nil || FileManager.default.fileExists(atPath: path) else {
+            throw APIError(.notFound, "model not found", detail: "no \(type.rawValue) named '\(name)'")
+        }
+        try await threadPool.runIfActive {
+            if unlink(path) != 0 && errno != ENOENT {
+                throw APIError(.internalServerError, "cannot delete", detail: "\(path): \(String(cString: strerror(errno)))")
+            }
+        }
+        try await catalog.removeModel(type, named: name)
+        logger.info("model deleted", metadata: ["model": "\(name)", "type": "\(type.rawValue)"])
     }
 }

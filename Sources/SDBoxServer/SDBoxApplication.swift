@@ -52,7 +52,7 @@ public enum SDBoxApplication {
         }
         let services = Services(
             configuration: configuration, tasks: tasks, catalog: catalog, models: models, scheduler: scheduler,
-            objects: objects, signer: signer
+            objects: objects, signer: signer, logger: logger
         )
         return Application(
             router: router(services: services),
@@ -70,6 +70,7 @@ public enum SDBoxApplication {
         A1111Routes(services: services).register(on: router)
         CatalogRoutes(services: services).register(on: router)
         PoolRoutes(services: services).register(on: router)
+        AdminModelRoutes(services: services).register(on: router)
         ObjectRoutes(services: services).register(on: router)
         return router
     }

@@ -20,8 +20,10 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// Base of the URLs handed out in `ossUrl` (e.g. `https://sd.example.com`); by default the
     /// request's own `Host`.
     public var publicURL: String?
-    /// Largest request body, in bytes.
+    /// Largest request body, in bytes (model uploads have their own limit).
     public var maxBodyBytes = 64 << 20
+    /// Largest model file accepted by upload (`models.maxUploadBytes`).
+    public var maxUploadBytes: Int64 = 64 << 30
     public var limits = GenerationLimits()
     /// Lifetime of signed object URLs.
     public var urlExpirySeconds = 3600
@@ -93,6 +95,10 @@ public struct ServerConfiguration: Sendable, Equatable {
             config.limits.maxSide = try limits.integer("maxSide", in: 64...65536) ?? config.limits.maxSide
             config.limits.maxImages = try limits.integer("maxImages", in: 1...1000) ?? config.limits.maxImages
             try limits.finish()
+        }
+        if var models = try reader.section("models") {
+            config.maxUploadBytes = Int64(try models.integer("maxUploadBytes", in: 1024...(1 << 50)) ?? Int(config.maxUploadBytes))
+            try models.finish()
         }
         if var scheduler = try reader.section("scheduler") {
             config.maxInstances = try scheduler.integer("maxInstances", in: 1...1024) ?? config.maxInstances

@@ -17,11 +17,13 @@ public struct Services: Sendable {
     public let scheduler: Scheduler
     public let objects: ObjectStore
     public let signer: URLSigner
+    public let logger: Logger
 
     public init(
         configuration: ServerConfiguration, tasks: TaskStore, catalog: CatalogStore, models: ModelRegistry,
-        scheduler: Scheduler, objects: ObjectStore, signer: URLSigner
+        scheduler: Scheduler, objects: ObjectStore, signer: URLSigner, logger: Logger
     ) {
+        self.logger = logger
         self.configuration = configuration
         self.tasks = tasks
         self.catalog = catalog
@@ -41,7 +43,7 @@ extension Services {
         {
             return model
         }
-        guard let first = try await models.refresh().first else {
+        guard let first = try await models.refresh().first(where: { $0.type == .stableDiffusion }) else {
             throw APIError(.notFound, "no model", detail: "the models folder holds no checkpoint; upload one or set stable_diffusion_model")
         }
         return first
@@ -80,12 +82,38 @@ extension Services {
                 workerBody["override_settings"] = .object(options.merging(requested) { _, own in own })
             }
         }
+        try await checkModelReferences(in: &workerBody)
         try await catalog.ensureFunction(model: model.name)
         let task = try await tasks.insert(
             TaskRecord(id: TaskID.make(), kind: kind, model: model.name, user: user, request: workerBody, priority: generation.priority)
         )
         await scheduler.submit(task)
         return task
+    }
+
+    /// Checks the VAE (`override_settings.sd_vae`) and the LoRAs a prompt names (`<lora:name:weight>`)
+    /// against the registry, refusing unknown ones with 400, and writes the VAE's file name as A1111 wants.
+    func checkModelReferences(in body: inout JSONValue) async throws {
+        if var overrides = body["override_settings"]?.objectValue, let vae = overrides["sd_vae"]?.stringValue,
+            !["", "Automatic", "None"].contains(vae)
+        {
+            guard let record = try await models.resolve(vae, type: .sdVae) else {
+                throw APIError(.badRequest, "unknown VAE", detail: "no VAE named '\(vae)' in the models folder (VAE/)", extra: ["field": "sd_vae"])
+            }
+            overrides["sd_vae"] = .string(record.name)
+            body["override_settings"] = .object(overrides)
+        }
+        for field in ["prompt", "negative_prompt"] {
+            guard let prompt = body[field]?.stringValue, prompt.contains("<lora:") else { continue }
+            for name in Self.loraNames(in: prompt) where try await models.resolve(name, type: .lora) == nil {
+                throw APIError(.badRequest, "unknown LoRA", detail: "the \(field) names LoRA '\(name)', which is not in the models folder (Lora/)", extra: ["field": .string(field)])
+            }
+        }
+    }
+
+    /// The names in a prompt's `<lora:name:weight>` tags.
+    static func loraNames(in prompt: String) -> [String] {
+        prompt.matches(of: /<lora:([^:>]+)(?::[^>]*)?>/).map { String($0.output.1) }
     }
 
     /// Options that choose the checkpoint, which sdbox handles itself rather than forwarding.

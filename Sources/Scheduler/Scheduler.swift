@@ -92,6 +92,8 @@ public actor Scheduler: Service {
     struct Running {
         let workerID: Int
         var cancelRequested = false
+        /// Set when the task must fail whatever its worker answers (its model was deleted).
+        var abortReason: String?
     }
 
     enum Job: Sendable {
@@ -334,18 +336,29 @@ public actor Scheduler: Service {
         return record
     }
 
-    /// Deletes a pool: its queued tasks fail with `reason`, idle workers stop, busy ones stop when their
-    /// task ends, and its function record goes. A later task for the model starts a new pool.
-    public func removePool(model: String, reason: String) async throws {
+    /// Whether a model has tasks queued or running.
+    public func hasWork(model: String) -> Bool {
+        planner.queuedCount(model: model) > 0 || running.values.contains { planner.workers[$0.workerID]?.model == model }
+    }
+
+    /// Deletes a pool: its queued tasks fail with `reason`, idle workers stop, and its function record
+    /// goes. Busy workers stop when their task ends, or at once with `stopRunning` (their tasks then fail
+    /// with `reason` too). A later task for the model starts a new pool.
+    public func removePool(model: String, reason: String, stopRunning: Bool = false) async throws {
         try await catalog.removeFunction(model: model)
         poolSettings[model] = nil
         planner.policies[model] = nil
         for id in planner.removeAll(model: model) {
             await finish(id, state: .failed, error: reason)
         }
+        if stopRunning {
+            for (id, run) in running where planner.workers[run.workerID]?.model == model {
+                running[id]?.abortReason = reason
+            }
+        }
         for worker in planner.liveWorkers(model: model) {
             planner.markStopping(worker.id)
-            if worker.state != .busy { handles[worker.id]?.process.stop() }
+            if worker.state != .busy || stopRunning { handles[worker.id]?.process.stop() }
         }
         dispatch()
     }
@@ -521,11 +534,19 @@ public actor Scheduler: Service {
             }
         } catch .rejected(let status, let detail) {
             let cancelled = isCancelRequested(taskID)
-            await finish(taskID, state: cancelled ? .cancelled : .failed, error: cancelled ? nil : "worker error (\(status)): \(detail)")
+            await finish(
+                taskID, state: cancelled ? .cancelled : .failed,
+                error: running[taskID]?.abortReason ?? (cancelled ? nil : "worker error (\(status)): \(detail)")
+            )
             taskLeftWorker(taskID, worker: worker, healthy: true)
             return
         } catch {
             await workerLost(task, worker: worker, error: error)
+            return
+        }
+        if let reason = running[taskID]?.abortReason {
+            await finish(taskID, state: .failed, error: reason)
+            taskLeftWorker(taskID, worker: worker, healthy: true)
             return
         }
         let cancelled = isCancelRequested(taskID)
@@ -543,9 +564,12 @@ public actor Scheduler: Service {
     /// had all its attempts. During shutdown the task is left `running`, to be re-queued at next start.
     func workerLost(_ task: TaskRecord, worker: WorkerProcess, error: WorkerCallError) async {
         let cancelRequested = isCancelRequested(task.id)
+        let abortReason = running[task.id]?.abortReason
         taskLeftWorker(task.id, worker: worker, healthy: false)
         if shuttingDown || Task.isCancelled { return }
-        if cancelRequested {
+        if let abortReason {
+            await finish(task.id, state: .failed, error: abortReason)
+        } else if cancelRequested {
             await finish(task.id, state: .cancelled, error: nil)
         } else if task.attempts >= configuration.maxAttempts {
             await finish(task.id, state: .failed, error: "the worker failed \(task.attempts) times; last: \(error)")
