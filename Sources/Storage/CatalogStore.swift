@@ -65,7 +65,7 @@ public struct CatalogStore: Sendable {
         let key = FunctionRecord.name(forModel: model)
         let exists = try await database.read { txn, tables in try txn.get(tables.functions, key: key) != nil }
         if exists { return }
-        try await database.write { txn, tables in
+        _ = try await database.write { txn, tables in
             try txn.put(tables.functions, key: key, value: RecordCoding.encode(FunctionRecord(model: model)), overwrite: false)
         }
     }
