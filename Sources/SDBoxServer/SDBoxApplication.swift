@@ -27,7 +27,8 @@ public enum SDBoxApplication {
         let schedulerConfiguration = SchedulerConfiguration(
             maxInstances: configuration.maxInstances, maxAttempts: configuration.maxAttempts,
             maxStartFailures: configuration.maxStartFailures, fairnessWaitSeconds: Double(configuration.fairnessSeconds),
-            prioritySeconds: Double(configuration.prioritySeconds), poolDefaults: configuration.poolDefaults,
+            prioritySeconds: Double(configuration.prioritySeconds), livenessSeconds: Double(configuration.livenessSeconds),
+            livenessFailures: configuration.livenessFailures, poolDefaults: configuration.poolDefaults,
             profiles: configuration.launchProfiles, defaultProfile: configuration.defaultProfileName,
             gpus: configuration.gpus, cpuSlots: configuration.cpuSlots, dataDirectory: data, executablePath: executablePath
         )

@@ -33,6 +33,10 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var maxStartFailures = 3
     public var fairnessSeconds = 60
     public var prioritySeconds = 60
+    /// Seconds between liveness pings of a busy worker (`scheduler.livenessSeconds`).
+    public var livenessSeconds = 10
+    /// Failed pings in a row that mark a busy worker hung (`scheduler.livenessFailures`).
+    public var livenessFailures = 3
     public var cpuSlots = 4
     /// GPUs described by configuration; when empty, `nvidia-smi` is asked.
     public var gpus: [GPU] = []
@@ -106,6 +110,8 @@ public struct ServerConfiguration: Sendable, Equatable {
             config.maxStartFailures = try scheduler.integer("maxStartFailures", in: 1...100) ?? config.maxStartFailures
             config.fairnessSeconds = try scheduler.integer("fairnessSeconds", in: 0...86400) ?? config.fairnessSeconds
             config.prioritySeconds = try scheduler.integer("prioritySeconds", in: 0...86400) ?? config.prioritySeconds
+            config.livenessSeconds = try scheduler.integer("livenessSeconds", in: 1...3600) ?? config.livenessSeconds
+            config.livenessFailures = try scheduler.integer("livenessFailures", in: 1...100) ?? config.livenessFailures
             config.cpuSlots = try scheduler.integer("cpuSlots", in: 1...1024) ?? config.cpuSlots
             for var gpu in try scheduler.sectionList("gpus") ?? [] {
                 config.gpus.append(

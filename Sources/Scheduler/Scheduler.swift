@@ -525,6 +525,8 @@ public actor Scheduler: Service {
         let started = ContinuousClock.now
         let timeout = Int64(settings(ofPool: task.model).taskTimeoutSeconds ?? 3600)
         let answer: Data
+        let watchdog = Task { await self.watch(worker) }
+        defer { watchdog.cancel() }
         do throws(WorkerCallError) {
             answer = try await worker.whileAlive { () async throws(WorkerCallError) -> Data in
                 try await self.client.call(
@@ -558,6 +560,27 @@ public actor Scheduler: Service {
             await finish(taskID, state: .failed, error: "could not store the result: \(error)")
         }
         taskLeftWorker(taskID, worker: worker, healthy: true)
+    }
+
+    /// Pings a busy worker every `livenessSeconds`; one that fails `livenessFailures` pings in a row has
+    /// stopped answering and is killed, so its task is retried elsewhere rather than waiting for the task
+    /// timeout.
+    nonisolated func watch(_ worker: WorkerProcess) async {
+        var failures = 0
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(configuration.livenessSeconds))
+            if Task.isCancelled { return }
+            if await client.ping(port: worker.port, timeout: .milliseconds(Int64(configuration.livenessSeconds * 1000))) {
+                failures = 0
+                continue
+            }
+            failures += 1
+            if failures >= configuration.livenessFailures {
+                logger.warning("worker stopped answering; killing it", metadata: ["worker": "\(worker.id)", "model": "\(worker.model)"])
+                worker.kill()
+                return
+            }
+        }
     }
 
     /// The worker died or stopped answering under a task: queue the task again, or fail it when it has

@@ -13,6 +13,10 @@ public struct SchedulerConfiguration: Sendable {
     public var fairnessWaitSeconds: Double
     /// How many seconds of waiting one priority level is worth.
     public var prioritySeconds: Double
+    /// How often a busy worker is pinged, and the timeout of each ping.
+    public var livenessSeconds: Double
+    /// Failed pings in a row after which a busy worker is deemed hung and killed.
+    public var livenessFailures: Int
     /// Settings of every pool, unless a pool's own settings say otherwise. All fields are set.
     public var poolDefaults: PoolSettings
     /// Named ways to start workers; pools choose one by name (`PoolSettings.profile`).
@@ -41,7 +45,7 @@ public struct SchedulerConfiguration: Sendable {
 
     public init(
         maxInstances: Int = 2, maxAttempts: Int = 2, maxStartFailures: Int = 3, fairnessWaitSeconds: Double = 60,
-        prioritySeconds: Double = 60, poolDefaults: PoolSettings = builtInPoolDefaults,
+        prioritySeconds: Double = 60, livenessSeconds: Double = 10, livenessFailures: Int = 3, poolDefaults: PoolSettings = builtInPoolDefaults,
         profiles: [String: WorkerLaunchProfile] = ["reference": .reference()], defaultProfile: String = "reference",
         gpus: [GPU] = [], cpuSlots: Int = 4, dataDirectory: String, executablePath: String
     ) {
@@ -50,6 +54,8 @@ public struct SchedulerConfiguration: Sendable {
         self.maxStartFailures = maxStartFailures
         self.fairnessWaitSeconds = fairnessWaitSeconds
         self.prioritySeconds = prioritySeconds
+        self.livenessSeconds = livenessSeconds
+        self.livenessFailures = livenessFailures
         self.poolDefaults = poolDefaults.merged(over: Self.builtInPoolDefaults)
         self.profiles = profiles
         self.defaultProfile = defaultProfile

@@ -31,9 +31,9 @@ public struct WorkerClient: Sendable {
 
     /// Whether the worker at `port` is ready: it answers `/internal/ping` (the reference worker, A1111's UI
     /// mode) or `/sdapi/v1/sd-models` (every A1111-compatible API).
-    public func ping(port: Int) async -> Bool {
+    public func ping(port: Int, timeout: TimeAmount = .seconds(2)) async -> Bool {
         for path in ["/internal/ping", "/sdapi/v1/sd-models"] {
-            if (try? await call(port: port, method: .GET, path: path, timeout: .seconds(2))) != nil { return true }
+            if (try? await call(port: port, method: .GET, path: path, timeout: timeout)) != nil { return true }
         }
         return false
     }

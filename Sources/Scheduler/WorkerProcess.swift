@@ -31,6 +31,8 @@ public final class WorkerProcess: Sendable {
     let stopSignal = StopSignal()
     let exitSignal = StopSignal()
     let pid = Mutex<Int32?>(nil)
+    /// Whether the stop skips SIGTERM (a worker that stopped answering may not handle it).
+    let killAtOnce = Mutex(false)
 
     init(id: Int, model: String, port: Int, command: [String], profile: WorkerLaunchProfile, logPath: String, runDirectory: String) {
         self.id = id
@@ -47,6 +49,12 @@ public final class WorkerProcess: Sendable {
 
     /// Asks the worker to stop; ``run(probe:onReady:logger:)`` returns once it has.
     public func stop() { stopSignal.fire() }
+
+    /// Kills the worker's process group with SIGKILL at once: for a worker that stopped answering.
+    public func kill() {
+        killAtOnce.withLock { $0 = true }
+        stopSignal.fire()
+    }
 
     /// Starts the process and supervises it until it ends.
     ///
@@ -95,7 +103,7 @@ public final class WorkerProcess: Sendable {
                     }
                     group.addTask {
                         await self.stopSignal.wait()
-                        await execution.teardown(using: Self.teardown)
+                        await execution.teardown(using: self.killAtOnce.withLock { $0 } ? Self.immediateKill : Self.teardown)
                         return .stopped
                     }
                     group.addTask {
@@ -149,6 +157,10 @@ public final class WorkerProcess: Sendable {
     }
 
     enum Child: Sendable { case outputEnded, stopped, probeFinished }
+
+    static let immediateKill: [TeardownStep] = [
+        .send(signal: .kill, toProcessGroup: true, allowedDurationToNextStep: .seconds(2))
+    ]
 
     static let teardown: [TeardownStep] = [
         .send(signal: .terminate, toProcessGroup: true, allowedDurationToNextStep: .seconds(10)),

@@ -33,9 +33,11 @@ struct UploadBenchmark: AsyncParsableCommand {
         let source = root + "/source.safetensors"
         print("sdbox-bench upload: \(sizeMib) MiB of random bytes as a .safetensors file, in \(root)")
         try Self.writeRandomSafetensors(path: source, bytes: size)
-
+        // Both runs start with nothing dirty in the page cache, so neither pays for the other's writeback.
+        try await Self.sync()
         let ddSeconds = try await Self.timeDD(from: source, to: root + "/dd-copy")
         try? FileManager.default.removeItem(atPath: root + "/dd-copy")
+        try await Self.sync()
 
         guard let port = FreePort.allocate() else { throw BenchmarkError("no free port") }
         let server = BenchProcess(
@@ -116,6 +118,10 @@ struct UploadBenchmark: AsyncParsableCommand {
         )
         guard result.terminationStatus.isSuccess else { throw BenchmarkError("dd failed: \(result.terminationStatus)") }
         return start.duration(to: .now).seconds
+    }
+
+    static func sync() async throws {
+        _ = try await Subprocess.run(.path(FilePath("/bin/sync")), output: .discarded)
     }
 
     static func waitForHealth(http: HTTPClient, port: Int) async throws {

@@ -91,6 +91,32 @@ import Testing
         #expect(server.workerPIDs() != workers)
     }
 
+    @Test func hungWorkerIsKilledAndTheTaskRunsAgain() async throws {
+        let server = try await ServerProcess(config: """
+            scheduler: {maxInstances: 1, livenessSeconds: 1, livenessFailures: 2}
+            workers:
+              reference: {stepMilliseconds: 20, minimumStepMilliseconds: 5}
+            """)
+        defer { server.destroy() }
+        let (_, accepted) = try await server.json(
+            .POST, "/txt2img", ["prompt": "hang", "steps": 50, "width": 512, "height": 512], headers: [("Request-Type", "async")]
+        )
+        let id = try #require(accepted["taskId"]?.stringValue)
+        while try await server.json(.GET, "/tasks/\(id)/progress").1["state"]?["sampling_step"]?.integerValue ?? 0 < 2 {
+            try await Task.sleep(for: .milliseconds(30))
+        }
+        // The worker is alive but answers nothing, as a wedged GPU driver would leave it.
+        let workers = server.workerPIDs()
+        #expect(workers.count == 1)
+        for pid in workers { kill(pid, SIGSTOP) }
+
+        let result = try await server.waitForTask(id)
+        #expect(result["status"] == "succeeded", "\(result)")
+        #expect(try await server.json(.GET, "/tasks").1["tasks"]?.arrayValue?.first?["attempts"] == 2)
+        #expect(server.log.contains("worker stopped answering"))
+        for pid in workers { #expect(kill(pid, 0) != 0, "the hung worker was killed") }
+    }
+
     @Test func restartKeepsEveryTaskAndRunsUnfinishedOnes() async throws {
         let server = try await ServerProcess(config: pacedWorkers)
         defer { server.destroy() }
