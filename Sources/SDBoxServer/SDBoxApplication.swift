@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Hummingbird
 import Logging
+import Prometheus
 import ObjectStore
 import SDBoxCore
 import Scheduler
@@ -14,8 +15,9 @@ public enum SDBoxApplication {
     /// The application for `configuration`; run it with `runService()`.
     ///
     /// - Parameter executablePath: This executable, used to start reference workers.
+    ///   - metrics: The registry that swift-metrics was bootstrapped with, served at `/metrics`.
     public static func build(
-        configuration: ServerConfiguration, executablePath: String, logger: Logger
+        configuration: ServerConfiguration, executablePath: String, metrics: PrometheusCollectorRegistry, logger: Logger
     ) async throws -> some ApplicationProtocol {
         let data = URL(fileURLWithPath: configuration.dataDirectory).standardizedFileURL.path
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
@@ -56,17 +58,18 @@ public enum SDBoxApplication {
             objects: objects, signer: signer, logger: logger
         )
         return Application(
-            router: router(services: services),
+            router: router(services: services, metrics: metrics),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sdbox"),
             services: [scheduler],
             logger: logger
         )
     }
 
-    static func router(services: Services) -> Router<SDBoxRequestContext> {
+    static func router(services: Services, metrics: PrometheusCollectorRegistry) -> Router<SDBoxRequestContext> {
         let router = Router(context: SDBoxRequestContext.self)
+        router.add(middleware: RequestMetricsMiddleware())
         router.add(middleware: JSONErrorMiddleware())
-        router.get("/healthz") { _, _ in Response.json(["status": "ok"]) }
+        ObservabilityRoutes(services: services, registry: metrics).register(on: router)
         TaskRoutes(services: services).register(on: router)
         A1111Routes(services: services).register(on: router)
         CatalogRoutes(services: services).register(on: router)

@@ -84,14 +84,44 @@ public struct ServerConfiguration: Sendable, Equatable {
         } catch {
             throw ConfigurationError("configuration is not valid YAML: \(error)")
         }
-        var config = ServerConfiguration()
+        return try ServerConfiguration().applying(document)
+    }
+
+    /// Environment variables that override configuration keys, and the key each sets.
+    public static let environmentKeys: [(variable: String, path: [String])] = [
+        ("SDBOX_HOST", ["host"]), ("SDBOX_PORT", ["port"]), ("SDBOX_DATA_DIR", ["dataDir"]), ("SDBOX_PUBLIC_URL", ["publicURL"]),
+        ("SDBOX_MAX_BODY_BYTES", ["maxBodyBytes"]), ("SDBOX_URL_EXPIRY_SECONDS", ["urlExpirySeconds"]),
+        ("SDBOX_MAX_UPLOAD_BYTES", ["models", "maxUploadBytes"]), ("SDBOX_MAX_INSTANCES", ["scheduler", "maxInstances"]),
+        ("SDBOX_CPU_SLOTS", ["scheduler", "cpuSlots"]),
+    ]
+
+    /// This configuration with the `SDBOX_*` variables of `environment` applied over it (they win over
+    /// the file; command-line flags win over them). Errors name the variable.
+    public func applyingEnvironment(_ environment: [String: String]) throws -> ServerConfiguration {
+        var config = self
+        for (variable, path) in Self.environmentKeys {
+            guard let value = environment[variable] else { continue }
+            var document = JSONValue.string(value)
+            for key in path.reversed() { document = .object([key: document]) }
+            do {
+                config = try config.applying(document)
+            } catch let error as ConfigurationError {
+                throw ConfigurationError("\(variable): \(error.description)")
+            }
+        }
+        return config
+    }
+
+    /// This configuration with the keys of a configuration document set over it.
+    func applying(_ document: JSONValue) throws -> ServerConfiguration {
+        var config = self
         if document.isNull { return config }
         guard let root = document.objectValue else { throw ConfigurationError("configuration must be a mapping of keys") }
         var reader = KeyReader(path: "", fields: root)
         config.host = try reader.string("host") ?? config.host
         config.port = try reader.integer("port", in: 0...65535) ?? config.port
         config.dataDirectory = try reader.string("dataDir") ?? config.dataDirectory
-        config.publicURL = try reader.string("publicURL")
+        config.publicURL = try reader.string("publicURL") ?? config.publicURL
         config.maxBodyBytes = try reader.integer("maxBodyBytes", in: 1024...(1 << 40)) ?? config.maxBodyBytes
         config.urlExpirySeconds = try reader.integer("urlExpirySeconds", in: 1...(366 * 86400)) ?? config.urlExpirySeconds
         if var limits = try reader.section("limits") {
@@ -139,7 +169,7 @@ public struct ServerConfiguration: Sendable, Equatable {
                     config.profiles[name] = try profile.launchProfile()
                 }
             }
-            config.defaultProfile = try workers.string("defaultProfile")
+            config.defaultProfile = try workers.string("defaultProfile") ?? config.defaultProfile
             if var reference = try workers.section("reference") {
                 config.referenceStepMilliseconds = try reference.integer("stepMilliseconds", in: 0...60000) ?? config.referenceStepMilliseconds
                 config.referenceMinimumStepMilliseconds = try reference.integer("minimumStepMilliseconds", in: 0...60000) ?? config.referenceMinimumStepMilliseconds

@@ -111,6 +111,10 @@ public actor Scheduler: Service {
     var startFailures: [String: Int] = [:]
     var reportedState: [String: ModelStatus] = [:]
     var observer: ModelStateObserver?
+    let metrics = SchedulerMetrics()
+    var metricsSeen = SchedulerMetrics.Seen()
+    /// Whether ``run()`` is running (for readiness checks).
+    public private(set) var isRunning = false
     var nextWaiterID = 1
     var jobs: AsyncStream<Job>.Continuation?
     var shuttingDown = false
@@ -159,6 +163,8 @@ public actor Scheduler: Service {
             ]
         )
         dispatch()
+        isRunning = true
+        defer { isRunning = false }
         await withDiscardingTaskGroup { group in
             group.addTask {
                 // Idle timeouts and fairness deadlines pass without any event: look again every second.
@@ -385,6 +391,7 @@ public actor Scheduler: Service {
                 startWorker(workerID, for: model, gpu: gpu)
             case .stop(let workerID, let reason):
                 logger.info("stopping worker", metadata: ["worker": "\(workerID)", "reason": "\(reason.rawValue)"])
+                metrics.workerStopped(reason: reason)
                 handles[workerID]?.since = Date()
                 handles[workerID]?.process.stop()
             case .reject(let taskIDs, let model, let reason):
@@ -393,34 +400,33 @@ public actor Scheduler: Service {
             }
         }
         reportModelStates()
+        metrics.record(planner, inventory: inventory, seen: &metricsSeen)
     }
 
     func startWorker(_ id: Int, for model: String, gpu: Int?) {
         let settings = settings(ofPool: model)
         let profileName = settings.profile ?? configuration.defaultProfile
-        guard var profile = configuration.profiles[profileName], let port = FreePort.allocate() else {
+        guard let template = configuration.profiles[profileName], let port = FreePort.allocate() else {
             logger.error("cannot start a worker", metadata: ["model": "\(model)", "profile": "\(profileName)"])
             planner.workerGone(id)
             return
         }
         let checkpoint = "\(configuration.modelsDirectory)/\(ModelType.stableDiffusion.folderName)/\(model)"
-        let values = [
-            "port": "\(port)", "checkpoint": checkpoint, "checkpoint_name": model,
-            "models_dir": configuration.modelsDirectory, "data_dir": configuration.dataDirectory,
-            "sdbox": configuration.executablePath, "sdbox_pid": "\(getpid())",
-        ]
-        let command = profile.resolvedCommand(values) + (settings.extraArgs ?? [])
-        profile.environment.merge(settings.environment ?? [:]) { _, pool in pool }
-        if let gpu { profile.environment["CUDA_VISIBLE_DEVICES"] = "\(gpu)" }
-        profile.environment = profile.environment.mapValues { WorkerLaunchProfile.fill($0, with: values) }
-        profile.workingDirectory = profile.workingDirectory.map { WorkerLaunchProfile.fill($0, with: values) }
+        let values = WorkerLaunchProfile.placeholders(
+            port: port, checkpoint: checkpoint, modelsDirectory: configuration.modelsDirectory,
+            dataDirectory: configuration.dataDirectory, executablePath: configuration.executablePath
+        )
+        var environment = settings.environment ?? [:]
+        if let gpu { environment["CUDA_VISIBLE_DEVICES"] = "\(gpu)" }
+        let profile = template.resolved(values, extraArgs: settings.extraArgs ?? [], environment: environment)
         let safeName = model.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" ? $0 : "_" }
         let process = WorkerProcess(
-            id: id, model: model, port: port, command: command, profile: profile,
+            id: id, model: model, port: port, profile: profile,
             logPath: "\(configuration.logDirectory)/worker-\(id)-\(String(safeName)).log",
             runDirectory: configuration.runDirectory
         )
         handles[id] = WorkerHandle(process: process, since: Date(), startedAt: .now)
+        metrics.workerStarted(model: model)
         logger.info("starting worker", metadata: ["worker": "\(id)", "model": "\(model)", "gpu": "\(gpu.map(String.init) ?? "none")", "profile": "\(profileName)"])
         jobs?.yield(.supervise(process))
     }
@@ -630,6 +636,7 @@ public actor Scheduler: Service {
                 if let result { $0.result = result }
             }
             logger.info("task \(state.rawValue)", metadata: ["task": "\(id)", "error": "\(error ?? "")"])
+            metrics.taskFinished(task)
             notifyFinal(task)
         } catch {
             logger.error("could not record task outcome", metadata: ["task": "\(id)", "error": "\(error)"])

@@ -1,3 +1,5 @@
+import Foundation
+
 /// How to start a worker process for one checkpoint: a command with placeholders, filled in per worker.
 ///
 /// Placeholders: `{port}` (the port the worker must listen on, on 127.0.0.1), `{checkpoint}` (the
@@ -38,6 +40,26 @@ public struct WorkerLaunchProfile: Codable, Sendable, Equatable {
     /// The command with its placeholders filled in.
     public func resolvedCommand(_ values: [String: String]) -> [String] {
         command.map { Self.fill($0, with: values) }
+    }
+
+    /// The placeholder values for one worker.
+    public static func placeholders(
+        port: Int, checkpoint: String, modelsDirectory: String, dataDirectory: String, executablePath: String
+    ) -> [String: String] {
+        [
+            "port": "\(port)", "checkpoint": checkpoint, "checkpoint_name": (checkpoint as NSString).lastPathComponent,
+            "models_dir": modelsDirectory, "data_dir": dataDirectory, "sdbox": executablePath, "sdbox_pid": "\(getpid())",
+        ]
+    }
+
+    /// The profile for one worker: placeholders filled in everywhere, `extraArgs` appended to the command
+    /// and `environment` over the profile's.
+    public func resolved(_ values: [String: String], extraArgs: [String] = [], environment extra: [String: String] = [:]) -> WorkerLaunchProfile {
+        var profile = self
+        profile.command = resolvedCommand(values) + extraArgs
+        profile.environment = environment.merging(extra) { _, own in own }.mapValues { Self.fill($0, with: values) }
+        profile.workingDirectory = workingDirectory.map { Self.fill($0, with: values) }
+        return profile
     }
 
     /// `text` with every `{name}` placeholder of `values` filled in.

@@ -4,6 +4,12 @@ import Subprocess
 import SystemPackage
 import Synchronization
 
+/// Why a trial worker did not become ready.
+public struct WorkerTrialFailure: Error, Sendable {
+    public let status: String
+    public let lastOutput: [String]
+}
+
 /// How a worker process ended.
 public struct WorkerExit: Sendable {
     /// The termination status, e.g. `exited(1)` or `signaled(9)`, or why it could not start.
@@ -24,7 +30,7 @@ public final class WorkerProcess: Sendable {
     public let id: Int
     public let model: String
     public let port: Int
-    let command: [String]
+    /// The resolved profile: placeholders filled in.
     let profile: WorkerLaunchProfile
     let logPath: String
     let runDirectory: String
@@ -34,11 +40,10 @@ public final class WorkerProcess: Sendable {
     /// Whether the stop skips SIGTERM (a worker that stopped answering may not handle it).
     let killAtOnce = Mutex(false)
 
-    init(id: Int, model: String, port: Int, command: [String], profile: WorkerLaunchProfile, logPath: String, runDirectory: String) {
+    init(id: Int, model: String, port: Int, profile: WorkerLaunchProfile, logPath: String, runDirectory: String) {
         self.id = id
         self.model = model
         self.port = port
-        self.command = command
         self.profile = profile
         self.logPath = logPath
         self.runDirectory = runDirectory
@@ -63,6 +68,7 @@ public final class WorkerProcess: Sendable {
     ///   - onReady: Called once when the probe first succeeds.
     func run(probe: @escaping @Sendable () async -> Bool, onReady: @escaping @Sendable () async -> Void, logger: Logger) async -> WorkerExit {
         defer { exitSignal.fire() }
+        let command = profile.command
         guard let executable = command.first else {
             return WorkerExit(status: "empty launch command", becameReady: false, lastOutput: [])
         }
@@ -131,6 +137,26 @@ public final class WorkerProcess: Sendable {
         } catch {
             return WorkerExit(status: "could not start '\(executable)': \(error)", becameReady: false, lastOutput: output.lastLines)
         }
+    }
+
+    /// Starts a worker with `profile` (resolved), waits until it is ready, and stops it: a check that a
+    /// backend can start. Returns how long it took to become ready, or why it did not.
+    public static func trial(
+        profile: WorkerLaunchProfile, port: Int, logPath: String, runDirectory: String, client: WorkerClient, logger: Logger
+    ) async -> Result<Duration, WorkerTrialFailure> {
+        let worker = WorkerProcess(id: 0, model: "trial", port: port, profile: profile, logPath: logPath, runDirectory: runDirectory)
+        let started = ContinuousClock.now
+        let readyAfter = Mutex<Duration?>(nil)
+        let exit = await worker.run(
+            probe: { await client.ping(port: port) },
+            onReady: {
+                readyAfter.withLock { $0 = started.duration(to: .now) }
+                worker.stop()
+            },
+            logger: logger
+        )
+        if let duration = readyAfter.withLock({ $0 }) { return .success(duration) }
+        return .failure(WorkerTrialFailure(status: exit.status, lastOutput: exit.lastOutput))
     }
 
     /// Runs a call to the worker, failing it as soon as the worker process ends rather than waiting

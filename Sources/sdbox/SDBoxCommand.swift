@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
+import Metrics
+import Prometheus
 import ReferenceWorker
 import SDBoxServer
 
@@ -11,18 +13,18 @@ struct SDBoxCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sdbox",
         abstract: "A Stable Diffusion API appliance: one GPU box, many models, an A1111-compatible API.",
-        subcommands: [Serve.self, Worker.self],
+        subcommands: [Serve.self, Worker.self, Doctor.self],
         defaultSubcommand: Serve.self
     )
 }
 
 /// Options every subcommand shares.
 struct LoggingOptions: ParsableArguments {
-    @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
-    var logLevel: Logger.Level = .info
+    @Option(help: "Log level: trace, debug, info, notice, warning, error or critical (default info).")
+    var logLevel: Logger.Level?
 
-    func bootstrap(label: String) -> Logger {
-        let level = logLevel
+    func bootstrap(label: String, default defaultLevel: Logger.Level = .info) -> Logger {
+        let level = logLevel ?? defaultLevel
         LoggingSystem.bootstrap { name in
             var handler = StreamLogHandler.standardOutput(label: name)
             handler.logLevel = level
@@ -34,11 +36,10 @@ struct LoggingOptions: ParsableArguments {
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
-/// `sdbox serve`: runs the API server and the scheduler.
-struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the sdbox server.")
-
-    @Option(help: "YAML configuration file; flags override its keys.")
+/// The configuration options `serve` and `doctor` share: a YAML file, `SDBOX_*` variables over it, and
+/// flags over both.
+struct ConfigurationOptions: ParsableArguments {
+    @Option(help: "YAML configuration file; SDBOX_* environment variables and flags override its keys.")
     var config: String?
 
     @Option(help: "Address to listen on (default 127.0.0.1).")
@@ -53,10 +54,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Most worker processes at once, over all models (default 2).")
     var maxInstances: Int?
 
-    @OptionGroup var logging: LoggingOptions
-
-    func run() async throws {
-        let logger = logging.bootstrap(label: "sdbox")
+    /// The configuration in force, or a usage error naming what is wrong.
+    func load() throws -> ServerConfiguration {
         var configuration = ServerConfiguration()
         if let config {
             do {
@@ -67,6 +66,11 @@ struct Serve: AsyncParsableCommand {
                 throw ValidationError("cannot read \(config): \(error.localizedDescription)")
             }
         }
+        do {
+            configuration = try configuration.applyingEnvironment(ProcessInfo.processInfo.environment)
+        } catch let error as ConfigurationError {
+            throw ValidationError(error.description)
+        }
         if let host { configuration.host = host }
         if let port { configuration.port = port }
         if let dataDir { configuration.dataDirectory = dataDir }
@@ -74,13 +78,61 @@ struct Serve: AsyncParsableCommand {
             guard maxInstances >= 1 else { throw ValidationError("--max-instances must be at least 1") }
             configuration.maxInstances = maxInstances
         }
-        let app = try await SDBoxApplication.build(configuration: configuration, executablePath: Self.executablePath(), logger: logger)
+        return configuration
+    }
+}
+
+/// `sdbox serve`: runs the API server and the scheduler.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the sdbox server.")
+
+    @OptionGroup var options: ConfigurationOptions
+    @OptionGroup var logging: LoggingOptions
+
+    func run() async throws {
+        let logger = logging.bootstrap(label: "sdbox")
+        let configuration = try options.load()
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        let taskBuckets: [Duration] = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800].map { .milliseconds(Int64($0 * 1000)) }
+        factory.durationHistogramBuckets = ["sdbox_task_latency_seconds": taskBuckets, "sdbox_task_run_seconds": taskBuckets]
+        MetricsSystem.bootstrap(factory)
+        let app = try await SDBoxApplication.build(
+            configuration: configuration, executablePath: Self.executablePath(), metrics: registry, logger: logger
+        )
         try await app.runService()
     }
 
     /// The absolute path of this executable, for starting reference workers.
     static func executablePath() -> String {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+}
+
+/// `sdbox doctor`: checks the box and the configuration, one verdict per line; exits 1 if any check failed.
+struct Doctor: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check GPUs, driver, worker backend, data and models folders, database, port and configuration."
+    )
+
+    @OptionGroup var options: ConfigurationOptions
+    @OptionGroup var logging: LoggingOptions
+
+    func run() async throws {
+        let logger = logging.bootstrap(label: "sdbox.doctor", default: .warning)
+        let configuration: ServerConfiguration
+        do {
+            configuration = try options.load()
+        } catch let error as ValidationError {
+            print("[FAIL] config: \(error.message)")
+            throw ExitCode(1)
+        }
+        let findings = await SDBoxServer.Doctor(configuration: configuration, executablePath: Serve.executablePath(), logger: logger).run()
+        for finding in findings { print(finding.line) }
+        let failed = findings.filter { $0.verdict == .failure }.count
+        let warned = findings.filter { $0.verdict == .warning }.count
+        print(failed == 0 ? "sdbox doctor: ready (\(warned) warnings)" : "sdbox doctor: \(failed) problems to fix")
+        if failed > 0 { throw ExitCode(1) }
     }
 }
 

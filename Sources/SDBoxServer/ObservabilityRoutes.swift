@@ -1,0 +1,75 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Metrics
+import NIOCore
+import Prometheus
+import SDBoxCore
+import Scheduler
+import Storage
+
+/// Health and figures: `GET /healthz` (the process is up), `GET /readyz` (the store answers and the
+/// scheduler runs) and `GET /metrics` (Prometheus text format, series named `sdbox_*`).
+struct ObservabilityRoutes {
+    let services: Services
+    let registry: PrometheusCollectorRegistry
+
+    func register(on router: Router<SDBoxRequestContext>) {
+        router.get("/healthz") { _, _ in Response.json(["status": "ok"]) }
+        router.get("/readyz") { _, _ in
+            var problems: [String] = []
+            do {
+                _ = try await services.tasks.recent(limit: 1)
+            } catch {
+                problems.append("task store: \(error)")
+            }
+            if await !services.scheduler.isRunning { problems.append("scheduler not running") }
+            guard problems.isEmpty else {
+                throw APIError(.serviceUnavailable, "not ready", detail: problems.joined(separator: "; "))
+            }
+            return Response.json(["status": "ready"])
+        }
+        router.get("/metrics") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer()))
+            )
+        }
+    }
+}
+
+/// Counts requests by route, method and status (`sdbox_http_requests_total`) and times them
+/// (`sdbox_http_request_duration_seconds`). The route is the matched pattern, e.g. `/tasks/{id}/result`,
+/// so task ids do not multiply the series.
+struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let start = ContinuousClock.now
+        let status: Int
+        let response: Response
+        do {
+            response = try await next(request, context)
+            status = Int(response.status.code)
+        } catch {
+            let code = (error as? any HTTPResponseError)?.status.code ?? 500
+            record(request, context: context, status: Int(code), since: start)
+            throw error
+        }
+        record(request, context: context, status: status, since: start)
+        return response
+    }
+
+    func record(_ request: Request, context: Context, status: Int, since start: ContinuousClock.Instant) {
+        let route = context.endpointPath ?? "unmatched"
+        let method = request.method.rawValue
+        Counter(label: "sdbox_http_requests_total", dimensions: [("route", route), ("method", method), ("status", "\(status)")]).increment()
+        Timer(label: "sdbox_http_request_duration_seconds", dimensions: [("route", route), ("method", method)])
+            .recordNanoseconds(start.duration(to: .now).nanoseconds)
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}

@@ -1,0 +1,63 @@
+import Foundation
+import Metrics
+import SDBoxCore
+
+/// The scheduler's figures, through swift-metrics (Prometheus in `sdbox serve`): tasks by outcome, task
+/// run time and latency per model, queue depth per model, workers by state, cold starts, evictions and
+/// GPU memory planned against total.
+struct SchedulerMetrics: Sendable {
+    /// Label values last reported for the gauges, so that values which disappear are set back to zero.
+    struct Seen: Sendable {
+        var models: Set<String> = []
+    }
+
+    func taskFinished(_ task: TaskRecord) {
+        Counter(label: "sdbox_tasks_total", dimensions: [("model", task.model), ("state", task.state.rawValue)]).increment()
+        guard let finished = task.finishedAt else { return }
+        Timer(label: "sdbox_task_latency_seconds", dimensions: [("model", task.model)])
+            .recordNanoseconds(Int64(finished.timeIntervalSince(task.createdAt) * 1e9))
+        if let started = task.startedAt {
+            Timer(label: "sdbox_task_run_seconds", dimensions: [("model", task.model)])
+                .recordNanoseconds(Int64(finished.timeIntervalSince(started) * 1e9))
+        }
+    }
+
+    func workerStarted(model: String) {
+        Counter(label: "sdbox_worker_cold_starts_total", dimensions: [("model", model)]).increment()
+    }
+
+    func workerStopped(reason: DispatchPlanner.StopReason) {
+        let name = reason == .idle ? "sdbox_worker_idle_stops_total" : "sdbox_worker_evictions_total"
+        Counter(label: name, dimensions: [("reason", reason.metricName)]).increment()
+    }
+
+    /// Sets the gauges from the planner's view.
+    func record(_ planner: DispatchPlanner, inventory: GPUInventory, seen: inout Seen) {
+        let depths = planner.queueDepths
+        seen.models.formUnion(depths.keys)
+        for model in seen.models {
+            Gauge(label: "sdbox_queue_depth", dimensions: [("model", model)]).record(depths[model] ?? 0)
+        }
+        var states: [WorkerState: Int] = [.starting: 0, .ready: 0, .busy: 0, .stopping: 0]
+        for worker in planner.workers.values { states[worker.state, default: 0] += 1 }
+        for (state, count) in states {
+            Gauge(label: "sdbox_workers", dimensions: [("state", state.rawValue)]).record(count)
+        }
+        let reserved = planner.reservedMemory
+        for gpu in inventory.gpus {
+            Gauge(label: "sdbox_gpu_memory_planned_mib", dimensions: [("gpu", "\(gpu.index)")]).record(reserved[gpu.index, default: 0])
+            Gauge(label: "sdbox_gpu_memory_total_mib", dimensions: [("gpu", "\(gpu.index)")]).record(gpu.memoryMiB)
+        }
+    }
+}
+
+extension DispatchPlanner.StopReason {
+    /// The reason as a metric label value.
+    var metricName: String {
+        switch self {
+        case .idle: "idle"
+        case .makeRoom: "make_room"
+        case .fairness: "fairness"
+        }
+    }
+}
