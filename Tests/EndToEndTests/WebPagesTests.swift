@@ -204,19 +204,72 @@ struct WebPagesTests {
         }
     }
 
-    @Test func modelsPageListsTheModels() async throws {
+    @Test func modelsPageUploadsReplacesDeletesAndRegistersModels() async throws {
         let server = try await ServerProcess(config: Self.config, models: Self.models)
         defer { server.destroy() }
         _ = try await generate(server, ["prompt": "warm up", "steps": 4, "width": 64, "height": 64])
+        let folder = server.dataDirectory + "/elsewhere"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let upload = folder + "/fresh-model.safetensors"
+        let file = ModelManagementTests.safetensors(bytes: 8 << 20)
+        try file.write(to: URL(fileURLWithPath: upload))
         try await withPage(server) { page in
             try await page.open(server.baseURL + "/#models")
             try await page.waitFor("document.querySelectorAll('tr[data-model]').length === 2", "both checkpoints")
             try await page.waitFor("document.querySelector('tr[data-model=\"demo.safetensors\"] .badge')?.textContent === 'loaded'", "the demo checkpoint loaded")
-            try await page.waitFor("document.querySelector('tr[data-model=\"demo.safetensors\"]').innerText.includes('ago') || document.querySelector('tr[data-model=\"demo.safetensors\"]').innerText.includes('just now')", "its last use")
+            try await page.waitFor("/ago|just now/.test(document.querySelector('tr[data-model=\"demo.safetensors\"]').innerText)", "its last use")
             let hash = try await page.evaluate("document.querySelector('tr[data-model=\"demo.safetensors\"] td:nth-child(4)').textContent")
             let (_, models) = try await server.json(.GET, "/models")
             #expect(hash == models.arrayValue?.first { $0["name"] == "demo.safetensors" }?["shortHash"])
+
+            // Upload through the file picker at 4 MiB/s (the browser throttles it), so the progress shows.
+            _ = try await page.send("Network.enable")
+            _ = try await page.send("Network.emulateNetworkConditions", [
+                "offline": false, "latency": 0, "downloadThroughput": -1, "uploadThroughput": .integer(4 << 20),
+            ])
+            try await page.evaluate("""
+                window.figures = [];
+                new MutationObserver(() => document.querySelectorAll('.upload .figures').forEach((f) => window.figures.push(f.textContent)))
+                  .observe(document.querySelector('.uploads'), { subtree: true, childList: true, characterData: true });
+                """)
+            try await page.setFiles("input[type=file]", [upload])
+            try await page.waitFor("document.querySelector('.upload')?.dataset.state === 'done'", timeout: .seconds(30), "the upload done")
+            let figures = try await page.evaluate("window.figures").arrayValue?.compactMap(\.stringValue) ?? []
+            #expect(figures.contains { $0.range(of: #"^\d+(\.\d)? MiB of 8\.0 MiB \([1-9]\d?%\) · \d+(\.\d)? MiB/s · \d+(\.\d)? s left$"#, options: .regularExpression) != nil }, "\(figures)")
+            _ = try await page.send("Network.emulateNetworkConditions", ["offline": false, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1])
+            let row = "tr[data-model=\"fresh-model.safetensors\"]"
+            try await page.waitFor("document.querySelector('\(row) .badge')?.textContent === 'unloaded'", "the uploaded model hashed")
+            let sha256 = try Checkpoint.sha256(ofFileAt: upload)
+            let (_, listed) = try await server.json(.GET, "/models")
+            let record = listed.arrayValue?.first { $0["name"] == "fresh-model.safetensors" }
+            #expect(record?["etag"] == .string(sha256))
+            #expect(record?["size"] == .integer(Int64(file.count)))
+            #expect(try await page.evaluate("document.querySelector('\(row) td:nth-child(4)').textContent") == .string(String(sha256.prefix(10))))
+            try await page.click("button[aria-label=\"Dismiss fresh-model.safetensors\"]")
             try await page.screenshot(Self.screenshots + "/models.png")
+
+            // The same name again: refused until replaced.
+            try await page.setFiles("input[type=file]", [upload])
+            try await page.waitFor("document.querySelector('.upload')?.dataset.state === 'exists'", "the name taken")
+            try await page.evaluate("[...document.querySelectorAll('.upload button')].find((b) => b.textContent === 'Replace it').click()")
+            try await page.waitFor("document.querySelector('.upload')?.dataset.state === 'done'", "the model replaced")
+
+            // Delete, confirmed in a dialog.
+            try await page.click("button[aria-label=\"Delete fresh-model.safetensors\"]")
+            try await page.waitFor("document.querySelector('dialog[open]')?.innerText.includes('Delete fresh-model.safetensors?')", "the confirmation")
+            try await page.click("dialog[open] button[value=confirm]")
+            try await page.waitFor("!document.querySelector('\(row)')", "the row gone")
+            #expect(try await server.json(.GET, "/models").1.arrayValue?.contains { $0["name"] == "fresh-model.safetensors" } == false)
+
+            // Register the file where it is.
+            try await page.fill("form input[name=path]", upload)
+            try await page.click("form:has(input[name=path]) button[type=submit]")
+            try await page.waitFor("document.querySelector('\(row) .badge')?.textContent === 'unloaded'", "the registered model hashed")
+            #expect(FileManager.default.fileExists(atPath: upload), "registered in place, not moved")
+            // A path that is not a model is refused with the server's reason.
+            try await page.fill("form input[name=path]", server.dataDirectory + "/server.log")
+            try await page.click("form:has(input[name=path]) button[type=submit]")
+            try await page.waitFor("document.querySelector('form p.error-text[role=alert]:not([hidden])')?.textContent.includes('must end in')", "the refusal")
         }
     }
 }

@@ -101,7 +101,7 @@ function shortPath(path = '') {
 async function deleteModel(model) {
   const confirmed = await confirmDialog({
     title: `Delete ${model.name}?`,
-    message: `The file ${model.ossPath} is removed from the box. Its worker pool and queued tasks go with it.`,
+    message: `${model.ossPath} is removed from the models folder (for a registered model, only the link). A checkpoint's worker pool goes with it.`,
     confirmLabel: 'Delete', danger: true,
   });
   if (!confirmed) return;
@@ -299,7 +299,7 @@ function registerCard() {
   const path = h('input', { name: 'path', required: true, placeholder: '/srv/models/model.safetensors', autocomplete: 'off', spellcheck: 'false' });
   const message = h('p', { class: 'error-text', role: 'alert', hidden: true });
   const form = h('form', { class: 'stack' },
-    h('p', { class: 'muted', text: 'A model file already on this box, by its absolute path.' }),
+    h('p', { class: 'muted', text: 'A model file already on this box or a mounted share: sdbox links it into its models folder, without copying it.' }),
     field('Type', type),
     field('Path on the box', path),
     message,
