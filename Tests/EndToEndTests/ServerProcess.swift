@@ -35,7 +35,13 @@ final class ServerProcess: @unchecked Sendable {
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
         guard let port = FreePort.allocate() else { throw TestFailure("no free port") }
         self.port = port
-        try await start()
+        do {
+            try await start()
+        } catch {
+            // A folder made here goes with a server that never started (the error quotes its log).
+            if dataDirectory == nil { try? FileManager.default.removeItem(atPath: self.dataDirectory) }
+            throw error
+        }
     }
 
     /// Starts (or restarts) the process and waits until `/healthz` answers.

@@ -222,6 +222,13 @@ struct WebPagesTests {
             let (_, models) = try await server.json(.GET, "/models")
             #expect(hash == models.arrayValue?.first { $0["name"] == "demo.safetensors" }?["shortHash"])
 
+            // Other types are listed in their own tables.
+            for (type, name) in [("sdVae", "vae-ft-mse.safetensors"), ("lora", "watercolor-style.safetensors")] {
+                let (status, _) = try await server.request(.PUT, "/admin/models/\(type)/\(name)", body: ModelManagementTests.safetensors(bytes: 300_000))
+                #expect(status == 201)
+            }
+            try await page.waitFor("[...document.querySelectorAll('caption')].map((c) => c.textContent).join() === 'Checkpoints (2),VAEs (1),LoRAs (1)'", "a table per type")
+
             // Upload through the file picker at 4 MiB/s (the browser throttles it), so the progress shows.
             _ = try await page.send("Network.enable")
             _ = try await page.send("Network.emulateNetworkConditions", [
@@ -233,6 +240,8 @@ struct WebPagesTests {
                   .observe(document.querySelector('.uploads'), { subtree: true, childList: true, characterData: true });
                 """)
             try await page.setFiles("input[type=file]", [upload])
+            try await page.waitFor("document.querySelector('.upload progress')?.value > 3 << 20", "the upload under way")
+            try await page.screenshot(Self.screenshots + "/models.png")
             try await page.waitFor("document.querySelector('.upload')?.dataset.state === 'done'", timeout: .seconds(30), "the upload done")
             let figures = try await page.evaluate("window.figures").arrayValue?.compactMap(\.stringValue) ?? []
             #expect(figures.contains { $0.range(of: #"^\d+(\.\d)? MiB of 8\.0 MiB \([1-9]\d?%\) · \d+(\.\d)? MiB/s · \d+(\.\d)? s left$"#, options: .regularExpression) != nil }, "\(figures)")
@@ -246,7 +255,6 @@ struct WebPagesTests {
             #expect(record?["size"] == .integer(Int64(file.count)))
             #expect(try await page.evaluate("document.querySelector('\(row) td:nth-child(4)').textContent") == .string(String(sha256.prefix(10))))
             try await page.click("button[aria-label=\"Dismiss fresh-model.safetensors\"]")
-            try await page.screenshot(Self.screenshots + "/models.png")
 
             // The same name again: refused until replaced.
             try await page.setFiles("input[type=file]", [upload])

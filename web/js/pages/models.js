@@ -85,7 +85,7 @@ function modelTable(type, models, lastUsed) {
       })));
   });
   return h('div', { class: 'table-wrap' },
-    h('table', {},
+    h('table', { class: 'models' },
       h('caption', {}, `${type.label} `, h('span', { class: 'muted', text: `(${models.length})` })),
       h('thead', {}, h('tr', {},
         ['Name', 'Status', 'Size', 'Hash', 'Last used', 'Added', 'Actions'].map((name, index) =>
