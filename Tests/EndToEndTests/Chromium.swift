@@ -18,6 +18,7 @@ final class Chromium: Sendable {
         /// Uncaught exceptions and `console.error` calls of the pages, as text.
         var problems: [String] = []
         var closed = false
+        var eventHandler: (@Sendable (_ method: String, _ params: JSONValue, _ session: String?) -> Void)?
     }
 
     /// The browser's path: `$CHROMIUM`, else `chromium` or `chromium-browser` on `PATH`; nil when absent.
@@ -81,6 +82,11 @@ final class Chromium: Sendable {
     }
 
     var problems: [String] { state.withLock { $0.problems } }
+
+    /// Hears every other protocol event, on the reader thread (so it must not wait for answers itself).
+    func onEvent(_ handler: @escaping @Sendable (_ method: String, _ params: JSONValue, _ session: String?) -> Void) {
+        state.withLock { $0.eventHandler = handler }
+    }
 
     // MARK: Protocol
 
@@ -164,7 +170,9 @@ final class Chromium: Sendable {
             let text = (params?["args"]?.arrayValue ?? []).map { $0["value"]?.stringValue ?? $0["description"]?.stringValue ?? "" }.joined(separator: " ")
             state.withLock { $0.problems.append("console.error: \(text)") }
         default:
-            break
+            if let method = message["method"]?.stringValue, let handler = state.withLock({ $0.eventHandler }) {
+                handler(method, params ?? .null, message["sessionId"]?.stringValue)
+            }
         }
     }
 

@@ -2,6 +2,7 @@ import Foundation
 import ImageCodec
 import NIOHTTP1
 import SDBoxCore
+import Synchronization
 import Testing
 
 /// The admin web pages in headless Chromium against the real binary: each page is driven as a person
@@ -278,6 +279,70 @@ struct WebPagesTests {
             try await page.fill("form input[name=path]", server.dataDirectory + "/server.log")
             try await page.click("form:has(input[name=path]) button[type=submit]")
             try await page.waitFor("document.querySelector('form p.error-text[role=alert]:not([hidden])')?.textContent.includes('must end in')", "the refusal")
+        }
+    }
+
+    /// sdbox has no API keys yet (the security issue brings them): the browser plays the part, answering
+    /// 401 to every API call without the key, so the pages' sign-in and their `Authorization` header are
+    /// exercised as they will be used.
+    @Test func pagesAskForTheAPIKeyAndSendItWithEveryCall() async throws {
+        let server = try await ServerProcess(config: Self.config, models: Self.models)
+        defer { server.destroy() }
+        let key = "sdbox-test-key"
+        let calls = Mutex<[(path: String, authorized: Bool)]>([])
+        try await withPage(server) { page in
+            let browser = page.browser
+            browser.onEvent { method, params, session in
+                guard method == "Fetch.requestPaused", let id = params["requestId"] else { return }
+                let path = URL(string: params["request"]?["url"]?.stringValue ?? "")?.path ?? ""
+                let headers = params["request"]?["headers"]?.objectValue ?? [:]
+                let authorized = headers.contains { $0.key.lowercased() == "authorization" && $0.value == .string("Bearer \(key)") }
+                let api = !(path == "/" || path.hasPrefix("/web/") || path.hasPrefix("/objects/"))
+                if api { calls.withLock { $0.append((path, authorized)) } }
+                Task {
+                    if !api || authorized {
+                        _ = try? await browser.send("Fetch.continueRequest", ["requestId": id], session: session)
+                    } else {
+                        let body = Data(#"{"error":"unauthorized","detail":"an API key is required"}"#.utf8).base64EncodedString()
+                        _ = try? await browser.send("Fetch.fulfillRequest", [
+                            "requestId": id, "responseCode": 401, "body": .string(body),
+                            "responseHeaders": [["name": "Content-Type", "value": "application/json"]],
+                        ], session: session)
+                    }
+                }
+            }
+            _ = try await page.send("Fetch.enable", ["patterns": [["urlPattern": "*"]]])
+            try await page.open(server.baseURL + "/#models")
+            try await page.waitFor("document.getElementById('login').open", "the sign-in form")
+            try await page.fill("#login input[name=key]", "wrong")
+            try await page.click("#login button[type=submit]")
+            try await page.waitFor("document.querySelector('#login [data-error]').textContent.includes('refused')", "the wrong key refused")
+            #expect(try await page.evaluate("localStorage.getItem('sdbox.apiKey')") == .null, "a refused key is not kept")
+            try await page.screenshot(Self.screenshots + "/sign-in.png")
+            try await page.fill("#login input[name=key]", key)
+            try await page.click("#login button[type=submit]")
+            try await page.waitFor("!document.getElementById('login').open && document.querySelectorAll('tr[data-model]').length === 2", "the models once signed in")
+            #expect(try await page.evaluate("localStorage.getItem('sdbox.apiKey')") == .string(key))
+            #expect(try await page.evaluate("document.getElementById('sign-out').hidden") == false)
+
+            // From now on every call carries the key: the pages, a generation, the curl shown for it.
+            let signedIn = calls.withLock { $0.count }
+            try await page.open(server.baseURL + "/#playground")
+            try await page.waitFor("document.querySelector('[name=prompt]')", "the playground")
+            try await page.fill("[name=width]", "64")
+            try await page.fill("[name=height]", "64")
+            try await page.click("form button[type=submit]")
+            try await page.waitFor("document.querySelector('.images img')?.complete", "the image")
+            let curl = try await page.evaluate("document.querySelector('pre.curl').textContent").stringValue ?? ""
+            #expect(curl.contains(#"-H "Authorization: Bearer $SDBOX_API_KEY""#) && !curl.contains(key), "\(curl)")
+            let later = calls.withLock { Array($0.dropFirst(signedIn)) }
+            #expect(later.count >= 4 && later.allSatisfy(\.authorized), "\(later)")
+            #expect(later.contains { $0.path == "/txt2img" })
+
+            // Signing out forgets the key, and the next call asks again.
+            try await page.click("#sign-out")
+            try await page.waitFor("document.getElementById('login').open", "the sign-in form again")
+            #expect(try await page.evaluate("localStorage.getItem('sdbox.apiKey')") == .null)
         }
     }
 }

@@ -25,7 +25,7 @@ export function setAPIKey(key) {
 }
 
 /** The headers every call carries. */
-export function authHeaders() {
+function authHeaders() {
   const key = apiKey();
   return key ? { Authorization: `Bearer ${key}` } : {};
 }

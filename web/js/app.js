@@ -74,6 +74,7 @@ login.querySelector('form').addEventListener('submit', async (event) => {
   try {
     await api('/models');
   } catch (error) {
+    if (error.status === 401) setAPIKey('');
     const message = login.querySelector('[data-error]');
     message.textContent = error.status === 401 ? 'The key was refused; try another.' : error.message;
     message.hidden = false;

@@ -59,9 +59,3 @@ export function ago(value, now = Date.now()) {
   if (seconds < 2) return 'just now';
   return `${duration(seconds).replace(/ \d+ (s|min)$/, '')} ago`;
 }
-
-/** A date for an `<input type="datetime-local">` value, in local time. */
-export function localInputValue(date) {
-  const pad = (n) => String(n).padStart(2, '0');
-  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
-}

@@ -1,12 +1,12 @@
 // The kinds of model sdbox manages (`type` in `/models` and `/admin/models`), as the pages name them.
 
 export const MODEL_TYPES = [
-  { id: 'stableDiffusion', label: 'Checkpoints', one: 'checkpoint' },
-  { id: 'sdVae', label: 'VAEs', one: 'VAE' },
-  { id: 'lora', label: 'LoRAs', one: 'LoRA' },
-  { id: 'controlNet', label: 'ControlNets', one: 'ControlNet' },
-  { id: 'embedding', label: 'Embeddings', one: 'embedding' },
-  { id: 'upscaler', label: 'Upscalers', one: 'upscaler' },
+  { id: 'stableDiffusion', label: 'Checkpoints' },
+  { id: 'sdVae', label: 'VAEs' },
+  { id: 'lora', label: 'LoRAs' },
+  { id: 'controlNet', label: 'ControlNets' },
+  { id: 'embedding', label: 'Embeddings' },
+  { id: 'upscaler', label: 'Upscalers' },
 ];
 
 export function typeLabel(id) {

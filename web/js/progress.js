@@ -19,7 +19,7 @@ export function progressView(label) {
   return { element, update };
 }
 
-export function describe(progress) {
+function describe(progress) {
   const state = progress.state ?? {};
   switch (progress.status) {
     case 'queued': {

@@ -284,7 +284,7 @@ function stored() {
 }
 
 /** The curl command for the same request, synchronous; an img2img input image is read from input.png. */
-export function curlCommand(kind, body) {
+function curlCommand(kind, body) {
   const auth = apiKey() ? ' \\\n  -H "Authorization: Bearer $SDBOX_API_KEY"' : '';
   const head = `curl -X POST ${location.origin}/${kind}${auth} \\\n  -H 'Content-Type: application/json' \\\n`;
   if (kind === 'img2img' && body.init_images) {
