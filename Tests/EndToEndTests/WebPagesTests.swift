@@ -13,11 +13,13 @@ import Testing
     .enabled(if: Chromium.isAvailable, "chromium is not installed: run scripts/install-test-deps.sh (scripts/test does) to run the browser tests")
 )
 struct WebPagesTests {
-    static let screenshots = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("test-output/screenshots").path
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    static let screenshots = repository + "/test-output/screenshots"
 
-    /// A box with one configured GPU, quick reference workers and a few checkpoints.
+    /// A box with one configured GPU, quick reference workers and a few checkpoints, serving this
+    /// repository's pages (not those of an installed package, which would come first).
     static let config = """
+        webRoot: \(repository)/web
         scheduler:
           maxInstances: 2
           gpus:
