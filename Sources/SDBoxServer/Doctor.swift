@@ -107,9 +107,9 @@ public struct Doctor: Sendable {
     func database(_ path: String) async -> Finding {
         do {
             let database = try Database(path: path)
-            let tasks = try await TaskStore(database: database).recent(limit: 1000)
+            let active = try await TaskStore(database: database).activeTasks()
             let models = try await CatalogStore(database: database).models()
-            return Finding(verdict: .ok, subject: "database", detail: "\(path) readable (\(models.count) models, \(tasks.count == 1000 ? "1000+" : "\(tasks.count)") tasks)")
+            return Finding(verdict: .ok, subject: "database", detail: "\(path) readable (\(models.count) models, \(active.count) unfinished tasks)")
         } catch {
             return Finding(verdict: .failure, subject: "database", detail: "\(path): \(error)")
         }

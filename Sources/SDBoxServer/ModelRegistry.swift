@@ -19,6 +19,9 @@ public actor ModelRegistry {
     var hashing: Set<String> = []
     /// Names being uploaded right now (`type/name`), so two uploads of one name cannot race.
     var uploading: Set<String> = []
+    /// Whether the first ``refresh()`` removed the temporary files of uploads a crash cut off. Only the
+    /// first: later, such files belong to uploads in progress (which remove their own when they fail).
+    var leftoversRemoved = false
 
     public init(catalog: CatalogStore, modelsDirectory: String, logger: Logger, threadPool: NIOThreadPool = .singleton) throws {
         self.catalog = catalog
@@ -71,17 +74,19 @@ public actor ModelRegistry {
     }
 
     /// Brings the records in line with the folders: new or changed files are (re)hashed, records of
-    /// removed files are dropped. Leftovers of interrupted uploads are removed. Returns the records.
+    /// removed files are dropped. Leftovers of uploads a crash cut off are removed (on the first call). Returns the records.
     @discardableResult
     public func refresh() async throws -> [ModelRecord] {
         let root = self.root
+        let removeLeftovers = !leftoversRemoved
+        leftoversRemoved = true
         let files: [FileFacts] = try await threadPool.runIfActive {
             var files: [FileFacts] = []
             for type in ModelType.allCases {
                 let directory = root + "/" + type.folderName
                 for name in try FileManager.default.contentsOfDirectory(atPath: directory) {
                     if ModelUpload.isLeftover(name) {
-                        unlink(directory + "/" + name)
+                        if removeLeftovers { unlink(directory + "/" + name) }
                         continue
                     }
                     guard ModelType.problem(withName: name) == nil, let facts = Self.facts(type: type, name: name, path: directory + "/" + name) else { continue }

@@ -10,7 +10,7 @@ import ServiceLifecycle
 import Storage
 
 /// Builds the sdbox server: opens the data folder (LMDB, objects, models), starts the scheduler as a
-/// service and routes the task API, the A1111-compatible API, models and objects.
+/// service and routes the task API, the A1111-compatible API, models, objects and the web pages.
 public enum SDBoxApplication {
     /// The application for `configuration`; run it with `runService()`.
     ///
@@ -20,6 +20,12 @@ public enum SDBoxApplication {
         configuration: ServerConfiguration, executablePath: String, metrics: PrometheusCollectorRegistry, logger: Logger
     ) async throws -> some ApplicationProtocol {
         let data = URL(fileURLWithPath: configuration.dataDirectory).standardizedFileURL.path
+        let webRoot = try WebRoutes.locateRoot(configured: configuration.webRoot, executablePath: executablePath)
+        if let webRoot {
+            logger.info("web pages from \(webRoot)")
+        } else {
+            logger.notice("no web pages found (set webRoot); the API alone is served")
+        }
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
         let database = try Database(path: data + "/db")
         let tasks = TaskStore(database: database)
@@ -58,14 +64,14 @@ public enum SDBoxApplication {
             objects: objects, signer: signer, logger: logger
         )
         return Application(
-            router: router(services: services, metrics: metrics),
+            router: router(services: services, metrics: metrics, webRoot: webRoot),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sdbox"),
             services: [scheduler],
             logger: logger
         )
     }
 
-    static func router(services: Services, metrics: PrometheusCollectorRegistry) -> Router<SDBoxRequestContext> {
+    static func router(services: Services, metrics: PrometheusCollectorRegistry, webRoot: String?) -> Router<SDBoxRequestContext> {
         let router = Router(context: SDBoxRequestContext.self)
         router.add(middleware: RequestMetricsMiddleware())
         router.add(middleware: JSONErrorMiddleware())
@@ -76,6 +82,7 @@ public enum SDBoxApplication {
         PoolRoutes(services: services).register(on: router)
         AdminModelRoutes(services: services).register(on: router)
         ObjectRoutes(services: services).register(on: router)
+        WebRoutes(root: webRoot).register(on: router)
         return router
     }
 }

@@ -27,6 +27,9 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var limits = GenerationLimits()
     /// Lifetime of signed object URLs.
     public var urlExpirySeconds = 3600
+    /// The folder of the admin web pages; by default the packaged `/usr/share/sdbox/web`, else `web/`
+    /// of the source package or of the current directory.
+    public var webRoot: String?
     /// Worker processes alive at once over all pools (`scheduler.maxInstances`, `--max-instances`).
     public var maxInstances = 2
     public var maxAttempts = 2
@@ -124,6 +127,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         config.publicURL = try reader.string("publicURL") ?? config.publicURL
         config.maxBodyBytes = try reader.integer("maxBodyBytes", in: 1024...(1 << 40)) ?? config.maxBodyBytes
         config.urlExpirySeconds = try reader.integer("urlExpirySeconds", in: 1...(366 * 86400)) ?? config.urlExpirySeconds
+        config.webRoot = try reader.string("webRoot")
         if var limits = try reader.section("limits") {
             config.limits.maxSteps = try limits.integer("maxSteps", in: 1...10000) ?? config.limits.maxSteps
             config.limits.maxSide = try limits.integer("maxSide", in: 64...65536) ?? config.limits.maxSide

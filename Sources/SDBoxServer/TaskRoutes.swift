@@ -20,9 +20,18 @@ struct TaskRoutes {
             }
         }
         router.get("/tasks") { request, context in
-            let limit = min(max(request.uri.queryParameters.get("limit", as: Int.self) ?? 50, 1), 500)
-            let tasks = try await services.tasks.recent(limit: limit, user: context.user)
-            return Response.json(["tasks": .array(tasks.map(summary))])
+            let query = request.uri.queryParameters
+            let limit = min(max(query.get("limit", as: Int.self) ?? 50, 1), 500)
+            let page = try await services.tasks.recent(limit: limit, user: context.user, filter: try TaskListQuery.filter(query))
+            var body: [String: JSONValue] = ["tasks": .array(page.tasks.map(summary))]
+            if let next = page.next { body["next"] = .string(next) }
+            return Response.json(.object(body))
+        }
+        router.get("/tasks/:id") { _, context in
+            let task = try await services.task(try context.parameters.require("id"), user: context.user)
+            var body = summary(task)
+            body["request"] = task.request
+            return Response.json(body)
         }
         router.get("/tasks/:id/result") { request, context in
             let task = try await services.task(try context.parameters.require("id"), user: context.user)

@@ -144,8 +144,8 @@ public struct LMDBTransaction {
         return true
     }
 
-    /// Calls `body` with each key and value in key order (or reverse order), from the first key not less
-    /// than `start`, until `body` returns `false`.
+    /// Calls `body` with each key and value in key order from the first key not less than `start`, or in
+    /// reverse order from the last key not greater than `start`, until `body` returns `false`.
     public func forEach(
         _ table: LMDBTable,
         from start: String? = nil,
@@ -159,11 +159,17 @@ public struct LMDBTransaction {
         var value = MDB_val()
         var startBytes = Array((start ?? "").utf8)
         var rc: Int32 = startBytes.withUnsafeMutableBytes { buffer in
-            if start != nil {
-                key = MDB_val(mv_size: buffer.count, mv_data: buffer.baseAddress)
-                return mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE)
+            guard start != nil else { return mdb_cursor_get(cursor, &key, &value, reverse ? MDB_LAST : MDB_FIRST) }
+            key = MDB_val(mv_size: buffer.count, mv_data: buffer.baseAddress)
+            let rc = mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE)
+            guard reverse else { return rc }
+            // SET_RANGE found the first key not less than `start`: step back over it unless it is `start`.
+            if rc == MDB_NOTFOUND { return mdb_cursor_get(cursor, &key, &value, MDB_LAST) }
+            let found = UnsafeRawBufferPointer(start: key.mv_data, count: key.mv_size)
+            if rc == 0, !found.elementsEqual(UnsafeRawBufferPointer(buffer)) {
+                return mdb_cursor_get(cursor, &key, &value, MDB_PREV)
             }
-            return mdb_cursor_get(cursor, &key, &value, reverse ? MDB_LAST : MDB_FIRST)
+            return rc
         }
         while rc == 0 {
             let keyString = String(decoding: UnsafeRawBufferPointer(start: key.mv_data, count: key.mv_size), as: UTF8.self)

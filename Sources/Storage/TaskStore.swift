@@ -85,24 +85,78 @@ public struct TaskStore: Sendable {
         }
     }
 
-    /// Up to `limit` tasks, newest first, optionally only one user's.
-    public func recent(limit: Int, user: String? = nil) async throws -> [TaskRecord] {
+    /// Up to `limit` tasks, newest first, optionally only one user's and only those `filter` lets through.
+    ///
+    /// At most ``TaskFilter/scanLimit`` tasks are examined per call; the page's `next` then continues the
+    /// listing where it stopped, so a filter that matches rarely never makes one call slow.
+    public func recent(limit: Int, user: String? = nil, filter: TaskFilter = TaskFilter()) async throws -> TaskPage {
         try await database.read { txn, tables in
-            var result: [TaskRecord] = []
-            try txn.forEach(tables.tasksByTime, reverse: true) { _, value in
-                let id = String(decoding: value, as: UTF8.self)
-                if let task = try txn.record(TaskRecord.self, in: tables.tasks, key: id), user == nil || task.user == user {
-                    result.append(task)
+            var page = TaskPage(tasks: [], next: nil)
+            var examined = 0
+            var lastExamined: String?
+            let sinceKey = filter.since.map(Self.timeKey(millis:))
+            try txn.forEach(tables.tasksByTime, from: filter.before, reverse: true) { key, value in
+                if let before = filter.before, key >= before { return true }
+                if let sinceKey, key < sinceKey { return false }
+                guard page.tasks.count < limit, examined < filter.scanLimit else {
+                    page.next = lastExamined
+                    return false
                 }
-                return result.count < limit
+                examined += 1
+                lastExamined = key
+                let id = String(decoding: value, as: UTF8.self)
+                if let task = try txn.record(TaskRecord.self, in: tables.tasks, key: id), user == nil || task.user == user,
+                    filter.admits(task)
+                {
+                    page.tasks.append(task)
+                }
+                return true
             }
-            return result
+            return page
         }
     }
 
+    /// The position of `task` in the time index, which orders tasks by creation.
     static func timeKey(_ task: TaskRecord) -> String {
-        let millis = Int64(task.createdAt.timeIntervalSince1970 * 1000)
-        let digits = String(millis)
-        return String(repeating: "0", count: max(0, 15 - digits.count)) + digits + "_" + task.id
+        timeKey(millis: task.createdAt) + "_" + task.id
     }
+
+    /// The time index's position of the first task created at `date` (to the millisecond).
+    public static func timeKey(millis date: Date) -> String {
+        let digits = String(max(0, Int64((date.timeIntervalSince1970 * 1000).rounded(.down))))
+        return String(repeating: "0", count: max(0, 15 - digits.count)) + digits
+    }
+}
+
+/// Which tasks ``TaskStore/recent(limit:user:filter:)`` lists.
+public struct TaskFilter: Sendable, Equatable {
+    /// Only tasks in one of these states; all when empty.
+    public var states: Set<TaskState> = []
+    /// Only tasks of this checkpoint.
+    public var model: String?
+    /// Only tasks before this position in the time index: a page's `next`, or ``TaskStore/timeKey(millis:)``
+    /// of a time for tasks created before it.
+    public var before: String?
+    /// Only tasks created at or after this time.
+    public var since: Date?
+    /// The most tasks one call examines.
+    public var scanLimit = 2_000
+
+    public init(states: Set<TaskState> = [], model: String? = nil, before: String? = nil, since: Date? = nil) {
+        self.states = states
+        self.model = model
+        self.before = before
+        self.since = since
+    }
+
+    func admits(_ task: TaskRecord) -> Bool {
+        (states.isEmpty || states.contains(task.state)) && (model == nil || task.model == model)
+    }
+}
+
+/// One page of a task listing, newest first.
+public struct TaskPage: Sendable, Equatable {
+    public var tasks: [TaskRecord]
+    /// Where the next (older) page starts, as `before`; nil when the listing reached its end.
+    public var next: String?
 }

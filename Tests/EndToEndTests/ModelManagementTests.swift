@@ -126,6 +126,30 @@ import Testing
         #expect(retry == 201)
     }
 
+    @Test func anUploadSurvivesListingsWhileItRuns() async throws {
+        let server = try await ServerProcess(config: fastWorkers)
+        defer { server.destroy() }
+        let file = Self.safetensors(bytes: 4 << 20)
+        var request = HTTPClientRequest(url: server.baseURL + "/admin/models/stableDiffusion/slow.safetensors")
+        request.method = .PUT
+        let (body, sender) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
+        request.body = .stream(body, length: .known(Int64(file.count)))
+        async let answer = HTTPClient.shared.execute(request, timeout: .seconds(30))
+        sender.yield(ByteBuffer(bytes: file.prefix(file.count / 2)))
+        // The first half sits in a temporary file while the models are listed (as the Models page does).
+        for _ in 0..<200 where !files(server, "Stable-diffusion").contains(where: { $0.hasPrefix(".upload-") }) {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(try await server.json(.GET, "/models").0 == 200)
+        #expect(files(server, "Stable-diffusion").contains { $0.hasPrefix(".upload-") }, "the listing left the upload's file alone")
+        sender.yield(ByteBuffer(bytes: file.suffix(from: file.count / 2)))
+        sender.finish()
+        let response = try await answer
+        let record = try JSONValue(parsing: Data(try await response.body.collect(upTo: 1 << 20).readableBytesView))
+        #expect(response.status.code == 201, "\(record)")
+        #expect(record["size"]?.integerValue == Int64(file.count))
+    }
+
     @Test func concurrentUploadsMultipartAndRegistration() async throws {
         let server = try await ServerProcess(config: fastWorkers)
         defer { server.destroy() }

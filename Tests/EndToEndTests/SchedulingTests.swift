@@ -103,7 +103,7 @@ import Testing
             try await submit(server, model: "alpha"), try await submit(server, model: "beta"),
             try await submit(server, model: "gamma"),
         ]
-        let placed = try await waitForWorkers(server) { $0.count == 2 }
+        let placed = try await waitForWorkers(server) { $0.count == 2 && $0.allSatisfy { $0["pid"]?.integerValue != nil } }
         #expect(Set(placed.compactMap { $0["gpu"]?.integerValue }) == [0, 1], "one 6000 MiB worker per GPU; a third fits nowhere")
         let (_, status) = try await server.json(.GET, "/workers")
         #expect(status["gpuSource"] == "configuration")

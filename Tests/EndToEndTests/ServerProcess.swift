@@ -35,7 +35,13 @@ final class ServerProcess: @unchecked Sendable {
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
         guard let port = FreePort.allocate() else { throw TestFailure("no free port") }
         self.port = port
-        try await start()
+        do {
+            try await start()
+        } catch {
+            // A folder made here goes with a server that never started (the error quotes its log).
+            if dataDirectory == nil { try? FileManager.default.removeItem(atPath: self.dataDirectory) }
+            throw error
+        }
     }
 
     /// Starts (or restarts) the process and waits until `/healthz` answers.
@@ -49,8 +55,9 @@ final class ServerProcess: @unchecked Sendable {
         )
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {
-            if let (status, _) = try? await request(.GET, "/healthz"), status == 200 { return }
             if waitpid(pid, nil, WNOHANG) == pid { throw TestFailure("sdbox exited at start: \(log)") }
+            // A short timeout: the client keeps retrying a refused connection until the request times out.
+            if let answer = try? await response(.GET, "/healthz", timeout: .seconds(1)), answer.status == 200 { return }
             try await Task.sleep(for: .milliseconds(50))
         }
         throw TestFailure("sdbox did not answer /healthz: \(log)")
@@ -90,13 +97,19 @@ final class ServerProcess: @unchecked Sendable {
     // MARK: HTTP
 
     func request(_ method: HTTPMethod, _ path: String, body: Data? = nil, headers: [(String, String)] = []) async throws -> (Int, Data) {
+        let answer = try await response(method, path, body: body, headers: headers)
+        return (answer.status, answer.body)
+    }
+
+    /// Sends a request and answers the whole response: status, headers and body.
+    func response(_ method: HTTPMethod, _ path: String, body: Data? = nil, headers: [(String, String)] = [], timeout: TimeAmount = .seconds(60)) async throws -> HTTPAnswer {
         var request = HTTPClientRequest(url: path.hasPrefix("http") ? path : baseURL + path)
         request.method = method
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        let response = try await HTTPClient.shared.execute(request, timeout: timeout)
         let bytes = try await response.body.collect(upTo: 256 << 20)
-        return (Int(response.status.code), Data(bytes.readableBytesView))
+        return HTTPAnswer(status: Int(response.status.code), headers: response.headers, body: Data(bytes.readableBytesView))
     }
 
     /// Sends a request and parses the JSON answer.
@@ -120,19 +133,32 @@ final class ServerProcess: @unchecked Sendable {
     }
 }
 
+/// A response as the tests look at it.
+struct HTTPAnswer {
+    let status: Int
+    let headers: HTTPHeaders
+    let body: Data
+}
+
 struct TestFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
 }
 
 /// Spawns a process in its own process group with a clean signal mask, its output going to a file.
-func spawn(_ arguments: [String], output: String) throws -> pid_t {
+///
+/// - Parameter descriptors: Further descriptors of the child, each a copy of one of ours (which should
+///   be close-on-exec, so that only the copy reaches the child).
+func spawn(_ arguments: [String], output: String, descriptors: [Int32: Int32] = [:]) throws -> pid_t {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_APPEND, 0o644)
     posix_spawn_file_actions_adddup2(&actions, 1, 2)
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    for (child, parent) in descriptors.sorted(by: { $0.key < $1.key }) {
+        posix_spawn_file_actions_adddup2(&actions, parent, child)
+    }
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
     defer { posix_spawnattr_destroy(&attributes) }

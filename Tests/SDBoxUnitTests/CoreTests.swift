@@ -138,6 +138,7 @@ import Testing
         let config = try ServerConfiguration.load(yaml: """
             port: 9000
             dataDir: /srv/sdbox
+            webRoot: /srv/web
             limits:
               maxSteps: 80
             scheduler:
@@ -157,6 +158,7 @@ import Testing
             """)
         #expect(config.port == 9000)
         #expect(config.dataDirectory == "/srv/sdbox")
+        #expect(config.webRoot == "/srv/web")
         #expect(config.limits.maxSteps == 80)
         #expect(config.maxInstances == 4)
         #expect(config.host == "127.0.0.1")

@@ -27,6 +27,12 @@ import Testing
         }
         #expect(forward == ["a", "b", "c"])
         #expect(backward == ["c", "b"])
+        // In reverse, `from` starts at the last key not greater than it.
+        for (start, expected) in [("b", ["b", "a"]), ("bb", ["b", "a"]), ("z", ["c", "b", "a"]), ("0", [])] {
+            var keys: [String] = []
+            try environment.read { txn in try txn.forEach(table, from: start, reverse: true) { key, _ in keys.append(key); return true } }
+            #expect(keys == expected, "from \(start)")
+        }
 
         #expect(try environment.write { try $0.delete(table, key: "b") })
         #expect(try environment.write { try $0.delete(table, key: "b") } == false)
@@ -113,8 +119,47 @@ import Testing
         for index in 0..<5 {
             _ = try await store.insert(makeTask("t\(index)", user: index % 2 == 0 ? "alice" : "bob", at: base + Double(index)))
         }
-        #expect(try await store.recent(limit: 10).map(\.id) == ["t4", "t3", "t2", "t1", "t0"])
-        #expect(try await store.recent(limit: 2, user: "alice").map(\.id) == ["t4", "t2"])
+        #expect(try await store.recent(limit: 10).tasks.map(\.id) == ["t4", "t3", "t2", "t1", "t0"])
+        #expect(try await store.recent(limit: 2, user: "alice").tasks.map(\.id) == ["t4", "t2"])
+    }
+
+    @Test func recentFiltersAndPages() async throws {
+        let directory = try TemporaryDirectory()
+        let store = TaskStore(database: try Database(path: directory.path))
+        let base = Date(timeIntervalSince1970: 1_700_000_000)
+        for index in 0..<10 {
+            var task = makeTask("t\(index)", user: "alice", at: base + Double(index))
+            task.model = index % 2 == 0 ? "even.safetensors" : "odd.safetensors"
+            _ = try await store.insert(task)
+            if index % 3 == 0 { try await store.update(task.id) { $0.state = .cancelled } }
+        }
+        // Pages of three, each continuing from the previous page's `next`, until there is no `next`.
+        var pages: [[String]] = []
+        var before: String?
+        repeat {
+            let page = try await store.recent(limit: 3, filter: TaskFilter(before: before))
+            pages.append(page.tasks.map(\.id))
+            before = page.next
+        } while before != nil
+        #expect(pages.flatMap { $0 } == (0..<10).reversed().map { "t\($0)" })
+        #expect(pages.first == ["t9", "t8", "t7"])
+
+        let cancelled = try await store.recent(limit: 10, filter: TaskFilter(states: [.cancelled]))
+        #expect(cancelled.tasks.map(\.id) == ["t9", "t6", "t3", "t0"])
+        #expect(cancelled.next == nil)
+        let odd = try await store.recent(limit: 10, filter: TaskFilter(states: [.queued], model: "odd.safetensors"))
+        #expect(odd.tasks.map(\.id) == ["t7", "t5", "t1"])
+        // A time as `before` lists tasks created before it; `since` those created at or after it.
+        let window = TaskFilter(before: TaskStore.timeKey(millis: base + 6), since: base + 2)
+        #expect(try await store.recent(limit: 10, filter: window).tasks.map(\.id) == ["t5", "t4", "t3", "t2"])
+        // A rare match stops after the scan limit, with a `next` that resumes the search.
+        var sparse = TaskFilter(states: [.cancelled])
+        sparse.scanLimit = 2
+        let first = try await store.recent(limit: 10, filter: sparse)
+        #expect(first.tasks.map(\.id) == ["t9"])
+        sparse.before = first.next
+        #expect(try await store.recent(limit: 10, filter: sparse).tasks.map(\.id) == ["t6"])
+        #expect(try await store.recent(limit: 10, filter: TaskFilter(before: "999999999999999")).tasks.count == 10)
     }
 
     @Test func optionsMergePerUser() async throws {

@@ -1,0 +1,180 @@
+// Workers and GPUs: each GPU's reserved memory as a bar, every worker process (model, state, since when,
+// tasks served), queues, and each pool's settings, editable in place. Refreshed every second.
+
+import { api } from '../api.js';
+import { badge, h, meter, replace, syncChildren, toast } from '../dom.js';
+import * as format from '../format.js';
+import { poll } from '../live.js';
+
+export const title = 'Workers & GPUs';
+
+const STATE_TONES = { ready: 'ok', busy: 'accent', starting: 'info', stopping: 'warn' };
+
+export async function mount(view, { signal }) {
+  const stats = h('div', { class: 'stats', 'aria-live': 'off' });
+  const gpus = h('div', { class: 'grid cards' });
+  const workerRows = h('tbody');
+  const noWorkers = h('p', { class: 'empty', text: 'No worker is running. Workers start when tasks arrive, and stop when idle.' });
+  const pools = h('tbody');
+  view.append(
+    h('div', { class: 'page-head' },
+      h('div', {}, h('h1', { tabindex: -1, text: 'Workers & GPUs' }),
+        h('p', { class: 'subtitle', text: 'One pool of worker processes per checkpoint; updated live.' }))),
+    h('section', { class: 'card', 'aria-label': 'Summary' }, stats),
+    h('section', { 'aria-labelledby': 'gpus-title' }, h('h2', { id: 'gpus-title', text: 'GPUs' }), gpus),
+    h('section', { class: 'stack', 'aria-labelledby': 'workers-title' },
+      h('h2', { id: 'workers-title', text: 'Workers' }),
+      h('div', { class: 'table-wrap' },
+        h('table', {},
+          h('thead', {}, h('tr', {}, ['Worker', 'Model', 'State', 'Since', 'Tasks served', 'Task', 'GPU', 'GPU memory', 'Process']
+            .map((name) => h('th', { scope: 'col', class: ['Tasks served', 'GPU memory'].includes(name) ? 'num' : '', text: name })))),
+          workerRows),
+        noWorkers)),
+    h('section', { class: 'stack', 'aria-labelledby': 'pools-title' },
+      h('h2', { id: 'pools-title', text: 'Pools' }),
+      h('p', { class: 'muted', text: 'Each checkpoint has its pool. Change a value and save the row; empty fields keep their current value.' }),
+      h('div', { class: 'table-wrap' },
+        h('table', {},
+          h('thead', {}, h('tr', {}, ['Model', 'Workers', 'Queued', 'Min', 'Max', 'Idle timeout (s)', 'GPU memory (MiB)', 'Task timeout (s)', '']
+            .map((name) => h('th', { scope: 'col', text: name })))),
+          pools))));
+
+  let latest = { workers: [], queues: {} };
+  poll(signal, 1000, async () => {
+    latest = await api('/workers', { signal });
+    renderStats(stats, latest);
+    renderGPUs(gpus, latest);
+    const second = Math.floor(Date.now() / 1000);
+    syncChildren(workerRows, latest.workers.map((worker) => ({ ...worker, second })), (worker) => worker.id, workerRow);
+    noWorkers.hidden = latest.workers.length > 0;
+    updatePoolCounts(pools, latest);
+  });
+  const loadPools = async () => {
+    const { functions } = await api('/list/sdapi/functions', { signal });
+    syncPools(pools, functions, () => loadPools().catch((error) => toast(error.message, { error: true })));
+    updatePoolCounts(pools, latest);
+  };
+  poll(signal, 5000, loadPools);
+}
+
+function renderStats(container, data) {
+  const busy = data.workers.filter((worker) => worker.state === 'busy').length;
+  const queued = Object.values(data.queues ?? {}).reduce((sum, count) => sum + count, 0);
+  const slots = data.gpus.length > 0 ? `${data.gpus.length} GPU${data.gpus.length === 1 ? '' : 's'} (${data.gpuSource})` : `CPU only, ${data.cpuSlots} slots`;
+  replace(container,
+    stat('Workers', `${data.workers.length} of ${data.maxInstances}`),
+    stat('Busy', String(busy)),
+    stat('Queued tasks', String(queued)),
+    stat('Devices', slots));
+}
+
+function stat(label, value) {
+  return h('div', {}, h('span', { class: 'stat', text: value }), h('span', { class: 'label', text: label }));
+}
+
+function renderGPUs(container, data) {
+  if (data.gpus.length === 0) {
+    const used = data.workers.length;
+    replace(container, h('article', { class: 'card gpu' },
+      h('h3', { text: 'No GPU' }),
+      h('p', { class: 'muted', text: `Workers run on the CPU: ${used} of ${data.cpuSlots} slots in use.` }),
+      meter(used, data.cpuSlots, 'CPU worker slots in use', `${used} of ${data.cpuSlots} slots`)));
+    return;
+  }
+  syncChildren(container, data.gpus, (gpu) => gpu.index, (gpu) => {
+    const text = `${format.mebibytes(gpu.plannedMiB)} of ${format.mebibytes(gpu.memoryMiB)} reserved`;
+    return h('article', { class: 'card gpu', 'aria-labelledby': `gpu-${gpu.index}` },
+      h('div', { class: 'spread' },
+        h('h3', { id: `gpu-${gpu.index}`, text: `GPU ${gpu.index} · ${gpu.name}` }),
+        badge(`${gpu.workers} worker${gpu.workers === 1 ? '' : 's'}`, gpu.workers > 0 ? 'accent' : '')),
+      meter(gpu.plannedMiB, gpu.memoryMiB, `GPU ${gpu.index} memory`, text),
+      h('p', { class: 'muted', text }));
+  });
+}
+
+function workerRow(worker) {
+  const since = format.parseTime(worker.since);
+  return h('tr', { dataset: { worker: worker.id, model: worker.model } },
+    h('td', { class: 'mono', text: `#${worker.id}` }),
+    h('td', { class: 'mono', title: worker.function, text: worker.model }),
+    h('td', {}, badge(worker.state, STATE_TONES[worker.state])),
+    h('td', { class: 'nowrap', title: format.dateTime(since), text: since ? format.duration((Date.now() - since.getTime()) / 1000) : '—' }),
+    h('td', { class: 'num', text: String(worker.tasksServed) }),
+    h('td', {}, worker.taskId ? h('a', { class: 'mono', href: `#tasks/${encodeURIComponent(worker.taskId)}`, text: worker.taskId }) : '—'),
+    h('td', { text: worker.gpu === null || worker.gpu === undefined ? 'CPU' : `GPU ${worker.gpu}` }),
+    h('td', { class: 'num', text: worker.gpuMemoryMiB ? format.mebibytes(worker.gpuMemoryMiB) : '—' }),
+    h('td', { class: 'mono muted', text: `pid ${worker.pid ?? '—'} · :${worker.port}` }));
+}
+
+// MARK: Pools
+
+const POOL_FIELDS = [
+  { setting: 'minInstances', body: 'minInstances', label: 'Min instances', min: 0, max: 1024 },
+  { setting: 'maxInstances', body: 'maxInstances', label: 'Max instances', min: 1, max: 1024 },
+  { setting: 'idleTimeoutSeconds', body: 'idleTimeout', label: 'Idle timeout in seconds', min: 0, max: 30 * 86400 },
+  { setting: 'gpuMemoryMiB', body: 'gpuMemorySize', label: 'GPU memory in MiB', min: 0, max: 1 << 24 },
+  { setting: 'taskTimeoutSeconds', body: 'timeout', label: 'Task timeout in seconds', min: 1, max: 7 * 86400 },
+];
+
+/** Pool rows are rebuilt only when their settings changed and nobody is editing them. */
+function syncPools(tbody, functions, reload) {
+  const editing = new Set([...tbody.querySelectorAll('tr[data-dirty="true"], tr:focus-within')].map((row) => row.dataset.key));
+  const keep = functions.map((fn) => (editing.has(fn.model) ? JSON.parse(tbody.querySelector(`tr[data-key="${CSS.escape(fn.model)}"]`).dataset.signature) : fn));
+  syncChildren(tbody, keep, (fn) => fn.model, (fn) => poolRow(fn, reload));
+  if (functions.length === 0) tbody.append(h('tr', {}, h('td', { colspan: 9, class: 'empty', text: 'No pool yet: a checkpoint gets one when it is first used.' })));
+}
+
+function poolRow(fn, reload) {
+  const inputs = POOL_FIELDS.map((spec) => h('input', {
+    type: 'number', inputmode: 'numeric', min: spec.min, max: spec.max, step: 1, name: spec.body,
+    value: fn.settings?.[spec.setting] ?? '', 'aria-label': `${spec.label} for ${fn.model}`,
+  }));
+  const save = h('button', { type: 'button', class: 'small primary', text: 'Save', disabled: true, 'aria-label': `Save pool settings of ${fn.model}` });
+  const row = h('tr', { dataset: { pool: fn.model } },
+    h('td', {}, h('div', { class: 'mono', text: fn.model }), h('div', { class: 'muted mono', text: fn.functionName })),
+    h('td', { class: 'num', dataset: { count: 'workers' }, text: '0' }),
+    h('td', { class: 'num', dataset: { count: 'queued' }, text: '0' }),
+    inputs.map((input) => h('td', {}, input)),
+    h('td', {}, save));
+  row.addEventListener('input', () => {
+    row.dataset.dirty = 'true';
+    save.disabled = false;
+  });
+  const submit = async () => {
+    const body = { models: [fn.model] };
+    for (const input of inputs) {
+      if (input.value === '') continue;
+      if (!input.checkValidity()) {
+        input.reportValidity();
+        return;
+      }
+      body[input.name] = Number(input.value);
+    }
+    save.disabled = true;
+    try {
+      await api('/batch_update_sd_resource', { method: 'POST', body });
+      toast(`Saved the pool of ${fn.model}`);
+      delete row.dataset.dirty;
+      reload();
+    } catch (error) {
+      save.disabled = false;
+      toast(`${fn.model}: ${error.detail || error.message}`, { error: true });
+    }
+  };
+  save.addEventListener('click', submit);
+  row.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && event.target.tagName === 'INPUT') {
+      event.preventDefault();
+      submit();
+    }
+  });
+  return row;
+}
+
+function updatePoolCounts(tbody, data) {
+  for (const row of tbody.querySelectorAll('tr[data-pool]')) {
+    const model = row.dataset.pool;
+    row.querySelector('[data-count="workers"]').textContent = String(data.workers.filter((worker) => worker.model === model).length);
+    row.querySelector('[data-count="queued"]').textContent = String(data.queues?.[model] ?? 0);
+  }
+}
