@@ -24,7 +24,11 @@ final class ServerProcess: @unchecked Sendable {
     }
 
     /// Starts a server with `config` (YAML) in a new data folder, or in `dataDirectory` to restart one.
-    init(config: String = "", dataDirectory: String? = nil, models: [String: Data] = [:]) async throws {
+    /// Variables the server is started with, over the test process's.
+    let environment: [String: String]
+
+    init(config: String = "", dataDirectory: String? = nil, models: [String: Data] = [:], environment: [String: String] = [:]) async throws {
+        self.environment = environment
         self.dataDirectory = dataDirectory ?? FileManager.default.temporaryDirectory.appendingPathComponent("sdbox-e2e-\(UUID().uuidString)").path
         let modelsFolder = self.dataDirectory + "/models/Stable-diffusion"
         try FileManager.default.createDirectory(atPath: modelsFolder, withIntermediateDirectories: true)
@@ -51,7 +55,7 @@ final class ServerProcess: @unchecked Sendable {
         }
         pid = try spawn(
             [Self.binary, "serve", "--port", "\(port)", "--data-dir", dataDirectory, "--config", configPath],
-            output: logPath
+            output: logPath, environment: environment
         )
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {
@@ -149,7 +153,8 @@ struct TestFailure: Error, CustomStringConvertible {
 ///
 /// - Parameter descriptors: Further descriptors of the child, each a copy of one of ours (which should
 ///   be close-on-exec, so that only the copy reaches the child).
-func spawn(_ arguments: [String], output: String, descriptors: [Int32: Int32] = [:]) throws -> pid_t {
+/// - Parameter environment: Variables set for the child over ours.
+func spawn(_ arguments: [String], output: String, descriptors: [Int32: Int32] = [:], environment: [String: String] = [:]) throws -> pid_t {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
@@ -174,9 +179,25 @@ func spawn(_ arguments: [String], output: String, descriptors: [Int32: Int32] = 
     let argv = arguments.map { strdup($0) } + [nil]
     defer { argv.forEach { free($0) } }
     var pid: pid_t = 0
-    let rc = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, environ)
+    let variables = ProcessInfo.processInfo.environment.merging(environment) { _, own in own }
+    let envp = variables.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer { envp.forEach { free($0) } }
+    let rc = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, envp)
     guard rc == 0 else { throw TestFailure("posix_spawn \(arguments[0]) failed: \(rc)") }
     return pid
+}
+
+/// Runs the sdbox binary with `arguments` to its end; returns its exit status and what it printed.
+func runSDBox(_ arguments: [String], environment: [String: String] = [:]) async throws -> (status: Int32, output: String) {
+    let output = FileManager.default.temporaryDirectory.appendingPathComponent("sdbox-run-\(UUID().uuidString).log").path
+    defer { unlink(output) }
+    let pid = try spawn([ServerProcess.binary] + arguments, output: output, environment: environment)
+    var status: Int32 = 0
+    while waitpid(pid, &status, WNOHANG) == 0 {
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+    return ((status >> 8) & 0xff, text)
 }
 
 /// A small PNG, base64-encoded, for img2img inputs.
