@@ -119,6 +119,8 @@ let package = Package(
         .executableTarget(
             name: "sdbox",
             dependencies: [
+                "SDBoxCore",
+                "Storage",
                 "SDBoxServer",
                 "ReferenceWorker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

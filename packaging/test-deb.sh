@@ -310,7 +310,18 @@ fi
 server_user=$(ps -o user= -p "$server_pid" 2>/dev/null | tr -d ' ')
 [ "$server_user" = sdbox ] && pass "the server process runs as sdbox" || fail "the server process runs as '$server_user'"
 
-models=$(curl -fsS --max-time 30 "$base/models" 2>&1)
+# The packaged config requires API keys: a request without one is refused; make one as the operator would.
+unauthenticated=$(curl -s -o /dev/null -w '%{http_code}' --max-time 30 "$base/models")
+[ "$unauthenticated" = 401 ] && pass "a request without an API key is refused (401)" || fail "a request without an API key answered $unauthenticated"
+key_output=$(env -i "${environment[@]}" "${as_sdbox[@]}" /usr/bin/sdbox keys add --data-dir /var/lib/sdbox --user admin --role admin 2>&1)
+key=$(printf '%s' "$key_output" | awk '{print $NF}' | tail -n 1)
+case "$key" in
+    sdbox_*) pass "sdbox keys add made an admin key" ;;
+    *) note "$key_output"; fail "sdbox keys add made an admin key" ;;
+esac
+auth=(-H "Authorization: Bearer $key")
+
+models=$(curl -fsS --max-time 30 "${auth[@]}" "$base/models" 2>&1)
 if printf '%s' "$models" | grep -q 'demo\.safetensors'; then
     pass "GET /models lists demo.safetensors"
 else
@@ -318,7 +329,7 @@ else
     fail "GET /models lists demo.safetensors"
 fi
 
-result=$(curl -sS --max-time 120 -X POST "$base/txt2img" -H 'Content-Type: application/json' \
+result=$(curl -sS --max-time 120 "${auth[@]}" -X POST "$base/txt2img" -H 'Content-Type: application/json' \
     -d '{"prompt":"a red fox","steps":4,"width":64,"height":64}' 2>&1)
 if printf '%s' "$result" | grep -Eq '"status" *: *"succeeded"'; then
     pass "POST /txt2img succeeds"

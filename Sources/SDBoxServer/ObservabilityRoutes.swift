@@ -8,8 +8,9 @@ import SDBoxCore
 import Scheduler
 import Storage
 
-/// Health and figures: `GET /healthz` (the process is up), `GET /readyz` (the store answers and the
-/// scheduler runs) and `GET /metrics` (Prometheus text format, series named `sdbox_*`).
+/// Health, figures and the API's description: `GET /healthz` (the process is up), `GET /readyz` (the store
+/// answers and the scheduler runs), `GET /metrics` (Prometheus text format, series named `sdbox_*`) and
+/// `GET /openapi.json`.
 struct ObservabilityRoutes {
     let services: Services
     let registry: PrometheusCollectorRegistry
@@ -29,6 +30,8 @@ struct ObservabilityRoutes {
             }
             return Response.json(["status": "ready"])
         }
+        let document = Response.json(OpenAPIDocument.make(services.configuration))
+        router.get("/openapi.json") { _, _ in document }
         router.get("/metrics") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],

@@ -19,6 +19,7 @@ public enum SDBoxApplication {
     public static func build(
         configuration: ServerConfiguration, executablePath: String, metrics: PrometheusCollectorRegistry, logger: Logger
     ) async throws -> some ApplicationProtocol {
+        try configuration.checkSafety()
         let data = URL(fileURLWithPath: configuration.dataDirectory).standardizedFileURL.path
         let webRoot = try WebRoutes.locateRoot(configured: configuration.webRoot, executablePath: executablePath)
         if let webRoot {
@@ -61,7 +62,7 @@ public enum SDBoxApplication {
         }
         let services = Services(
             configuration: configuration, tasks: tasks, catalog: catalog, models: models, scheduler: scheduler,
-            objects: objects, signer: signer, logger: logger
+            objects: objects, signer: signer, keys: KeyStore(database: database), logger: logger
         )
         return Application(
             router: router(services: services, metrics: metrics, webRoot: webRoot),
@@ -75,6 +76,14 @@ public enum SDBoxApplication {
         let router = Router(context: SDBoxRequestContext.self)
         router.add(middleware: RequestMetricsMiddleware())
         router.add(middleware: JSONErrorMiddleware())
+        let configuration = services.configuration
+        router.add(
+            middleware: AuthMiddleware(
+                keys: services.keys, required: configuration.requireAPIKeys,
+                limiter: configuration.requestsPerMinute > 0 ? RateLimiter(perMinute: configuration.requestsPerMinute) : nil
+            )
+        )
+        KeyRoutes(keys: services.keys).register(on: router)
         ObservabilityRoutes(services: services, registry: metrics).register(on: router)
         TaskRoutes(services: services).register(on: router)
         A1111Routes(services: services).register(on: router)

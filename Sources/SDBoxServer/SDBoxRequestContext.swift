@@ -1,12 +1,20 @@
 import Hummingbird
 import Logging
+import SDBoxCore
 
-/// The per-request context of sdbox's routes: Hummingbird's core storage plus the user the request
-/// acts for (`default` until API keys are configured).
+/// The per-request context of sdbox's routes: Hummingbird's core storage plus who the request acts for,
+/// as its API key says (`default`, an admin, when keys are not required and none is given).
 public struct SDBoxRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// The user whose tasks and images this request may see; the `<user>` of image keys.
     public var user: String = "default"
+    /// What the caller may do.
+    public var role: Role = .admin
+    /// The id of the API key used, if any.
+    public var keyID: String?
+
+    /// Whether the caller may see every user's tasks and manage models, pools and keys.
+    public var isAdmin: Bool { role == .admin }
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)

@@ -22,6 +22,15 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var publicURL: String?
     /// Largest request body, in bytes (model uploads have their own limit).
     public var maxBodyBytes = 64 << 20
+    /// Whether every request needs an API key (`auth.required`, `--require-api-keys`). Off is allowed only
+    /// when listening on loopback.
+    public var requireAPIKeys = false
+    /// Requests a minute per API key; 0 for no limit (`limits.requestsPerMinute`).
+    public var requestsPerMinute = 0
+    /// Tasks a user may have queued or running at once (`limits.maxQueuedPerUser`).
+    public var maxQueuedPerUser = 1000
+    /// Pixels one request may ask for: width × height × batch_size × n_iter (`limits.maxPixels`).
+    public var maxPixels = 64 << 20
     /// Largest model file accepted by upload (`models.maxUploadBytes`).
     public var maxUploadBytes: Int64 = 64 << 30
     public var limits = GenerationLimits()
@@ -57,6 +66,14 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var referenceLoadMilliseconds = 0
 
     public init() {}
+
+    /// Refuses settings that are unsafe together: serving without API keys beyond loopback.
+    public func checkSafety() throws {
+        let loopback = ["127.0.0.1", "::1", "localhost"].contains(host) || host.hasPrefix("127.")
+        if !requireAPIKeys && !loopback {
+            throw ConfigurationError("auth.required: API keys must be required when listening on \(host) (not loopback); set auth.required: true or --require-api-keys, and make a key with `sdbox keys add`")
+        }
+    }
 
     /// Every launch profile by name: `reference` (always), `default` (from `workers.launch`) and `workers.profiles`.
     public var launchProfiles: [String: WorkerLaunchProfile] {
@@ -95,7 +112,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         ("SDBOX_HOST", ["host"]), ("SDBOX_PORT", ["port"]), ("SDBOX_DATA_DIR", ["dataDir"]), ("SDBOX_PUBLIC_URL", ["publicURL"]),
         ("SDBOX_MAX_BODY_BYTES", ["maxBodyBytes"]), ("SDBOX_URL_EXPIRY_SECONDS", ["urlExpirySeconds"]),
         ("SDBOX_MAX_UPLOAD_BYTES", ["models", "maxUploadBytes"]), ("SDBOX_MAX_INSTANCES", ["scheduler", "maxInstances"]),
-        ("SDBOX_CPU_SLOTS", ["scheduler", "cpuSlots"]),
+        ("SDBOX_CPU_SLOTS", ["scheduler", "cpuSlots"]), ("SDBOX_REQUIRE_API_KEYS", ["auth", "required"]),
     ]
 
     /// This configuration with the `SDBOX_*` variables of `environment` applied over it (they win over
@@ -132,7 +149,14 @@ public struct ServerConfiguration: Sendable, Equatable {
             config.limits.maxSteps = try limits.integer("maxSteps", in: 1...10000) ?? config.limits.maxSteps
             config.limits.maxSide = try limits.integer("maxSide", in: 64...65536) ?? config.limits.maxSide
             config.limits.maxImages = try limits.integer("maxImages", in: 1...1000) ?? config.limits.maxImages
+            config.requestsPerMinute = try limits.integer("requestsPerMinute", in: 0...1_000_000) ?? config.requestsPerMinute
+            config.maxQueuedPerUser = try limits.integer("maxQueuedPerUser", in: 1...1_000_000) ?? config.maxQueuedPerUser
+            config.maxPixels = try limits.integer("maxPixels", in: 4096...(1 << 40)) ?? config.maxPixels
             try limits.finish()
+        }
+        if var auth = try reader.section("auth") {
+            config.requireAPIKeys = try auth.boolean("required") ?? config.requireAPIKeys
+            try auth.finish()
         }
         if var models = try reader.section("models") {
             config.maxUploadBytes = Int64(try models.integer("maxUploadBytes", in: 1024...(1 << 50)) ?? Int(config.maxUploadBytes))
@@ -212,6 +236,16 @@ struct KeyReader {
         case .string(let text): return text
         case .integer(let number): return String(number)
         default: throw ConfigurationError("\(name(key)): a string is required")
+        }
+    }
+
+    mutating func boolean(_ key: String) throws -> Bool? {
+        guard let value = take(key) else { return nil }
+        switch value {
+        case .bool(let flag): return flag
+        case .string(let text) where ["true", "1", "yes"].contains(text.lowercased()): return true
+        case .string(let text) where ["false", "0", "no"].contains(text.lowercased()): return false
+        default: throw ConfigurationError("\(name(key)): true or false is required")
         }
     }
 

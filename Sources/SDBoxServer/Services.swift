@@ -17,12 +17,14 @@ public struct Services: Sendable {
     public let scheduler: Scheduler
     public let objects: ObjectStore
     public let signer: URLSigner
+    public let keys: KeyStore
     public let logger: Logger
 
     public init(
         configuration: ServerConfiguration, tasks: TaskStore, catalog: CatalogStore, models: ModelRegistry,
-        scheduler: Scheduler, objects: ObjectStore, signer: URLSigner, logger: Logger
+        scheduler: Scheduler, objects: ObjectStore, signer: URLSigner, keys: KeyStore, logger: Logger
     ) {
+        self.keys = keys
         self.logger = logger
         self.configuration = configuration
         self.tasks = tasks
@@ -67,6 +69,20 @@ extension Services {
             generation = try GenerationRequest(kind: kind, body: body, limits: configuration.limits)
         } catch {
             throw APIError.badRequest(error)
+        }
+        let pixels = generation.width * generation.height * generation.batchSize * generation.iterations
+        guard pixels <= configuration.maxPixels else {
+            throw APIError(
+                .unprocessableContent, "too many pixels",
+                detail: "width × height × batch_size × n_iter is \(pixels); the limit is \(configuration.maxPixels) (limits.maxPixels)",
+                extra: ["field": "width"]
+            )
+        }
+        guard await scheduler.activeCount(user: user) < configuration.maxQueuedPerUser else {
+            throw APIError(
+                .tooManyRequests, "queue full",
+                detail: "you have \(configuration.maxQueuedPerUser) tasks queued or running (limits.maxQueuedPerUser); wait for some to finish"
+            )
         }
         let model: ModelRecord
         if let name = generation.model {
@@ -119,9 +135,10 @@ extension Services {
     /// Options that choose the checkpoint, which sdbox handles itself rather than forwarding.
     static let checkpointOptions: Set<String> = ["sd_model_checkpoint", "sd_checkpoint_hash"]
 
-    /// A task of `user`, or 404 (also for another user's task, so that its existence does not leak).
-    func task(_ id: String, user: String) async throws -> TaskRecord {
-        guard TaskID.isWellFormed(id), let task = try await tasks.get(id), task.user == user else {
+    /// A task the caller may see (its own; any for an admin), or 404 (also for another user's task, so that
+    /// its existence does not leak).
+    func task(_ id: String, for caller: SDBoxRequestContext) async throws -> TaskRecord {
+        guard TaskID.isWellFormed(id), let task = try await tasks.get(id), task.user == caller.user || caller.isAdmin else {
             throw APIError.taskNotFound(id)
         }
         return task

@@ -22,28 +22,30 @@ struct TaskRoutes {
         router.get("/tasks") { request, context in
             let query = request.uri.queryParameters
             let limit = min(max(query.get("limit", as: Int.self) ?? 50, 1), 500)
-            let page = try await services.tasks.recent(limit: limit, user: context.user, filter: try TaskListQuery.filter(query))
+            // Admins see every user's tasks (or one user's with ?user=); users their own.
+            let user = context.isAdmin ? query.get("user") : context.user
+            let page = try await services.tasks.recent(limit: limit, user: user, filter: try TaskListQuery.filter(query))
             var body: [String: JSONValue] = ["tasks": .array(page.tasks.map(summary))]
             if let next = page.next { body["next"] = .string(next) }
             return Response.json(.object(body))
         }
         router.get("/tasks/:id") { _, context in
-            let task = try await services.task(try context.parameters.require("id"), user: context.user)
+            let task = try await services.task(try context.parameters.require("id"), for: context)
             var body = summary(task)
             body["request"] = task.request
             return Response.json(body)
         }
         router.get("/tasks/:id/result") { request, context in
-            let task = try await services.task(try context.parameters.require("id"), user: context.user)
+            let task = try await services.task(try context.parameters.require("id"), for: context)
             return Response.json(.object(result(of: task, request: request)))
         }
         router.get("/tasks/:id/progress") { _, context in
-            let task = try await services.task(try context.parameters.require("id"), user: context.user)
+            let task = try await services.task(try context.parameters.require("id"), for: context)
             return Response.json(.object(try await progress(of: task)))
         }
         router.post("/tasks/:id/cancellation") { _, context in
             let id = try context.parameters.require("id")
-            _ = try await services.task(id, user: context.user)
+            _ = try await services.task(id, for: context)
             guard var task = try await services.scheduler.cancel(id) else { throw APIError.taskNotFound(id) }
             if task.state == .running {
                 // The worker was interrupted; it lets go within a step.
@@ -113,7 +115,7 @@ struct TaskRoutes {
 
     func summary(_ task: TaskRecord) -> JSONValue {
         [
-            "taskId": .string(task.id), "kind": .string(task.kind.rawValue), "model": .string(task.model),
+            "taskId": .string(task.id), "kind": .string(task.kind.rawValue), "model": .string(task.model), "user": .string(task.user),
             "status": .string(task.state.rawValue), "attempts": .integer(Int64(task.attempts)),
             "createdAt": .string(task.createdAt.ISO8601Format()), "error": task.error.map { .string($0) } ?? .null,
             "startedAt": task.startedAt.map { .number($0.timeIntervalSince1970) } ?? .null,

@@ -116,6 +116,8 @@ public actor Scheduler: Service {
     /// Whether ``run()`` is running (for readiness checks).
     public private(set) var isRunning = false
     var nextWaiterID = 1
+    /// Unfinished tasks per user, for the per-user queue limit.
+    var activeByUser: [String: Int] = [:]
     var jobs: AsyncStream<Job>.Continuation?
     var shuttingDown = false
 
@@ -212,6 +214,7 @@ public actor Scheduler: Service {
                 task = try await tasks.update(task.id) { $0.state = .queued }
             }
             planner.enqueue(task.id, model: task.model, priority: task.priority, enqueuedAt: task.createdAt)
+            activeByUser[task.user, default: 0] += 1
         }
         if !active.isEmpty { logger.info("recovered unfinished tasks", metadata: ["count": "\(active.count)"]) }
     }
@@ -221,6 +224,7 @@ public actor Scheduler: Service {
     /// Queues a task that is already persisted.
     public func submit(_ task: TaskRecord) {
         planner.enqueue(task.id, model: task.model, priority: task.priority, enqueuedAt: task.createdAt)
+        activeByUser[task.user, default: 0] += 1
         dispatch()
     }
 
@@ -262,7 +266,7 @@ public actor Scheduler: Service {
                 $0.state = .cancelled
                 $0.finishedAt = Date()
             }
-            notifyFinal(task)
+            taskEnded(task)
             return task
         }
         if var run = running[id], let handle = handles[run.workerID] {
@@ -341,6 +345,9 @@ public actor Scheduler: Service {
         dispatch()
         return record
     }
+
+    /// How many of a user's tasks are queued or running.
+    public func activeCount(user: String) -> Int { activeByUser[user] ?? 0 }
 
     /// Whether a model has tasks queued or running.
     public func hasWork(model: String) -> Bool {
@@ -636,11 +643,18 @@ public actor Scheduler: Service {
                 if let result { $0.result = result }
             }
             logger.info("task \(state.rawValue)", metadata: ["task": "\(id)", "error": "\(error ?? "")"])
-            metrics.taskFinished(task)
-            notifyFinal(task)
+            taskEnded(task)
         } catch {
             logger.error("could not record task outcome", metadata: ["task": "\(id)", "error": "\(error)"])
         }
+    }
+
+    /// Accounts for a task that reached its final state and wakes whoever waits for it.
+    func taskEnded(_ task: TaskRecord) {
+        metrics.taskFinished(task)
+        activeByUser[task.user, default: 1] -= 1
+        if activeByUser[task.user] == 0 { activeByUser[task.user] = nil }
+        notifyFinal(task)
     }
 
     /// Saves a worker's answer: images into the object store, `info` parsed from its JSON string.

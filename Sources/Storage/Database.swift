@@ -2,7 +2,7 @@ import Foundation
 import NIOPosix
 import SDBoxCore
 
-/// sdbox's LMDB database: typed tables for tasks, models, functions and settings, reached through async
+/// sdbox's LMDB database: typed tables for tasks, models, functions, settings and API keys, reached through async
 /// methods that run each transaction on a thread pool, never on an event loop.
 public final class Database: Sendable {
     let environment: LMDBEnvironment
@@ -18,6 +18,8 @@ public final class Database: Sendable {
         let models: LMDBTable
         let functions: LMDBTable
         let settings: LMDBTable
+        /// API keys by id.
+        let keys: LMDBTable
     }
 
     /// Opens the database in the folder `path`.
@@ -31,7 +33,8 @@ public final class Database: Sendable {
             tasksByTime: try environment.openTable(named: "tasks.byTime"),
             models: try environment.openTable(named: "models"),
             functions: try environment.openTable(named: "functions"),
-            settings: try environment.openTable(named: "settings")
+            settings: try environment.openTable(named: "settings"),
+            keys: try environment.openTable(named: "keys")
         )
     }
 

@@ -5,7 +5,9 @@ import Logging
 import Metrics
 import Prometheus
 import ReferenceWorker
+import SDBoxCore
 import SDBoxServer
+import Storage
 
 /// The `sdbox` command: the appliance server and its reference worker, in one binary.
 @main
@@ -13,7 +15,7 @@ struct SDBoxCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sdbox",
         abstract: "A Stable Diffusion API appliance: one GPU box, many models, an A1111-compatible API.",
-        subcommands: [Serve.self, Worker.self, Doctor.self],
+        subcommands: [Serve.self, Worker.self, Doctor.self, Keys.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -54,6 +56,9 @@ struct ConfigurationOptions: ParsableArguments {
     @Option(help: "Most worker processes at once, over all models (default 2).")
     var maxInstances: Int?
 
+    @Flag(help: "Require an API key on every request (config auth.required).")
+    var requireAPIKeys = false
+
     /// The configuration in force, or a usage error naming what is wrong.
     func load() throws -> ServerConfiguration {
         var configuration = ServerConfiguration()
@@ -77,6 +82,12 @@ struct ConfigurationOptions: ParsableArguments {
         if let maxInstances {
             guard maxInstances >= 1 else { throw ValidationError("--max-instances must be at least 1") }
             configuration.maxInstances = maxInstances
+        }
+        if requireAPIKeys { configuration.requireAPIKeys = true }
+        do {
+            try configuration.checkSafety()
+        } catch let error as ConfigurationError {
+            throw ValidationError(error.description)
         }
         return configuration
     }
@@ -135,6 +146,65 @@ struct Doctor: AsyncParsableCommand {
         if failed > 0 { throw ExitCode(1) }
     }
 }
+
+/// `sdbox keys`: makes, lists and revokes API keys in a data folder's database (the server need not stop).
+struct Keys: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Manage API keys.", subcommands: [Add.self, List.self, Revoke.self]
+    )
+
+    /// The data folder whose keys are managed.
+    struct Location: ParsableArguments {
+        @Option(help: "The data folder (default ./sdbox-data).")
+        var dataDir = "./sdbox-data"
+
+        func store() throws -> KeyStore {
+            KeyStore(database: try Database(path: URL(fileURLWithPath: dataDir).standardizedFileURL.path + "/db"))
+        }
+    }
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Make a key; prints it last (it is shown this once).")
+        @OptionGroup var location: Location
+        @Option(help: "The user the key acts for (the <user> of its images).")
+        var user: String
+        @Option(help: "admin (models, pools, keys, all tasks) or user (generate; own tasks only).")
+        var role: Role = .user
+
+        func run() async throws {
+            if let problem = APIKeyRecord.problem(withUserName: user) { throw ValidationError(problem) }
+            let (record, key) = APIKeyRecord.make(user: user, role: role)
+            try await location.store().insert(record)
+            print("made \(role.rawValue) key \(record.id) for user \(user); keep it, it is not shown again: \(key)")
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List keys (never their secrets).")
+        @OptionGroup var location: Location
+
+        func run() async throws {
+            for key in try await location.store().list() {
+                let state = key.revokedAt.map { "revoked \($0.ISO8601Format())" } ?? "active"
+                print("\(key.id)  \(key.role.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0))  \(key.user)  created \(key.createdAt.ISO8601Format())  \(state)")
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke a key by its id.")
+        @OptionGroup var location: Location
+        @Argument(help: "The key's id (as `sdbox keys list` shows).")
+        var id: String
+
+        func run() async throws {
+            guard try await location.store().revoke(id) != nil else { throw ValidationError("no key with id \(id)") }
+            print("revoked \(id)")
+        }
+    }
+}
+
+extension Role: ExpressibleByArgument {}
 
 /// `sdbox worker`: the reference worker, an A1111-compatible server that draws test images.
 struct Worker: AsyncParsableCommand {

@@ -1,0 +1,92 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import SDBoxCore
+import Storage
+import Synchronization
+
+/// Authenticates requests with API keys (`Authorization: Bearer <key>` or `X-API-Key: <key>`), sets the
+/// caller's user and role in the context, keeps users off admin routes, and applies the per-key rate limit.
+///
+/// Unauthenticated: `/healthz`, `/readyz`, `/openapi.json`, signed `/objects/...` URLs and the web pages'
+/// static files. With keys not required, a request without a key acts as the `default` admin; a key that
+/// is given is still checked.
+struct AuthMiddleware: RouterMiddleware {
+    typealias Context = SDBoxRequestContext
+    let keys: KeyStore
+    let required: Bool
+    let limiter: RateLimiter?
+
+    /// Path prefixes only admins may use.
+    static let adminPrefixes = ["/admin/", "/batch_update_sd_resource", "/del/sd/functions", "/workers", "/list/sdapi/functions", "/metrics"]
+
+    static func isPublic(_ path: String) -> Bool {
+        ["/healthz", "/readyz", "/openapi.json", "/", "/favicon.ico"].contains(path) || path.hasPrefix("/objects/") || path.hasPrefix("/web/")
+    }
+
+    static func isAdminOnly(_ path: String) -> Bool {
+        adminPrefixes.contains { path == $0 || path.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") || path.hasPrefix($0 + "?") }
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let path = request.uri.path
+        // Signed object URLs are fetched without a key; uploading objects needs one.
+        if Self.isPublic(path) && (request.method == .get || request.method == .head) { return try await next(request, context) }
+        var context = context
+        if let presented = Self.presentedKey(request) {
+            guard let (id, secret) = APIKeyRecord.parse(presented), let key = try await keys.get(id), key.revokedAt == nil, key.accepts(secret: secret) else {
+                throw APIError(.unauthorized, "invalid API key", detail: "the API key is unknown or revoked")
+            }
+            context.user = key.user
+            context.role = key.role
+            context.keyID = key.id
+        } else if required {
+            throw APIError(.unauthorized, "API key required", detail: "send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'; keys are made with `sdbox keys add`")
+        }
+        if Self.isAdminOnly(path) && !context.isAdmin {
+            throw APIError(.forbidden, "admin only", detail: "\(path) needs an admin key")
+        }
+        if let limiter, let id = context.keyID, let wait = limiter.take(id) {
+            throw APIError(.tooManyRequests, "rate limit", detail: "too many requests for this key; retry in \(Int(wait.rounded(.up))) s", extra: ["retryAfter": .integer(Int64(wait.rounded(.up)))])
+        }
+        return try await next(request, context)
+    }
+
+    static func presentedKey(_ request: Request) -> String? {
+        if let authorization = request.headers[.authorization], authorization.lowercased().hasPrefix("bearer ") {
+            return String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        }
+        if let name = HTTPField.Name("X-API-Key"), let key = request.headers[name] { return key.trimmingCharacters(in: .whitespaces) }
+        return nil
+    }
+}
+
+/// A token bucket per API key: `perMinute` requests a minute, in bursts of up to `perMinute`.
+final class RateLimiter: Sendable {
+    struct Bucket {
+        var tokens: Double
+        var updated: ContinuousClock.Instant
+    }
+    let perMinute: Double
+    let buckets = Mutex<[String: Bucket]>([:])
+
+    init(perMinute: Int) {
+        self.perMinute = Double(perMinute)
+    }
+
+    /// Takes a token for `key`; returns nil when allowed, else the seconds until a token is free.
+    func take(_ key: String, now: ContinuousClock.Instant = .now) -> Double? {
+        buckets.withLock { buckets in
+            var bucket = buckets[key] ?? Bucket(tokens: perMinute, updated: now)
+            let elapsed = bucket.updated.duration(to: now).seconds
+            bucket.tokens = min(perMinute, bucket.tokens + elapsed * perMinute / 60)
+            bucket.updated = now
+            defer { buckets[key] = bucket }
+            if bucket.tokens >= 1 {
+                bucket.tokens -= 1
+                return nil
+            }
+            return (1 - bucket.tokens) * 60 / perMinute
+        }
+    }
+}

@@ -1,0 +1,154 @@
+import Foundation
+import Hummingbird
+import SDBoxCore
+
+/// sdbox's API as an OpenAPI 3.1 document, served at `/openapi.json`: the original's task API, the
+/// A1111-compatible `/sdapi/v1/*`, models, pools, keys, objects and health. Limits in the schemas are the
+/// configured ones. A unit test checks that every route the router has is described here.
+enum OpenAPIDocument {
+    static func make(_ configuration: ServerConfiguration) -> JSONValue {
+        let limits = configuration.limits
+        var paths: [String: JSONValue] = [:]
+        func add(_ method: String, _ path: String, _ summary: String, tag: String, body: JSONValue? = nil, query: [JSONValue] = [], responses: [String: String] = [:]) {
+            var operation: [String: JSONValue] = ["summary": .string(summary), "tags": [.string(tag)]]
+            let names = path.split(separator: "/").filter { $0.hasPrefix("{") }.map { String($0.dropFirst().dropLast()) }
+            let parameters = names.map { name -> JSONValue in
+                ["name": .string(name), "in": "path", "required": true, "schema": ["type": "string", "minLength": 1, "maxLength": 255]]
+            } + query
+            if !parameters.isEmpty { operation["parameters"] = .array(parameters) }
+            if let body { operation["requestBody"] = ["required": true, "content": ["application/json": ["schema": body]]] }
+            var answers: [String: JSONValue] = ["200": ["description": "OK", "content": ["application/json": ["schema": ["type": "object"]]]]]
+            for (status, description) in responses { answers[status] = ["description": .string(description)] }
+            for (status, description) in [("400", "invalid request"), ("401", "API key required or invalid"), ("403", "admin only"), ("404", "not found"), ("429", "rate or queue limit")] where answers[status] == nil {
+                answers[status] = ["description": .string(description), "content": ["application/json": ["schema": ["$ref": "#/components/schemas/Error"]]]]
+            }
+            var item = paths[path]?.objectValue ?? [:]
+            item[method] = .object(operation)
+            paths[path] = .object(item)
+        }
+        let generation = generationSchema(limits: limits, img2img: false)
+        let img2img = generationSchema(limits: limits, img2img: true)
+        let requestType: JSONValue = ["name": "Request-Type", "in": "header", "schema": ["type": "string", "enum": ["sync", "async"]]]
+        let taskID: JSONValue = ["type": "string", "pattern": "^[0-9A-Za-z_-]{1,64}$"]
+        let anyObject: JSONValue = ["type": "object"]
+
+        add("post", "/txt2img", "Generate images from a prompt (task API)", tag: "tasks", body: generation, query: [requestType])
+        add("post", "/img2img", "Generate images from images (task API)", tag: "tasks", body: img2img, query: [requestType])
+        add("get", "/tasks", "List tasks, newest first", tag: "tasks", query: [
+            ["name": "limit", "in": "query", "schema": ["type": "integer", "minimum": 1, "maximum": 500]],
+            ["name": "state", "in": "query", "schema": ["type": "string"]], ["name": "model", "in": "query", "schema": ["type": "string"]],
+            ["name": "user", "in": "query", "schema": ["type": "string"]], ["name": "since", "in": "query", "schema": ["type": "string"]],
+            ["name": "before", "in": "query", "schema": ["type": "string"]],
+        ])
+        add("get", "/tasks/{id}", "A task with its request", tag: "tasks")
+        add("get", "/tasks/{id}/result", "A task's result: images, ossUrl, info, parameters", tag: "tasks")
+        add("get", "/tasks/{id}/progress", "A task's progress, queue position and ETA", tag: "tasks")
+        add("post", "/tasks/{id}/cancellation", "Cancel a queued or running task", tag: "tasks")
+        _ = taskID
+
+        for kind in TaskKind.allCases {
+            add("post", "/sdapi/v1/\(kind.rawValue)", "A1111 \(kind.rawValue): base64 images, parameters, info as a JSON string", tag: "a1111", body: kind == .img2img ? img2img : generation)
+        }
+        for path in ["progress", "sd-models", "sd-vae", "loras", "embeddings", "samplers", "schedulers", "upscalers", "scripts", "options"] {
+            add("get", "/sdapi/v1/\(path)", "A1111 \(path)", tag: "a1111")
+        }
+        add("post", "/sdapi/v1/options", "Set the caller's A1111 options (sd_model_checkpoint chooses the default model)", tag: "a1111", body: anyObject)
+        for path in ["interrupt", "skip", "refresh-checkpoints", "refresh-vae", "refresh-loras", "refresh-embeddings"] {
+            add("post", "/sdapi/v1/\(path)", "A1111 \(path)", tag: "a1111")
+        }
+
+        add("get", "/models", "Models with type, status, hashes", tag: "models", query: [
+            ["name": "type", "in": "query", "schema": ["type": "string", "enum": .array(ModelType.allCases.map { .string($0.rawValue) })]],
+            ["name": "status", "in": "query", "schema": ["type": "string"]],
+        ])
+        let binary: JSONValue = ["required": true, "content": ["application/octet-stream": ["schema": ["type": "string", "format": "binary"]]]]
+        add("put", "/admin/models/{type}/{name}", "Upload a model file (streamed; ?overwrite=true to replace)", tag: "models", responses: ["201": "uploaded", "409": "exists", "413": "too large"])
+        if case .object(var item) = paths["/admin/models/{type}/{name}"], case .object(var put) = item["put"] {
+            put["requestBody"] = binary
+            item["put"] = .object(put)
+            paths["/admin/models/{type}/{name}"] = .object(item)
+        }
+        add("delete", "/admin/models/{type}/{name}", "Delete a model (409 while in use unless ?force=true)", tag: "models", responses: ["409": "in use"])
+        add("post", "/admin/models", "Upload a model as multipart/form-data (fields type, file)", tag: "models", responses: ["201": "uploaded"])
+        add("post", "/admin/models/register", "Register a model file already on the box", tag: "models", body: [
+            "type": "object", "required": ["path"],
+            "properties": ["type": ["type": "string"], "path": ["type": "string"], "name": ["type": "string"]],
+        ], responses: ["201": "registered"])
+
+        add("get", "/workers", "Workers, GPUs and queues", tag: "pools")
+        add("get", "/list/sdapi/functions", "Pools (functions), one per checkpoint", tag: "pools")
+        add("post", "/batch_update_sd_resource", "Change pools' settings", tag: "pools", body: [
+            "type": "object", "additionalProperties": false,
+            "properties": [
+                "models": ["type": "array", "items": ["type": "string"]], "minInstances": ["type": "integer", "minimum": 0, "maximum": 1024],
+                "maxInstances": ["type": "integer", "minimum": 1, "maximum": 1024], "idleTimeout": ["type": "integer", "minimum": 0],
+                "gpuMemorySize": ["type": "integer", "minimum": 0], "timeout": ["type": "integer", "minimum": 1], "image": ["type": "string"],
+                "extraArgs": ["type": "string"], "env": ["type": "object", "additionalProperties": ["type": "string"]],
+                "cpu": [:], "memorySize": [:], "instanceType": [:], "vpcConfig": [:], "nasConfig": [:], "mountPoints": [:],
+            ],
+        ])
+        add("post", "/del/sd/functions", "Delete pools", tag: "pools", body: [
+            "type": "object", "required": ["functions"], "properties": ["functions": ["type": "array", "items": ["type": "string"]]],
+        ])
+
+        add("get", "/admin/keys", "API keys (never their secrets)", tag: "keys")
+        add("post", "/admin/keys", "Make an API key (shown once)", tag: "keys", body: [
+            "type": "object", "required": ["user"],
+            "properties": ["user": ["type": "string"], "role": ["type": "string", "enum": ["admin", "user"]]],
+        ], responses: ["201": "made"])
+        add("delete", "/admin/keys/{id}", "Revoke an API key", tag: "keys")
+
+        add("get", "/objects/{key}", "An object by its signed URL", tag: "objects", query: [
+            ["name": "expires", "in": "query", "required": true, "schema": ["type": "integer"]],
+            ["name": "sig", "in": "query", "required": true, "schema": ["type": "string"]],
+        ], responses: ["403": "signature invalid or expired"])
+        add("get", "/healthz", "The process is up", tag: "health")
+        add("get", "/readyz", "The store and the scheduler are ready", tag: "health", responses: ["503": "not ready"])
+        add("get", "/metrics", "Prometheus metrics", tag: "health")
+        add("get", "/openapi.json", "This document", tag: "health")
+
+        return [
+            "openapi": "3.1.0",
+            "info": [
+                "title": "sdbox", "version": "1",
+                "description": "A Stable Diffusion API appliance: the A1111 API and the serverless edition's task API over per-model worker pools.",
+            ],
+            "paths": .object(paths),
+            "components": [
+                "securitySchemes": ["bearer": ["type": "http", "scheme": "bearer"], "apiKey": ["type": "apiKey", "in": "header", "name": "X-API-Key"]],
+                "schemas": [
+                    "Error": [
+                        "type": "object", "required": ["error", "detail"],
+                        "properties": ["error": ["type": "string"], "detail": ["type": "string"], "field": ["type": "string"]],
+                    ]
+                ],
+            ],
+            "security": [["bearer": []], ["apiKey": []]],
+        ]
+    }
+
+    /// The body of txt2img/img2img: A1111's common fields with sdbox's limits, plus sdbox's own fields.
+    static func generationSchema(limits: GenerationLimits, img2img: Bool) -> JSONValue {
+        var properties: [String: JSONValue] = [
+            "prompt": ["type": "string"], "negative_prompt": ["type": "string"],
+            "stable_diffusion_model": ["type": "string"], "sd_vae": ["type": "string"],
+            "sampler_name": ["type": "string"], "scheduler": ["type": "string"],
+            "steps": ["type": "integer", "minimum": 1, "maximum": .integer(Int64(limits.maxSteps))],
+            "width": ["type": "integer", "minimum": 64, "maximum": .integer(Int64(limits.maxSide))],
+            "height": ["type": "integer", "minimum": 64, "maximum": .integer(Int64(limits.maxSide))],
+            "batch_size": ["type": "integer", "minimum": 1, "maximum": .integer(Int64(limits.maxImages))],
+            "n_iter": ["type": "integer", "minimum": 1, "maximum": .integer(Int64(limits.maxImages))],
+            "cfg_scale": ["type": "number"], "seed": ["type": "integer"], "subseed": ["type": "integer"],
+            "priority": ["type": "integer", "minimum": -100, "maximum": 100],
+            "override_settings": ["type": "object"],
+        ]
+        var required: [JSONValue] = []
+        if img2img {
+            properties["init_images"] = ["type": "array", "minItems": 1, "items": ["type": "string"]]
+            properties["mask"] = ["type": "string"]
+            properties["denoising_strength"] = ["type": "number", "minimum": 0, "maximum": 1]
+            required.append("init_images")
+        }
+        return ["type": "object", "properties": .object(properties), "required": .array(required)]
+    }
+}

@@ -1,0 +1,61 @@
+import Foundation
+import Hummingbird
+import Logging
+import ObjectStore
+import Prometheus
+import SDBoxCore
+@testable import SDBoxServer
+import Scheduler
+import Storage
+import Testing
+
+/// `/openapi.json` stays true: every route the router has is in it, and nothing else is.
+@Suite struct OpenAPITests {
+    @Test func everyRouteIsDescribed() async throws {
+        let directory = try TemporaryDirectory()
+        let logger = Logger(label: "test")
+        let database = try Database(path: directory.path + "/db")
+        let tasks = TaskStore(database: database)
+        let catalog = CatalogStore(database: database)
+        let objects = try ObjectStore(root: directory.path + "/objects")
+        let scheduler = Scheduler(
+            configuration: SchedulerConfiguration(dataDirectory: directory.path, executablePath: "/bin/false"),
+            inventory: GPUInventory(gpus: [], cpuSlots: 1, source: .none), tasks: tasks, catalog: catalog, objects: objects,
+            client: WorkerClient(), logger: logger
+        )
+        let configuration = ServerConfiguration()
+        let services = Services(
+            configuration: configuration, tasks: tasks, catalog: catalog,
+            models: try ModelRegistry(catalog: catalog, modelsDirectory: directory.path + "/models", logger: logger),
+            scheduler: scheduler, objects: objects, signer: URLSigner(secret: Data(repeating: 1, count: 32)),
+            keys: KeyStore(database: database), logger: logger
+        )
+        let router = SDBoxApplication.router(services: services, metrics: PrometheusCollectorRegistry(), webRoot: nil)
+        // Route patterns in OpenAPI's notation: `:id` and `{id}` become `{id}`, the object catch-all `{key}`.
+        func normalized(_ path: String) -> String {
+            path.split(separator: "/", omittingEmptySubsequences: false).map { part in
+                if part == "**" { return "{key}" }
+                if part.hasPrefix(":") { return "{\(part.dropFirst())}" }
+                return String(part)
+            }.joined(separator: "/")
+        }
+        let routes = Set(router.routes.map { "\($0.method.rawValue.lowercased()) \(normalized("\($0.path)"))" })
+            .filter { !$0.hasSuffix(" /") && !$0.contains(" /web") }
+        let document = OpenAPIDocument.make(configuration)
+        var described: Set<String> = []
+        for (path, item) in document["paths"]?.objectValue ?? [:] {
+            for method in item.objectValue?.keys ?? [:].keys { described.insert("\(method) \(path)") }
+        }
+        #expect(routes.count > 40)
+        #expect(routes.subtracting(described).isEmpty, "routes missing from /openapi.json: \(routes.subtracting(described).sorted())")
+        #expect(described.subtracting(routes).isEmpty, "described but not routed: \(described.subtracting(routes).sorted())")
+    }
+
+    @Test func schemasCarryTheConfiguredLimits() {
+        var configuration = ServerConfiguration()
+        configuration.limits.maxSteps = 42
+        let document = OpenAPIDocument.make(configuration)
+        let steps = document["paths"]?["/txt2img"]?["post"]?["requestBody"]?["content"]?["application/json"]?["schema"]?["properties"]?["steps"]
+        #expect(steps?["maximum"] == 42)
+    }
+}
