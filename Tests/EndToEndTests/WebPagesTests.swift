@@ -284,13 +284,14 @@ struct WebPagesTests {
         }
     }
 
-    /// sdbox has no API keys yet (the security issue brings them): the browser plays the part, answering
-    /// 401 to every API call without the key, so the pages' sign-in and their `Authorization` header are
-    /// exercised as they will be used.
+    /// With API keys required, the pages ask for one, keep it, and send it with every call (the browser
+    /// watches each request's headers).
     @Test func pagesAskForTheAPIKeyAndSendItWithEveryCall() async throws {
-        let server = try await ServerProcess(config: Self.config, models: Self.models)
+        let server = try await ServerProcess(config: Self.config + "\nauth:\n  required: true\n", models: Self.models)
         defer { server.destroy() }
-        let key = "sdbox-test-key"
+        let (made, output) = try await runSDBox(["keys", "add", "--data-dir", server.dataDirectory, "--user", "ops", "--role", "admin"])
+        #expect(made == 0, "\(output)")
+        let key = try #require(output.split(whereSeparator: \.isWhitespace).last.map(String.init))
         let calls = Mutex<[(path: String, authorized: Bool)]>([])
         try await withPage(server) { page in
             let browser = page.browser
@@ -301,17 +302,7 @@ struct WebPagesTests {
                 let authorized = headers.contains { $0.key.lowercased() == "authorization" && $0.value == .string("Bearer \(key)") }
                 let api = !(path == "/" || path.hasPrefix("/web/") || path.hasPrefix("/objects/"))
                 if api { calls.withLock { $0.append((path, authorized)) } }
-                Task {
-                    if !api || authorized {
-                        _ = try? await browser.send("Fetch.continueRequest", ["requestId": id], session: session)
-                    } else {
-                        let body = Data(#"{"error":"unauthorized","detail":"an API key is required"}"#.utf8).base64EncodedString()
-                        _ = try? await browser.send("Fetch.fulfillRequest", [
-                            "requestId": id, "responseCode": 401, "body": .string(body),
-                            "responseHeaders": [["name": "Content-Type", "value": "application/json"]],
-                        ], session: session)
-                    }
-                }
+                Task { _ = try? await browser.send("Fetch.continueRequest", ["requestId": id], session: session) }
             }
             _ = try await page.send("Fetch.enable", ["patterns": [["urlPattern": "*"]]])
             try await page.open(server.baseURL + "/#models")
