@@ -642,7 +642,9 @@ public actor Scheduler: Service {
                 $0.error = error
                 if let result { $0.result = result }
             }
-            logger.info("task \(state.rawValue)", metadata: ["task": "\(id)", "error": "\(error ?? "")"])
+            var metadata: Logger.Metadata = ["task": "\(id)", "model": "\(task.model)"]
+            if let error { metadata["error"] = "\(error)" }
+            logger.info("task \(state.rawValue)", metadata: metadata)
             taskEnded(task)
         } catch {
             logger.error("could not record task outcome", metadata: ["task": "\(id)", "error": "\(error)"])

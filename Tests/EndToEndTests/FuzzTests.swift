@@ -1,0 +1,35 @@
+import Foundation
+import NIOHTTP1
+import SDBoxCore
+import Testing
+
+/// schemathesis (PyPI) generates requests from `/openapi.json` and sends them to the real server: none
+/// may get a server error. scripts/install-test-deps.sh installs it; without it the test is skipped.
+@Suite(.serialized, .timeLimit(.minutes(5))) struct FuzzTests {
+    static var schemathesis: String {
+        let cache = ProcessInfo.processInfo.environment["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")
+        return cache + "/sdbox/schemathesis-venv/bin/st"
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: schemathesis), "schemathesis is not installed (scripts/install-test-deps.sh)"))
+    func noServerErrorsFromGeneratedRequests() async throws {
+        let server = try await ServerProcess(config: """
+            limits: {maxSteps: 4, maxSide: 128, maxImages: 2}
+            workers:
+              reference: {stepMilliseconds: 1, minimumStepMilliseconds: 0}
+            """)
+        defer { server.destroy() }
+        let output = server.dataDirectory + "/schemathesis.log"
+        let pid = try spawn(
+            [Self.schemathesis, "run", server.baseURL + "/openapi.json", "--checks", "not_a_server_error", "--max-examples", "10",
+             "--workers", "2", "--seed", "1", "--no-color"],
+            output: output
+        )
+        var status: Int32 = 0
+        while waitpid(pid, &status, WNOHANG) == 0 { try await Task.sleep(for: .milliseconds(100)) }
+        let report = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+        #expect((status >> 8) & 0xff == 0, "schemathesis found server errors:\n\(report.suffix(4000))")
+        #expect(report.contains("Tested: 4"), "schemathesis tested the operations:\n\(report.suffix(2000))")
+        #expect(try await server.json(.GET, "/healthz").0 == 200, "the server survived")
+    }
+}
