@@ -66,6 +66,7 @@ public enum SDBoxApplication {
         )
         return Application(
             router: router(services: services, metrics: metrics, webRoot: webRoot),
+            server: .http1(configuration: .init(idleTimeout: .seconds(Int64(configuration.requestIdleTimeoutSeconds)))),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sdbox"),
             services: [scheduler],
             logger: logger

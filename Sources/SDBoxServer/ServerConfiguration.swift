@@ -22,6 +22,9 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var publicURL: String?
     /// Largest request body, in bytes (model uploads have their own limit).
     public var maxBodyBytes = 64 << 20
+    /// Seconds a connection may send nothing (a stalled or trickling request) before it is closed
+    /// (`requestIdleTimeoutSeconds`).
+    public var requestIdleTimeoutSeconds = 60
     /// Whether every request needs an API key (`auth.required`, `--require-api-keys`). Off is allowed only
     /// when listening on loopback.
     public var requireAPIKeys = false
@@ -144,6 +147,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         config.publicURL = try reader.string("publicURL") ?? config.publicURL
         config.maxBodyBytes = try reader.integer("maxBodyBytes", in: 1024...(1 << 40)) ?? config.maxBodyBytes
         config.urlExpirySeconds = try reader.integer("urlExpirySeconds", in: 1...(366 * 86400)) ?? config.urlExpirySeconds
+        config.requestIdleTimeoutSeconds = try reader.integer("requestIdleTimeoutSeconds", in: 1...3600) ?? config.requestIdleTimeoutSeconds
         config.webRoot = try reader.string("webRoot")
         if var limits = try reader.section("limits") {
             config.limits.maxSteps = try limits.integer("maxSteps", in: 1...10000) ?? config.limits.maxSteps

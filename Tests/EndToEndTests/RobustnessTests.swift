@@ -33,9 +33,39 @@ import Testing
         #expect(route["error"] == "not found")
         #expect(try await server.json(.GET, "/objects/../../etc/passwd?expires=9999999999&sig=00").0 >= 400)
 
+        // Huge numbers, and unicode and traversal in names.
+        #expect(try await server.json(.POST, "/txt2img", ["steps": .number(1e300)]).0 == 400)
+        #expect(try await server.json(.POST, "/txt2img", ["steps": .integer(Int64.max)]).0 == 400)
+        #expect(try await server.json(.POST, "/txt2img", ["stable_diffusion_model": "模型\u{0}../x"]).0 == 404)
+
         // Nothing above was recorded as a task, and the server still serves.
         #expect(try await server.json(.GET, "/tasks").1["tasks"] == [])
         #expect(try await server.json(.POST, "/txt2img", ["steps": 1, "width": 64, "height": 64]).1["status"] == "succeeded")
+    }
+
+    @Test func aStalledRequestIsCutOffAndTheServerKeepsServing() async throws {
+        let server = try await ServerProcess(config: fastWorkers + "\nrequestIdleTimeoutSeconds: 1\n")
+        defer { server.destroy() }
+        // A client that announces a body and then sends nothing more, as a slowloris attack does.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(server.port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        #expect(connected == 0)
+        let head = "POST /txt2img HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"prompt\":"
+        _ = head.withCString { send(fd, $0, strlen($0), 0) }
+        let started = ContinuousClock.now
+        var buffer = [UInt8](repeating: 0, count: 1024)
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        // The server closes the connection (recv returns 0 or an error) well before our 10 s timeout.
+        while recv(fd, &buffer, buffer.count, 0) > 0 {}
+        #expect(started.duration(to: .now) < .seconds(8))
+        #expect(try await server.json(.GET, "/tasks").1["tasks"] == [], "nothing was recorded")
+        #expect(try await server.json(.POST, "/txt2img", ["steps": 1, "width": 64, "height": 64]).0 == 200)
     }
 
     @Test func modelsAndFunctionsAreListed() async throws {
