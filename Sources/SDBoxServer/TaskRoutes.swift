@@ -90,7 +90,8 @@ struct TaskRoutes {
     func progress(of task: TaskRecord) async throws -> [String: JSONValue] {
         var progress = A1111.Progress.idle
         var position: Int?
-        switch await services.scheduler.progress(of: task.id) {
+        // A finished task is not in the scheduler: no need to ask it.
+        switch task.state.isFinal ? .notActive : await services.scheduler.progress(of: task.id) {
         case .queued(let place, let eta):
             position = place
             progress.state.job = "queued"
