@@ -32,6 +32,8 @@ struct PoolRoutes {
                 "cpuSlots": .integer(Int64(scheduler.inventory.cpuSlots)),
                 "maxInstances": .integer(Int64(services.configuration.maxInstances)),
                 "queues": .object(await scheduler.queueDepths().mapValues { .integer(Int64($0)) }),
+                "defaultProfile": .string(services.configuration.defaultProfileName),
+                "referenceWorker": .bool(services.configuration.usesReferenceWorker),
             ])
         }
         router.post("/batch_update_sd_resource") { request, _ in

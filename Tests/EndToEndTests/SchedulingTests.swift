@@ -107,6 +107,7 @@ import Testing
         #expect(Set(placed.compactMap { $0["gpu"]?.integerValue }) == [0, 1], "one 6000 MiB worker per GPU; a third fits nowhere")
         let (_, status) = try await server.json(.GET, "/workers")
         #expect(status["gpuSource"] == "configuration")
+        #expect(status["referenceWorker"] == true, "the reference worker is the engine, and /workers says so")
         let gpus = status["gpus"]?.arrayValue ?? []
         #expect(gpus.map { $0["plannedMiB"] } == [6000, 6000])
         #expect(gpus.first?["name"] == "Test GPU 0")

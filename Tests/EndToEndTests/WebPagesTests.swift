@@ -153,6 +153,7 @@ struct WebPagesTests {
             try await page.waitFor("document.querySelector('[role=meter][aria-label=\"GPU 0 memory\"]')?.getAttribute('aria-valuenow') === '12288'", "two workers' memory reserved on GPU 0")
             try await page.waitFor("document.querySelector('tr[data-model=\"landscape-v2.safetensors\"] .badge')?.textContent === 'busy' && document.querySelector('tr[data-model=\"demo.safetensors\"] .badge')?.textContent === 'ready'", "one busy and one ready worker")
             #expect(try await page.evaluate("document.querySelector('tr[data-model=\"landscape-v2.safetensors\"] a')?.textContent") == .string(busy))
+            #expect(try await page.evaluate("document.querySelector('p.notice[role=note]')?.textContent.includes('reference worker')") == true)
             try await page.screenshot(Self.screenshots + "/workers.png")
 
             // Edit the demo pool: at most 3 workers, idle for 120 s.

@@ -61,11 +61,17 @@ function renderStats(container, data) {
   const busy = data.workers.filter((worker) => worker.state === 'busy').length;
   const queued = Object.values(data.queues ?? {}).reduce((sum, count) => sum + count, 0);
   const slots = data.gpus.length > 0 ? `${data.gpus.length} GPU${data.gpus.length === 1 ? '' : 's'} (${data.gpuSource})` : `CPU only, ${data.cpuSlots} slots`;
-  replace(container,
+  const items = [
     stat('Workers', `${data.workers.length} of ${data.maxInstances}`),
     stat('Busy', String(busy)),
     stat('Queued tasks', String(queued)),
-    stat('Devices', slots));
+    stat('Devices', slots),
+    stat('Engine', data.referenceWorker ? 'reference worker' : (data.defaultProfile ?? '')),
+  ];
+  if (data.referenceWorker) {
+    items.push(h('p', { class: 'notice warn', role: 'note', text: 'Workers are sdbox\'s built-in reference worker: it draws test images, not diffusion. Configure workers.launch for A1111, Forge or SD.Next.' }));
+  }
+  replace(container, ...items);
 }
 
 function stat(label, value) {
