@@ -32,7 +32,7 @@ public struct ImageInputResolver: Sendable {
     }
 
     /// The body of a txt2img or img2img request with its images resolved.
-    func resolveGeneration(_ body: JSONValue, user: String) async throws -> JSONValue {
+    public func resolveGeneration(_ body: JSONValue, user: String) async throws -> JSONValue {
         var body = body
         if let images = body["init_images"]?.arrayValue {
             var resolved: [JSONValue] = []
@@ -55,7 +55,7 @@ public struct ImageInputResolver: Sendable {
     }
 
     /// The body of an extras request with its images resolved, and the size of each image.
-    func resolveExtras(_ body: JSONValue, kind: TaskKind, user: String) async throws -> (body: JSONValue, sizes: [(width: Int, height: Int)]) {
+    public func resolveExtras(_ body: JSONValue, kind: TaskKind, user: String) async throws -> (body: JSONValue, sizes: [(width: Int, height: Int)]) {
         var body = body
         var sizes: [(width: Int, height: Int)] = []
         if kind == .extraSingleImage, let text = body["image"]?.stringValue {

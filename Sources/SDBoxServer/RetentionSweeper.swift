@@ -30,10 +30,16 @@ public struct RetentionSweeper: Service {
         public var images = 0
         /// Uploaded inputs removed.
         public var inputs = 0
+
+        public init(tasks: Int = 0, images: Int = 0, inputs: Int = 0) {
+            self.tasks = tasks
+            self.images = images
+            self.inputs = inputs
+        }
     }
 
     public init(
-        tasks: TaskStore, objects: ObjectStore, maxAge: Duration, interval: Duration, logger: Logger,
+        tasks: TaskStore, objects: ObjectStore, maxAge: Duration, interval: Duration, logger: Logger = Logger(label: "sdbox.retention"),
         clock: any Clock<Duration> = ContinuousClock(), now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.tasks = tasks
