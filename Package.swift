@@ -134,11 +134,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // Benchmarks (not tests): `sdbox-bench scheduling`, ...
+        // Benchmarks (not tests): `sdbox-bench scheduling`, `sdbox-bench thumbnails`.
         .executableTarget(
             name: "sdbox-bench",
             dependencies: [
                 "SDBoxCore",
+                "ImageCodec",
+                "ReferenceWorker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

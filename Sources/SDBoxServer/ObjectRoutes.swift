@@ -124,7 +124,7 @@ struct MultipartUpload {
 
     init(request: Request, limit: Int) async throws {
         let contentType = request.headers[.contentType] ?? ""
-        guard contentType.lowercased().hasPrefix("multipart/form-data"), let boundary = Self.boundary(of: contentType) else {
+        guard let boundary = AdminModelRoutes.boundary(of: contentType) else {
             throw APIError(.unsupportedMediaType, "multipart/form-data required", detail: "send the image as a part named 'file', or PUT it to /objects/{key}")
         }
         let body = try await request.collectBody(limit: limit)
@@ -149,16 +149,5 @@ struct MultipartUpload {
         }
         self.file = Data(file.body.readableBytesView)
         self.key = parts.firstPart(named: "key").map { String(buffer: $0.body) }.flatMap { $0.isEmpty ? nil : $0 }
-    }
-
-    static func boundary(of contentType: String) -> String? {
-        for parameter in contentType.split(separator: ";").dropFirst() {
-            let pair = parameter.trimmingCharacters(in: .whitespaces)
-            if pair.lowercased().hasPrefix("boundary=") {
-                let value = pair.dropFirst("boundary=".count).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
-                return value.isEmpty ? nil : value
-            }
-        }
-        return nil
     }
 }
