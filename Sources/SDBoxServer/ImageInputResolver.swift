@@ -12,7 +12,7 @@ import SDBoxCore
 /// image of the caller (`inputs/<user>/...` or `images/<user>/...`, ending in png, jpg, jpeg or webp). Each
 /// image is decoded and checked (format, size against `images.maxPixels`, intact pixels); the worker
 /// receives plain base64 PNG: a PNG as it was given (so its text chunks survive), a JPEG or WebP re-encoded.
-/// A bad image is refused with 400 naming the field.
+/// A bad image is refused with 400 naming the field; an empty `mask` or ControlNet `image` means none, as in A1111.
 public struct ImageInputResolver: Sendable {
     let objects: ObjectStore
     let maxPixels: Int
@@ -41,12 +41,12 @@ public struct ImageInputResolver: Sendable {
             }
             body["init_images"] = .array(resolved)
         }
-        if let mask = body["mask"], !mask.isNull {
+        if let mask = body["mask"], !mask.isNull, mask != "" {
             body["mask"] = try await resolveField(mask, field: "mask", user: user)
         }
         if var units = body["alwayson_scripts"]?["controlnet"]?["args"]?.arrayValue {
             for index in units.indices {
-                guard let image = units[index]["image"], !image.isNull else { continue }
+                guard let image = units[index]["image"], !image.isNull, image != "" else { continue }
                 units[index]["image"] = try await resolveField(image, field: "alwayson_scripts.controlnet.args[\(index)].image", user: user)
             }
             body["alwayson_scripts"]?["controlnet"]?["args"] = .array(units)

@@ -44,6 +44,12 @@ import Testing
         #expect(fromStored["alwayson_scripts"]?["controlnet"]?["args"]?.arrayValue?.first?["image"] == .string(base64))
     }
 
+    @Test func emptyMasksMeanNone() async throws {
+        let body: JSONValue = ["init_images": [.string(png.base64EncodedString())], "mask": "", "alwayson_scripts": ["controlnet": ["args": [["image": ""]]]]]
+        let resolved = try await resolver.resolveGeneration(body, user: "default")
+        #expect(resolved == body)
+    }
+
     @Test func jpegAndWebPReachTheWorkerAsPNG() async throws {
         let picture = try PNGCodec.decode(png)
         let jpeg = try JPEGCodec.encode(picture)
