@@ -36,14 +36,15 @@ public enum JPEGCodec {
         defer { tjDestroy(handle) }
         let header = try header(of: data, handle: handle)
         try ImageReader.checkSize(header, maxPixels: maxPixels)
-        var pixels = [UInt8](repeating: 0, count: header.pixelCount * 3)
-        let status = data.withUnsafeBytes { jpeg in
-            pixels.withUnsafeMutableBufferPointer { output in
+        var status: Int32 = 0
+        let pixels = [UInt8](unsafeUninitializedCapacity: header.pixelCount * 3) { output, count in
+            status = data.withUnsafeBytes { jpeg in
                 tjDecompress2(
                     handle, jpeg.bindMemory(to: UInt8.self).baseAddress, UInt(jpeg.count), output.baseAddress,
                     Int32(header.width), 0, Int32(header.height), Int32(TJPF_RGB.rawValue), TJFLAG_STOPONWARNING
                 )
             }
+            count = output.count
         }
         guard status == 0 else { throw ImageCodecError("JPEG decoding failed: \(message(handle))") }
         return PixelImage(width: header.width, height: header.height, pixels: pixels)

@@ -61,11 +61,10 @@ public enum PNGCodec {
             throw error
         }
         png.format = UInt32(PNG_FORMAT_RGB)
-        var pixels = [UInt8](repeating: 0, count: width * height * 3)
-        let finished = data.withUnsafeBytes { _ in
-            pixels.withUnsafeMutableBytes { buffer in
-                png_image_finish_read(&png, nil, buffer.baseAddress, 0, nil)
-            }
+        var finished: Int32 = 0
+        let pixels = [UInt8](unsafeUninitializedCapacity: width * height * 3) { buffer, count in
+            finished = data.withUnsafeBytes { _ in png_image_finish_read(&png, nil, buffer.baseAddress, 0, nil) }
+            count = buffer.count
         }
         guard finished != 0 else { throw ImageCodecError("PNG decoding failed: \(message(of: &png))") }
         return PixelImage(width: width, height: height, pixels: pixels)

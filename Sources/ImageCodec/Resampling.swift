@@ -29,23 +29,44 @@ public enum ResamplingFilter: Sendable {
 }
 
 extension PixelImage {
-    /// The image scaled to a new size with a separable filter (rows, then columns), as Pillow's `resize`.
+    /// The image scaled to a new size with a separable filter, as Pillow's `resize`: each source row
+    /// is filtered along its length once, into a small ring of rows, and output rows are weighted sums of
+    /// those, so no full-size intermediate image is made.
     public func resampled(width newWidth: Int, height newHeight: Int, filter: ResamplingFilter) -> PixelImage {
         precondition(newWidth > 0 && newHeight > 0, "an image needs at least one pixel")
         if newWidth == width && newHeight == height { return self }
         let columns = Contributions(source: width, target: newWidth, filter: filter)
         let rows = Contributions(source: height, target: newHeight, filter: filter)
-        var between = [Float](repeating: 0, count: newWidth * height * 3)
-        var output = [UInt8](repeating: 0, count: newWidth * newHeight * 3)
-        pixels.withUnsafeBufferPointer { source in
-            between.withUnsafeMutableBufferPointer { between in
-                Self.resampleRows(source, width: width, height: height, into: between, newWidth: newWidth, columns: columns)
+        let rowLength = newWidth * 3
+        // Rows an output row reads are consecutive and at most `rows.taps`, so a ring of that many holds
+        // them all, and a row pushed out is never needed again.
+        var ring = [Float](repeating: 0, count: rows.taps * rowLength)
+        var ringHolds = [Int](repeating: -1, count: rows.taps)
+        var sum = [Float](repeating: 0, count: rowLength)
+        let output = [UInt8](unsafeUninitializedCapacity: rowLength * newHeight) { output, count in
+            pixels.withUnsafeBufferPointer { source in
+                ring.withUnsafeMutableBufferPointer { ring in
+                    sum.withUnsafeMutableBufferPointer { sum in
+                        for y in 0..<newHeight {
+                            for i in 0..<rowLength { sum[i] = 0 }
+                            for tap in 0..<rows.count[y] {
+                                let row = rows.first[y] + tap
+                                let slot = row % rows.taps
+                                let filtered = UnsafeMutableBufferPointer(rebasing: ring[(slot * rowLength)..<((slot + 1) * rowLength)])
+                                if ringHolds[slot] != row {
+                                    Self.resampleRow(UnsafeBufferPointer(rebasing: source[(row * width * 3)..<((row + 1) * width * 3)]), into: filtered, columns: columns)
+                                    ringHolds[slot] = row
+                                }
+                                let weight = rows.weights[y * rows.taps + tap]
+                                for i in 0..<rowLength { sum[i] += weight * filtered[i] }
+                            }
+                            let start = y * rowLength
+                            for i in 0..<rowLength { output[start + i] = UInt8(min(max(sum[i] + 0.5, 0), 255)) }
+                        }
+                    }
+                }
             }
-        }
-        between.withUnsafeBufferPointer { between in
-            output.withUnsafeMutableBufferPointer { output in
-                Self.resampleColumns(between, rowLength: newWidth * 3, into: output, rows: rows)
-            }
+            count = rowLength * newHeight
         }
         return PixelImage(width: newWidth, height: newHeight, pixels: output)
     }
@@ -59,50 +80,23 @@ extension PixelImage {
         return (max(1, Int((Double(width) * scale).rounded())), max(1, Int((Double(height) * scale).rounded())))
     }
 
-    static func resampleRows(
-        _ source: UnsafeBufferPointer<UInt8>, width: Int, height: Int, into output: UnsafeMutableBufferPointer<Float>,
-        newWidth: Int, columns: Contributions
-    ) {
+    /// One row filtered along its length.
+    static func resampleRow(_ source: UnsafeBufferPointer<UInt8>, into output: UnsafeMutableBufferPointer<Float>, columns: Contributions) {
         columns.weights.withUnsafeBufferPointer { weights in
-            for y in 0..<height {
-                let sourceRow = y * width * 3
-                let outputRow = y * newWidth * 3
-                for x in 0..<newWidth {
-                    var r: Float = 0, g: Float = 0, b: Float = 0
-                    var pixel = sourceRow + columns.first[x] * 3
-                    let base = x * columns.taps
-                    for tap in 0..<columns.count[x] {
-                        let weight = weights[base + tap]
-                        r += weight * Float(source[pixel])
-                        g += weight * Float(source[pixel + 1])
-                        b += weight * Float(source[pixel + 2])
-                        pixel += 3
-                    }
-                    output[outputRow + x * 3] = r
-                    output[outputRow + x * 3 + 1] = g
-                    output[outputRow + x * 3 + 2] = b
+            for x in 0..<columns.count.count {
+                var r: Float = 0, g: Float = 0, b: Float = 0
+                var pixel = columns.first[x] * 3
+                let base = x * columns.taps
+                for tap in 0..<columns.count[x] {
+                    let weight = weights[base + tap]
+                    r += weight * Float(source[pixel])
+                    g += weight * Float(source[pixel + 1])
+                    b += weight * Float(source[pixel + 2])
+                    pixel += 3
                 }
-            }
-        }
-    }
-
-    static func resampleColumns(
-        _ source: UnsafeBufferPointer<Float>, rowLength: Int, into output: UnsafeMutableBufferPointer<UInt8>, rows: Contributions
-    ) {
-        var sum = [Float](repeating: 0, count: rowLength)
-        sum.withUnsafeMutableBufferPointer { sum in
-            rows.weights.withUnsafeBufferPointer { weights in
-                for y in 0..<rows.count.count {
-                    for i in 0..<rowLength { sum[i] = 0 }
-                    let base = y * rows.taps
-                    for tap in 0..<rows.count[y] {
-                        let weight = weights[base + tap]
-                        let sourceRow = (rows.first[y] + tap) * rowLength
-                        for i in 0..<rowLength { sum[i] += weight * source[sourceRow + i] }
-                    }
-                    let outputRow = y * rowLength
-                    for i in 0..<rowLength { output[outputRow + i] = UInt8(min(max(sum[i].rounded(), 0), 255)) }
-                }
+                output[x * 3] = r
+                output[x * 3 + 1] = g
+                output[x * 3 + 2] = b
             }
         }
     }

@@ -58,29 +58,31 @@ struct ThumbnailBenchmark: AsyncParsableCommand {
         print("thumbnails: JPEG, longest side \(side), quality \(quality); \(ProcessInfo.processInfo.activeProcessorCount) CPUs; best of \(rounds) rounds")
         print("")
         print(Row.header)
-        let output = workspace + "/out"
-        let tools: [(String, () async throws -> Duration?)] = [
-            ("sdbox: libpng + box filter + libjpeg-turbo, 1 thread", { try await self.sdbox(files, from: source, to: output, threads: 1) }),
-            ("sdbox, \(threads) threads", { try await self.sdbox(files, from: source, to: output, threads: threads) }),
-            ("Pillow Image.thumbnail, 1 process", { try await self.pillow(from: source, to: output, processes: 1) }),
-            ("Pillow, \(threads) processes", { try await self.pillow(from: source, to: output, processes: threads) }),
-            ("ImageMagick mogrify -thumbnail (its own threads)", { try await self.imageMagick(from: source, to: output) }),
+        let tools: [(name: String, run: (String) async throws -> Duration)] = [
+            ("sdbox: libpng + box filter + libjpeg-turbo, 1 thread", { try await self.sdbox(files, from: source, to: $0, threads: 1) }),
+            ("sdbox, \(threads) threads", { try await self.sdbox(files, from: source, to: $0, threads: threads) }),
+            ("Pillow Image.thumbnail, 1 process", { try await self.pillow(from: source, to: $0, processes: 1) }),
+            ("Pillow, \(threads) processes", { try await self.pillow(from: source, to: $0, processes: threads) }),
+            ("ImageMagick mogrify -thumbnail (its own threads)", { try await self.imageMagick(from: source, to: $0) }),
         ]
-        for (name, tool) in tools {
-            var best: Duration?
-            var failure: String?
-            for _ in 0..<max(1, rounds) {
+        // Rounds go over all tools in turn, so that a change in the machine's load touches them alike.
+        var results = [Result](repeating: Result(), count: tools.count)
+        for _ in 0..<max(1, rounds) {
+            for (index, tool) in tools.enumerated() where results[index].failure == nil {
+                let output = workspace + "/out-\(index)"
                 try? FileManager.default.removeItem(atPath: output)
                 try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+                let cpuBefore = CPUTime.used()
                 do {
-                    guard let time = try await tool() else { break }
-                    best = min(best ?? time, time)
+                    let wall = try await tool.run(output)
+                    results[index].record(wall: wall, cpu: CPUTime.used() - cpuBefore)
                 } catch {
-                    failure = "\(error)"
-                    break
+                    results[index].failure = "\(error)"
                 }
             }
-            print(Row(name: name, images: files.count, time: best, output: output, failure: failure).text)
+        }
+        for (index, tool) in tools.enumerated() {
+            print(Row(name: tool.name, images: files.count, result: results[index], output: workspace + "/out-\(index)").text)
         }
     }
 
@@ -110,7 +112,7 @@ struct ThumbnailBenchmark: AsyncParsableCommand {
 
     /// Pillow's `Image.thumbnail` (its defaults: draft mode, reducing gap 2, bicubic) in `processes`
     /// processes; the time is measured inside Python, so the interpreter's start is not counted.
-    func pillow(from source: String, to output: String, processes: Int) async throws -> Duration? {
+    func pillow(from source: String, to output: String, processes: Int) async throws -> Duration {
         let script = """
             import os, sys, time
             from multiprocessing import Pool
@@ -136,31 +138,36 @@ struct ThumbnailBenchmark: AsyncParsableCommand {
         let scriptPath = (output as NSString).deletingLastPathComponent + "/pillow_thumbnails.py"
         try script.write(toFile: scriptPath, atomically: true, encoding: .utf8)
         let result = try await Subprocess.run(
-            .name(python), arguments: [scriptPath, source, output, "\(side)", "\(quality)", "\(processes)"],
+            Self.executable(python), arguments: [scriptPath, source, output, "\(side)", "\(quality)", "\(processes)"],
             output: .string(limit: 4096), error: .string(limit: 65536)
         )
         guard result.terminationStatus.isSuccess, let seconds = Double(result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)) else {
-            throw BenchmarkFailure("\(python) with Pillow failed (pip install pillow): \(result.standardError.suffix(300))")
+            throw ToolFailure("\(python) with Pillow failed (pip install pillow): \(result.standardError.suffix(300))")
         }
         return .milliseconds(Int64(seconds * 1000))
     }
 
     /// ImageMagick's `mogrify -thumbnail` over the folder in one process, timed from outside.
-    func imageMagick(from source: String, to output: String) async throws -> Duration? {
+    func imageMagick(from source: String, to output: String) async throws -> Duration {
         let files = try FileManager.default.contentsOfDirectory(atPath: source).filter { $0.lowercased().hasSuffix(".png") }.map { source + "/" + $0 }
         let started = ContinuousClock.now
         let result = try await Subprocess.run(
-            .name(mogrify), arguments: Arguments(["-path", output, "-format", "jpg", "-thumbnail", "\(side)x\(side)", "-quality", "\(quality)"] + files),
+            Self.executable(mogrify), arguments: Arguments(["-path", output, "-format", "jpg", "-thumbnail", "\(side)x\(side)", "-quality", "\(quality)"] + files),
             output: .discarded, error: .string(limit: 65536)
         )
         let time = started.duration(to: .now)
         guard result.terminationStatus.isSuccess else {
-            throw BenchmarkFailure("\(mogrify) failed (apt install imagemagick): \(result.standardError.suffix(300))")
+            throw ToolFailure("\(mogrify) failed (apt install imagemagick): \(result.standardError.suffix(300))")
         }
         return time
     }
 
     // MARK: Helpers
+
+    /// A program by path when the name has a slash, else looked up in `PATH`.
+    static func executable(_ name: String) -> Executable {
+        name.contains("/") ? .path(FilePath(name)) : .name(name)
+    }
 
     static func jpegName(_ png: String) -> String { (png as NSString).deletingPathExtension + ".jpg" }
 
@@ -175,39 +182,69 @@ struct ThumbnailBenchmark: AsyncParsableCommand {
     }
 }
 
-/// Hands out 0, 1, 2... to the threads of a run.
-final class Counter: Sendable {
-    let next = Mutex(0)
+extension ThumbnailBenchmark {
+    /// Hands out 0, 1, 2... to the threads of a run.
+    final class Counter: Sendable {
+        let next = Mutex(0)
 
-    func take() -> Int {
-        next.withLock { value in
-            defer { value += 1 }
-            return value
+        func take() -> Int {
+            next.withLock { value in
+                defer { value += 1 }
+                return value
+            }
         }
     }
-}
 
-/// A line of the results table.
-struct Row {
-    static let header = "tool".padding(toLength: 52, withPad: " ", startingAt: 0) + "images/s   ms/image   JPEG KiB"
-    let text: String
+    /// The best wall time and CPU time of a tool over the rounds.
+    struct Result {
+        var wall: Duration?
+        var cpu: Duration?
+        var failure: String?
 
-    init(name: String, images: Int, time: Duration?, output: String, failure: String?) {
-        let label = name.padding(toLength: 52, withPad: " ", startingAt: 0)
-        guard let time, failure == nil else {
-            text = label + "not run: " + (failure ?? "no result")
-            return
+        mutating func record(wall: Duration, cpu: Duration) {
+            self.wall = min(self.wall ?? wall, wall)
+            self.cpu = min(self.cpu ?? cpu, cpu)
         }
-        let seconds = Double(time.components.seconds) + Double(time.components.attoseconds) / 1e18
-        let jpegs = (try? FileManager.default.contentsOfDirectory(atPath: output)) ?? []
-        let kib = jpegs.reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: output + "/" + $1)[.size] as? Int) ?? 0) }
-        let average = jpegs.isEmpty ? 0 : Double(kib) / Double(jpegs.count) / 1024
-        text = label + String(format: "%8.1f   %8.2f   %8.1f", Double(images) / seconds, seconds * 1000 / Double(images), average)
     }
-}
 
-/// A tool of a benchmark that could not run.
-struct BenchmarkFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+    /// CPU time used by this process and its finished children (user and system).
+    enum CPUTime {
+        static func used() -> Duration {
+            var own = rusage()
+            var children = rusage()
+            getrusage(Int32(RUSAGE_SELF.rawValue), &own)
+            getrusage(Int32(RUSAGE_CHILDREN.rawValue), &children)
+            let microseconds = [own.ru_utime, own.ru_stime, children.ru_utime, children.ru_stime]
+                .reduce(Int64(0)) { $0 + Int64($1.tv_sec) * 1_000_000 + Int64($1.tv_usec) }
+            return .microseconds(microseconds)
+        }
+    }
+
+    /// A line of the results table.
+    struct Row {
+        static let header = "tool".padding(toLength: 52, withPad: " ", startingAt: 0) + "images/s   ms/image   CPU ms/image   JPEG KiB"
+        let text: String
+
+        init(name: String, images: Int, result: Result, output: String) {
+            let label = name.padding(toLength: 52, withPad: " ", startingAt: 0)
+            guard let wall = result.wall, let cpu = result.cpu, result.failure == nil else {
+                text = label + "not run: " + (result.failure ?? "no result")
+                return
+            }
+            let jpegs = (try? FileManager.default.contentsOfDirectory(atPath: output)) ?? []
+            let bytes = jpegs.reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: output + "/" + $1)[.size] as? Int) ?? 0) }
+            let average = jpegs.isEmpty ? 0 : Double(bytes) / Double(jpegs.count) / 1024
+            func seconds(_ time: Duration) -> Double { Double(time.components.seconds) + Double(time.components.attoseconds) / 1e18 }
+            text = label + String(
+                format: "%8.1f   %8.2f   %12.2f   %8.1f", Double(images) / seconds(wall), seconds(wall) * 1000 / Double(images),
+                seconds(cpu) * 1000 / Double(images), average
+            )
+        }
+    }
+
+    /// A tool that could not run.
+    struct ToolFailure: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
 }
