@@ -50,7 +50,11 @@ struct TaskRoutes {
             let task = try await services.task(try context.parameters.require("id"), user: context.user)
             var keys: [String] = []
             for image in task.result?.images ?? [] {
-                keys.append(try await services.thumbnails.thumbnail(for: image))
+                do {
+                    keys.append(try await services.thumbnails.thumbnail(for: image))
+                } catch ObjectStoreError.notFound {
+                    throw APIError(.notFound, "image not found", detail: "image '\(image)' of task \(task.id) is no longer stored")
+                }
             }
             return Response.json([
                 "taskId": .string(task.id), "status": .string(task.state.rawValue),
