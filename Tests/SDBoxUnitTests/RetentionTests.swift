@@ -47,7 +47,7 @@ import Testing
         #expect(try await tasks.get(oldButRunning.id)?.state == .queued)
         #expect(try await tasks.get(recent.id) != nil)
         #expect(try await objects.exists(recent.result!.images[0]))
-        #expect(try await tasks.recent(limit: 10).map(\.id).sorted() == [oldButRunning.id, recent.id].sorted())
+        #expect(try await tasks.recent(limit: 10).tasks.map(\.id).sorted() == [oldButRunning.id, recent.id].sorted())
         #expect(try await objects.exists("inputs/default/fox.png"))
         #expect(try await sweeper.sweep() == RetentionSweeper.Report())
     }
