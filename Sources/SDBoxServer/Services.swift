@@ -83,12 +83,7 @@ extension Services {
                 extra: ["field": "width"]
             )
         }
-        guard await scheduler.activeCount(user: user) < configuration.maxQueuedPerUser else {
-            throw APIError(
-                .tooManyRequests, "queue full",
-                detail: "you have \(configuration.maxQueuedPerUser) tasks queued or running (limits.maxQueuedPerUser); wait for some to finish"
-            )
-        }
+        try await checkQueue(of: user)
         let model: ModelRecord
         if let name = generation.model {
             model = try await resolveModel(name)
@@ -117,6 +112,7 @@ extension Services {
         } catch {
             throw APIError.badRequest(error)
         }
+        try await checkQueue(of: user)
         let (workerBody, sizes) = try await inputs.resolveExtras(extras.workerBody, kind: kind, user: user)
         let field = extras.resizeMode == 1 ? "upscaling_resize_w" : "upscaling_resize"
         for (width, height) in sizes {
@@ -136,6 +132,16 @@ extension Services {
             model = try await defaultModel(for: user)
         }
         return try await enqueue(kind: kind, model: model, user: user, workerBody: workerBody, priority: extras.priority)
+    }
+
+    /// Refuses with 429 a user who already has `limits.maxQueuedPerUser` tasks queued or running.
+    func checkQueue(of user: String) async throws {
+        guard await scheduler.activeCount(user: user) < configuration.maxQueuedPerUser else {
+            throw APIError(
+                .tooManyRequests, "queue full",
+                detail: "you have \(configuration.maxQueuedPerUser) tasks queued or running (limits.maxQueuedPerUser); wait for some to finish"
+            )
+        }
     }
 
     /// Persists a task for the model's pool and queues it.

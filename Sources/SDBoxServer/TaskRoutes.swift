@@ -47,7 +47,7 @@ struct TaskRoutes {
             return Response.json(.object(result(of: task, request: request)))
         }
         router.get("/tasks/:id/thumbnails") { request, context in
-            let task = try await services.task(try context.parameters.require("id"), user: context.user)
+            let task = try await services.task(try context.parameters.require("id"), for: context)
             var keys: [String] = []
             for image in task.result?.images ?? [] {
                 do {
