@@ -32,6 +32,8 @@ let package = Package(
         // C libraries from Debian, wrapped as system library targets.
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
+        .systemLibrary(name: "CWebP", pkgConfig: "libwebp", providers: [.apt(["libwebp-dev"])]),
 
         // Shared vocabulary: JSON values, A1111 wire types, checkpoints.
         .target(
@@ -41,10 +43,10 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // PNG encoding and decoding over libpng.
+        // Images: PNG over libpng, JPEG over libjpeg-turbo, WebP decoding over libwebp; resampling, thumbnails.
         .target(
             name: "ImageCodec",
-            dependencies: ["CPNG"],
+            dependencies: ["CPNG", "CTurboJPEG", "CWebP"],
             swiftSettings: swiftSettings
         ),
         // Typed LMDB tables: tasks, models, functions, settings.
@@ -101,6 +103,7 @@ let package = Package(
             name: "SDBoxServer",
             dependencies: [
                 "SDBoxCore",
+                "ImageCodec",
                 "Storage",
                 "ObjectStore",
                 "Scheduler",
@@ -131,11 +134,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // Benchmarks (not tests): `sdbox-bench scheduling`, ...
+        // Benchmarks (not tests): `sdbox-bench scheduling`, `sdbox-bench thumbnails`.
         .executableTarget(
             name: "sdbox-bench",
             dependencies: [
                 "SDBoxCore",
+                "ImageCodec",
+                "ReferenceWorker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

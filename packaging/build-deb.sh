@@ -11,7 +11,7 @@
 #   --strip        strip a copy of the binary (strip --strip-unneeded) before packaging.
 #
 # Depends: is computed from the binary's shared libraries (dpkg-shlibdeps when dpkg-dev is installed,
-# else `dpkg -S` on what ldd resolves), plus liblmdb0, libturbojpeg0, libpng16-16 and adduser.
+# else `dpkg -S` on what ldd resolves), plus liblmdb0, libturbojpeg0, libpng16-16, libwebp7 and adduser.
 # Libraries that no Debian package owns (e.g. the Swift runtime of a non-static build) are skipped
 # with a warning. Works from any directory.
 set -euo pipefail
@@ -83,7 +83,7 @@ printf '%s\n' "$version" | grep -Eq '^[0-9][A-Za-z0-9.+~-]*$' \
     || die "invalid Debian version: $version (must start with a digit; letters, digits and .+~- only)"
 
 # --- Depends ----------------------------------------------------------------------------------------
-required_depends=(liblmdb0 libturbojpeg0 libpng16-16 adduser)
+required_depends=(liblmdb0 libturbojpeg0 libpng16-16 libwebp7 adduser)
 
 # Prints the Debian package owning a file, trying the /usr-merged and resolved spellings of its path.
 owning_package() {

@@ -155,7 +155,7 @@ version=$(field Version)
 [ "$(field Priority)" = optional ] && pass "control: Priority: optional" || fail "control: Priority is '$(field Priority)'"
 [ -n "$(field Description)" ] && pass "control: Description present" || fail "control: no Description"
 depends=$(field Depends)
-for dependency in liblmdb0 libturbojpeg0 libpng16-16 adduser; do
+for dependency in liblmdb0 libturbojpeg0 libpng16-16 libwebp7 adduser; do
     if printf '%s\n' "$depends" | tr ',' '\n' | sed -E 's/^ +//; s/[ (].*$//' | grep -qx "$dependency"; then
         pass "control: Depends contains $dependency"
     else

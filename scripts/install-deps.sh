@@ -2,7 +2,7 @@
 # Installs the Debian packages sdbox needs to build and run (C libraries and build tools).
 # The Swift toolchain (6.2 or later) must already be on PATH.
 set -euo pipefail
-packages=(liblmdb-dev libpng-dev libturbojpeg0-dev pkg-config)
+packages=(liblmdb-dev libpng-dev libturbojpeg0-dev libwebp-dev pkg-config)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

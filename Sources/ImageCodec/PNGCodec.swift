@@ -40,29 +40,43 @@ public enum PNGCodec {
         return PNGTextChunks.inserting(text, into: Data(output))
     }
 
+    /// The size of a PNG, from its header.
+    public static func header(of data: Data) throws -> ImageHeader {
+        var png = png_image()
+        try begin(&png, data)
+        png_image_free(&png)
+        return ImageHeader(format: .png, width: Int(png.width), height: Int(png.height))
+    }
+
     /// Decodes a PNG (any colour type and bit depth) to 8-bit RGB, refusing images over `maxPixels`.
     public static func decode(_ data: Data, maxPixels: Int = 64 << 20) throws -> PixelImage {
         var png = png_image()
+        try begin(&png, data)
+        let width = Int(png.width)
+        let height = Int(png.height)
+        do {
+            try ImageReader.checkSize(ImageHeader(format: .png, width: width, height: height), maxPixels: maxPixels)
+        } catch {
+            png_image_free(&png)
+            throw error
+        }
+        png.format = UInt32(PNG_FORMAT_RGB)
+        var finished: Int32 = 0
+        let pixels = [UInt8](unsafeUninitializedCapacity: width * height * 3) { buffer, count in
+            finished = data.withUnsafeBytes { _ in png_image_finish_read(&png, nil, buffer.baseAddress, 0, nil) }
+            count = buffer.count
+        }
+        guard finished != 0 else { throw ImageCodecError("PNG decoding failed: \(message(of: &png))") }
+        return PixelImage(width: width, height: height, pixels: pixels)
+    }
+
+    /// Reads the header of a PNG held in `data`, which must stay alive until the read is finished or freed.
+    private static func begin(_ png: inout png_image, _ data: Data) throws {
         png.version = UInt32(PNG_IMAGE_VERSION)
         let begun = data.withUnsafeBytes { bytes in
             png_image_begin_read_from_memory(&png, bytes.baseAddress, bytes.count)
         }
         guard begun != 0 else { throw ImageCodecError("not a readable PNG: \(message(of: &png))") }
-        let width = Int(png.width)
-        let height = Int(png.height)
-        guard width > 0, height > 0, width * height <= maxPixels else {
-            png_image_free(&png)
-            throw ImageCodecError("PNG of \(width)x\(height) pixels is over the limit of \(maxPixels) pixels")
-        }
-        png.format = UInt32(PNG_FORMAT_RGB)
-        var pixels = [UInt8](repeating: 0, count: width * height * 3)
-        let finished = data.withUnsafeBytes { _ in
-            pixels.withUnsafeMutableBytes { buffer in
-                png_image_finish_read(&png, nil, buffer.baseAddress, 0, nil)
-            }
-        }
-        guard finished != 0 else { throw ImageCodecError("PNG decoding failed: \(message(of: &png))") }
-        return PixelImage(width: width, height: height, pixels: pixels)
     }
 
     private static func message(of png: inout png_image) -> String {

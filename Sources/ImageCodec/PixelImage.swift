@@ -34,3 +34,17 @@ public struct PixelImage: Sendable, Equatable {
         return PixelImage(width: newWidth, height: newHeight, pixels: out)
     }
 }
+
+extension PixelImage {
+    /// The part of the image inside a rectangle, which must lie within the image.
+    public func cropped(x: Int, y: Int, width newWidth: Int, height newHeight: Int) -> PixelImage {
+        precondition(x >= 0 && y >= 0 && newWidth > 0 && newHeight > 0 && x + newWidth <= width && y + newHeight <= height, "crop outside the image")
+        var out = [UInt8]()
+        out.reserveCapacity(newWidth * newHeight * 3)
+        for row in y..<(y + newHeight) {
+            let start = (row * width + x) * 3
+            out.append(contentsOf: pixels[start..<(start + newWidth * 3)])
+        }
+        return PixelImage(width: newWidth, height: newHeight, pixels: out)
+    }
+}

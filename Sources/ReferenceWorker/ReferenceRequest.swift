@@ -79,8 +79,17 @@ struct ReferenceRequest {
         self.parameters = parameters
     }
 
-    /// Decodes a base64 image, with or without a `data:` prefix.
+    /// Decodes a base64 image (PNG, JPEG or WebP), with or without a `data:` prefix.
     static func decodeImage(_ text: String, field: String) throws -> PixelImage {
+        do {
+            return try ImageReader.decode(try imageData(text, field: field), maxPixels: ReferenceEngine.maxPixels)
+        } catch let error as ImageCodecError {
+            throw GenerationInputError(description: "\(field): \(error)")
+        }
+    }
+
+    /// The bytes of a base64 image, with or without a `data:` prefix.
+    static func imageData(_ text: String, field: String) throws -> Data {
         var payload = Substring(text)
         if payload.hasPrefix("data:"), let comma = payload.firstIndex(of: ",") {
             payload = payload[payload.index(after: comma)...]
@@ -88,11 +97,7 @@ struct ReferenceRequest {
         guard let data = Data(base64Encoded: String(payload), options: .ignoreUnknownCharacters) else {
             throw GenerationInputError(description: "\(field): invalid base64 image")
         }
-        do {
-            return try PNGCodec.decode(data)
-        } catch {
-            throw GenerationInputError(description: "\(field): \(error) (the reference worker reads PNG images)")
-        }
+        return data
     }
 
     func seed(ofImage index: Int) -> Int64 { seed + Int64(index) }

@@ -60,7 +60,10 @@ public enum ReferenceWorkerServer {
                     return json(["error": "HTTPException", "detail": "request body must be a JSON object"], status: .unprocessableContent)
                 }
                 do {
-                    return json(try JSONValue(encoding: try await engine.generate(kind: kind, body: fields)))
+                    if TaskKind.generations.contains(kind) {
+                        return json(try JSONValue(encoding: try await engine.generate(kind: kind, body: fields)))
+                    }
+                    return json(try await engine.postprocess(kind: kind, body: .object(fields)))
                 } catch let error as GenerationInputError {
                     return json(["error": "ValidationError", "detail": .string(error.description)], status: .unprocessableContent)
                 }

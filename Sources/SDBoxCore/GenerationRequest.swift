@@ -2,6 +2,13 @@
 public enum TaskKind: String, Codable, Sendable, CaseIterable {
     case txt2img
     case img2img
+    /// Post-processing (upscaling) of one image: `/extra_images`, `/sdapi/v1/extra-single-image`.
+    case extraSingleImage = "extra-single-image"
+    /// Post-processing of several images: `/sdapi/v1/extra-batch-images`.
+    case extraBatchImages = "extra-batch-images"
+
+    /// The kinds that draw pictures from a prompt, whose bodies ``GenerationRequest`` validates.
+    public static let generations: [TaskKind] = [.txt2img, .img2img]
 
     /// The worker endpoint that runs this kind of task.
     public var workerPath: String { "/sdapi/v1/\(rawValue)" }

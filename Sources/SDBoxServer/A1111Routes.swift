@@ -16,9 +16,14 @@ struct A1111Routes {
 
     func register(on router: Router<SDBoxRequestContext>) {
         let api = router.group("/sdapi/v1")
-        for kind in TaskKind.allCases {
+        for kind in TaskKind.generations {
             api.post(RouterPath(kind.rawValue)) { request, context in
                 try await generate(kind: kind, request: request, context: context)
+            }
+        }
+        for kind in [TaskKind.extraSingleImage, .extraBatchImages] {
+            api.post(RouterPath(kind.rawValue)) { request, context in
+                try await postprocess(kind: kind, request: request, context: context)
             }
         }
         api.get("progress") { _, context in try Response.json(encoding: await currentProgress(user: context.user)) }
@@ -90,6 +95,26 @@ struct A1111Routes {
     func generate(kind: TaskKind, request: Request, context: SDBoxRequestContext) async throws -> Response {
         let body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
         let task = try await services.submitGeneration(kind: kind, body: body, user: context.user, userOptions: true)
+        let (result, images) = try await outcome(of: task)
+        let info = try result.info.stringValue ?? String(decoding: result.info.encoded(), as: UTF8.self)
+        return Response.json(["images": .array(images), "parameters": result.parameters, "info": .string(info)])
+    }
+
+    /// Runs an extras request synchronously and answers as A1111: `{html_info, image}` for one image,
+    /// `{html_info, images}` for a batch.
+    func postprocess(kind: TaskKind, request: Request, context: SDBoxRequestContext) async throws -> Response {
+        let body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
+        let task = try await services.submitPostprocessing(kind: kind, body: body, user: context.user)
+        let (result, images) = try await outcome(of: task)
+        let html = result.info["html_info"] ?? ""
+        if kind == .extraSingleImage {
+            return Response.json(["html_info": html, "image": images.first ?? ""])
+        }
+        return Response.json(["html_info": html, "images": .array(images)])
+    }
+
+    /// Waits for a task and returns its result with its images as base64; a failed task is a 500.
+    func outcome(of task: TaskRecord) async throws -> (TaskResult, [JSONValue]) {
         guard let final = await services.scheduler.waitUntilFinal(task.id) else { throw APIError.taskNotFound(task.id) }
         guard final.state != .failed, let result = final.result else {
             throw APIError(.internalServerError, final.state == .failed ? "task failed" : "task \(final.state.rawValue)",
@@ -99,8 +124,7 @@ struct A1111Routes {
         for key in result.images {
             images.append(.string(try await services.objects.get(key).base64EncodedString()))
         }
-        let info = try result.info.stringValue ?? String(decoding: result.info.encoded(), as: UTF8.self)
-        return Response.json(["images": .array(images), "parameters": result.parameters, "info": .string(info)])
+        return (result, images)
     }
 
     func runningTasks(of user: String) async throws -> [TaskRecord] {

@@ -86,13 +86,7 @@ extension Response {
 extension Request {
     /// The body parsed as JSON, refused with 400 when it is not JSON and 413 when it is over `limit` bytes.
     func jsonBody(limit: Int) async throws -> JSONValue {
-        let buffer: ByteBuffer
-        do {
-            buffer = try await body.collect(upTo: limit)
-        } catch let error as NIOTooManyBytesError {
-            _ = error
-            throw APIError(.contentTooLarge, "request body too large", detail: "the body is over the limit of \(limit) bytes")
-        }
+        let buffer = try await collectBody(limit: limit)
         guard buffer.readableBytes > 0 else {
             throw APIError(.badRequest, "invalid request", detail: "the request body is empty; a JSON object is required")
         }
@@ -100,6 +94,15 @@ extension Request {
             return try JSONValue(parsing: buffer.readableBytesView)
         } catch {
             throw APIError(.badRequest, "invalid JSON", detail: Self.describe(error))
+        }
+    }
+
+    /// The whole body, refused with 413 when it is over `limit` bytes.
+    func collectBody(limit: Int) async throws -> ByteBuffer {
+        do {
+            return try await body.collect(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw APIError(.contentTooLarge, "request body too large", detail: "the body is over the limit of \(limit) bytes")
         }
     }
 

@@ -9,7 +9,10 @@ enum OpenAPIDocument {
     static func make(_ configuration: ServerConfiguration) -> JSONValue {
         let limits = configuration.limits
         var paths: [String: JSONValue] = [:]
-        func add(_ method: String, _ path: String, _ summary: String, tag: String, body: JSONValue? = nil, query: [JSONValue] = [], responses: [String: String] = [:]) {
+        func add(
+            _ method: String, _ path: String, _ summary: String, tag: String, body: JSONValue? = nil, rawBody: JSONValue? = nil,
+            query: [JSONValue] = [], responses: [String: String] = [:]
+        ) {
             var operation: [String: JSONValue] = ["summary": .string(summary), "tags": [.string(tag)]]
             let names = path.split(separator: "/").filter { $0.hasPrefix("{") }.map { String($0.dropFirst().dropLast()) }
             let parameters = names.map { name -> JSONValue in
@@ -17,6 +20,7 @@ enum OpenAPIDocument {
             } + query
             if !parameters.isEmpty { operation["parameters"] = .array(parameters) }
             if let body { operation["requestBody"] = ["required": true, "content": ["application/json": ["schema": body]]] }
+            if let rawBody { operation["requestBody"] = rawBody }
             var answers: [String: JSONValue] = ["200": ["description": "OK", "content": ["application/json": ["schema": ["type": "object"]]]]]
             for (status, description) in responses { answers[status] = ["description": .string(description)] }
             for (status, description) in [("400", "invalid request"), ("401", "API key required or invalid"), ("403", "admin only"), ("404", "not found"), ("429", "rate or queue limit")] where answers[status] == nil {
@@ -44,11 +48,15 @@ enum OpenAPIDocument {
         add("get", "/tasks/{id}/result", "A task's result: images, ossUrl, info, parameters", tag: "tasks")
         add("get", "/tasks/{id}/progress", "A task's progress, queue position and ETA", tag: "tasks")
         add("post", "/tasks/{id}/cancellation", "Cancel a queued or running task", tag: "tasks")
+        add("get", "/tasks/{id}/thumbnails", "Signed URLs of a task's JPEG thumbnails, one per output image", tag: "tasks")
+        add("post", "/extra_images", "Upscale one image (task API): status, taskId, ossUrl", tag: "tasks", body: extrasSchema(limits: limits, batch: false), query: [requestType])
         _ = taskID
 
-        for kind in TaskKind.allCases {
+        for kind in TaskKind.generations {
             add("post", "/sdapi/v1/\(kind.rawValue)", "A1111 \(kind.rawValue): base64 images, parameters, info as a JSON string", tag: "a1111", body: kind == .img2img ? img2img : generation)
         }
+        add("post", "/sdapi/v1/extra-single-image", "A1111 extras: one image upscaled, {html_info, image}", tag: "a1111", body: extrasSchema(limits: limits, batch: false))
+        add("post", "/sdapi/v1/extra-batch-images", "A1111 extras: images upscaled, {html_info, images}", tag: "a1111", body: extrasSchema(limits: limits, batch: true))
         for path in ["progress", "sd-models", "sd-vae", "loras", "embeddings", "samplers", "schedulers", "upscalers", "scripts", "options"] {
             add("get", "/sdapi/v1/\(path)", "A1111 \(path)", tag: "a1111")
         }
@@ -62,12 +70,10 @@ enum OpenAPIDocument {
             ["name": "status", "in": "query", "schema": ["type": "string"]],
         ])
         let binary: JSONValue = ["required": true, "content": ["application/octet-stream": ["schema": ["type": "string", "format": "binary"]]]]
-        add("put", "/admin/models/{type}/{name}", "Upload a model file (streamed; ?overwrite=true to replace)", tag: "models", responses: ["201": "uploaded", "409": "exists", "413": "too large"])
-        if case .object(var item) = paths["/admin/models/{type}/{name}"], case .object(var put) = item["put"] {
-            put["requestBody"] = binary
-            item["put"] = .object(put)
-            paths["/admin/models/{type}/{name}"] = .object(item)
-        }
+        add(
+            "put", "/admin/models/{type}/{name}", "Upload a model file (streamed; ?overwrite=true to replace)", tag: "models", rawBody: binary,
+            responses: ["201": "uploaded", "409": "exists", "413": "too large"]
+        )
         add("delete", "/admin/models/{type}/{name}", "Delete a model (409 while in use unless ?force=true)", tag: "models", responses: ["409": "in use"])
         add("post", "/admin/models", "Upload a model as multipart/form-data (fields type, file)", tag: "models", responses: ["201": "uploaded"])
         add("post", "/admin/models/register", "Register a model file already on the box", tag: "models", body: [
@@ -101,7 +107,20 @@ enum OpenAPIDocument {
         add("get", "/objects/{key}", "An object by its signed URL", tag: "objects", query: [
             ["name": "expires", "in": "query", "required": true, "schema": ["type": "integer"]],
             ["name": "sig", "in": "query", "required": true, "schema": ["type": "string"]],
-        ], responses: ["403": "signature invalid or expired"])
+        ], responses: ["206": "a byte range", "304": "not modified", "403": "signature invalid or expired", "416": "range not satisfiable"])
+        let image: JSONValue = ["type": "string", "format": "binary"]
+        add(
+            "put", "/objects/{key}", "Store an input image (PNG, JPEG, WebP) under inputs/<user>/...", tag: "objects",
+            rawBody: ["required": true, "content": ["image/png": ["schema": image], "image/jpeg": ["schema": image], "image/webp": ["schema": image]]],
+            responses: ["201": "stored: {key}", "413": "too large", "507": "disk full"]
+        )
+        add(
+            "post", "/objects", "Store an input image sent as multipart/form-data (part file, optional key)", tag: "objects",
+            rawBody: ["required": true, "content": ["multipart/form-data": ["schema": [
+                "type": "object", "required": ["file"], "properties": ["file": image, "key": ["type": "string"]],
+            ]]]],
+            responses: ["201": "stored: {key}", "413": "too large", "415": "not multipart/form-data", "507": "disk full"]
+        )
         add("get", "/healthz", "The process is up", tag: "health")
         add("get", "/readyz", "The store and the scheduler are ready", tag: "health", responses: ["503": "not ready"])
         add("get", "/metrics", "Prometheus metrics", tag: "health")
@@ -125,6 +144,30 @@ enum OpenAPIDocument {
             ],
             "security": [["bearer": []], ["apiKey": []]],
         ]
+    }
+
+    /// The body of A1111's extras requests with sdbox's limits; images as base64 or stored keys.
+    static func extrasSchema(limits: GenerationLimits, batch: Bool) -> JSONValue {
+        var properties: [String: JSONValue] = [
+            "resize_mode": ["type": "integer", "enum": [0, 1]],
+            "upscaling_resize": ["type": "number", "minimum": 1, "maximum": 8],
+            "upscaling_resize_w": ["type": "integer", "minimum": 1, "maximum": .integer(Int64(limits.maxSide))],
+            "upscaling_resize_h": ["type": "integer", "minimum": 1, "maximum": .integer(Int64(limits.maxSide))],
+            "upscaling_crop": ["type": "boolean"], "upscaler_1": ["type": "string"], "upscaler_2": ["type": "string"],
+            "extras_upscaler_2_visibility": ["type": "number"], "gfpgan_visibility": ["type": "number"],
+            "codeformer_visibility": ["type": "number"], "codeformer_weight": ["type": "number"],
+            "show_extras_results": ["type": "boolean"], "upscale_first": ["type": "boolean"],
+            "stable_diffusion_model": ["type": "string"], "priority": ["type": "integer", "minimum": -100, "maximum": 100],
+        ]
+        if batch {
+            properties["imageList"] = [
+                "type": "array", "minItems": 1, "maxItems": .integer(Int64(limits.maxImages)),
+                "items": ["type": "object", "required": ["data"], "properties": ["data": ["type": "string", "minLength": 1], "name": ["type": "string"]]],
+            ]
+        } else {
+            properties["image"] = ["type": "string", "minLength": 1]
+        }
+        return ["type": "object", "properties": .object(properties), "required": [batch ? "imageList" : "image"]]
     }
 
     /// The body of txt2img/img2img: A1111's common fields with sdbox's limits, plus sdbox's own fields.

@@ -31,7 +31,7 @@ public enum SDBoxApplication {
         let database = try Database(path: data + "/db")
         let tasks = TaskStore(database: database)
         let catalog = CatalogStore(database: database)
-        let objects = try ObjectStore(root: data + "/objects")
+        let objects = try ObjectStore(root: data + "/objects", minimumFreeBytes: Int64(configuration.images.minFreeDiskMiB) << 20)
         let signer = URLSigner(secret: try URLSigner.loadOrCreateSecret(at: data + "/url-signing.key"))
         let schedulerConfiguration = SchedulerConfiguration(
             maxInstances: configuration.maxInstances, maxAttempts: configuration.maxAttempts,
@@ -60,15 +60,27 @@ public enum SDBoxApplication {
         await scheduler.setObserver { model, status, error in
             await models.schedulerReported(model: model, status: status, error: error)
         }
+        let thumbnails = ThumbnailService(
+            objects: objects, longestSide: configuration.images.thumbnailSide, quality: configuration.images.thumbnailQuality, logger: logger
+        )
+        await scheduler.setOutputObserver { _, keys in thumbnails.schedule(keys) }
+        var background: [any Service] = [scheduler, thumbnails]
+        if configuration.images.retentionDays > 0 {
+            background.append(RetentionSweeper(
+                tasks: tasks, objects: objects, maxAge: .seconds(configuration.images.retentionDays * 86400),
+                interval: .seconds(configuration.images.sweepIntervalMinutes * 60), logger: logger
+            ))
+        }
         let services = Services(
             configuration: configuration, tasks: tasks, catalog: catalog, models: models, scheduler: scheduler,
-            objects: objects, signer: signer, keys: KeyStore(database: database), logger: logger
+            objects: objects, signer: signer, keys: KeyStore(database: database), logger: logger,
+            inputs: ImageInputResolver(objects: objects, maxPixels: configuration.images.maxPixels), thumbnails: thumbnails
         )
         return Application(
             router: router(services: services, metrics: metrics, webRoot: webRoot),
             server: .http1(configuration: .init(idleTimeout: .seconds(Int64(configuration.requestIdleTimeoutSeconds)))),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sdbox"),
-            services: [scheduler],
+            services: background,
             logger: logger
         )
     }

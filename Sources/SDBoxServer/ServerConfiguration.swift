@@ -42,6 +42,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// The folder of the admin web pages; by default the packaged `/usr/share/sdbox/web`, else `web/`
     /// of the source package or of the current directory.
     public var webRoot: String?
+    /// Input limits, thumbnails, retention and post-processing (`images`).
+    public var images = ImageSettings()
     /// Worker processes alive at once over all pools (`scheduler.maxInstances`, `--max-instances`).
     public var maxInstances = 2
     public var maxAttempts = 2
@@ -165,6 +167,9 @@ public struct ServerConfiguration: Sendable, Equatable {
         if var models = try reader.section("models") {
             config.maxUploadBytes = Int64(try models.integer("maxUploadBytes", in: 1024...(1 << 50)) ?? Int(config.maxUploadBytes))
             try models.finish()
+        }
+        if var images = try reader.section("images") {
+            try config.images.read(&images)
         }
         if var scheduler = try reader.section("scheduler") {
             config.maxInstances = try scheduler.integer("maxInstances", in: 1...1024) ?? config.maxInstances

@@ -19,10 +19,13 @@ public struct Services: Sendable {
     public let signer: URLSigner
     public let keys: KeyStore
     public let logger: Logger
+    public let inputs: ImageInputResolver
+    public let thumbnails: ThumbnailService
 
     public init(
         configuration: ServerConfiguration, tasks: TaskStore, catalog: CatalogStore, models: ModelRegistry,
-        scheduler: Scheduler, objects: ObjectStore, signer: URLSigner, keys: KeyStore, logger: Logger
+        scheduler: Scheduler, objects: ObjectStore, signer: URLSigner, keys: KeyStore, logger: Logger,
+        inputs: ImageInputResolver, thumbnails: ThumbnailService
     ) {
         self.keys = keys
         self.logger = logger
@@ -33,6 +36,8 @@ public struct Services: Sendable {
         self.scheduler = scheduler
         self.objects = objects
         self.signer = signer
+        self.inputs = inputs
+        self.thumbnails = thumbnails
     }
 }
 
@@ -78,19 +83,14 @@ extension Services {
                 extra: ["field": "width"]
             )
         }
-        guard await scheduler.activeCount(user: user) < configuration.maxQueuedPerUser else {
-            throw APIError(
-                .tooManyRequests, "queue full",
-                detail: "you have \(configuration.maxQueuedPerUser) tasks queued or running (limits.maxQueuedPerUser); wait for some to finish"
-            )
-        }
+        try await checkQueue(of: user)
         let model: ModelRecord
         if let name = generation.model {
             model = try await resolveModel(name)
         } else {
             model = try await defaultModel(for: user)
         }
-        var workerBody = generation.workerBody
+        var workerBody = try await inputs.resolveGeneration(generation.workerBody, user: user)
         if userOptions {
             let options = try await catalog.options(forUser: user).filter { !Self.checkpointOptions.contains($0.key) }
             if !options.isEmpty {
@@ -99,9 +99,56 @@ extension Services {
             }
         }
         try await checkModelReferences(in: &workerBody)
+        return try await enqueue(kind: kind, model: model, user: user, workerBody: workerBody, priority: generation.priority)
+    }
+
+    /// Validates a post-processing (extras) request, resolves its images, checks the size of what it
+    /// would make, persists it as a task and queues it on the post-processing pool: the request's
+    /// `stable_diffusion_model`, else `images.postprocessingModel`, else the caller's default checkpoint.
+    func submitPostprocessing(kind: TaskKind, body: JSONValue, user: String) async throws -> TaskRecord {
+        let extras: ExtrasRequest
+        do {
+            extras = try ExtrasRequest(kind: kind, body: body, limits: configuration.limits)
+        } catch {
+            throw APIError.badRequest(error)
+        }
+        try await checkQueue(of: user)
+        let (workerBody, sizes) = try await inputs.resolveExtras(extras.workerBody, kind: kind, user: user)
+        let field = extras.resizeMode == 1 ? "upscaling_resize_w" : "upscaling_resize"
+        for (width, height) in sizes {
+            let output = extras.outputSize(width: width, height: height)
+            let maxSide = configuration.limits.maxSide
+            guard output.width <= maxSide, output.height <= maxSide, output.width * output.height <= configuration.images.maxPixels else {
+                throw APIError.badRequest(RequestValidationError(
+                    field: field,
+                    message: "the output would be \(output.width)x\(output.height): over \(maxSide) pixels a side or \(configuration.images.maxPixels) pixels in all"
+                ))
+            }
+        }
+        let model: ModelRecord
+        if let name = extras.model ?? configuration.images.postprocessingModel {
+            model = try await resolveModel(name)
+        } else {
+            model = try await defaultModel(for: user)
+        }
+        return try await enqueue(kind: kind, model: model, user: user, workerBody: workerBody, priority: extras.priority)
+    }
+
+    /// Refuses with 429 a user who already has `limits.maxQueuedPerUser` tasks queued or running.
+    func checkQueue(of user: String) async throws {
+        guard await scheduler.activeCount(user: user) < configuration.maxQueuedPerUser else {
+            throw APIError(
+                .tooManyRequests, "queue full",
+                detail: "you have \(configuration.maxQueuedPerUser) tasks queued or running (limits.maxQueuedPerUser); wait for some to finish"
+            )
+        }
+    }
+
+    /// Persists a task for the model's pool and queues it.
+    func enqueue(kind: TaskKind, model: ModelRecord, user: String, workerBody: JSONValue, priority: Int) async throws -> TaskRecord {
         try await catalog.ensureFunction(model: model.name)
         let task = try await tasks.insert(
-            TaskRecord(id: TaskID.make(), kind: kind, model: model.name, user: user, request: workerBody, priority: generation.priority)
+            TaskRecord(id: TaskID.make(), kind: kind, model: model.name, user: user, request: workerBody, priority: priority)
         )
         await scheduler.submit(task)
         return task

@@ -14,10 +14,17 @@ struct TaskRoutes {
     let services: Services
 
     func register(on router: Router<SDBoxRequestContext>) {
-        for kind in TaskKind.allCases {
+        for kind in TaskKind.generations {
             router.post(RouterPath("/\(kind.rawValue)")) { request, context in
-                try await generate(kind: kind, request: request, context: context)
+                let body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
+                let task = try await services.submitGeneration(kind: kind, body: body, user: context.user, userOptions: false)
+                return try await answer(task, request: request)
             }
+        }
+        router.post("/extra_images") { request, context in
+            let body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
+            let task = try await services.submitPostprocessing(kind: .extraSingleImage, body: body, user: context.user)
+            return try await answer(task, request: request)
         }
         router.get("/tasks") { request, context in
             let query = request.uri.queryParameters
@@ -39,6 +46,21 @@ struct TaskRoutes {
             let task = try await services.task(try context.parameters.require("id"), for: context)
             return Response.json(.object(result(of: task, request: request)))
         }
+        router.get("/tasks/:id/thumbnails") { request, context in
+            let task = try await services.task(try context.parameters.require("id"), for: context)
+            var keys: [String] = []
+            for image in task.result?.images ?? [] {
+                do {
+                    keys.append(try await services.thumbnails.thumbnail(for: image))
+                } catch ObjectStoreError.notFound {
+                    throw APIError(.notFound, "image not found", detail: "image '\(image)' of task \(task.id) is no longer stored")
+                }
+            }
+            return Response.json([
+                "taskId": .string(task.id), "status": .string(task.state.rawValue),
+                "thumbnails": .array(services.signedURLs(for: keys, request: request).map { .string($0) }),
+            ])
+        }
         router.get("/tasks/:id/progress") { _, context in
             let task = try await services.task(try context.parameters.require("id"), for: context)
             return Response.json(.object(try await progress(of: task)))
@@ -55,9 +77,8 @@ struct TaskRoutes {
         }
     }
 
-    func generate(kind: TaskKind, request: Request, context: SDBoxRequestContext) async throws -> Response {
-        let body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
-        let task = try await services.submitGeneration(kind: kind, body: body, user: context.user, userOptions: false)
+    /// The answer to a submitted task: its id at once with `Request-Type: async`, else its outcome when final.
+    func answer(_ task: TaskRecord, request: Request) async throws -> Response {
         if request.headers[.requestType]?.lowercased() == "async" {
             return Response.json(["taskId": .string(task.id), "status": .string(task.state.rawValue)])
         }

@@ -115,6 +115,7 @@ public actor Scheduler: Service {
     var metricsSeen = SchedulerMetrics.Seen()
     /// Whether ``run()`` is running (for readiness checks).
     public private(set) var isRunning = false
+    var outputObserver: OutputObserver?
     var nextWaiterID = 1
     /// Unfinished tasks per user, for the per-user queue limit.
     var activeByUser: [String: Int] = [:]
@@ -659,22 +660,37 @@ public actor Scheduler: Service {
         notifyFinal(task)
     }
 
-    /// Saves a worker's answer: images into the object store, `info` parsed from its JSON string.
+    /// Saves a worker's answer: images into the object store, `info` parsed from its JSON string. When an
+    /// image cannot be saved (disk full), the ones already saved are removed, so nothing is half written.
+    /// The output observer then hears of the saved images.
     func store(_ answer: Data, of task: TaskRecord) async throws -> TaskResult {
-        let response = try JSONDecoder().decode(A1111.GenerationResponse.self, from: answer)
+        let output = try WorkerAnswer(kind: task.kind, answer: answer, request: task.request)
         var keys: [String] = []
-        for (index, image) in response.images.enumerated() {
-            guard let data = Data(base64Encoded: image, options: .ignoreUnknownCharacters) else {
-                throw WorkerCallError.rejected(status: 200, detail: "image \(index + 1) is not valid base64")
+        do {
+            for (index, image) in output.images.enumerated() {
+                guard let data = Data(base64Encoded: image, options: .ignoreUnknownCharacters) else {
+                    throw WorkerCallError.rejected(status: 200, detail: "image \(index + 1) is not valid base64")
+                }
+                let key = ObjectStore.imageKey(user: task.user, taskID: task.id, index: index + 1)
+                try await objects.put(data, key: key)
+                keys.append(key)
             }
-            let key = ObjectStore.imageKey(user: task.user, taskID: task.id, index: index + 1)
-            try await objects.put(data, key: key)
-            keys.append(key)
+        } catch {
+            for key in keys { try? await objects.delete(key) }
+            throw error
         }
-        let info = (try? JSONValue(parsing: Data(response.info.utf8))) ?? .string(response.info)
-        return TaskResult(images: keys, info: info, parameters: response.parameters)
+        outputObserver?(task, keys)
+        return TaskResult(images: keys, info: output.info, parameters: output.parameters)
+    }
+
+    /// Sets who hears about images saved for a task (e.g. to make their thumbnails off the request path).
+    public func setOutputObserver(_ observer: @escaping OutputObserver) {
+        outputObserver = observer
     }
 }
+
+/// Told, without waiting, about the object keys of the images just saved for a task.
+public typealias OutputObserver = @Sendable (_ task: TaskRecord, _ imageKeys: [String]) -> Void
 
 /// Pool settings that cannot be applied.
 public struct PoolSettingsError: Error, Sendable, CustomStringConvertible {

@@ -116,6 +116,46 @@ public struct TaskStore: Sendable {
         }
     }
 
+    /// Up to `limit` final tasks created before `date`, oldest first (what retention removes).
+    public func finishedTasks(createdBefore date: Date, limit: Int) async throws -> [TaskRecord] {
+        let bound = Self.timeKey(millis: date)
+        return try await database.read { txn, tables in
+            var result: [TaskRecord] = []
+            try txn.forEach(tables.tasksByTime) { key, value in
+                guard key < bound, result.count < limit else { return false }
+                let id = String(decoding: value, as: UTF8.self)
+                if let task = try txn.record(TaskRecord.self, in: tables.tasks, key: id), task.state.isFinal {
+                    result.append(task)
+                }
+                return true
+            }
+            return result
+        }
+    }
+
+    /// Removes the records of the given tasks that are final and were created before `date`, with their
+    /// place in the time index; a task that is still active is never removed. Returns how many went.
+    @discardableResult
+    public func remove(_ ids: Set<String>, createdBefore date: Date) async throws -> Int {
+        let bound = Self.timeKey(millis: date)
+        return try await database.write { txn, tables in
+            var doomed: [(indexKey: String, id: String)] = []
+            try txn.forEach(tables.tasksByTime) { key, value in
+                guard key < bound else { return false }
+                let id = String(decoding: value, as: UTF8.self)
+                if ids.contains(id), let task = try txn.record(TaskRecord.self, in: tables.tasks, key: id), task.state.isFinal {
+                    doomed.append((key, id))
+                }
+                return true
+            }
+            for (indexKey, id) in doomed {
+                try txn.delete(tables.tasksByTime, key: indexKey)
+                try txn.delete(tables.tasks, key: id)
+            }
+            return doomed.count
+        }
+    }
+
     /// The position of `task` in the time index, which orders tasks by creation.
     static func timeKey(_ task: TaskRecord) -> String {
         timeKey(millis: task.createdAt) + "_" + task.id

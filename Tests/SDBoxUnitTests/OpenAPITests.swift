@@ -28,7 +28,8 @@ import Testing
             configuration: configuration, tasks: tasks, catalog: catalog,
             models: try ModelRegistry(catalog: catalog, modelsDirectory: directory.path + "/models", logger: logger),
             scheduler: scheduler, objects: objects, signer: URLSigner(secret: Data(repeating: 1, count: 32)),
-            keys: KeyStore(database: database), logger: logger
+            keys: KeyStore(database: database), logger: logger, inputs: ImageInputResolver(objects: objects, maxPixels: 1 << 20),
+            thumbnails: ThumbnailService(objects: objects, longestSide: 256, quality: 85, logger: logger)
         )
         let router = SDBoxApplication.router(services: services, metrics: PrometheusCollectorRegistry(), webRoot: nil)
         // Route patterns in OpenAPI's notation: `:id` and `{id}` become `{id}`, the object catch-all `{key}`.

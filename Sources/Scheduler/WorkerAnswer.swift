@@ -1,0 +1,38 @@
+import Foundation
+import SDBoxCore
+
+/// A worker's answer to a task, read according to the task's kind: the images it made (base64) and what
+/// the task records beside them.
+struct WorkerAnswer {
+    var images: [String]
+    var info: JSONValue
+    var parameters: JSONValue
+
+    /// Reads txt2img/img2img answers (`images`, `parameters`, `info` as a JSON string) and extras answers
+    /// (`image` or `images`, with `html_info`). An extras task records its request without the image
+    /// data as its parameters.
+    init(kind: TaskKind, answer: Data, request: JSONValue) throws {
+        let decoder = JSONDecoder()
+        switch kind {
+        case .txt2img, .img2img:
+            let response = try decoder.decode(A1111.GenerationResponse.self, from: answer)
+            images = response.images
+            info = (try? JSONValue(parsing: Data(response.info.utf8))) ?? .string(response.info)
+            parameters = response.parameters
+        case .extraSingleImage:
+            let response = try decoder.decode(A1111.ExtrasSingleImageResponse.self, from: answer)
+            images = [response.image]
+            info = ["html_info": .string(response.html_info)]
+            parameters = request
+            parameters["image"] = nil
+        case .extraBatchImages:
+            let response = try decoder.decode(A1111.ExtrasBatchImagesResponse.self, from: answer)
+            images = response.images
+            info = ["html_info": .string(response.html_info)]
+            parameters = request
+            parameters["imageList"] = request["imageList"]?.arrayValue.map { list in
+                .array(list.map { item in .object(["name": item["name"] ?? .null]) })
+            }
+        }
+    }
+}
