@@ -43,17 +43,17 @@ public enum ReferenceWorkerServer {
         logger.info("Model loaded in \(started.duration(to: .now)): \(checkpoint.title)")
         let engine = ReferenceEngine(checkpoint: checkpoint, pace: configuration.pace)
         let app = Application(
-            router: router(engine: engine),
+            router: router(engine: engine, configuration: configuration),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sdbox-reference-worker"),
             logger: logger
         )
         try await app.runService()
     }
 
-    static func router(engine: ReferenceEngine) -> Router<Context> {
+    static func router(engine: ReferenceEngine, configuration: ReferenceWorkerConfiguration) -> Router<Context> {
         let router = Router(context: Context.self)
         router.get("/internal/ping") { _, _ in json(["status": "ok"]) }
-        for kind in TaskKind.allCases {
+        for kind in TaskKind.generations {
             router.post(RouterPath(kind.workerPath)) { request, context in
                 let body = try await request.body.collect(upTo: context.maxUploadSize)
                 guard let fields = (try? JSONValue(parsing: body.readableBytesView))?.objectValue else {
@@ -91,6 +91,7 @@ public enum ReferenceWorkerServer {
         router.get("/sdapi/v1/samplers") { _, _ in json(try JSONValue(encoding: A1111.samplers)) }
         router.get("/sdapi/v1/schedulers") { _, _ in json(try JSONValue(encoding: A1111.schedulers)) }
         router.get("/sdapi/v1/upscalers") { _, _ in json(try JSONValue(encoding: A1111.upscalers)) }
+        ReferenceExtensionRoutes.register(on: router, engine: engine, configuration: configuration)
         return router
     }
 

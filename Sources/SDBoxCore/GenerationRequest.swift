@@ -6,11 +6,14 @@ public enum TaskKind: String, Codable, Sendable, CaseIterable {
     case extraSingleImage = "extra-single-image"
     /// Post-processing of several images: `/sdapi/v1/extra-batch-images`.
     case extraBatchImages = "extra-batch-images"
+    /// A call to another worker endpoint (A1111's or an extension's), forwarded as it came; its method,
+    /// path and body are the task's request (see ``PassthroughRequest``).
+    case passthrough
 
     /// The kinds that draw pictures from a prompt, whose bodies ``GenerationRequest`` validates.
     public static let generations: [TaskKind] = [.txt2img, .img2img]
 
-    /// The worker endpoint that runs this kind of task.
+    /// The worker endpoint that runs this kind of task (a passthrough task names its own).
     public var workerPath: String { "/sdapi/v1/\(rawValue)" }
 }
 
@@ -103,7 +106,7 @@ public struct GenerationRequest: Sendable, Equatable {
             throw RequestValidationError(field: "priority", message: "field 'priority' must be between -100 and 100")
         }
         if kind == .img2img {
-            guard let images = fields["init_images"]?.arrayValue, !images.isEmpty else {
+            guard let images = fields["init_images"]?.arrayValue, !images.isEmpty, images.allSatisfy({ $0.stringValue?.isEmpty == false }) else {
                 throw RequestValidationError(field: "init_images", message: "field 'init_images' must hold at least one image")
             }
         }

@@ -22,7 +22,8 @@ public enum TaskState: String, Codable, Sendable, CaseIterable {
     }
 }
 
-/// What a finished generation produced.
+/// What a finished task produced: a generation's images, `info` and `parameters`, or a passthrough
+/// call's answer.
 public struct TaskResult: Codable, Sendable, Equatable {
     /// Object-store keys of the output images, e.g. `images/default/<taskId>_1.png`.
     public var images: [String]
@@ -30,11 +31,26 @@ public struct TaskResult: Codable, Sendable, Equatable {
     public var info: JSONValue
     /// The parameters the worker reports having used.
     public var parameters: JSONValue
+    /// A passthrough call's HTTP status, as the worker answered it.
+    public var status: Int?
+    /// A passthrough call's `Content-Type`, as the worker answered it.
+    public var contentType: String?
+    /// A passthrough call's JSON answer, each image in it replaced by its object key (one of `images`).
+    public var response: JSONValue?
+    /// The object key of a passthrough call's answer that is not JSON (its body as the worker sent it).
+    public var bodyKey: String?
 
-    public init(images: [String], info: JSONValue, parameters: JSONValue) {
+    public init(
+        images: [String], info: JSONValue, parameters: JSONValue, status: Int? = nil, contentType: String? = nil,
+        response: JSONValue? = nil, bodyKey: String? = nil
+    ) {
         self.images = images
         self.info = info
         self.parameters = parameters
+        self.status = status
+        self.contentType = contentType
+        self.response = response
+        self.bodyKey = bodyKey
     }
 }
 
@@ -59,6 +75,9 @@ public struct TaskRecord: Codable, Sendable, Equatable, Identifiable {
     /// Orders the tasks of one model: higher runs sooner (each level is worth a fixed wait, so a
     /// low-priority task is delayed, never starved). Default 0.
     public var priority: Int
+    /// Where the final result is POSTed when the task ends, and how that went (absent in records written
+    /// before webhooks existed, and for tasks without a callback).
+    public var callback: TaskCallback?
 
     public init(id: String, kind: TaskKind, model: String, user: String, request: JSONValue, priority: Int = 0, createdAt: Date = Date()) {
         self.id = id

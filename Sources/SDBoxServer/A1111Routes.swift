@@ -57,12 +57,6 @@ struct A1111Routes {
             }
             return Response.json(["loaded": .object(loaded), "skipped": [:]])
         }
-        for path in ["refresh-checkpoints", "refresh-vae", "refresh-loras", "refresh-embeddings"] {
-            api.post(RouterPath(path)) { _, _ in
-                try await services.models.refresh()
-                return Response.json(nil)
-            }
-        }
         api.get("samplers") { _, _ in try Response.json(encoding: A1111.samplers) }
         api.get("schedulers") { _, _ in try Response.json(encoding: A1111.schedulers) }
         api.get("upscalers") { _, _ in
@@ -93,8 +87,10 @@ struct A1111Routes {
     /// Runs a generation synchronously and answers as A1111: base64 PNGs, parameters, `info` as a JSON string.
     /// An interrupted generation answers with the images made so far, as A1111 does.
     func generate(kind: TaskKind, request: Request, context: SDBoxRequestContext) async throws -> Response {
-        let body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
-        let task = try await services.submitGeneration(kind: kind, body: body, user: context.user, userOptions: true)
+        var body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
+        let callback = try services.callback(taking: &body, request: request)
+        let task = try await services.submitGeneration(kind: kind, body: body, user: context.user, userOptions: true, callback: callback)
+        if request.headers[.requestType]?.lowercased() == "async" { return accepted(task) }
         let (result, images) = try await outcome(of: task)
         let info = try result.info.stringValue ?? String(decoding: result.info.encoded(), as: UTF8.self)
         return Response.json(["images": .array(images), "parameters": result.parameters, "info": .string(info)])
@@ -103,14 +99,21 @@ struct A1111Routes {
     /// Runs an extras request synchronously and answers as A1111: `{html_info, image}` for one image,
     /// `{html_info, images}` for a batch.
     func postprocess(kind: TaskKind, request: Request, context: SDBoxRequestContext) async throws -> Response {
-        let body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
-        let task = try await services.submitPostprocessing(kind: kind, body: body, user: context.user)
+        var body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
+        let callback = try services.callback(taking: &body, request: request)
+        let task = try await services.submitPostprocessing(kind: kind, body: body, user: context.user, callback: callback)
+        if request.headers[.requestType]?.lowercased() == "async" { return accepted(task) }
         let (result, images) = try await outcome(of: task)
         let html = result.info["html_info"] ?? ""
         if kind == .extraSingleImage {
             return Response.json(["html_info": html, "image": images.first ?? ""])
         }
         return Response.json(["html_info": html, "images": .array(images)])
+    }
+
+    /// The answer to `Request-Type: async`: the task's id at once.
+    func accepted(_ task: TaskRecord) -> Response {
+        Response.json(["taskId": .string(task.id), "status": .string(task.state.rawValue)])
     }
 
     /// Waits for a task and returns its result with its images as base64; a failed task is a 500.

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import Hummingbird
+import HummingbirdWebSocket
 import Logging
 import Prometheus
 import ObjectStore
@@ -76,16 +77,30 @@ public enum SDBoxApplication {
             objects: objects, signer: signer, keys: KeyStore(database: database), logger: logger,
             inputs: ImageInputResolver(objects: objects, maxPixels: configuration.images.maxPixels), thumbnails: thumbnails
         )
+        let webhooks = WebhookDelivery(
+            tasks: tasks, settings: configuration.webhooks,
+            secret: try configuration.webhooks.secret ?? WebhookDelivery.loadOrCreateSecret(at: data + "/webhook-secret"), logger: logger
+        ) { task in
+            .object(services.resultBody(of: task, base: task.callback?.baseURL ?? "", webhook: false))
+        }
+        await scheduler.setFinalObserver { task in webhooks.taskEnded(task) }
+        let events = TaskEventHub(tasks: tasks, scheduler: scheduler, interval: .milliseconds(configuration.eventIntervalMilliseconds))
+        let routes = router(services: services, events: events, metrics: metrics, webRoot: webRoot)
         return Application(
-            router: router(services: services, metrics: metrics, webRoot: webRoot),
-            server: .http1(configuration: .init(idleTimeout: .seconds(Int64(configuration.requestIdleTimeoutSeconds)))),
+            router: routes,
+            server: .http1WebSocketUpgrade(
+                webSocketRouter: routes,
+                configuration: .init(http1: .init(idleTimeout: .seconds(Int64(configuration.requestIdleTimeoutSeconds))))
+            ),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sdbox"),
-            services: background,
+            services: background + [webhooks, events],
             logger: logger
         )
     }
 
-    static func router(services: Services, metrics: PrometheusCollectorRegistry, webRoot: String?) -> Router<SDBoxRequestContext> {
+    static func router(
+        services: Services, events: TaskEventHub, metrics: PrometheusCollectorRegistry, webRoot: String?
+    ) -> Router<SDBoxRequestContext> {
         let router = Router(context: SDBoxRequestContext.self)
         router.add(middleware: RequestMetricsMiddleware())
         router.add(middleware: JSONErrorMiddleware())
@@ -100,11 +115,16 @@ public enum SDBoxApplication {
         ObservabilityRoutes(services: services, registry: metrics).register(on: router)
         TaskRoutes(services: services).register(on: router)
         A1111Routes(services: services).register(on: router)
+        ModelWideRoutes(services: services).register(on: router)
+        PNGInfoRoutes(services: services).register(on: router)
+        EventRoutes(services: services, hub: events).register(on: router)
         CatalogRoutes(services: services).register(on: router)
         PoolRoutes(services: services).register(on: router)
         AdminModelRoutes(services: services).register(on: router)
         ObjectRoutes(services: services).register(on: router)
         WebRoutes(root: webRoot).register(on: router)
+        // The catch-all routes of passthrough; sdbox's own routes above win over them.
+        PassthroughRoutes(services: services).register(on: router)
         return router
     }
 }

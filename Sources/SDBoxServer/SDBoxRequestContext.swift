@@ -1,10 +1,12 @@
 import Hummingbird
+import HummingbirdWebSocket
 import Logging
 import SDBoxCore
 
 /// The per-request context of sdbox's routes: Hummingbird's core storage plus who the request acts for,
-/// as its API key says (`default`, an admin, when keys are not required and none is given).
-public struct SDBoxRequestContext: RequestContext {
+/// as its API key says (`default`, an admin, when keys are not required and none is given). It also
+/// carries a WebSocket upgrade (`/ws`), so that the WebSocket routes go through the same middleware.
+public struct SDBoxRequestContext: RequestContext, WebSocketRequestContext {
     public var coreContext: CoreRequestContextStorage
     /// The user whose tasks and images this request may see; the `<user>` of image keys.
     public var user: String = "default"
@@ -12,6 +14,7 @@ public struct SDBoxRequestContext: RequestContext {
     public var role: Role = .admin
     /// The id of the API key used, if any.
     public var keyID: String?
+    public let webSocket = WebSocketHandlerReference<SDBoxRequestContext>()
 
     /// Whether the caller may see every user's tasks and manage models, pools and keys.
     public var isAdmin: Bool { role == .admin }

@@ -69,6 +69,13 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var referenceStepMilliseconds = 50
     public var referenceMinimumStepMilliseconds = 5
     public var referenceLoadMilliseconds = 0
+    /// Path prefixes of worker extensions' APIs forwarded to workers as they come (`passthrough.prefixes`),
+    /// besides every `/sdapi/v1` endpoint sdbox does not answer itself.
+    public var passthroughPrefixes = ["/controlnet"]
+    /// Webhook settings (`webhooks`).
+    public var webhooks = WebhookSettings()
+    /// How often live progress streams look at their tasks (`events.intervalMilliseconds`).
+    public var eventIntervalMilliseconds = 250
 
     public init() {}
 
@@ -214,6 +221,24 @@ public struct ServerConfiguration: Sendable, Equatable {
                 try reference.finish()
             }
             try workers.finish()
+        }
+        if var passthrough = try reader.section("passthrough") {
+            if let prefixes = try passthrough.stringArray("prefixes") {
+                config.passthroughPrefixes = try prefixes.map { try PassthroughPrefix.validate($0, key: passthrough.name("prefixes")) }
+            }
+            try passthrough.finish()
+        }
+        if var webhooks = try reader.section("webhooks") {
+            config.webhooks.secret = try webhooks.string("secret") ?? config.webhooks.secret
+            config.webhooks.maxAttempts = try webhooks.integer("maxAttempts", in: 1...100) ?? config.webhooks.maxAttempts
+            config.webhooks.retrySeconds = try webhooks.integer("retrySeconds", in: 1...3600) ?? config.webhooks.retrySeconds
+            config.webhooks.maxRetrySeconds = try webhooks.integer("maxRetrySeconds", in: 1...86400) ?? config.webhooks.maxRetrySeconds
+            config.webhooks.timeoutSeconds = try webhooks.integer("timeoutSeconds", in: 1...600) ?? config.webhooks.timeoutSeconds
+            try webhooks.finish()
+        }
+        if var events = try reader.section("events") {
+            config.eventIntervalMilliseconds = try events.integer("intervalMilliseconds", in: 10...60000) ?? config.eventIntervalMilliseconds
+            try events.finish()
         }
         if let name = config.defaultProfile, config.launchProfiles[name] == nil {
             throw ConfigurationError("workers.defaultProfile: no profile named '\(name)'")

@@ -68,7 +68,8 @@ extension Services {
     ///
     /// - Parameter userOptions: Whether to apply the user's A1111 options (`POST /sdapi/v1/options`) as
     ///   `override_settings`, as the A1111-compatible routes do.
-    func submitGeneration(kind: TaskKind, body: JSONValue, user: String, userOptions: Bool) async throws -> TaskRecord {
+    /// - Parameter callback: The webhook to call when the task ends.
+    func submitGeneration(kind: TaskKind, body: JSONValue, user: String, userOptions: Bool, callback: TaskCallback? = nil) async throws -> TaskRecord {
         let generation: GenerationRequest
         do {
             generation = try GenerationRequest(kind: kind, body: body, limits: configuration.limits)
@@ -99,13 +100,13 @@ extension Services {
             }
         }
         try await checkModelReferences(in: &workerBody)
-        return try await enqueue(kind: kind, model: model, user: user, workerBody: workerBody, priority: generation.priority)
+        return try await enqueue(kind: kind, model: model, user: user, workerBody: workerBody, priority: generation.priority, callback: callback)
     }
 
     /// Validates a post-processing (extras) request, resolves its images, checks the size of what it
     /// would make, persists it as a task and queues it on the post-processing pool: the request's
     /// `stable_diffusion_model`, else `images.postprocessingModel`, else the caller's default checkpoint.
-    func submitPostprocessing(kind: TaskKind, body: JSONValue, user: String) async throws -> TaskRecord {
+    func submitPostprocessing(kind: TaskKind, body: JSONValue, user: String, callback: TaskCallback? = nil) async throws -> TaskRecord {
         let extras: ExtrasRequest
         do {
             extras = try ExtrasRequest(kind: kind, body: body, limits: configuration.limits)
@@ -131,7 +132,7 @@ extension Services {
         } else {
             model = try await defaultModel(for: user)
         }
-        return try await enqueue(kind: kind, model: model, user: user, workerBody: workerBody, priority: extras.priority)
+        return try await enqueue(kind: kind, model: model, user: user, workerBody: workerBody, priority: extras.priority, callback: callback)
     }
 
     /// Refuses with 429 a user who already has `limits.maxQueuedPerUser` tasks queued or running.
@@ -144,12 +145,14 @@ extension Services {
         }
     }
 
-    /// Persists a task for the model's pool and queues it.
-    func enqueue(kind: TaskKind, model: ModelRecord, user: String, workerBody: JSONValue, priority: Int) async throws -> TaskRecord {
+    /// Persists a task for the model's pool, with its webhook if any, and queues it.
+    func enqueue(
+        kind: TaskKind, model: ModelRecord, user: String, workerBody: JSONValue, priority: Int, callback: TaskCallback?
+    ) async throws -> TaskRecord {
         try await catalog.ensureFunction(model: model.name)
-        let task = try await tasks.insert(
-            TaskRecord(id: TaskID.make(), kind: kind, model: model.name, user: user, request: workerBody, priority: priority)
-        )
+        var record = TaskRecord(id: TaskID.make(), kind: kind, model: model.name, user: user, request: workerBody, priority: priority)
+        record.callback = callback
+        let task = try await tasks.insert(record)
         await scheduler.submit(task)
         return task
     }
@@ -193,9 +196,6 @@ extension Services {
 
     /// Signed, expiring URLs for object keys, absolute when the base is known.
     func signedURLs(for keys: [String], request: Request) -> [String] {
-        let expires = Int64(Date().timeIntervalSince1970) + Int64(configuration.urlExpirySeconds)
-        let base = configuration.publicURL.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
-            ?? request.head.authority.map { "http://\($0)" } ?? ""
-        return keys.map { base + signer.signedPath(for: $0, expires: expires) }
+        signedURLs(for: keys, base: urlBase(for: request))
     }
 }

@@ -16,14 +16,16 @@ struct TaskRoutes {
     func register(on router: Router<SDBoxRequestContext>) {
         for kind in TaskKind.generations {
             router.post(RouterPath("/\(kind.rawValue)")) { request, context in
-                let body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
-                let task = try await services.submitGeneration(kind: kind, body: body, user: context.user, userOptions: false)
+                var body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
+                let callback = try services.callback(taking: &body, request: request)
+                let task = try await services.submitGeneration(kind: kind, body: body, user: context.user, userOptions: false, callback: callback)
                 return try await answer(task, request: request)
             }
         }
         router.post("/extra_images") { request, context in
-            let body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
-            let task = try await services.submitPostprocessing(kind: .extraSingleImage, body: body, user: context.user)
+            var body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
+            let callback = try services.callback(taking: &body, request: request)
+            let task = try await services.submitPostprocessing(kind: .extraSingleImage, body: body, user: context.user, callback: callback)
             return try await answer(task, request: request)
         }
         router.get("/tasks") { request, context in
@@ -44,7 +46,7 @@ struct TaskRoutes {
         }
         router.get("/tasks/:id/result") { request, context in
             let task = try await services.task(try context.parameters.require("id"), for: context)
-            return Response.json(.object(result(of: task, request: request)))
+            return Response.json(.object(services.resultBody(of: task, base: services.urlBase(for: request))))
         }
         router.get("/tasks/:id/thumbnails") { request, context in
             let task = try await services.task(try context.parameters.require("id"), for: context)
@@ -92,19 +94,6 @@ struct TaskRoutes {
         }
         if let error = final.error { answer["error"] = .string(error) }
         return Response.json(.object(answer))
-    }
-
-    /// `GET /tasks/{id}/result`: the original's shape, plus `status` and `error`.
-    func result(of task: TaskRecord, request: Request) -> [String: JSONValue] {
-        var body: [String: JSONValue] = ["taskId": .string(task.id), "status": .string(task.state.rawValue)]
-        if let result = task.result {
-            body["images"] = .array(result.images.map { .string($0) })
-            body["ossUrl"] = .array(services.signedURLs(for: result.images, request: request).map { .string($0) })
-            body["info"] = result.info
-            body["parameters"] = result.parameters
-        }
-        if let error = task.error { body["error"] = .string(error) }
-        return body
     }
 
     /// `GET /tasks/{id}/progress`: A1111's progress with the original's camel-case keys.

@@ -59,6 +59,9 @@ public enum TaskProgress: Sendable {
     case notActive
 }
 
+/// Told each time a task reaches a final state (succeeded, failed or cancelled), off the scheduler.
+public typealias TaskFinalObserver = @Sendable (_ task: TaskRecord) async -> Void
+
 /// Told when a model's state changes: `loading` when its first worker starts, `loaded` while a worker
 /// holds it, `unloaded` when none does, `failed` (with the worker's output) when its workers fail to start.
 public typealias ModelStateObserver = @Sendable (_ model: String, _ status: ModelStatus, _ error: String?) async -> Void
@@ -72,6 +75,9 @@ public typealias ModelStateObserver = @Sendable (_ model: String, _ status: Mode
 /// Nothing is lost: a task is persisted before it is submitted; a task whose worker dies is queued again
 /// (up to ``SchedulerConfiguration/maxAttempts`` tries); at start the scheduler re-queues, in their
 /// original order, the tasks a previous sdbox left queued or running.
+///
+/// Calls that are not tasks (streamed passthrough calls) borrow a worker through the same queues with
+/// ``lease(model:)``, so a worker never runs two things at once.
 public actor Scheduler: Service {
     let configuration: SchedulerConfiguration
     let tasks: TaskStore
@@ -111,6 +117,9 @@ public actor Scheduler: Service {
     var startFailures: [String: Int] = [:]
     var reportedState: [String: ModelStatus] = [:]
     var observer: ModelStateObserver?
+    var finalObserver: TaskFinalObserver?
+    /// Workers lent to calls that are not tasks, and the calls waiting for one (see ``lease(model:)``).
+    var leases: [String: LeaseState] = [:]
     let metrics = SchedulerMetrics()
     var metricsSeen = SchedulerMetrics.Seen()
     /// Whether ``run()`` is running (for readiness checks).
@@ -142,6 +151,11 @@ public actor Scheduler: Service {
     /// Sets who hears about model state changes.
     public func setObserver(_ observer: @escaping ModelStateObserver) {
         self.observer = observer
+    }
+
+    /// Sets who hears about tasks that reach a final state.
+    public func setFinalObserver(_ observer: @escaping TaskFinalObserver) {
+        self.finalObserver = observer
     }
 
     // MARK: Service
@@ -192,6 +206,7 @@ public actor Scheduler: Service {
 
     func beginShutdown() {
         shuttingDown = true
+        failWaitingLeases(reason: "sdbox is shutting down")
         jobs?.finish()
         for handle in handles.values { handle.process.stop() }
     }
@@ -255,6 +270,7 @@ public actor Scheduler: Service {
     }
 
     func notifyFinal(_ task: TaskRecord) {
+        if let finalObserver { Task { await finalObserver(task) } }
         guard let waiting = waiters.removeValue(forKey: task.id) else { return }
         for waiter in waiting.values { waiter.resume(returning: task) }
     }
@@ -297,7 +313,7 @@ public actor Scheduler: Service {
         return coldStart + Double((position + parallel - 1) / parallel + (workers.contains { $0.state == .busy } ? 1 : 0)) * perTask
     }
 
-    /// The ids of running tasks.
+    /// The ids of running tasks (not of leased workers' calls).
     public func runningTasks() -> [String] {
         Array(running.keys)
     }
@@ -309,7 +325,7 @@ public actor Scheduler: Service {
             return WorkerInfo(
                 id: worker.id, model: worker.model, function: FunctionRecord.name(forModel: worker.model), gpu: worker.gpu,
                 gpuMemoryMiB: worker.memoryMiB, port: handle.process.port, pid: handle.process.processID, state: worker.state,
-                since: handle.since, tasksServed: handle.tasksServed, taskId: worker.taskID
+                since: handle.since, tasksServed: handle.tasksServed, taskId: worker.taskID.flatMap { leases[$0] == nil ? $0 : nil }
             )
         }.sorted { $0.id < $1.id }
     }
@@ -350,9 +366,10 @@ public actor Scheduler: Service {
     /// How many of a user's tasks are queued or running.
     public func activeCount(user: String) -> Int { activeByUser[user] ?? 0 }
 
-    /// Whether a model has tasks queued or running.
+    /// Whether a model has tasks (or passthrough calls) queued or running.
     public func hasWork(model: String) -> Bool {
         planner.queuedCount(model: model) > 0 || running.values.contains { planner.workers[$0.workerID]?.model == model }
+            || leasedWorkers(model: model) > 0
     }
 
     /// Deletes a pool: its queued tasks fail with `reason`, idle workers stop, and its function record
@@ -362,9 +379,7 @@ public actor Scheduler: Service {
         try await catalog.removeFunction(model: model)
         poolSettings[model] = nil
         planner.policies[model] = nil
-        for id in planner.removeAll(model: model) {
-            await finish(id, state: .failed, error: reason)
-        }
+        await failQueued(planner.removeAll(model: model), reason: reason)
         if stopRunning {
             for (id, run) in running where planner.workers[run.workerID]?.model == model {
                 running[id]?.abortReason = reason
@@ -392,8 +407,9 @@ public actor Scheduler: Service {
             switch decision {
             case .assign(let taskID, let workerID):
                 guard let handle = handles[workerID] else { continue }
-                running[taskID] = Running(workerID: workerID)
                 handles[workerID]?.since = Date()
+                if grantLease(taskID, workerID: workerID, port: handle.process.port, model: handle.process.model) { continue }
+                running[taskID] = Running(workerID: workerID)
                 jobs?.yield(.execute(taskID: taskID, worker: handle.process))
             case .start(let workerID, let model, let gpu):
                 startWorker(workerID, for: model, gpu: gpu)
@@ -404,7 +420,7 @@ public actor Scheduler: Service {
                 handles[workerID]?.process.stop()
             case .reject(let taskIDs, let model, let reason):
                 logger.error("tasks cannot be placed", metadata: ["model": "\(model)", "reason": "\(reason)"])
-                Task { for id in taskIDs { await self.finish(id, state: .failed, error: reason) } }
+                Task { await self.failQueued(taskIDs, reason: reason) }
             }
         }
         reportModelStates()
@@ -498,9 +514,7 @@ public actor Scheduler: Service {
             if failures >= configuration.maxStartFailures {
                 startFailures[worker.model] = nil
                 let reason = "the worker for \(worker.model) failed to start \(failures) times (\(exit.status)): \(output)"
-                for id in planner.removeAll(model: worker.model) {
-                    await finish(id, state: .failed, error: reason)
-                }
+                await failQueued(planner.removeAll(model: worker.model), reason: reason)
                 dispatch()
                 reportedState[worker.model] = .failed
                 notify(worker.model, .failed, reason)
@@ -536,18 +550,25 @@ public actor Scheduler: Service {
             return
         }
         logger.info("task started", metadata: ["task": "\(taskID)", "model": "\(task.model)", "worker": "\(worker.id)", "attempt": "\(task.attempts)"])
+        let call: WorkerCall
+        do {
+            call = try WorkerCall(task: task)
+        } catch {
+            await finish(taskID, state: .failed, error: "the task's request cannot be sent: \(error)")
+            taskLeftWorker(taskID, worker: worker, healthy: true)
+            return
+        }
         let started = ContinuousClock.now
         let timeout = Int64(settings(ofPool: task.model).taskTimeoutSeconds ?? 3600)
-        let answer: Data
+        let answer: WorkerResponse
         let watchdog = Task { await self.watch(worker) }
         defer { watchdog.cancel() }
         do throws(WorkerCallError) {
-            answer = try await worker.whileAlive { () async throws(WorkerCallError) -> Data in
-                try await self.client.call(
-                    port: worker.port, method: .POST, path: task.kind.workerPath, body: try? task.request.encoded(),
-                    timeout: .seconds(timeout)
-                )
+            answer = try await worker.whileAlive { () async throws(WorkerCallError) -> WorkerResponse in
+                try await self.client.send(call, port: worker.port, timeout: .seconds(timeout))
             }
+            // A generation must succeed; a passthrough call's answer is its result, whatever its status.
+            if task.kind != .passthrough && !answer.isSuccess { throw .rejected(status: answer.status, detail: answer.detail) }
         } catch .rejected(let status, let detail) {
             let cancelled = isCancelRequested(taskID)
             await finish(
@@ -566,10 +587,14 @@ public actor Scheduler: Service {
             return
         }
         let cancelled = isCancelRequested(taskID)
-        if !cancelled { pace[task.model, default: ModelPace()].recordTask(seconds: started.duration(to: .now).seconds) }
+        if !cancelled && task.kind != .passthrough {
+            pace[task.model, default: ModelPace()].recordTask(seconds: started.duration(to: .now).seconds)
+        }
         do {
-            let result = try await store(answer, of: task)
-            await finish(taskID, state: cancelled ? .cancelled : .succeeded, error: nil, result: result)
+            let result = task.kind == .passthrough
+                ? try await PassthroughResult.store(answer, of: task, in: objects) : try await store(answer.body, of: task)
+            let failure = answer.isSuccess ? nil : "worker answered \(answer.status): \(answer.detail)"
+            await finish(taskID, state: cancelled ? .cancelled : failure == nil ? .succeeded : .failed, error: failure, result: result)
         } catch {
             await finish(taskID, state: .failed, error: "could not store the result: \(error)")
         }
@@ -625,11 +650,16 @@ public actor Scheduler: Service {
     /// Frees the worker of a task; a worker that misbehaved, or whose pool is going, is stopped.
     func taskLeftWorker(_ id: String, worker: WorkerProcess, healthy: Bool) {
         running[id] = nil
-        if handles[worker.id] != nil {
-            handles[worker.id]?.tasksServed += 1
-            handles[worker.id]?.since = Date()
-            planner.taskDone(workerID: worker.id, healthy: healthy, now: Date())
-            if planner.workers[worker.id]?.state == .stopping { worker.stop() }
+        workerFreed(worker.id, healthy: healthy)
+    }
+
+    /// A worker's task or lease ended: it takes the next one, or stops if it misbehaved or must go.
+    func workerFreed(_ workerID: Int, healthy: Bool) {
+        if handles[workerID] != nil {
+            handles[workerID]?.tasksServed += 1
+            handles[workerID]?.since = Date()
+            planner.taskDone(workerID: workerID, healthy: healthy, now: Date())
+            if planner.workers[workerID]?.state == .stopping { handles[workerID]?.process.stop() }
         }
         dispatch()
     }
@@ -660,9 +690,9 @@ public actor Scheduler: Service {
         notifyFinal(task)
     }
 
-    /// Saves a worker's answer: images into the object store, `info` parsed from its JSON string. When an
-    /// image cannot be saved (disk full), the ones already saved are removed, so nothing is half written.
-    /// The output observer then hears of the saved images.
+    /// Saves a generation's or extras' answer: images into the object store, `info` parsed from its JSON
+    /// string. When an image cannot be saved (disk full), the ones already saved are removed, so nothing is
+    /// half written. The output observer then hears of the saved images.
     func store(_ answer: Data, of task: TaskRecord) async throws -> TaskResult {
         let output = try WorkerAnswer(kind: task.kind, answer: answer, request: task.request)
         var keys: [String] = []

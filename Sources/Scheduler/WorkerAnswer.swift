@@ -33,6 +33,9 @@ struct WorkerAnswer {
             parameters["imageList"] = request["imageList"]?.arrayValue.map { list in
                 .array(list.map { item in .object(["name": item["name"] ?? .null]) })
             }
+        case .passthrough:
+            // A passthrough call's answer is kept as the worker gave it (PassthroughResult), never read here.
+            throw WorkerCallError.rejected(status: 200, detail: "a passthrough answer is not a generation's")
         }
     }
 }

@@ -19,6 +19,43 @@ public enum WorkerCallError: Error, Sendable, CustomStringConvertible {
     }
 }
 
+/// A request to a worker's HTTP API.
+public struct WorkerCall: Sendable, Equatable {
+    public var method: HTTPMethod
+    /// Path and query.
+    public var path: String
+    public var contentType: String?
+    /// Further headers, e.g. those a passthrough call came with.
+    public var headers: [String: String]
+    public var body: Data?
+
+    public init(method: HTTPMethod, path: String, contentType: String? = nil, headers: [String: String] = [:], body: Data? = nil) {
+        self.method = method
+        self.path = path
+        self.contentType = contentType
+        self.headers = headers
+        self.body = body
+    }
+}
+
+/// A worker's whole answer to a ``WorkerCall``.
+public struct WorkerResponse: Sendable, Equatable {
+    public var status: Int
+    public var contentType: String?
+    public var body: Data
+
+    public init(status: Int, contentType: String?, body: Data) {
+        self.status = status
+        self.contentType = contentType
+        self.body = body
+    }
+
+    public var isSuccess: Bool { (200..<300).contains(status) }
+
+    /// A readable message from an error answer.
+    public var detail: String { WorkerClient.errorDetail(body) }
+}
+
 /// Calls the A1111 API of worker processes on 127.0.0.1 with AsyncHTTPClient.
 public struct WorkerClient: Sendable {
     let http: HTTPClient
@@ -40,25 +77,30 @@ public struct WorkerClient: Sendable {
 
     /// Calls `path` and returns the body of a 2xx answer.
     public func call(port: Int, method: HTTPMethod, path: String, body: Data? = nil, timeout: TimeAmount) async throws(WorkerCallError) -> Data {
-        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
-        request.method = method
-        if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
+        let call = WorkerCall(method: method, path: path, contentType: body == nil ? nil : "application/json", body: body)
+        let answer = try await send(call, port: port, timeout: timeout)
+        guard answer.isSuccess else { throw .rejected(status: answer.status, detail: answer.detail) }
+        return answer.body
+    }
+
+    /// Sends a call and returns the worker's whole answer, whatever its status.
+    public func send(_ call: WorkerCall, port: Int, timeout: TimeAmount) async throws(WorkerCallError) -> WorkerResponse {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(call.path)")
+        request.method = call.method
+        for (name, value) in call.headers.sorted(by: { $0.key < $1.key }) { request.headers.add(name: name, value: value) }
+        if let body = call.body {
+            request.headers.add(name: "Content-Type", value: call.contentType ?? "application/octet-stream")
             request.body = .bytes(ByteBuffer(bytes: body))
         }
-        let response: HTTPClientResponse
-        let bytes: ByteBuffer
         do {
-            response = try await http.execute(request, timeout: timeout)
-            bytes = try await response.body.collect(upTo: maxResponseBytes)
+            let response = try await http.execute(request, timeout: timeout)
+            let bytes = try await response.body.collect(upTo: maxResponseBytes)
+            return WorkerResponse(
+                status: Int(response.status.code), contentType: response.headers.first(name: "Content-Type"), body: Data(bytes.readableBytesView)
+            )
         } catch {
             throw .unreachable("\(error)")
         }
-        let data = Data(bytes.readableBytesView)
-        guard (200..<300).contains(response.status.code) else {
-            throw .rejected(status: Int(response.status.code), detail: Self.errorDetail(data))
-        }
-        return data
     }
 
     /// The worker's current progress, if it answers.

@@ -15,6 +15,8 @@ public final class Database: Sendable {
         let activeTasks: LMDBTable
         /// `<createdAt in ms, 15 digits>_<id>` for listing tasks newest first.
         let tasksByTime: LMDBTable
+        /// Ids of tasks whose webhook is not delivered yet, so deliveries resume after a restart.
+        let pendingCallbacks: LMDBTable
         let models: LMDBTable
         let functions: LMDBTable
         let settings: LMDBTable
@@ -31,6 +33,7 @@ public final class Database: Sendable {
             tasks: try environment.openTable(named: "tasks"),
             activeTasks: try environment.openTable(named: "tasks.active"),
             tasksByTime: try environment.openTable(named: "tasks.byTime"),
+            pendingCallbacks: try environment.openTable(named: "tasks.pendingCallbacks"),
             models: try environment.openTable(named: "models"),
             functions: try environment.openTable(named: "functions"),
             settings: try environment.openTable(named: "settings"),

@@ -36,6 +36,7 @@ public struct TaskStore: Sendable {
             if !task.state.isFinal {
                 try txn.put(tables.activeTasks, key: task.id, value: [UInt8]())
             }
+            try Self.indexCallback(of: task, txn: txn, tables: tables)
             // Answer with the task as stored (dates at the store's millisecond precision).
             return try RecordCoding.decode(TaskRecord.self, from: [UInt8](encoded))
         }
@@ -68,7 +69,46 @@ public struct TaskStore: Sendable {
             if task.state.isFinal {
                 try txn.delete(tables.activeTasks, key: id)
             }
+            try Self.indexCallback(of: task, txn: txn, tables: tables)
             return try RecordCoding.decode(TaskRecord.self, from: [UInt8](encoded))
+        }
+    }
+
+    /// Changes a task's webhook record, the one thing that still changes once a task is final.
+    @discardableResult
+    public func updateCallback(_ id: String, _ change: @escaping @Sendable (inout TaskCallback) throws -> Void) async throws -> TaskRecord {
+        try await database.write { txn, tables in
+            guard var task = try txn.record(TaskRecord.self, in: tables.tasks, key: id) else {
+                throw TaskStoreError.notFound(id)
+            }
+            guard var callback = task.callback else { return task }
+            try change(&callback)
+            task.callback = callback
+            let encoded = try RecordCoding.encode(task)
+            try txn.put(tables.tasks, key: id, value: encoded)
+            try Self.indexCallback(of: task, txn: txn, tables: tables)
+            return try RecordCoding.decode(TaskRecord.self, from: [UInt8](encoded))
+        }
+    }
+
+    /// Tasks whose webhook is still pending (final ones are due for delivery), oldest first.
+    public func pendingCallbacks() async throws -> [TaskRecord] {
+        try await database.read { txn, tables in
+            var ids: [String] = []
+            try txn.forEach(tables.pendingCallbacks) { key, _ in
+                ids.append(key)
+                return true
+            }
+            return try ids.compactMap { try txn.record(TaskRecord.self, in: tables.tasks, key: $0) }
+                .sorted { $0.createdAt < $1.createdAt }
+        }
+    }
+
+    static func indexCallback(of task: TaskRecord, txn: LMDBTransaction, tables: Database.Tables) throws {
+        if task.callback?.state == .pending {
+            try txn.put(tables.pendingCallbacks, key: task.id, value: [UInt8]())
+        } else {
+            try txn.delete(tables.pendingCallbacks, key: task.id)
         }
     }
 

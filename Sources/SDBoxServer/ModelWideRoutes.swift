@@ -1,0 +1,81 @@
+import AsyncHTTPClient
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+import SDBoxCore
+import Scheduler
+
+/// A1111's endpoints that change a worker's state, answered by sdbox, whose registry and scheduler are
+/// the truth (A1111's `POST /sdapi/v1/options` stays per caller, see ``A1111Routes``):
+///
+/// - `POST /sdapi/v1/refresh-checkpoints|refresh-vae|refresh-loras|refresh-embeddings`: the registry
+///   rescans the model folders, and every warm worker of every pool is told to refresh its own lists (in
+///   the background: A1111 takes its queue lock for that itself, so a busy worker refreshes after its task).
+/// - `POST /sdapi/v1/reload-checkpoint`: answers once a worker of the model is warm, starting one through
+///   the scheduler (its queue, its caps) when none is.
+/// - `POST /sdapi/v1/unload-checkpoint`: stops the model's idle workers; busy ones finish their task, and
+///   a pool kept warm (`minInstances`) starts them again.
+///
+/// The model is the one named by `X-SD-Model` (or `stable_diffusion_model` in a JSON body), else the
+/// caller's default.
+struct ModelWideRoutes {
+    let services: Services
+
+    static let refreshes = ["refresh-checkpoints", "refresh-vae", "refresh-loras", "refresh-embeddings"]
+
+    func register(on router: Router<SDBoxRequestContext>) {
+        let api = router.group("/sdapi/v1")
+        for path in Self.refreshes {
+            api.post(RouterPath(path)) { _, _ in
+                try await services.models.refresh()
+                let ports = await services.scheduler.warmWorkerPorts()
+                let logger = services.logger
+                Task { await Self.broadcast("/sdapi/v1/\(path)", to: ports, logger: logger) }
+                return Response.json(nil)
+            }
+        }
+        api.post("reload-checkpoint") { request, context in
+            let model = try await model(of: request, user: context.user)
+            if await services.scheduler.warmWorkerPort(model: model) == nil {
+                do {
+                    try await services.scheduler.lease(model: model).release()
+                } catch let error as LeaseError {
+                    throw APIError(.serviceUnavailable, "no worker", detail: error.description)
+                }
+            }
+            return Response.json(nil)
+        }
+        api.post("unload-checkpoint") { request, context in
+            let model = try await model(of: request, user: context.user)
+            _ = await services.scheduler.stopIdleWorkers(model: model)
+            return Response.json(nil)
+        }
+    }
+
+    /// The model a model-wide call is about.
+    func model(of request: Request, user: String) async throws -> String {
+        let body = try? await request.body.collect(upTo: 64 << 10)
+        let named = request.headers[.sdModel] ?? body.flatMap { try? JSONValue(parsing: $0.readableBytesView) }?["stable_diffusion_model"]?.stringValue
+        if let named, !named.isEmpty { return try await services.resolveModel(named).name }
+        return try await services.defaultModel(for: user).name
+    }
+
+    /// POSTs `path` to each worker, logging the ones that fail (a worker without the endpoint answers 404).
+    static func broadcast(_ path: String, to ports: [Int], logger: Logger) async {
+        let client = WorkerClient()
+        await withDiscardingTaskGroup { group in
+            for port in ports {
+                group.addTask {
+                    do throws(WorkerCallError) {
+                        _ = try await client.call(port: port, method: .POST, path: path, timeout: .seconds(600))
+                    } catch {
+                        logger.debug("worker did not refresh", metadata: ["port": "\(port)", "path": "\(path)", "error": "\(error)"])
+                    }
+                }
+            }
+        }
+    }
+}

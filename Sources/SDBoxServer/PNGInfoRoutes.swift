@@ -1,0 +1,32 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import ImageCodec
+import SDBoxCore
+
+/// `POST /sdapi/v1/png-info` `{"image": <base64 PNG or data: URI>}`, answered by sdbox as A1111 does:
+/// `info` (the `parameters` text chunk, the infotext), `items` (the other text chunks) and `parameters`
+/// (the infotext's fields, see ``Infotext/parse(_:)``).
+struct PNGInfoRoutes {
+    let services: Services
+
+    func register(on router: Router<SDBoxRequestContext>) {
+        router.post("/sdapi/v1/png-info") { request, _ in
+            let body = try await request.jsonObject(limit: services.configuration.maxBodyBytes)
+            guard let text = body["image"]?.stringValue, !text.isEmpty else {
+                throw APIError(.badRequest, "invalid request", detail: "field 'image' must be a base64 PNG", extra: ["field": "image"])
+            }
+            let payload = text.hasPrefix("data:") ? String(text.drop { $0 != "," }.dropFirst()) : text
+            guard let data = Data(base64Encoded: payload, options: .ignoreUnknownCharacters) else {
+                throw APIError(.badRequest, "invalid request", detail: "field 'image' is not valid base64", extra: ["field": "image"])
+            }
+            var items = PNGTextChunks.read(from: data)
+            let info = items.removeValue(forKey: "parameters") ?? ""
+            return Response.json([
+                "info": .string(info),
+                "items": .object(items.mapValues { .string($0) }),
+                "parameters": .object(info.isEmpty ? [:] : Infotext.parse(info)),
+            ])
+        }
+    }
+}

@@ -1,0 +1,156 @@
+import AsyncHTTPClient
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import NIOHTTP1
+import ObjectStore
+import Scheduler
+import SDBoxCore
+import Storage
+
+/// Passthrough: every `/sdapi/v1` endpoint sdbox does not answer itself, and the extension APIs under
+/// `passthrough.prefixes` (`/controlnet/...` by default), forwarded to a worker of the checkpoint the call
+/// names (`X-SD-Model`, or `stable_diffusion_model` in a JSON body), else of the caller's chosen default
+/// model, else of a warm worker's model, else of the first checkpoint.
+///
+/// - A plain call is streamed both ways. A `GET` goes at once to a warm worker of the model, even a busy
+///   one (A1111 answers its GET endpoints beside a generation); any other call waits for the worker like
+///   a task does (``Scheduler/lease(model:)``: same queue, same caps), so it never runs beside a
+///   generation on the same worker.
+/// - `Task-Flag: true`, `Request-Type: async` or a webhook (`callback_url`, `X-Callback-URL`) persist the
+///   call as a task: `async` answers `{taskId, status}` at once; otherwise the answer is the worker's, once
+///   the task is done, with the task's id in `Task-Id`.
+struct PassthroughRoutes {
+    let services: Services
+
+    static let methods: [HTTPRequest.Method] = [.get, .post, .put, .patch, .delete]
+    /// A1111 endpoints that would stop a worker behind the scheduler's back.
+    static let refused: Set<String> = ["/sdapi/v1/server-kill", "/sdapi/v1/server-restart", "/sdapi/v1/server-stop"]
+    /// Worker answer headers that are not passed on (hop-by-hop, and those sdbox's server sets).
+    static let droppedFromAnswer: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "content-length", "date", "server",
+    ]
+
+    /// Registers the catch-all routes; register them after sdbox's own, which win over them.
+    func register(on router: Router<SDBoxRequestContext>) {
+        for prefix in ["/sdapi/v1"] + services.configuration.passthroughPrefixes {
+            for method in Self.methods {
+                router.on(RouterPath("\(prefix)/**"), method: method) { request, context in
+                    try await forward(request, context: context)
+                }
+            }
+        }
+    }
+
+    func forward(_ request: Request, context: SDBoxRequestContext) async throws -> Response {
+        guard !Self.refused.contains(request.uri.path) else {
+            throw APIError(.forbidden, "refused", detail: "sdbox starts and stops the worker processes; \(request.uri.path) is not passed to them")
+        }
+        var call = try await PassthroughCall(request: request, limit: services.configuration.maxBodyBytes)
+        var json = JSONValue.null
+        if case .json(let body) = call.body { json = body }
+        let callback = try services.callback(taking: &json, request: request)
+        if case .json = call.body { call.body = .json(json) }
+        let model = try await model(named: call.model, user: context.user)
+        let async = request.headers[.requestType]?.lowercased() == "async"
+        guard async || request.headers[.taskFlag]?.lowercased() == "true" || callback != nil else {
+            return try await stream(call, model: model)
+        }
+        var record = TaskRecord(
+            id: TaskID.make(), kind: .passthrough, model: model, user: context.user,
+            request: try await call.persisted(limit: services.configuration.maxBodyBytes).json
+        )
+        record.callback = callback
+        try await services.catalog.ensureFunction(model: model)
+        let task = try await services.tasks.insert(record)
+        await services.scheduler.submit(task)
+        if async { return Response.json(["taskId": .string(task.id), "status": .string(task.state.rawValue)]) }
+        guard let final = await services.scheduler.waitUntilFinal(task.id) else { throw APIError.taskNotFound(task.id) }
+        return try await answer(of: final)
+    }
+
+    /// The checkpoint whose worker takes a call: the one it names, else the caller's chosen default, else
+    /// the model of the most recently used warm worker, else the first checkpoint.
+    func model(named name: String?, user: String) async throws -> String {
+        if let name { return try await services.resolveModel(name).name }
+        if try await services.catalog.options(forUser: user)["sd_model_checkpoint"] == nil, let warm = await services.scheduler.warmModels().first {
+            return warm
+        }
+        return try await services.defaultModel(for: user).name
+    }
+
+    /// Forwards a plain call and streams the worker's answer back.
+    func stream(_ call: PassthroughCall, model: String) async throws -> Response {
+        let lease: WorkerLease?
+        let port: Int
+        if call.method == .get, let warm = await services.scheduler.warmWorkerPort(model: model) {
+            (lease, port) = (nil, warm)
+        } else {
+            let granted: WorkerLease
+            do {
+                granted = try await services.scheduler.lease(model: model)
+            } catch let error as LeaseError {
+                throw APIError(.serviceUnavailable, "no worker", detail: error.description)
+            }
+            (lease, port) = (granted, granted.port)
+        }
+        var outgoing = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(call.path)")
+        outgoing.method = NIOHTTP1.HTTPMethod(rawValue: call.method.rawValue)
+        for field in call.headers { outgoing.headers.add(name: field.name.rawName, value: field.value) }
+        switch call.body {
+        case .none:
+            break
+        case .json(let json):
+            outgoing.headers.replaceOrAdd(name: "Content-Type", value: "application/json")
+            outgoing.body = .bytes(ByteBuffer(bytes: try json.encoded()))
+        case .bytes(let buffer):
+            outgoing.body = .bytes(buffer)
+        case .stream(let body, let length):
+            outgoing.body = .stream(body, length: length.map { .known(Int64($0)) } ?? .unknown)
+        }
+        let timeout = await services.scheduler.settings(ofPool: model).taskTimeoutSeconds ?? 3600
+        let response: HTTPClientResponse
+        do {
+            response = try await HTTPClient.shared.execute(outgoing, timeout: .seconds(Int64(timeout)))
+        } catch {
+            lease?.release()
+            throw APIError(.badGateway, "worker unreachable", detail: "\(error)")
+        }
+        var headers = HTTPFields()
+        for (name, value) in response.headers where !Self.droppedFromAnswer.contains(name.lowercased()) {
+            if let field = HTTPField.Name(name) { headers.append(HTTPField(name: field, value: value)) }
+        }
+        let body = response.body
+        return Response(
+            status: HTTPResponse.Status(code: Int(response.status.code)), headers: headers,
+            body: ResponseBody(contentLength: response.headers.first(name: "Content-Length").flatMap { Int($0) }) { writer in
+                defer { lease?.release() }
+                for try await chunk in body { try await writer.write(chunk) }
+                try await writer.finish(nil)
+            }
+        )
+    }
+
+    /// The worker's answer to a call persisted as a task, rebuilt from the task: the JSON with its images
+    /// put back, or the body as stored; the task's id in `Task-Id`.
+    func answer(of task: TaskRecord) async throws -> Response {
+        guard let result = task.result, let status = result.status else {
+            throw APIError(
+                .internalServerError, task.state == .failed ? "task failed" : "task \(task.state.rawValue)", detail: task.error ?? "",
+                extra: ["taskId": .string(task.id)]
+            )
+        }
+        var headers: HTTPFields = [.taskID: task.id]
+        if let type = result.contentType { headers[.contentType] = type }
+        var body = ByteBuffer()
+        if let response = result.response {
+            var images: [String: String] = [:]
+            for key in result.images { images[key] = try await services.objects.get(key).base64EncodedString() }
+            body = ByteBuffer(bytes: try EmbeddedImages.inline(images, into: response).encoded())
+        } else if let key = result.bodyKey {
+            body = ByteBuffer(bytes: try await services.objects.get(key))
+        }
+        return Response(status: HTTPResponse.Status(code: status), headers: headers, body: .init(byteBuffer: body))
+    }
+}

@@ -1,0 +1,153 @@
+import AsyncHTTPClient
+import Crypto
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import SDBoxCore
+import ServiceLifecycle
+import Storage
+
+/// Delivers task webhooks. When a task with a callback ends, its result (as `GET /tasks/{id}/result`
+/// shows it) is POSTed to the callback URL with `X-SDBox-Signature: sha256=<hex>`, the HMAC-SHA256 of the
+/// body under the webhook secret. A failed attempt (no answer, or not 2xx) is retried after
+/// `retrySeconds`, doubling up to `maxRetrySeconds`, until `maxAttempts`; every attempt is recorded on
+/// the task. Pending deliveries are indexed in the task store, so they resume after a restart; they run
+/// in their own tasks, never in the scheduler's.
+actor WebhookDelivery: Service {
+    let tasks: TaskStore
+    let settings: WebhookSettings
+    let key: SymmetricKey
+    /// The body POSTed for a task.
+    let payload: @Sendable (TaskRecord) -> JSONValue
+    let logger: Logger
+    let due: AsyncStream<String>
+    let dueContinuation: AsyncStream<String>.Continuation
+    var delivering: Set<String> = []
+
+    init(tasks: TaskStore, settings: WebhookSettings, secret: String, logger: Logger, payload: @escaping @Sendable (TaskRecord) -> JSONValue) {
+        self.tasks = tasks
+        self.settings = settings
+        self.key = SymmetricKey(data: Data(secret.utf8))
+        self.payload = payload
+        self.logger = logger
+        (due, dueContinuation) = AsyncStream.makeStream(of: String.self)
+    }
+
+    /// Hears that a task ended (the scheduler's final observer); its webhook, if any, is delivered.
+    nonisolated func taskEnded(_ task: TaskRecord) {
+        if task.callback?.state == .pending { dueContinuation.yield(task.id) }
+    }
+
+    // MARK: Service
+
+    /// Resumes the deliveries a previous run left pending, then delivers webhooks as tasks end, until
+    /// graceful shutdown.
+    func run() async throws {
+        let pending = try await tasks.pendingCallbacks().filter(\.state.isFinal)
+        if !pending.isEmpty { logger.info("resuming webhook deliveries", metadata: ["count": "\(pending.count)"]) }
+        for task in pending { dueContinuation.yield(task.id) }
+        await withDiscardingTaskGroup { group in
+            for await id in due.cancelOnGracefulShutdown() where delivering.insert(id).inserted {
+                group.addTask {
+                    await self.deliver(id)
+                    await self.done(id)
+                }
+            }
+            group.cancelAll()
+        }
+    }
+
+    func done(_ id: String) {
+        delivering.remove(id)
+    }
+
+    /// Attempts a task's webhook until it is delivered or given up, waiting between attempts.
+    nonisolated func deliver(_ id: String) async {
+        while !Task.isCancelled {
+            guard let task = try? await tasks.get(id), let callback = task.callback, callback.state == .pending else { return }
+            let number = callback.attempts.count + 1
+            if let last = callback.attempts.last {
+                let wait = last.at.addingTimeInterval(TimeInterval(settings.delay(beforeAttempt: number).components.seconds)).timeIntervalSinceNow
+                if wait > 0 {
+                    try? await Task.sleep(for: .milliseconds(Int64(wait * 1000)))
+                    if Task.isCancelled { return }
+                }
+            }
+            let attempt = await post(task, to: callback.url, attempt: number)
+            // An attempt cut short by shutdown is not counted; it is made again at next start.
+            if Task.isCancelled { return }
+            let state: TaskCallback.State? = attempt.error == nil ? .delivered : number >= settings.maxAttempts ? .failed : nil
+            do {
+                try await tasks.updateCallback(id) { callback in
+                    callback.attempts.append(attempt)
+                    if let state { callback.state = state }
+                }
+            } catch {
+                logger.error("could not record a webhook attempt", metadata: ["task": "\(id)", "error": "\(error)"])
+                return
+            }
+            let metadata: Logger.Metadata = ["task": "\(id)", "attempt": "\(number)", "url": "\(callback.url)", "error": "\(attempt.error ?? "")"]
+            switch state {
+            case .delivered: logger.info("webhook delivered", metadata: metadata)
+            case .failed: logger.warning("webhook given up", metadata: metadata)
+            default: logger.info("webhook attempt failed; will retry", metadata: metadata)
+            }
+            if state != nil { return }
+        }
+    }
+
+    /// One POST of a task's result.
+    nonisolated func post(_ task: TaskRecord, to url: String, attempt: Int) async -> WebhookAttempt {
+        let started = Date()
+        let clock = ContinuousClock.now
+        func outcome(_ status: Int?, _ error: String?) -> WebhookAttempt {
+            WebhookAttempt(at: started, status: status, error: error, milliseconds: Int(clock.duration(to: .now) / .milliseconds(1)))
+        }
+        let body: Data
+        do {
+            body = try payload(task).encoded()
+        } catch {
+            return outcome(nil, "cannot encode the result: \(error)")
+        }
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "User-Agent", value: "sdbox-webhook")
+        request.headers.add(name: "X-SDBox-Task-Id", value: task.id)
+        request.headers.add(name: "X-SDBox-Attempt", value: "\(attempt)")
+        request.headers.add(name: "X-SDBox-Signature", value: "sha256=" + Self.signature(of: body, key: key))
+        request.body = .bytes(ByteBuffer(bytes: body))
+        do {
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(Int64(settings.timeoutSeconds)))
+            let answer = try await response.body.collect(upTo: 64 << 10)
+            let status = Int(response.status.code)
+            guard (200..<300).contains(status) else {
+                return outcome(status, "the receiver answered \(status): \(String(decoding: answer.readableBytesView.prefix(200), as: UTF8.self))")
+            }
+            return outcome(status, nil)
+        } catch {
+            return outcome(nil, "\(error)")
+        }
+    }
+
+    /// The hex HMAC-SHA256 of `body` under `key`: what `X-SDBox-Signature` carries after `sha256=`.
+    static func signature(of body: Data, key: SymmetricKey) -> String {
+        Data(HMAC<SHA256>.authenticationCode(for: body, using: key)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// The secret kept in `path` (its text, trimmed), making a random one (64 hex digits, readable by the
+    /// owner only) when there is none.
+    static func loadOrCreateSecret(at path: String) throws -> String {
+        if let data = FileManager.default.contents(atPath: path) {
+            let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            if text.count >= 16 { return text }
+        }
+        var generator = SystemRandomNumberGenerator()
+        let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        guard FileManager.default.createFile(atPath: path, contents: Data((secret + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw ConfigurationError("cannot write the webhook secret to \(path)")
+        }
+        return secret
+    }
+}

@@ -1,0 +1,22 @@
+/// How task webhooks are delivered (`webhooks` in the configuration).
+public struct WebhookSettings: Sendable, Equatable {
+    /// The HMAC-SHA256 key of `X-SDBox-Signature` (`webhooks.secret`); by default the text of
+    /// `<data-dir>/webhook-secret`, made at first start.
+    public var secret: String?
+    /// Tries per webhook before it is given up (`webhooks.maxAttempts`).
+    public var maxAttempts = 8
+    /// The wait before the first retry, doubled after each failed attempt (`webhooks.retrySeconds`)...
+    public var retrySeconds = 5
+    /// ...up to this wait between two attempts (`webhooks.maxRetrySeconds`).
+    public var maxRetrySeconds = 600
+    /// The longest one attempt may take (`webhooks.timeoutSeconds`).
+    public var timeoutSeconds = 10
+
+    public init() {}
+
+    /// The wait before attempt `attempt` (2 for the first retry): `retrySeconds`, doubling, capped.
+    public func delay(beforeAttempt attempt: Int) -> Duration {
+        let doublings = min(max(0, attempt - 2), 30)
+        return .seconds(min(maxRetrySeconds, retrySeconds << doublings))
+    }
+}

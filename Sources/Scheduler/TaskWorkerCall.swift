@@ -1,0 +1,49 @@
+import Foundation
+import NIOHTTP1
+import ObjectStore
+import SDBoxCore
+
+extension WorkerCall {
+    /// What a task sends to its worker: a generation's or extras' validated body to its endpoint, or a
+    /// passthrough call as it was persisted.
+    init(task: TaskRecord) throws {
+        switch task.kind {
+        case .txt2img, .img2img, .extraSingleImage, .extraBatchImages:
+            self.init(method: .POST, path: task.kind.workerPath, contentType: "application/json", body: try task.request.encoded())
+        case .passthrough:
+            let request = try PassthroughRequest(task.request)
+            self.init(
+                method: HTTPMethod(rawValue: request.method), path: request.path, contentType: request.contentType,
+                headers: request.headers ?? [:], body: try request.bodyData
+            )
+        }
+    }
+}
+
+/// How a passthrough task's answer is kept: a JSON answer as the worker gave it, with each base64 image
+/// in it moved to the object store (`images/<user>/<taskId>_<n>.<png|jpg|webp|gif>`) and replaced by its
+/// key; an image answer as image 1; any other answer as an object `responses/<user>/<taskId>`.
+enum PassthroughResult {
+    static func store(_ answer: WorkerResponse, of task: TaskRecord, in objects: ObjectStore) async throws -> TaskResult {
+        var result = TaskResult(images: [], info: .null, parameters: .null, status: answer.status, contentType: answer.contentType)
+        let type = answer.contentType?.lowercased() ?? ""
+        if type.contains("json"), let json = try? JSONValue(parsing: answer.body) {
+            let (response, images) = EmbeddedImages.extract(from: json) { index, fileExtension in
+                "images/\(task.user)/\(task.id)_\(index).\(fileExtension)"
+            }
+            for image in images { try await objects.put(image.data, key: image.key) }
+            result.images = images.map(\.key)
+            result.response = response
+        } else if type.hasPrefix("image/"), let fileExtension = EmbeddedImages.fileExtension(of: answer.body) {
+            let key = "images/\(task.user)/\(task.id)_1.\(fileExtension)"
+            try await objects.put(answer.body, key: key)
+            result.images = [key]
+            result.bodyKey = key
+        } else {
+            let key = "responses/\(task.user)/\(task.id)"
+            try await objects.put(answer.body, key: key)
+            result.bodyKey = key
+        }
+        return result
+    }
+}
