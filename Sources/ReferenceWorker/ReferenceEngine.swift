@@ -45,6 +45,8 @@ public final class ReferenceEngine: Sendable {
         var steps = 0
         var timestamp = "0"
         var startedAt = ContinuousClock.now
+        /// The running request, for previews.
+        var request: ReferenceRequest?
     }
 
     public init(checkpoint: Checkpoint, pace: ReferencePace) {
@@ -73,14 +75,16 @@ public final class ReferenceEngine: Sendable {
         }
     }
 
-    public func progress() -> A1111.Progress {
-        state.withLock { job in
-            guard job.active else { return .idle }
+    /// The current job's progress; with `preview`, A1111's `current_image`: a small picture of the first
+    /// image of the running batch as drawn so far (a PNG, base64), once a step is done.
+    public func progress(preview: Bool = false) -> A1111.Progress {
+        let (report, previewOf) = state.withLock { job -> (A1111.Progress, (ReferenceRequest, Int, Int)?) in
+            guard job.active else { return (.idle, nil) }
             let fraction = job.jobCount == 0 || job.steps == 0
                 ? 0 : (Double(job.jobNumber) + Double(job.step) / Double(job.steps)) / Double(job.jobCount)
             let elapsed = job.startedAt.duration(to: .now).seconds
             let eta = fraction > 0 ? elapsed / fraction - elapsed : 0
-            return A1111.Progress(
+            let report = A1111.Progress(
                 progress: min(fraction, 1),
                 eta_relative: eta,
                 state: A1111.State(
@@ -89,7 +93,24 @@ public final class ReferenceEngine: Sendable {
                 ),
                 textinfo: nil
             )
+            guard preview, job.step > 0, let request = job.request else { return (report, nil) }
+            return (report, (request, job.jobNumber * request.batchSize, job.step))
         }
+        guard let (request, index, step) = previewOf else { return report }
+        var withPreview = report
+        withPreview.current_image = try? PNGCodec.encode(Self.preview(of: request, imageIndex: index, completedSteps: step)).base64EncodedString()
+        return withPreview
+    }
+
+    /// A live preview: the test picture as drawn so far, at most 64 pixels on its longer side (A1111's
+    /// previews are cheap approximations too).
+    static func preview(of request: ReferenceRequest, imageIndex: Int, completedSteps: Int) -> PixelImage {
+        let scale = min(1, 64 / Double(max(request.width, request.height)))
+        return TestImageRenderer.render(
+            prompt: request.prompt, seed: UInt64(bitPattern: request.seed(ofImage: imageIndex)),
+            width: max(1, Int(Double(request.width) * scale)), height: max(1, Int(Double(request.height) * scale)),
+            steps: request.steps, completedSteps: completedSteps
+        )
     }
 
     public func interrupt() {
@@ -113,7 +134,7 @@ public final class ReferenceEngine: Sendable {
     func run(_ request: ReferenceRequest) async throws -> A1111.GenerationResponse {
         let timestamp = Self.jobTimestamp()
         state.withLock {
-            $0 = JobState(active: true, jobCount: request.iterations, steps: request.steps, timestamp: timestamp)
+            $0 = JobState(active: true, jobCount: request.iterations, steps: request.steps, timestamp: timestamp, request: request)
         }
         defer { state.withLock { $0.active = false } }
         let stepTime = pace.stepDuration(pixels: request.width * request.height * request.batchSize)

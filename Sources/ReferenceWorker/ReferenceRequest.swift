@@ -3,7 +3,7 @@ import ImageCodec
 import SDBoxCore
 
 /// A txt2img or img2img request as the reference worker reads it, with A1111's defaults filled in.
-struct ReferenceRequest {
+struct ReferenceRequest: Sendable {
     let kind: TaskKind
     let checkpoint: Checkpoint
     let prompt: String

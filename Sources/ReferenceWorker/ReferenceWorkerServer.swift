@@ -69,7 +69,11 @@ public enum ReferenceWorkerServer {
                 }
             }
         }
-        router.get("/sdapi/v1/progress") { _, _ in json(try JSONValue(encoding: engine.progress())) }
+        router.get("/sdapi/v1/progress") { request, _ in
+            // As A1111, the preview comes unless the caller asks to skip it.
+            let preview = request.uri.queryParameters["skip_current_image"].map { $0.lowercased() != "true" } ?? true
+            return json(try JSONValue(encoding: engine.progress(preview: preview)))
+        }
         router.post("/sdapi/v1/interrupt") { _, _ in
             engine.interrupt()
             return json([:])
