@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond the build: Debian's `chromium` for the browser tests, and Python
-# tools from PyPI in a venv under ~/.cache/sdbox (schemathesis for the API fuzz test).
+# tools from PyPI in venvs under ~/.cache/sdbox (schemathesis for the API fuzz test, the `webuiapi` A1111
+# client for the client acceptance suite).
 # Never fails the test run: what cannot be installed is reported, and the tests needing it skip themselves
 # with that message.
 set -uo pipefail
@@ -38,6 +39,19 @@ install_schemathesis() {
     fi
 }
 
+install_webuiapi() {
+    local venv="$cache/webuiapi-venv" version="0.9.17"
+    [ "$("$venv/bin/pip" show webuiapi 2>/dev/null | grep '^Version:')" = "Version: $version" ] && return 0
+    echo "install-test-deps: installing webuiapi $version in $venv for the A1111 client suite" >&2
+    rm -rf "$venv"
+    mkdir -p "$cache"
+    if ! { python3 -m venv "$venv" && "$venv/bin/pip" install -q --disable-pip-version-check "webuiapi==$version"; }; then
+        echo "install-test-deps: webuiapi could not be installed; the A1111 client suite will be skipped" >&2
+        rm -rf "$venv"
+    fi
+}
+
 install_chromium
 install_schemathesis
+install_webuiapi
 exit 0
