@@ -19,7 +19,7 @@ struct EventRoutes {
 
     func register(on router: Router<SDBoxRequestContext>) {
         router.get("/tasks/:id/events") { request, context in
-            let task = try await services.task(try context.parameters.require("id"), user: context.user)
+            let task = try await services.task(try context.parameters.require("id"), for: context)
             let events = await hub.subscribe(task.id)
             let base = services.urlBase(for: request)
             return Response(
@@ -40,7 +40,7 @@ struct EventRoutes {
             )
         }
         router.ws("/ws") { inbound, outbound, context in
-            let user = context.requestContext.user
+            let caller = context.requestContext
             let base = services.urlBase(for: context.request)
             let (messages, sink) = AsyncStream.makeStream(of: JSONValue.self)
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -62,7 +62,7 @@ struct EventRoutes {
                         subscriptions.removeValue(forKey: id)?.cancel()
                     }
                     for id in (command["subscribe"]?.arrayValue ?? []).compactMap(\.stringValue) where subscriptions[id] == nil {
-                        guard (try? await services.task(id, user: user)) != nil else {
+                        guard (try? await services.task(id, for: caller)) != nil else {
                             sink.yield(["event": "error", "taskId": .string(id), "error": "task not found"])
                             continue
                         }

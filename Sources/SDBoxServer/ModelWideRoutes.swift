@@ -20,7 +20,7 @@ import Scheduler
 ///   a pool kept warm (`minInstances`) starts them again.
 ///
 /// The model is the one named by `X-SD-Model` (or `stable_diffusion_model` in a JSON body), else the
-/// caller's default.
+/// caller's default. reload- and unload-checkpoint need an admin key.
 struct ModelWideRoutes {
     let services: Services
 
@@ -38,7 +38,7 @@ struct ModelWideRoutes {
             }
         }
         api.post("reload-checkpoint") { request, context in
-            let model = try await model(of: request, user: context.user)
+            let model = try await model(of: request, context: context)
             if await services.scheduler.warmWorkerPort(model: model) == nil {
                 do {
                     try await services.scheduler.lease(model: model).release()
@@ -49,18 +49,21 @@ struct ModelWideRoutes {
             return Response.json(nil)
         }
         api.post("unload-checkpoint") { request, context in
-            let model = try await model(of: request, user: context.user)
+            let model = try await model(of: request, context: context)
             _ = await services.scheduler.stopIdleWorkers(model: model)
             return Response.json(nil)
         }
     }
 
-    /// The model a model-wide call is about.
-    func model(of request: Request, user: String) async throws -> String {
+    /// The model a model-wide call is about. Starting and stopping shared workers is for admins.
+    func model(of request: Request, context: SDBoxRequestContext) async throws -> String {
+        guard context.isAdmin else {
+            throw APIError(.forbidden, "admin only", detail: "\(request.uri.path) starts or stops workers shared by every user; it needs an admin key")
+        }
         let body = try? await request.body.collect(upTo: 64 << 10)
         let named = request.headers[.sdModel] ?? body.flatMap { try? JSONValue(parsing: $0.readableBytesView) }?["stable_diffusion_model"]?.stringValue
         if let named, !named.isEmpty { return try await services.resolveModel(named).name }
-        return try await services.defaultModel(for: user).name
+        return try await services.defaultModel(for: context.user).name
     }
 
     /// POSTs `path` to each worker, logging the ones that fail (a worker without the endpoint answers 404).

@@ -33,11 +33,12 @@ enum OpenAPIDocument {
         let generation = generationSchema(limits: limits, img2img: false)
         let img2img = generationSchema(limits: limits, img2img: true)
         let requestType: JSONValue = ["name": "Request-Type", "in": "header", "schema": ["type": "string", "enum": ["sync", "async"]]]
+        let callbackURL: JSONValue = ["name": "X-Callback-URL", "in": "header", "schema": ["type": "string", "format": "uri"]]
         let taskID: JSONValue = ["type": "string", "pattern": "^[0-9A-Za-z_-]{1,64}$"]
         let anyObject: JSONValue = ["type": "object"]
 
-        add("post", "/txt2img", "Generate images from a prompt (task API)", tag: "tasks", body: generation, query: [requestType])
-        add("post", "/img2img", "Generate images from images (task API)", tag: "tasks", body: img2img, query: [requestType])
+        add("post", "/txt2img", "Generate images from a prompt (task API)", tag: "tasks", body: generation, query: [requestType, callbackURL])
+        add("post", "/img2img", "Generate images from images (task API)", tag: "tasks", body: img2img, query: [requestType, callbackURL])
         add("get", "/tasks", "List tasks, newest first", tag: "tasks", query: [
             ["name": "limit", "in": "query", "schema": ["type": "integer", "minimum": 1, "maximum": 500]],
             ["name": "state", "in": "query", "schema": ["type": "string"]], ["name": "model", "in": "query", "schema": ["type": "string"]],
@@ -49,20 +50,43 @@ enum OpenAPIDocument {
         add("get", "/tasks/{id}/progress", "A task's progress, queue position and ETA", tag: "tasks")
         add("post", "/tasks/{id}/cancellation", "Cancel a queued or running task", tag: "tasks")
         add("get", "/tasks/{id}/thumbnails", "Signed URLs of a task's JPEG thumbnails, one per output image", tag: "tasks")
-        add("post", "/extra_images", "Upscale one image (task API): status, taskId, ossUrl", tag: "tasks", body: extrasSchema(limits: limits, batch: false), query: [requestType])
+        add("get", "/tasks/{id}/events", "A task's live progress as Server-Sent Events, ending with its result", tag: "tasks")
+        add("get", "/ws", "WebSocket: send {\"subscribe\": [task ids]}, receive their live progress events", tag: "tasks", responses: ["405": "not a WebSocket upgrade"])
+        add("post", "/extra_images", "Upscale one image (task API): status, taskId, ossUrl", tag: "tasks", body: extrasSchema(limits: limits, batch: false), query: [requestType, callbackURL])
         _ = taskID
 
         for kind in TaskKind.generations {
-            add("post", "/sdapi/v1/\(kind.rawValue)", "A1111 \(kind.rawValue): base64 images, parameters, info as a JSON string", tag: "a1111", body: kind == .img2img ? img2img : generation)
+            add(
+                "post", "/sdapi/v1/\(kind.rawValue)", "A1111 \(kind.rawValue): base64 images, parameters, info as a JSON string", tag: "a1111",
+                body: kind == .img2img ? img2img : generation, query: [requestType, callbackURL]
+            )
         }
-        add("post", "/sdapi/v1/extra-single-image", "A1111 extras: one image upscaled, {html_info, image}", tag: "a1111", body: extrasSchema(limits: limits, batch: false))
-        add("post", "/sdapi/v1/extra-batch-images", "A1111 extras: images upscaled, {html_info, images}", tag: "a1111", body: extrasSchema(limits: limits, batch: true))
+        add("post", "/sdapi/v1/extra-single-image", "A1111 extras: one image upscaled, {html_info, image}", tag: "a1111", body: extrasSchema(limits: limits, batch: false), query: [requestType, callbackURL])
+        add("post", "/sdapi/v1/extra-batch-images", "A1111 extras: images upscaled, {html_info, images}", tag: "a1111", body: extrasSchema(limits: limits, batch: true), query: [requestType, callbackURL])
         for path in ["progress", "sd-models", "sd-vae", "loras", "embeddings", "samplers", "schedulers", "upscalers", "scripts", "options"] {
             add("get", "/sdapi/v1/\(path)", "A1111 \(path)", tag: "a1111")
         }
         add("post", "/sdapi/v1/options", "Set the caller's A1111 options (sd_model_checkpoint chooses the default model)", tag: "a1111", body: anyObject)
         for path in ["interrupt", "skip", "refresh-checkpoints", "refresh-vae", "refresh-loras", "refresh-embeddings"] {
             add("post", "/sdapi/v1/\(path)", "A1111 \(path)", tag: "a1111")
+        }
+        add("post", "/sdapi/v1/reload-checkpoint", "Answers once a worker of the model is warm (X-SD-Model, else the caller's default)", tag: "a1111")
+        add("post", "/sdapi/v1/unload-checkpoint", "Stops the idle workers of the model (X-SD-Model, else the caller's default)", tag: "a1111")
+        add("post", "/sdapi/v1/png-info", "A PNG's infotext and text chunks", tag: "a1111", body: [
+            "type": "object", "required": ["image"], "properties": ["image": ["type": "string", "description": "base64 PNG or data: URI"]],
+        ])
+        let passthrough: [JSONValue] = [
+            requestType, callbackURL, ["name": "Task-Flag", "in": "header", "schema": ["type": "string", "enum": ["true", "false"]]],
+            ["name": "X-SD-Model", "in": "header", "schema": ["type": "string"]],
+        ]
+        for prefix in ["/sdapi/v1"] + configuration.passthroughPrefixes {
+            for method in ["get", "post", "put", "patch", "delete"] {
+                add(
+                    method, "\(prefix)/{path}", "Passthrough: forwarded to a worker of the model (X-SD-Model or stable_diffusion_model), answered as the worker answers",
+                    tag: "passthrough", body: method == "get" || method == "delete" ? nil : anyObject, query: passthrough,
+                    responses: ["502": "the worker could not be reached", "503": "no worker could be started for the model"]
+                )
+            }
         }
 
         add("get", "/models", "Models with type, status, hashes", tag: "models", query: [

@@ -19,6 +19,12 @@ struct PassthroughCall {
         case bytes(ByteBuffer)
         /// The client's body, streamed; `length` from its `Content-Length`.
         case stream(RequestBody, length: Int?)
+
+        /// Whether the body is read as it is sent (and so can be sent once only).
+        var isStream: Bool {
+            if case .stream = self { return true }
+            return false
+        }
     }
 
     let method: HTTPRequest.Method

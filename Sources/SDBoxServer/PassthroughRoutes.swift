@@ -57,6 +57,7 @@ struct PassthroughRoutes {
         guard async || request.headers[.taskFlag]?.lowercased() == "true" || callback != nil else {
             return try await stream(call, model: model)
         }
+        try await services.checkQueue(of: context.user)
         var record = TaskRecord(
             id: TaskID.make(), kind: .passthrough, model: model, user: context.user,
             request: try await call.persisted(limit: services.configuration.maxBodyBytes).json
@@ -80,21 +81,29 @@ struct PassthroughRoutes {
         return try await services.defaultModel(for: user).name
     }
 
-    /// Forwards a plain call and streams the worker's answer back.
+    /// Forwards a plain call and streams the worker's answer back. A GET tries a warm worker first (a
+    /// worker that stops under it is left for a lent one).
     func stream(_ call: PassthroughCall, model: String) async throws -> Response {
-        let lease: WorkerLease?
-        let port: Int
-        if call.method == .get, let warm = await services.scheduler.warmWorkerPort(model: model) {
-            (lease, port) = (nil, warm)
-        } else {
-            let granted: WorkerLease
-            do {
-                granted = try await services.scheduler.lease(model: model)
-            } catch let error as LeaseError {
-                throw APIError(.serviceUnavailable, "no worker", detail: error.description)
-            }
-            (lease, port) = (granted, granted.port)
+        if call.method == .get, !call.body.isStream, let port = await services.scheduler.warmWorkerPort(model: model),
+            let response = try? await send(call, to: port, model: model)
+        {
+            return relay(response, lease: nil)
         }
+        let lease: WorkerLease
+        do {
+            lease = try await services.scheduler.lease(model: model)
+        } catch let error as LeaseError {
+            throw APIError(.serviceUnavailable, "no worker", detail: error.description)
+        }
+        do {
+            return relay(try await send(call, to: lease.port, model: model), lease: lease)
+        } catch {
+            lease.release()
+            throw APIError(.badGateway, "worker unreachable", detail: "\(error)")
+        }
+    }
+
+    func send(_ call: PassthroughCall, to port: Int, model: String) async throws -> HTTPClientResponse {
         var outgoing = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(call.path)")
         outgoing.method = NIOHTTP1.HTTPMethod(rawValue: call.method.rawValue)
         for field in call.headers { outgoing.headers.add(name: field.name.rawName, value: field.value) }
@@ -110,13 +119,11 @@ struct PassthroughRoutes {
             outgoing.body = .stream(body, length: length.map { .known(Int64($0)) } ?? .unknown)
         }
         let timeout = await services.scheduler.settings(ofPool: model).taskTimeoutSeconds ?? 3600
-        let response: HTTPClientResponse
-        do {
-            response = try await HTTPClient.shared.execute(outgoing, timeout: .seconds(Int64(timeout)))
-        } catch {
-            lease?.release()
-            throw APIError(.badGateway, "worker unreachable", detail: "\(error)")
-        }
+        return try await HTTPClient.shared.execute(outgoing, timeout: .seconds(Int64(timeout)))
+    }
+
+    /// The worker's answer as the client's, its body streamed; the lease, if any, ends with the body.
+    func relay(_ response: HTTPClientResponse, lease: WorkerLease?) -> Response {
         var headers = HTTPFields()
         for (name, value) in response.headers where !Self.droppedFromAnswer.contains(name.lowercased()) {
             if let field = HTTPField.Name(name) { headers.append(HTTPField(name: field, value: value)) }

@@ -31,11 +31,13 @@ import Testing
             keys: KeyStore(database: database), logger: logger, inputs: ImageInputResolver(objects: objects, maxPixels: 1 << 20),
             thumbnails: ThumbnailService(objects: objects, longestSide: 256, quality: 85, logger: logger)
         )
-        let router = SDBoxApplication.router(services: services, metrics: PrometheusCollectorRegistry(), webRoot: nil)
-        // Route patterns in OpenAPI's notation: `:id` and `{id}` become `{id}`, the object catch-all `{key}`.
+        let events = TaskEventHub(tasks: tasks, scheduler: scheduler, interval: .seconds(1))
+        let router = SDBoxApplication.router(services: services, events: events, metrics: PrometheusCollectorRegistry(), webRoot: nil)
+        // Route patterns in OpenAPI's notation: `:id` and `{id}` become `{id}`, the object catch-all `{key}`,
+        // passthrough catch-alls `{path}`.
         func normalized(_ path: String) -> String {
             path.split(separator: "/", omittingEmptySubsequences: false).map { part in
-                if part == "**" { return "{key}" }
+                if part == "**" { return path.hasPrefix("/objects/") ? "{key}" : "{path}" }
                 if part.hasPrefix(":") { return "{\(part.dropFirst())}" }
                 return String(part)
             }.joined(separator: "/")
