@@ -7,6 +7,7 @@ import NIOCore
 import NIOHTTP1
 import SDBoxCore
 import Scheduler
+import Storage
 
 /// A1111's endpoints that change a worker's state, answered by sdbox, whose registry and scheduler are
 /// the truth (A1111's `POST /sdapi/v1/options` stays per caller, see ``A1111Routes``):
@@ -40,6 +41,7 @@ struct ModelWideRoutes {
         api.post("reload-checkpoint") { request, context in
             let model = try await model(of: request, context: context)
             if await services.scheduler.warmWorkerPort(model: model) == nil {
+                try await services.catalog.ensureFunction(model: model)
                 do {
                     try await services.scheduler.lease(model: model).release()
                 } catch let error as LeaseError {
