@@ -58,8 +58,8 @@ struct TaskSnapshot: Sendable, Equatable {
 
 /// Live progress for event streams (`GET /tasks/{id}/events`, `/ws`): while anyone listens, one loop
 /// looks at each watched task every interval (its record, its queue position, its worker's progress,
-/// once per task however many listen) and gives each subscriber the events since its last look. Streams
-/// end with the task's final event, or at shutdown.
+/// once per task however many listen, all tasks at once) and gives each subscriber the events since its
+/// last look. Streams end with the task's final event, when the task is gone, or at shutdown.
 actor TaskEventHub: Service {
     struct Subscriber {
         let taskID: String
@@ -109,11 +109,23 @@ actor TaskEventHub: Service {
     /// Looks at the watched tasks every interval while anyone listens.
     func look() async {
         while !subscribers.isEmpty {
-            var snapshots: [String: TaskSnapshot] = [:]
-            for id in Set(subscribers.values.map(\.taskID)) { snapshots[id] = await snapshot(of: id) }
+            let ids = Set(subscribers.values.map(\.taskID))
+            let snapshots = await withTaskGroup(of: (String, TaskSnapshot?).self, returning: [String: TaskSnapshot?].self) { group in
+                for id in ids { group.addTask { (id, await self.snapshot(of: id)) } }
+                var found: [String: TaskSnapshot?] = [:]
+                for await (id, snapshot) in group { found[id] = snapshot }
+                return found
+            }
             let now = ContinuousClock.now
             for (key, subscriber) in subscribers {
-                guard let snapshot = snapshots[subscriber.taskID] else { continue }
+                // Subscribed since the look: next time.
+                guard let looked = snapshots[subscriber.taskID] else { continue }
+                guard let snapshot = looked else {
+                    // The task is gone.
+                    subscriber.continuation.finish()
+                    subscribers[key] = nil
+                    continue
+                }
                 var events = snapshot.events(since: subscriber.last)
                 if events.isEmpty && subscriber.lastSent.duration(to: now) >= heartbeat { events = [.heartbeat] }
                 for event in events { subscriber.continuation.yield(event) }
@@ -129,7 +141,7 @@ actor TaskEventHub: Service {
         looking = false
     }
 
-    func snapshot(of id: String) async -> TaskSnapshot? {
+    nonisolated func snapshot(of id: String) async -> TaskSnapshot? {
         guard let record = try? await tasks.get(id) else { return nil }
         var snapshot = TaskSnapshot(record: record)
         guard !record.state.isFinal else { return snapshot }

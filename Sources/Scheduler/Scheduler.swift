@@ -225,6 +225,7 @@ public actor Scheduler: Service {
                         $0.finishedAt = Date()
                         $0.error = "sdbox stopped while the task was running, \(attempts) attempts"
                     }
+                    tellFinalObserver(task)
                     continue
                 }
                 task = try await tasks.update(task.id) { $0.state = .queued }
@@ -270,9 +271,13 @@ public actor Scheduler: Service {
     }
 
     func notifyFinal(_ task: TaskRecord) {
-        if let finalObserver { Task { await finalObserver(task) } }
+        tellFinalObserver(task)
         guard let waiting = waiters.removeValue(forKey: task.id) else { return }
         for waiter in waiting.values { waiter.resume(returning: task) }
+    }
+
+    func tellFinalObserver(_ task: TaskRecord) {
+        if let finalObserver { Task { await finalObserver(task) } }
     }
 
     /// Cancels a task: a queued task is cancelled at once; a running one is interrupted on its worker and

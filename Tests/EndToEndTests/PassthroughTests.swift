@@ -17,7 +17,9 @@ func firstPixel(_ base64: String) throws -> [UInt8] {
 
 @Suite(.serialized, .timeLimit(.minutes(2))) struct PassthroughTests {
     @Test func endpointsSdboxDoesNotKnowGoToTheModelsWorker() async throws {
-        let server = try await ServerProcess(config: fastWorkers, models: ["first.safetensors": DemoCheckpoint.contents(), "second.safetensors": DemoCheckpoint.contents()])
+        let server = try await ServerProcess(
+            config: fastWorkers + "\nmaxBodyBytes: 4096\n", models: ["first.safetensors": DemoCheckpoint.contents(), "second.safetensors": DemoCheckpoint.contents()]
+        )
         defer { server.destroy() }
         // An A1111 endpoint sdbox does not answer itself: the worker's answer as it gave it.
         let (status, flags) = try await server.json(.GET, "/sdapi/v1/cmd-flags")
@@ -38,6 +40,14 @@ func firstPixel(_ base64: String) throws -> [UInt8] {
         let (refused, error) = try await server.json(.POST, "/controlnet/detect", ["controlnet_module": "canny", "controlnet_input_images": [.string(try swatch((0, 0, 0)))]])
         #expect(refused == 422)
         #expect(error["detail"] == "Module 'canny' not found")
+
+        // A body that is not JSON is streamed to the worker, whatever its size; a JSON one is read, within maxBodyBytes.
+        let large = Data(repeating: 7, count: 8192)
+        let streamed = try await server.response(.POST, "/controlnet/detect", body: large, headers: [("Content-Type", "application/octet-stream")])
+        #expect(streamed.status == 422)
+        #expect(try JSONValue(parsing: streamed.body)["detail"] == "controlnet_input_images must hold at least one image")
+        let tooLarge = try await server.response(.POST, "/controlnet/detect", body: Data("{\"x\":\"\(String(repeating: "a", count: 8192))\"}".utf8))
+        #expect(tooLarge.status == 413)
 
         #expect(try await server.json(.GET, "/sdapi/v1/cmd-flags", headers: [("X-SD-Model", "missing")]).0 == 404)
         let (kill, killAnswer) = try await server.json(.POST, "/sdapi/v1/server-kill")
