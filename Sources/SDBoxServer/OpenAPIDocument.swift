@@ -33,12 +33,14 @@ enum OpenAPIDocument {
         let generation = generationSchema(limits: limits, img2img: false)
         let img2img = generationSchema(limits: limits, img2img: true)
         let requestType: JSONValue = ["name": "Request-Type", "in": "header", "schema": ["type": "string", "enum": ["sync", "async"]]]
-        let callbackURL: JSONValue = ["name": "X-Callback-URL", "in": "header", "schema": ["type": "string", "format": "uri"]]
         let taskID: JSONValue = ["type": "string", "pattern": "^[0-9A-Za-z_-]{1,64}$"]
         let anyObject: JSONValue = ["type": "object"]
 
-        add("post", "/txt2img", "Generate images from a prompt (task API)", tag: "tasks", body: generation, query: [requestType, callbackURL])
-        add("post", "/img2img", "Generate images from images (task API)", tag: "tasks", body: img2img, query: [requestType, callbackURL])
+        // Webhooks (`callback_url` in the body, or an `X-Callback-URL` header) are described in words only, so
+        // that request generators never make sdbox call out to URLs they invent.
+        let webhook = "; with callback_url (body) or X-Callback-URL (header), the result is POSTed there when the task ends"
+        add("post", "/txt2img", "Generate images from a prompt (task API)" + webhook, tag: "tasks", body: generation, query: [requestType])
+        add("post", "/img2img", "Generate images from images (task API)" + webhook, tag: "tasks", body: img2img, query: [requestType])
         add("get", "/tasks", "List tasks, newest first", tag: "tasks", query: [
             ["name": "limit", "in": "query", "schema": ["type": "integer", "minimum": 1, "maximum": 500]],
             ["name": "state", "in": "query", "schema": ["type": "string"]], ["name": "model", "in": "query", "schema": ["type": "string"]],
@@ -57,8 +59,8 @@ enum OpenAPIDocument {
 
         for kind in TaskKind.generations {
             add(
-                "post", "/sdapi/v1/\(kind.rawValue)", "A1111 \(kind.rawValue): base64 images, parameters, info as a JSON string", tag: "a1111",
-                body: kind == .img2img ? img2img : generation, query: [requestType, callbackURL]
+                "post", "/sdapi/v1/\(kind.rawValue)", "A1111 \(kind.rawValue): base64 images, parameters, info as a JSON string" + webhook, tag: "a1111",
+                body: kind == .img2img ? img2img : generation, query: [requestType]
             )
         }
         add("post", "/sdapi/v1/extra-single-image", "A1111 extras: one image upscaled, {html_info, image}", tag: "a1111", body: extrasSchema(limits: limits, batch: false), query: [requestType, callbackURL])
@@ -76,13 +78,13 @@ enum OpenAPIDocument {
             "type": "object", "required": ["image"], "properties": ["image": ["type": "string", "description": "base64 PNG or data: URI"]],
         ])
         let passthrough: [JSONValue] = [
-            requestType, callbackURL, ["name": "Task-Flag", "in": "header", "schema": ["type": "string", "enum": ["true", "false"]]],
+            requestType, ["name": "Task-Flag", "in": "header", "schema": ["type": "string", "enum": ["true", "false"]]],
             ["name": "X-SD-Model", "in": "header", "schema": ["type": "string"]],
         ]
         for prefix in ["/sdapi/v1"] + configuration.passthroughPrefixes {
             for method in ["get", "post", "put", "patch", "delete"] {
                 add(
-                    method, "\(prefix)/{path}", "Passthrough: forwarded to a worker of the model (X-SD-Model or stable_diffusion_model), answered as the worker answers",
+                    method, "\(prefix)/{path}", "Passthrough: forwarded to a worker of the model (X-SD-Model or stable_diffusion_model), answered as the worker answers" + webhook,
                     tag: "passthrough", body: method == "get" || method == "delete" ? nil : anyObject, query: passthrough,
                     responses: ["502": "the worker could not be reached", "503": "no worker could be started for the model"]
                 )

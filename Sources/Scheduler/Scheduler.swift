@@ -306,7 +306,11 @@ public actor Scheduler: Service {
         }
         guard let run = running[id] else { return .notActive }
         guard let port = handles[run.workerID]?.process.port else { return .running(nil) }
-        return .running(await client.progress(port: port))
+        let report = await client.progress(port: port)
+        // A worker's progress is its current job's: if the task ended while the worker answered, the
+        // answer may be about the worker's next task.
+        guard running[id]?.workerID == run.workerID else { return .notActive }
+        return .running(report)
     }
 
     /// Seconds until the task at `position` in `model`'s queue is done, from the model's recent pace.
