@@ -53,7 +53,8 @@ public enum ReferenceWorkerServer {
     static func router(engine: ReferenceEngine, configuration: ReferenceWorkerConfiguration) -> Router<Context> {
         let router = Router(context: Context.self)
         router.get("/internal/ping") { _, _ in json(["status": "ok"]) }
-        for kind in TaskKind.generations {
+        // Generations and extras; passthrough calls reach the worker's other routes as they are.
+        for kind in TaskKind.allCases where kind != .passthrough {
             router.post(RouterPath(kind.workerPath)) { request, context in
                 let body = try await request.body.collect(upTo: context.maxUploadSize)
                 guard let fields = (try? JSONValue(parsing: body.readableBytesView))?.objectValue else {

@@ -54,7 +54,7 @@ enum OpenAPIDocument {
         add("get", "/tasks/{id}/thumbnails", "Signed URLs of a task's JPEG thumbnails, one per output image", tag: "tasks")
         add("get", "/tasks/{id}/events", "A task's live progress as Server-Sent Events, ending with its result", tag: "tasks")
         add("get", "/ws", "WebSocket: send {\"subscribe\": [task ids]}, receive their live progress events", tag: "tasks", responses: ["405": "not a WebSocket upgrade"])
-        add("post", "/extra_images", "Upscale one image (task API): status, taskId, ossUrl", tag: "tasks", body: extrasSchema(limits: limits, batch: false), query: [requestType, callbackURL])
+        add("post", "/extra_images", "Upscale one image (task API): status, taskId, ossUrl" + webhook, tag: "tasks", body: extrasSchema(limits: limits, batch: false), query: [requestType])
         _ = taskID
 
         for kind in TaskKind.generations {
@@ -63,8 +63,8 @@ enum OpenAPIDocument {
                 body: kind == .img2img ? img2img : generation, query: [requestType]
             )
         }
-        add("post", "/sdapi/v1/extra-single-image", "A1111 extras: one image upscaled, {html_info, image}", tag: "a1111", body: extrasSchema(limits: limits, batch: false), query: [requestType, callbackURL])
-        add("post", "/sdapi/v1/extra-batch-images", "A1111 extras: images upscaled, {html_info, images}", tag: "a1111", body: extrasSchema(limits: limits, batch: true), query: [requestType, callbackURL])
+        add("post", "/sdapi/v1/extra-single-image", "A1111 extras: one image upscaled, {html_info, image}" + webhook, tag: "a1111", body: extrasSchema(limits: limits, batch: false), query: [requestType])
+        add("post", "/sdapi/v1/extra-batch-images", "A1111 extras: images upscaled, {html_info, images}" + webhook, tag: "a1111", body: extrasSchema(limits: limits, batch: true), query: [requestType])
         for path in ["progress", "sd-models", "sd-vae", "loras", "embeddings", "samplers", "schedulers", "upscalers", "scripts", "options"] {
             add("get", "/sdapi/v1/\(path)", "A1111 \(path)", tag: "a1111")
         }
