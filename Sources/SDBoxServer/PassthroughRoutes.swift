@@ -100,7 +100,7 @@ struct PassthroughRoutes {
         do {
             return relay(try await send(call, to: lease.port, model: model), lease: lease)
         } catch {
-            lease.release()
+            await lease.release()
             throw APIError(.badGateway, "worker unreachable", detail: "\(error)")
         }
     }
@@ -134,9 +134,14 @@ struct PassthroughRoutes {
         return Response(
             status: HTTPResponse.Status(code: Int(response.status.code)), headers: headers,
             body: ResponseBody(contentLength: response.headers.first(name: "Content-Length").flatMap { Int($0) }) { writer in
-                defer { lease?.release() }
-                for try await chunk in body { try await writer.write(chunk) }
-                try await writer.finish(nil)
+                do {
+                    for try await chunk in body { try await writer.write(chunk) }
+                    try await writer.finish(nil)
+                } catch {
+                    await lease?.release()
+                    throw error
+                }
+                await lease?.release()
             }
         )
     }

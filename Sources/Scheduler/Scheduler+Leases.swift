@@ -21,14 +21,18 @@ public final class WorkerLease: Sendable {
         self.scheduler = scheduler
     }
 
-    /// Gives the worker back; a worker that broke the call (`healthy: false`) is stopped.
-    public func release(healthy: Bool = true) {
+    /// Gives the worker back, and returns once the scheduler has it; a worker that broke the call
+    /// (`healthy: false`) is stopped. Releasing twice does nothing.
+    public func release(healthy: Bool = true) async {
         guard !released.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        let (scheduler, id) = (scheduler, id)
-        Task { await scheduler.endLease(id, healthy: healthy) }
+        await scheduler.endLease(id, healthy: healthy)
     }
 
-    deinit { release() }
+    deinit {
+        guard !released.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        let (scheduler, id) = (scheduler, id)
+        Task { await scheduler.endLease(id, healthy: true) }
+    }
 }
 
 /// Why no worker could be lent.
