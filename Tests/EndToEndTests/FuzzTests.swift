@@ -13,16 +13,22 @@ import Testing
 
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: schemathesis), "schemathesis is not installed (scripts/install-test-deps.sh)"))
     func noServerErrorsFromGeneratedRequests() async throws {
+        // As a client with a user key: the surface a hostile customer reaches. (An admin can break workers
+        // on purpose, e.g. pools launched with nonsense extraArgs, which is then reported as 5xx.)
         let server = try await ServerProcess(config: """
+            auth: {required: true}
             limits: {maxSteps: 4, maxSide: 128, maxImages: 2}
             workers:
               reference: {stepMilliseconds: 1, minimumStepMilliseconds: 0}
             """)
         defer { server.destroy() }
+        let (made, keyOutput) = try await runSDBox(["keys", "add", "--data-dir", server.dataDirectory, "--user", "fuzzer", "--role", "user"])
+        #expect(made == 0)
+        let key = try #require(keyOutput.split(whereSeparator: \.isWhitespace).last.map(String.init))
         let output = server.dataDirectory + "/schemathesis.log"
         let pid = try spawn(
             [Self.schemathesis, "run", server.baseURL + "/openapi.json", "--checks", "not_a_server_error", "--max-examples", "10",
-             "--workers", "2", "--seed", "1", "--no-color"],
+             "--workers", "2", "--seed", "1", "--no-color", "--header", "Authorization: Bearer \(key)"],
             output: output
         )
         var status: Int32 = 0
