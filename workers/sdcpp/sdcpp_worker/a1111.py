@@ -79,6 +79,8 @@ def find_scheduler(requested):
 class Fields:
     """Typed reads of a request body: A1111's default for an absent or null field, 422 for a wrong type."""
 
+    PHRASES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "an array", dict: "an object"}
+
     def __init__(self, body):
         if not isinstance(body, dict):
             raise InputError("request body must be a JSON object")
@@ -93,7 +95,7 @@ class Fields:
         if kind is int and isinstance(value, float) and value.is_integer():
             return int(value)
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise InputError(f"field '{key}' must be {'a number' if kind is float else kind.__name__}")
+            raise InputError(f"field '{key}' must be {self.PHRASES[kind]}")
         return value
 
     def integer(self, key, default, low, high):

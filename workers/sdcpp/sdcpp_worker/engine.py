@@ -2,7 +2,6 @@
 
 import ctypes
 import json
-import logging
 import threading
 import time
 
@@ -10,10 +9,8 @@ import stable_diffusion_cpp as sd_cpp
 from stable_diffusion_cpp import StableDiffusion
 
 from . import images
-from .a1111 import VERSION, Fields, GenerationRequest, format_number, job_timestamp
+from .a1111 import Fields, GenerationRequest, format_number, job_timestamp
 from .errors import InputError
-
-log = logging.getLogger("sdcpp-worker")
 
 
 class JobState:
@@ -96,7 +93,7 @@ class Engine:
 
     def progress(self):
         with self.state_lock:
-            return self.state.progress()
+            return (self.state if self.state.active else JobState()).progress()
 
     def interrupt(self):
         with self.state_lock:
@@ -204,49 +201,55 @@ class Engine:
         for face_restorer in ("gfpgan_visibility", "codeformer_visibility"):
             if fields.get(face_restorer, 0.0, float) > 0:
                 raise InputError(f"{face_restorer}: face restoration is not available in the sdcpp worker")
-        mode = fields.integer("resize_mode", 0, 0, 1)
         first = fields.get("upscaler_1", "None", str)
         second = fields.get("upscaler_2", "None", str)
-        visibility = fields.get("extras_upscaler_2_visibility", 0.0, float)
+        visibility = fields.get("extras_upscaler_2_visibility", 0.0, float) if second != "None" else 0.0
         self.upscalers.check(first)
         self.upscalers.check(second)
-        if mode == 0:
+        width, height, crop, note = self._upscale_target(fields, source)
+        text = {"postprocessing": f"{note}, Postprocess upscaler: {first}"}
+        if visibility > 0:
+            text["postprocessing"] += f", Postprocess upscaler 2: {second}"
+        if "parameters" in source.info:
+            text["parameters"] = source.info["parameters"]
+        result = source  # A1111 leaves the image as it is without a first upscaler
+        if first != "None":
+            with self.generation:
+                with self.state_lock:
+                    self.state = JobState("extras", 1, 1, 0)
+                try:
+                    result = self.upscalers.upscale(source, first, width, height)
+                    if visibility > 0:
+                        result = images.blend(result, self.upscalers.upscale(source, second, width, height), visibility)
+                finally:
+                    with self.state_lock:
+                        self.state.active = False
+            if crop is not None:
+                left, top = (result.width - crop[0]) // 2, (result.height - crop[1]) // 2
+                result = result.crop((left, top, left + crop[0], top + crop[1]))
+        return {"html_info": f"<p>{text['postprocessing']}</p>", "image": images.encode_png(result, text)}
+
+    @staticmethod
+    def _upscale_target(fields, source):
+        """(width, height) to upscale to, the (width, height) to crop to or None, and the infotext note.
+
+        resize_mode 0 scales by `upscaling_resize`; 1 scales to cover `upscaling_resize_w` x `_h` and crops
+        the overflow (or stretches to it when `upscaling_crop` is false).
+        """
+        if fields.integer("resize_mode", 0, 0, 1) == 0:
             factor = fields.get("upscaling_resize", 2.0, float)
             if not 1 <= factor <= 8:
                 raise InputError("field 'upscaling_resize' must be between 1 and 8")
             width, height = int(source.width * factor) // 8 * 8, int(source.height * factor) // 8 * 8
-            crop = None
-            note = ("Postprocess upscale by", format_number(factor))
+            target = (width, height, None, f"Postprocess upscale by: {format_number(factor)}")
         else:
-            crop = (fields.integer("upscaling_resize_w", 512, 8, 8192), fields.integer("upscaling_resize_h", 512, 8, 8192))
-            scale = max(crop[0] / source.width, crop[1] / source.height)
-            width, height = int(source.width * scale), int(source.height * scale)
-            if not fields.get("upscaling_crop", True, bool):
-                width, height = crop
-                crop = None
-            note = ("Postprocess upscale to", f"{width}x{height}" if crop is None else f"{crop[0]}x{crop[1]}")
-        if max(width, height) > 8192:
-            raise InputError(f"the upscaled image would be {width}x{height}; the largest side allowed is 8192")
-        with self.generation:
-            with self.state_lock:
-                self.state = JobState("extras", 1, 1, 0)
-            try:
-                result = self.upscalers.upscale(source, first, width, height)
-                if second != "None" and visibility > 0:
-                    result = images.blend(result, self.upscalers.upscale(source, second, width, height), visibility)
-            finally:
-                with self.state_lock:
-                    self.state.active = False
-        if first == "None":
-            result, crop = source, None  # A1111 leaves the image as it is without a first upscaler
-        if crop is not None:
-            left, top = (result.width - crop[0]) // 2, (result.height - crop[1]) // 2
-            result = result.crop((left, top, left + crop[0], top + crop[1]))
-        infotext = f"{note[0]}: {note[1]}, Postprocess upscaler: {first}"
-        if second != "None" and visibility > 0:
-            infotext += f", Postprocess upscaler 2: {second}"
-        text = {"postprocessing": infotext}
-        if "parameters" in source.info:
-            text["parameters"] = source.info["parameters"]
-        return {"html_info": f"<p>{infotext}</p>", "image": images.encode_png(result, text)}
-
+            size = (fields.integer("upscaling_resize_w", 512, 8, 8192), fields.integer("upscaling_resize_h", 512, 8, 8192))
+            note = f"Postprocess upscale to: {size[0]}x{size[1]}"
+            if fields.get("upscaling_crop", True, bool):
+                scale = max(size[0] / source.width, size[1] / source.height)
+                target = (round(source.width * scale), round(source.height * scale), size, note)
+            else:
+                target = (*size, None, note)
+        if max(target[0], target[1]) > 8192:
+            raise InputError(f"the upscaled image would be {target[0]}x{target[1]}; the largest side allowed is 8192")
+        return target
