@@ -9,8 +9,9 @@ import stable_diffusion_cpp as sd_cpp
 from stable_diffusion_cpp import StableDiffusion
 
 from . import images
-from .a1111 import Fields, GenerationRequest, format_number, job_timestamp
+from .a1111 import GenerationRequest, job_timestamp
 from .errors import InputError
+from .extras import ExtrasRequest, html_info
 
 
 class JobState:
@@ -194,62 +195,22 @@ class Engine:
 
     # MARK: Extras
 
-    def upscale(self, body):
-        """`POST /sdapi/v1/extra-single-image`: an upscale as A1111's extras tab makes it."""
-        fields = Fields(body)
-        source = images.decode(fields.get("image", None, str), "image")
-        for face_restorer in ("gfpgan_visibility", "codeformer_visibility"):
-            if fields.get(face_restorer, 0.0, float) > 0:
-                raise InputError(f"{face_restorer}: face restoration is not available in the sdcpp worker")
-        first = fields.get("upscaler_1", "None", str)
-        second = fields.get("upscaler_2", "None", str)
-        visibility = fields.get("extras_upscaler_2_visibility", 0.0, float) if second != "None" else 0.0
-        self.upscalers.check(first)
-        self.upscalers.check(second)
-        width, height, crop, note = self._upscale_target(fields, source)
-        text = {"postprocessing": f"{note}, Postprocess upscaler: {first}"}
-        if visibility > 0:
-            text["postprocessing"] += f", Postprocess upscaler 2: {second}"
-        if "parameters" in source.info:
-            text["parameters"] = source.info["parameters"]
-        result = source  # A1111 leaves the image as it is without a first upscaler
-        if first != "None":
-            with self.generation:
-                with self.state_lock:
-                    self.state = JobState("extras", 1, 1, 0)
-                try:
-                    result = self.upscalers.upscale(source, first, width, height)
-                    if visibility > 0:
-                        result = images.blend(result, self.upscalers.upscale(source, second, width, height), visibility)
-                finally:
+    def postprocess(self, kind, body):
+        """`extra-single-image` or `extra-batch-images`: upscales as A1111's extras tab, one job at a time."""
+        request = ExtrasRequest(kind, body, self.upscalers)
+        outputs, infotext = [], ""
+        with self.generation:
+            with self.state_lock:
+                self.state = JobState("extras", len(request.sources), 1, 0)
+            try:
+                for number, (field, text) in enumerate(request.sources):
                     with self.state_lock:
-                        self.state.active = False
-            if crop is not None:
-                left, top = (result.width - crop[0]) // 2, (result.height - crop[1]) // 2
-                result = result.crop((left, top, left + crop[0], top + crop[1]))
-        return {"html_info": f"<p>{text['postprocessing']}</p>", "image": images.encode_png(result, text)}
-
-    @staticmethod
-    def _upscale_target(fields, source):
-        """(width, height) to upscale to, the (width, height) to crop to or None, and the infotext note.
-
-        resize_mode 0 scales by `upscaling_resize`; 1 scales to cover `upscaling_resize_w` x `_h` and crops
-        the overflow (or stretches to it when `upscaling_crop` is false).
-        """
-        if fields.integer("resize_mode", 0, 0, 1) == 0:
-            factor = fields.get("upscaling_resize", 2.0, float)
-            if not 1 <= factor <= 8:
-                raise InputError("field 'upscaling_resize' must be between 1 and 8")
-            width, height = int(source.width * factor) // 8 * 8, int(source.height * factor) // 8 * 8
-            target = (width, height, None, f"Postprocess upscale by: {format_number(factor)}")
-        else:
-            size = (fields.integer("upscaling_resize_w", 512, 8, 8192), fields.integer("upscaling_resize_h", 512, 8, 8192))
-            note = f"Postprocess upscale to: {size[0]}x{size[1]}"
-            if fields.get("upscaling_crop", True, bool):
-                scale = max(size[0] / source.width, size[1] / source.height)
-                target = (round(source.width * scale), round(source.height * scale), size, note)
-            else:
-                target = (*size, None, note)
-        if max(target[0], target[1]) > 8192:
-            raise InputError(f"the upscaled image would be {target[0]}x{target[1]}; the largest side allowed is 8192")
-        return target
+                        self.state.job_no = number
+                    image, infotext = request.process(text, field)
+                    outputs.append(image)
+            finally:
+                with self.state_lock:
+                    self.state.active = False
+        if kind == "extra-single-image":
+            return {"html_info": html_info(infotext), "image": outputs[0]}
+        return {"html_info": html_info(infotext), "images": outputs}

@@ -43,7 +43,8 @@ class Handler(BaseHTTPRequestHandler):
         routes = {
             "/sdapi/v1/txt2img": lambda: engine.generate("txt2img", self._body()),
             "/sdapi/v1/img2img": lambda: engine.generate("img2img", self._body()),
-            "/sdapi/v1/extra-single-image": lambda: engine.upscale(self._body()),
+            "/sdapi/v1/extra-single-image": lambda: engine.postprocess("extra-single-image", self._body()),
+            "/sdapi/v1/extra-batch-images": lambda: engine.postprocess("extra-batch-images", self._body()),
             "/sdapi/v1/interrupt": lambda: engine.interrupt() or {},
             "/sdapi/v1/skip": lambda: engine.skip() or {},
             "/sdapi/v1/options": lambda: engine.set_options(self._body()),
