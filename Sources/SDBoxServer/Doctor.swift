@@ -144,7 +144,7 @@ public struct Doctor: Sendable {
         if template.isReferenceWorker {
             findings.append(Finding(verdict: .warning, subject: "worker backend", detail: "the built-in reference worker: it draws test images, not diffusion (configure workers.launch for A1111, Forge or SD.Next)"))
         } else {
-            let program = template.command.first ?? ""
+            let program = WorkerLaunchProfile.fill(template.command.first ?? "", with: ["data_dir": data, "models_dir": data + "/models"])
             guard let found = Self.locate(program) else {
                 return [Finding(verdict: .failure, subject: "worker backend", detail: "profile '\(name)': program '\(program)' not found")]
             }

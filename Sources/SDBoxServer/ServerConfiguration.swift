@@ -87,9 +87,11 @@ public struct ServerConfiguration: Sendable, Equatable {
         }
     }
 
-    /// Every launch profile by name: `reference` (always), `default` (from `workers.launch`) and `workers.profiles`.
+    /// Every launch profile by name: `reference` and `sdcpp` (always, unless `workers.profiles` redefines
+    /// them), `default` (from `workers.launch`) and `workers.profiles`.
     public var launchProfiles: [String: WorkerLaunchProfile] {
         var all = profiles
+        all["sdcpp"] = all["sdcpp"] ?? .sdcpp
         all["reference"] = all["reference"] ?? .reference(
             stepMilliseconds: referenceStepMilliseconds, minimumStepMilliseconds: referenceMinimumStepMilliseconds,
             loadMilliseconds: referenceLoadMilliseconds
@@ -125,6 +127,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         ("SDBOX_MAX_BODY_BYTES", ["maxBodyBytes"]), ("SDBOX_URL_EXPIRY_SECONDS", ["urlExpirySeconds"]),
         ("SDBOX_MAX_UPLOAD_BYTES", ["models", "maxUploadBytes"]), ("SDBOX_MAX_INSTANCES", ["scheduler", "maxInstances"]),
         ("SDBOX_CPU_SLOTS", ["scheduler", "cpuSlots"]), ("SDBOX_REQUIRE_API_KEYS", ["auth", "required"]),
+        ("SDBOX_DEFAULT_PROFILE", ["workers", "defaultProfile"]),
     ]
 
     /// This configuration with the `SDBOX_*` variables of `environment` applied over it (they win over

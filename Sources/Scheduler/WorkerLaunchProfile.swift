@@ -32,6 +32,16 @@ public struct WorkerLaunchProfile: Codable, Sendable, Equatable {
         )
     }
 
+    /// sdbox's stable-diffusion.cpp worker (real diffusion on the CPU), as `workers/sdcpp/install.sh` installs
+    /// it into `<data dir>/sdcpp-venv`.
+    public static let sdcpp = WorkerLaunchProfile(
+        command: [
+            "{data_dir}/sdcpp-venv/bin/sdbox-sdcpp-worker", "--port", "{port}", "--ckpt", "{checkpoint}",
+            "--models-dir", "{models_dir}", "--parent-pid", "{sdbox_pid}",
+        ],
+        startupTimeoutSeconds: 600
+    )
+
     /// Whether this profile starts sdbox's own reference worker.
     public var isReferenceWorker: Bool {
         command.count >= 2 && command[0] == "{sdbox}" && command[1] == "worker"

@@ -169,9 +169,25 @@ import Testing
         #expect(config.defaultProfileName == "default")
         #expect(config.launchProfiles["default"]?.resolvedCommand(["port": "7001", "checkpoint": "/m/x.safetensors"])
             == ["python", "launch.py", "--api", "--nowebui", "--port", "7001", "--ckpt", "/m/x.safetensors"])
-        #expect(Set(config.launchProfiles.keys) == ["default", "forge", "reference"])
+        #expect(Set(config.launchProfiles.keys) == ["default", "forge", "reference", "sdcpp"])
         #expect(!config.usesReferenceWorker)
         #expect(ServerConfiguration().usesReferenceWorker)
+    }
+
+    @Test func builtInSdcppProfileRunsTheWorkerFromTheDataFolderUnlessRedefined() throws {
+        let config = try ServerConfiguration.load(yaml: "workers:\n  defaultProfile: sdcpp")
+        #expect(config.defaultProfileName == "sdcpp")
+        #expect(!config.usesReferenceWorker)
+        let values = WorkerLaunchProfile.placeholders(
+            port: 7001, checkpoint: "/d/models/Stable-diffusion/x.safetensors", modelsDirectory: "/d/models", dataDirectory: "/d",
+            executablePath: "/usr/bin/sdbox"
+        )
+        let command = try #require(config.launchProfiles["sdcpp"]).resolved(values).command
+        #expect(command.prefix(5) == ["/d/sdcpp-venv/bin/sdbox-sdcpp-worker", "--port", "7001", "--ckpt", "/d/models/Stable-diffusion/x.safetensors"])
+        #expect(command.contains("/d/models"))
+
+        let redefined = try ServerConfiguration.load(yaml: "workers:\n  profiles:\n    sdcpp:\n      command: [/opt/venv/bin/sdbox-sdcpp-worker, --port, \"{port}\"]")
+        #expect(redefined.launchProfiles["sdcpp"]?.command == ["/opt/venv/bin/sdbox-sdcpp-worker", "--port", "{port}"])
     }
 
     @Test(arguments: [

@@ -151,6 +151,8 @@ class GenerationRequest:
             self.engine_scheduler = find_scheduler(sampler_options["scheduler"])[1]
         self.eta = fields.get("eta", 1.0 if self.sample_method in ANCESTRAL else 0.0, float)
         overrides = Fields(fields.get("override_settings", {}, dict))
+        if overrides.get("sd_vae", "Automatic", str) not in ("Automatic", "None", ""):
+            raise InputError("override_settings.sd_vae: the sdcpp worker uses the checkpoint's own VAE and cannot load another")
         clip_skip = options.get("CLIP_stop_at_last_layers", 1)
         self.clip_skip = overrides.integer("CLIP_stop_at_last_layers", clip_skip if isinstance(clip_skip, int) else 1, 1, 12)
         if kind == "img2img":

@@ -175,6 +175,8 @@ class Engine:
         return {"images": encoded, "parameters": request.parameters, "info": json.dumps(info)}
 
     def _sample(self, request, number, init_image, mask):
+        if init_image is not None and request.denoising_strength == 0:
+            return init_image  # nothing to denoise: A1111 gives the init image back
         arguments = dict(
             prompt=request.prompt, negative_prompt=request.negative_prompt, clip_skip=request.clip_skip,
             width=request.width, height=request.height, cfg_scale=request.cfg_scale,

@@ -244,6 +244,7 @@ def main(argv=None):
     arguments = parser.parse_args(argv)
     if not arguments.output.endswith(".safetensors"):
         parser.error("the output file must end in .safetensors")
+    os.makedirs(os.path.dirname(os.path.abspath(arguments.output)), exist_ok=True)
     if arguments.upscaler:
         parameters = write_upscaler(arguments.output, arguments.seed)
         note = "a test upscaler, about nearest-neighbour x4"

@@ -1,0 +1,185 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import SDBoxCore
+
+/// `sdbox-bench sdcpp`: the same small workload through the real engine (the sdcpp worker, i.e.
+/// stable-diffusion.cpp) called directly and through sdbox, and the time a worker takes to load.
+///
+/// Two warm workers of the same checkpoint serve the two paths, and requests alternate between them (one
+/// at a time, the same seeds on both), so that changes in the machine's load fall on both alike. The
+/// overhead is what sdbox adds per image: the task in LMDB, the dispatch, the progress polling, storing
+/// the PNGs and answering.
+struct SDCppBenchmark: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sdcpp",
+        abstract: "Real diffusion (the sdcpp worker): per-image and load time, and sdbox's overhead over calling the worker directly."
+    )
+
+    @Option(help: "The sdcpp worker's venv (default: $SDBOX_SDCPP_VENV, else ./sdbox-data/sdcpp-venv).")
+    var venv: String?
+
+    @Option(help: "Checkpoint to run (default: a random-weight test checkpoint written for the run).")
+    var checkpoint: String?
+
+    @Option(help: "Images per path (one per request).")
+    var images = 20
+
+    @Option(help: "Sampling steps per image.")
+    var steps = 4
+
+    @Option(help: "Image width and height.")
+    var size = 64
+
+    @Option(help: "CFG scale (1 skips the unconditional pass).")
+    var cfgScale = 1.0
+
+    @Option(help: "The sdbox binary (default: beside this one).")
+    var sdbox: String?
+
+    func run() async throws {
+        let binary = sdbox ?? SchedulingBenchmark.siblingBinary()
+        let venv = venv ?? ProcessInfo.processInfo.environment["SDBOX_SDCPP_VENV"] ?? "./sdbox-data/sdcpp-venv"
+        let worker = venv + "/bin/sdbox-sdcpp-worker"
+        guard FileManager.default.isExecutableFile(atPath: binary) else { throw ValidationError("\(binary) not found; build it first") }
+        guard FileManager.default.isExecutableFile(atPath: worker) else {
+            throw ValidationError("\(worker) not found; install it first: workers/sdcpp/install.sh \(venv)")
+        }
+        let workspace = FileManager.default.temporaryDirectory.appendingPathComponent("sdbox-bench-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: workspace + "/models/Stable-diffusion", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: workspace) }
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout.read = .seconds(3600)
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        do {
+            let model = try checkpoint.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? writeTestCheckpoint(venv: venv, workspace: workspace)
+            try await measure(http: http, binary: binary, worker: worker, model: model, workspace: workspace)
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+        try await http.shutdown()
+    }
+
+    func writeTestCheckpoint(venv: String, workspace: String) throws -> String {
+        let path = workspace + "/sdxs-noise.safetensors"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: venv + "/bin/sdbox-make-test-checkpoint")
+        process.arguments = [path]
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw BenchmarkError("sdbox-make-test-checkpoint failed") }
+        return path
+    }
+
+    func measure(http: HTTPClient, binary: String, worker: String, model: String, workspace: String) async throws {
+        let megabytes = ((try? FileManager.default.attributesOfItem(atPath: model)[.size] as? Int) ?? 0) >> 20
+        print("sdbox-bench sdcpp: \(images) images per path, \(size)x\(size), \(steps) steps, cfg \(cfgScale), Euler a")
+        print("checkpoint: \((model as NSString).lastPathComponent) (\(megabytes) MiB)")
+
+        // The worker alone: process start to ready, several times.
+        var loads: [Double] = []
+        for round in 0..<3 {
+            guard let port = FreePort.allocate() else { throw BenchmarkError("no free port") }
+            let started = ContinuousClock.now
+            let process = BenchProcess([worker, "--port", "\(port)", "--ckpt", model], log: "\(workspace)/load-\(round).log")
+            try await waitUntilReady(http, port: port, path: "/internal/ping")
+            loads.append(started.duration(to: .now).seconds)
+            await process.stop()
+        }
+        let engineLoad = Self.engineLoadSeconds(log: "\(workspace)/load-0.log")
+
+        guard let workerPort = FreePort.allocate(), let sdboxPort = FreePort.allocate() else { throw BenchmarkError("no free port") }
+        let direct = BenchProcess([worker, "--port", "\(workerPort)", "--ckpt", model], log: "\(workspace)/direct.log")
+        let data = workspace + "/sdbox"
+        try FileManager.default.createDirectory(atPath: data + "/models/Stable-diffusion", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: data + "/models/Stable-diffusion/bench.safetensors", withDestinationPath: model)
+        let config = """
+            scheduler: {maxInstances: 1, pool: {idleTimeoutSeconds: 3600}}
+            workers:
+              defaultProfile: sdcpp
+              profiles:
+                sdcpp: {command: ["\(worker)", "--port", "{port}", "--ckpt", "{checkpoint}", "--parent-pid", "{sdbox_pid}"]}
+            """
+        try config.write(toFile: data + "/sdbox.yaml", atomically: true, encoding: .utf8)
+        let server = BenchProcess(
+            [binary, "serve", "--port", "\(sdboxPort)", "--data-dir", data, "--config", data + "/sdbox.yaml", "--log-level", "warning"],
+            log: data + "/server.log"
+        )
+        var directTimes: [Double] = []
+        var sdboxTimes: [Double] = []
+        do {
+            try await waitUntilReady(http, port: sdboxPort, path: "/healthz")
+            try await waitUntilReady(http, port: workerPort, path: "/internal/ping")
+            // Warm both: the first request through sdbox also waits for its hash of the file and its worker.
+            try await generate(http, port: sdboxPort, seed: 0)
+            try await generate(http, port: workerPort, seed: 0)
+            for index in 1...images {
+                directTimes.append(try await generate(http, port: workerPort, seed: index))
+                sdboxTimes.append(try await generate(http, port: sdboxPort, seed: index))
+            }
+        } catch {
+            await server.stop()
+            await direct.stop()
+            throw error
+        }
+        await server.stop()
+        await direct.stop()
+
+        let directMedian = Self.median(directTimes), sdboxMedian = Self.median(sdboxTimes)
+        let directMean = directTimes.reduce(0, +) / Double(images), sdboxMean = sdboxTimes.reduce(0, +) / Double(images)
+        print(String(format: "worker start to ready:       %6.2f s median of 3 (engine load %.2f s; the rest is Python and imports)", Self.median(loads), engineLoad ?? .nan))
+        print(String(format: "per image, worker directly:  %6.3f s median, %6.3f s mean", directMedian, directMean))
+        print(String(format: "per image, through sdbox:    %6.3f s median, %6.3f s mean", sdboxMedian, sdboxMean))
+        print(String(
+            format: "sdbox overhead:              %+6.1f%% median (%+.0f ms), %+6.1f%% mean (%+.0f ms)",
+            (sdboxMedian / directMedian - 1) * 100, (sdboxMedian - directMedian) * 1000, (sdboxMean / directMean - 1) * 100, (sdboxMean - directMean) * 1000
+        ))
+    }
+
+    /// Sends one txt2img and returns the seconds it took; sdbox and the worker both speak `/sdapi/v1/txt2img`.
+    @discardableResult
+    func generate(_ http: HTTPClient, port: Int, seed: Int) async throws -> Double {
+        let body: JSONValue = [
+            "prompt": "a lighthouse at dusk", "seed": .integer(Int64(seed)), "steps": .integer(Int64(steps)),
+            "width": .integer(Int64(size)), "height": .integer(Int64(size)), "cfg_scale": .number(cfgScale),
+        ]
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/sdapi/v1/txt2img")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(bytes: try body.encoded()))
+        let started = ContinuousClock.now
+        let response = try await http.execute(request, timeout: .seconds(3600))
+        let answer = try await response.body.collect(upTo: 64 << 20)
+        guard response.status == .ok else {
+            throw BenchmarkError("port \(port) answered \(response.status.code): \(String(buffer: answer).prefix(300))")
+        }
+        return started.duration(to: .now).seconds
+    }
+
+    func waitUntilReady(_ http: HTTPClient, port: Int, path: String, timeout: Duration = .seconds(300)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+            request.method = .GET
+            if let response = try? await http.execute(request, timeout: .seconds(2)), response.status == .ok { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw BenchmarkError("nothing answered on port \(port) within \(timeout)")
+    }
+
+    /// The worker's own figure for loading the model ("Model loaded in 1.23s").
+    static func engineLoadSeconds(log: String) -> Double? {
+        guard let text = try? String(contentsOfFile: log, encoding: .utf8), let range = text.range(of: "Model loaded in ") else { return nil }
+        return Double(text[range.upperBound...].prefix { $0.isNumber || $0 == "." })
+    }
+
+    static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        guard !sorted.isEmpty else { return 0 }
+        return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+    }
+}
