@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SDBoxServer
 
 /// `sdbox models`: model files.
 struct Models: ParsableCommand {
@@ -36,10 +37,12 @@ struct MakeTestCheckpoint: ParsableCommand {
     @Flag(help: "Write the test ESRGAN upscaler instead of a checkpoint.")
     var upscaler = false
 
-    @OptionGroup var options: ConfigurationOptions
+    @Option(help: "sdbox's data folder (default: $SDBOX_DATA_DIR, else ./sdbox-data).")
+    var dataDir: String?
 
     func run() throws {
-        let data = URL(fileURLWithPath: try options.load().dataDirectory).standardizedFileURL.path
+        let folder = dataDir ?? ProcessInfo.processInfo.environment["SDBOX_DATA_DIR"] ?? ServerConfiguration().dataDirectory
+        let data = URL(fileURLWithPath: folder).standardizedFileURL.path
         let tool = (venv ?? data + "/sdcpp-venv") + "/bin/sdbox-make-test-checkpoint"
         guard FileManager.default.isExecutableFile(atPath: tool) else {
             throw ValidationError("\(tool) not found: install the sdcpp worker first (workers/sdcpp/install.sh \(venv ?? data + "/sdcpp-venv"))")

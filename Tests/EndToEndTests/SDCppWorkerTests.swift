@@ -28,14 +28,15 @@ enum SDCpp {
             for stale in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where stale.hasSuffix(".safetensors") && !stale.contains(version) {
                 try? FileManager.default.removeItem(atPath: folder + "/" + stale)
             }
+            let partial = folder + "/partial-" + (path as NSString).lastPathComponent
             let process = Process()
             process.executableURL = URL(fileURLWithPath: ServerProcess.binary)
-            process.arguments = ["models", "make-test-checkpoint", path + ".partial", "--venv", venv] + extra
+            process.arguments = ["models", "make-test-checkpoint", partial, "--venv", venv] + extra
             do {
                 try process.run()
                 process.waitUntilExit()
                 guard process.terminationStatus == 0 else { return .failure(TestFailure("sdbox models make-test-checkpoint failed")) }
-                try FileManager.default.moveItem(atPath: path + ".partial", toPath: path)
+                try FileManager.default.moveItem(atPath: partial, toPath: path)
             } catch {
                 return .failure(TestFailure("sdbox models make-test-checkpoint: \(error)"))
             }
