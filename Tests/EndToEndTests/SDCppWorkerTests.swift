@@ -177,6 +177,17 @@ struct SDCppWorkerTests {
         #expect((result["images"]?.arrayValue?.count ?? 0) < 4, "\(result)")
     }
 
+    @Test func doctorFindsAndStartsTheSdcppWorker() async throws {
+        let server = try await SDCpp.server()
+        defer { server.destroy() }
+        let port = try #require(FreePort.allocate())
+        let (_, output) = try await runSDBox(
+            ["doctor", "--data-dir", server.dataDirectory, "--port", "\(port)"], environment: ["SDBOX_DEFAULT_PROFILE": "sdcpp"]
+        )
+        #expect(output.contains("[OK] worker backend: profile 'sdcpp': \(server.dataDirectory)/sdcpp-venv/bin/sdbox-sdcpp-worker"), "\(output)")
+        #expect(output.contains("[OK] worker start: loaded noise.safetensors"), "\(output)")
+    }
+
     /// The worker's own A1111 answers, called directly: listings, options, and upscaling with the test
     /// ESRGAN (which enlarges about like nearest-neighbour, so the output still looks like the input).
     @Test func workerAnswersAsA1111AndUpscalesWithESRGAN() async throws {

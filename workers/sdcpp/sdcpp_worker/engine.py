@@ -171,7 +171,9 @@ class Engine:
             with self.state_lock:
                 if self.state.interrupted:
                     break
-        info = request.info(infotexts, self.state.timestamp)
+        with self.state_lock:
+            timestamp = self.state.timestamp
+        info = request.info(infotexts, timestamp)
         return {"images": encoded, "parameters": request.parameters, "info": json.dumps(info)}
 
     def _sample(self, request, number, init_image, mask):
