@@ -177,15 +177,40 @@ struct SDCppWorkerTests {
         #expect((result["images"]?.arrayValue?.count ?? 0) < 4, "\(result)")
     }
 
+    @Test func extraImagesUpscaleWithTheRegisteredESRGAN() async throws {
+        let server = try await SDCpp.server()
+        defer { server.destroy() }
+        let (_, generated) = try await server.json(.POST, "/txt2img", with(small, ["seed": 7]))
+        let (source, png) = try await image(server, generated)
+        let (status, answer) = try await server.json(.POST, "/extra_images", [
+            "stable_diffusion_model": "noise", "image": .string(png.base64EncodedString()), "upscaler_1": "esrgan-noise-x4", "upscaling_resize": 2,
+        ])
+        #expect(status == 200, "\(answer)")
+        let (upscaled, upscaledPNG) = try await image(server, answer)
+        #expect(upscaled.width == 128 && upscaled.height == 128)
+        let text = PNGTextChunks.read(from: upscaledPNG)
+        #expect(text["postprocessing"] == "Postprocess upscale by: 2.0, Postprocess upscaler: esrgan-noise-x4")
+        #expect(text["parameters"] == PNGTextChunks.read(from: png)["parameters"])
+        #expect(meanDifference(upscaled, source) < 24, "the ESRGAN output resembles its source")
+
+        // An upscaler the worker does not have fails the task with the worker's reason.
+        let (unknown, failure) = try await server.json(.POST, "/sdapi/v1/extra-single-image", [
+            "stable_diffusion_model": "noise", "image": .string(png.base64EncodedString()), "upscaler_1": "SwinIR 4x",
+        ])
+        #expect(unknown == 500)
+        #expect(failure["detail"]?.stringValue?.contains("could not find upscaler named 'SwinIR 4x'") == true, "\(failure)")
+    }
+
     @Test func doctorFindsAndStartsTheSdcppWorker() async throws {
         let server = try await SDCpp.server()
         defer { server.destroy() }
         let port = try #require(FreePort.allocate())
-        let (_, output) = try await runSDBox(
+        let (status, output) = try await runSDBox(
             ["doctor", "--data-dir", server.dataDirectory, "--port", "\(port)"], environment: ["SDBOX_DEFAULT_PROFILE": "sdcpp"]
         )
-        #expect(output.contains("[OK] worker backend: profile 'sdcpp': \(server.dataDirectory)/sdcpp-venv/bin/sdbox-sdcpp-worker"), "\(output)")
-        #expect(output.contains("[OK] worker start: loaded noise.safetensors"), "\(output)")
+        #expect(status == 0 && !output.contains("[FAIL]"), "\(output)")
+        #expect(output.contains("worker backend: profile 'sdcpp': \(server.dataDirectory)/sdcpp-venv/bin/sdbox-sdcpp-worker"), "\(output)")
+        #expect(output.contains("worker start: loaded noise.safetensors"), "\(output)")
     }
 
     /// The worker's own A1111 answers, called directly: listings, options, and upscaling with the test
@@ -233,17 +258,21 @@ struct SDCppWorkerTests {
         let png = try #require(Data(base64Encoded: answer["image"]?.stringValue ?? ""))
         let upscaled = try PNGCodec.decode(png)
         #expect(upscaled.width == 64 && upscaled.height == 48)
-        var difference = 0
-        for y in 0..<48 {
-            for x in 0..<64 {
-                for channel in 0..<3 {
-                    difference += abs(Int(upscaled.pixels[(y * 64 + x) * 3 + channel]) - Int(source.pixels[(y / 2 * 32 + x / 2) * 3 + channel]))
-                }
-            }
-        }
-        #expect(difference / (64 * 48 * 3) < 24, "the upscaled image resembles its source (mean difference \(difference / (64 * 48 * 3)))")
+        #expect(meanDifference(upscaled, source) < 24, "the upscaled image resembles its source")
         #expect(PNGTextChunks.read(from: png)["postprocessing"]?.contains(upscalerName) == true)
     }
+}
+
+/// The mean difference per channel between `large` and `small` enlarged by nearest-neighbour.
+func meanDifference(_ large: PixelImage, _ small: PixelImage) -> Int {
+    var difference = 0
+    for y in 0..<large.height {
+        for x in 0..<large.width {
+            let source = (y * small.height / large.height * small.width + x * small.width / large.width) * 3
+            for channel in 0..<3 { difference += abs(Int(large.pixels[(y * large.width + x) * 3 + channel]) - Int(small.pixels[source + channel])) }
+        }
+    }
+    return difference / (large.width * large.height * 3)
 }
 
 /// JSON calls to a worker started by a test.
