@@ -37,6 +37,9 @@ struct SDCppBenchmark: AsyncParsableCommand {
     @Option(help: "CFG scale (1 skips the unconditional pass).")
     var cfgScale = 1.0
 
+    @Option(help: "Engine threads of each worker (default: the worker's, all cores). On a busy machine 1 is much steadier.")
+    var threads: Int?
+
     @Option(help: "The sdbox binary (default: beside this one).")
     var sdbox: String?
 
@@ -78,7 +81,7 @@ struct SDCppBenchmark: AsyncParsableCommand {
 
     func measure(http: HTTPClient, binary: String, worker: String, model: String, workspace: String) async throws {
         let megabytes = ((try? FileManager.default.attributesOfItem(atPath: model)[.size] as? Int) ?? 0) >> 20
-        print("sdbox-bench sdcpp: \(images) images per path, \(size)x\(size), \(steps) steps, cfg \(cfgScale), Euler a")
+        print("sdbox-bench sdcpp: \(images) images per path, \(size)x\(size), \(steps) steps, cfg \(cfgScale), Euler a, \(threads.map { "\($0)" } ?? "all") engine threads")
         print("checkpoint: \((model as NSString).lastPathComponent) (\(megabytes) MiB)")
 
         // The worker alone: process start to ready, several times.
@@ -86,7 +89,7 @@ struct SDCppBenchmark: AsyncParsableCommand {
         for round in 0..<3 {
             guard let port = FreePort.allocate() else { throw BenchmarkError("no free port") }
             let started = ContinuousClock.now
-            let process = BenchProcess([worker, "--port", "\(port)", "--ckpt", model], log: "\(workspace)/load-\(round).log")
+            let process = BenchProcess([worker, "--port", "\(port)", "--ckpt", model] + threadArguments, log: "\(workspace)/load-\(round).log")
             try await waitUntilReady(http, port: port, path: "/internal/ping")
             loads.append(started.duration(to: .now).seconds)
             await process.stop()
@@ -94,16 +97,18 @@ struct SDCppBenchmark: AsyncParsableCommand {
         let engineLoad = Self.engineLoadSeconds(log: "\(workspace)/load-0.log")
 
         guard let workerPort = FreePort.allocate(), let sdboxPort = FreePort.allocate() else { throw BenchmarkError("no free port") }
-        let direct = BenchProcess([worker, "--port", "\(workerPort)", "--ckpt", model], log: "\(workspace)/direct.log")
+        let direct = BenchProcess([worker, "--port", "\(workerPort)", "--ckpt", model] + threadArguments, log: "\(workspace)/direct.log")
         let data = workspace + "/sdbox"
         try FileManager.default.createDirectory(atPath: data + "/models/Stable-diffusion", withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(atPath: data + "/models/Stable-diffusion/bench.safetensors", withDestinationPath: model)
+        let command = ([worker, "--port", "{port}", "--ckpt", "{checkpoint}", "--parent-pid", "{sdbox_pid}"] + threadArguments)
+            .map { "\"\($0)\"" }.joined(separator: ", ")
         let config = """
             scheduler: {maxInstances: 1, pool: {idleTimeoutSeconds: 3600}}
             workers:
               defaultProfile: sdcpp
               profiles:
-                sdcpp: {command: ["\(worker)", "--port", "{port}", "--ckpt", "{checkpoint}", "--parent-pid", "{sdbox_pid}"]}
+                sdcpp: {command: [\(command)]}
             """
         try config.write(toFile: data + "/sdbox.yaml", atomically: true, encoding: .utf8)
         let server = BenchProcess(
@@ -141,6 +146,8 @@ struct SDCppBenchmark: AsyncParsableCommand {
             ((sdboxTimes.min() ?? 0) / (directTimes.min() ?? 1) - 1) * 100
         ))
     }
+
+    var threadArguments: [String] { threads.map { ["--threads", "\($0)"] } ?? [] }
 
     /// Sends one txt2img and returns the seconds it took; sdbox and the worker both speak `/sdapi/v1/txt2img`.
     @discardableResult

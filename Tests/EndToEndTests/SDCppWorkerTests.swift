@@ -48,7 +48,11 @@ enum SDCpp {
     /// with the test checkpoint and upscaler registered in place.
     static func server() async throws -> ServerProcess {
         let (checkpoint, upscaler) = try models.get()
-        let server = try await ServerProcess(config: "scheduler: {maxInstances: 1}", environment: ["SDBOX_DEFAULT_PROFILE": "sdcpp"])
+        // One engine thread: workers of other suites run at the same time, and two threads spinning for
+        // two busy cores make a generation many times slower.
+        let server = try await ServerProcess(
+            config: "scheduler: {maxInstances: 1, pool: {extraArgs: [--threads, '1']}}", environment: ["SDBOX_DEFAULT_PROFILE": "sdcpp"]
+        )
         do {
             try FileManager.default.createSymbolicLink(atPath: server.dataDirectory + "/sdcpp-venv", withDestinationPath: venv)
             for (type, path, name) in [("stableDiffusion", checkpoint, "noise.safetensors"), ("upscaler", upscaler, "esrgan-noise-x4.safetensors")] {
@@ -219,7 +223,9 @@ struct SDCppWorkerTests {
         let (checkpoint, upscaler) = try SDCpp.models.get()
         let port = try #require(FreePort.allocate())
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("sdcpp-worker-\(port).log").path
-        let pid = try spawn([SDCpp.venv + "/bin/sdbox-sdcpp-worker", "--port", "\(port)", "--ckpt", checkpoint, "--upscaler", upscaler], output: log)
+        let pid = try spawn(
+            [SDCpp.venv + "/bin/sdbox-sdcpp-worker", "--port", "\(port)", "--ckpt", checkpoint, "--upscaler", upscaler, "--threads", "1"], output: log
+        )
         defer {
             kill(-pid, SIGKILL)
             waitpid(pid, nil, 0)

@@ -63,7 +63,7 @@ def main(argv=None):
     except Exception as error:
         log.error("stable-diffusion.cpp could not load %s: %s", checkpoint.path, error)
         return 1
-    log.info("Model loaded in %.2fs: %s", engine.load_seconds, checkpoint.title)
+    log.info("Model loaded in %.2fs: %s (%d engine threads)", engine.load_seconds, checkpoint.title, arguments.threads)
     server = WorkerServer((arguments.host, arguments.port), engine)
     log.info("Listening on http://%s:%d", arguments.host, arguments.port)
     server.serve_forever()
