@@ -44,15 +44,16 @@ enum SDCpp {
         return .success((checkpoint, upscaler))
     }()
 
-    /// A server whose pools run the built-in `sdcpp` profile (the venv linked where that profile looks),
-    /// with the test checkpoint and upscaler registered in place.
-    static func server() async throws -> ServerProcess {
+    /// A server with the test checkpoint and upscaler registered in place, whose pools run the built-in
+    /// `sdcpp` profile (the venv linked where that profile looks); with `perPool`, only the test
+    /// checkpoint's pool does (chosen with `batch_update_sd_resource`) and the others keep the reference worker.
+    static func server(perPool: Bool = false) async throws -> ServerProcess {
         let (checkpoint, upscaler) = try models.get()
         // One engine thread: workers of other suites run at the same time, and two threads spinning for
         // two busy cores make a generation many times slower.
-        let server = try await ServerProcess(
-            config: "scheduler: {maxInstances: 1, pool: {extraArgs: [--threads, '1']}}", environment: ["SDBOX_DEFAULT_PROFILE": "sdcpp"]
-        )
+        let server = try await perPool
+            ? ServerProcess(config: "scheduler: {maxInstances: 2}")
+            : ServerProcess(config: "scheduler: {maxInstances: 1, pool: {extraArgs: [--threads, '1']}}", environment: ["SDBOX_DEFAULT_PROFILE": "sdcpp"])
         do {
             try FileManager.default.createSymbolicLink(atPath: server.dataDirectory + "/sdcpp-venv", withDestinationPath: venv)
             for (type, path, name) in [("stableDiffusion", checkpoint, "noise.safetensors"), ("upscaler", upscaler, "esrgan-noise-x4.safetensors")] {
@@ -63,6 +64,12 @@ enum SDCpp {
             while try await server.json(.GET, "/models").1.arrayValue?.contains(where: { $0["status"] == "registering" }) != false {
                 guard ContinuousClock.now < deadline else { throw TestFailure("models still registering: \(server.log)") }
                 try await Task.sleep(for: .milliseconds(100))
+            }
+            if perPool {
+                let (status, answer) = try await server.json(
+                    .POST, "/batch_update_sd_resource", ["models": ["noise.safetensors"], "image": "sdcpp", "extraArgs": "--threads 1"]
+                )
+                guard status == 200 else { throw TestFailure("batch_update_sd_resource: \(status) \(answer)") }
             }
         } catch {
             server.destroy()
@@ -123,8 +130,8 @@ struct SDCppWorkerTests {
         #expect(try await image(server, alone).0 == second)
     }
 
-    @Test func img2imgRepaintsOnlyTheMaskedPart() async throws {
-        let server = try await SDCpp.server()
+    @Test func img2imgRepaintsOnlyTheMaskedPartOnAPoolThatChoseSdcpp() async throws {
+        let server = try await SDCpp.server(perPool: true)
         defer { server.destroy() }
         let red = try solidPNGBase64(width: 64, height: 64, rgb: (200, 30, 30))
         var mask: [UInt8] = []
@@ -139,13 +146,17 @@ struct SDCppWorkerTests {
         func pixel(_ x: Int, _ y: Int) -> [UInt8] { Array(output.pixels[(y * 64 + x) * 3..<(y * 64 + x) * 3 + 3]) }
         #expect((0..<64).allSatisfy { y in (0..<32).allSatisfy { x in pixel(x, y) == [200, 30, 30] } }, "black in the mask is kept")
         #expect((0..<64).contains { y in (32..<64).contains { x in pixel(x, y) != [200, 30, 30] } }, "white in the mask is repainted")
-        #expect(PNGTextChunks.read(from: png)["parameters"]?.contains("Denoising strength: 0.6") == true)
+        #expect(PNGTextChunks.read(from: png)["parameters"]?.hasSuffix("Denoising strength: 0.6, Version: sdbox-sdcpp") == true)
 
         // Without a mask the whole image is repainted; with denoising strength 0 it is the init image.
         let (_, whole) = try await server.json(.POST, "/img2img", with(small, ["init_images": [.string(red)], "denoising_strength": 0.6, "steps": 4]))
         #expect(try await image(server, whole).0.pixels.prefix(3) != [200, 30, 30])
         let (_, kept) = try await server.json(.POST, "/img2img", with(small, ["init_images": [.string(red)], "denoising_strength": 0.0]))
         #expect(Set(try await image(server, kept).0.pixels) == [200, 30])
+
+        // The other pool kept the reference worker.
+        let (_, demo) = try await server.json(.POST, "/txt2img", with(small, ["stable_diffusion_model": "demo"]))
+        #expect(PNGTextChunks.read(from: try await image(server, demo).1)["parameters"]?.hasSuffix("Version: sdbox-reference") == true)
     }
 
     @Test func progressRisesAndCancellingStopsBetweenImages() async throws {
