@@ -1,5 +1,6 @@
 import Foundation
 import ImageCodec
+import SDBoxCore
 
 /// Draws the reference worker's test images: a deterministic picture of the prompt, seed, size and step
 /// count (the same inputs always give the same pixels). It is a stand-in for diffusion, not diffusion.
@@ -71,19 +72,7 @@ public enum TestImageRenderer {
     }
 }
 
-/// A small, fast, seedable random number generator.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+extension SplitMix64 {
+    /// A uniform value in [0, 1).
     mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }
