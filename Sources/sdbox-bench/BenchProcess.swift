@@ -1,5 +1,9 @@
+import AsyncHTTPClient
 import Foundation
+import NIOCore
+import NIOHTTP1
 import Subprocess
+import Synchronization
 import SystemPackage
 
 /// A child process of a benchmark (an sdbox server or worker), in its own process group, stopped with
@@ -7,10 +11,20 @@ import SystemPackage
 final class BenchProcess: Sendable {
     let run: Task<Void, Never>
     let stopRequest: AsyncStream<Void>.Continuation
+    let started = StartedProcess()
+
+    /// The process id, once started.
+    var processID: Int32? { started.id.withLock { $0 } }
+
+    /// Where the running task records the process id.
+    final class StartedProcess: Sendable {
+        let id = Mutex<Int32?>(nil)
+    }
 
     init(_ arguments: [String], log: String) {
         let (requests, stopRequest) = AsyncStream.makeStream(of: Void.self)
         self.stopRequest = stopRequest
+        let started = self.started
         run = Task {
             var options = PlatformOptions()
             options.processGroupID = 0
@@ -21,6 +35,7 @@ final class BenchProcess: Sendable {
                 input: .none, output: .fileDescriptor(logFile, closeAfterSpawningProcess: false),
                 error: .fileDescriptor(logFile, closeAfterSpawningProcess: false)
             ) { execution in
+                started.id.withLock { $0 = execution.processIdentifier.value }
                 for await _ in requests { break }
                 await execution.teardown(using: [
                     .send(signal: .terminate, toProcessGroup: true, allowedDurationToNextStep: .seconds(10)),
@@ -35,5 +50,21 @@ final class BenchProcess: Sendable {
     func stop() async {
         stopRequest.finish()
         await run.value
+    }
+}
+
+extension HTTPClient {
+    /// Waits until `GET path` on a loopback port answers 200: a benchmark's server or worker is up.
+    func waitUntilAnswering(port: Int, path: String, timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let response = try? await execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)"), timeout: .seconds(2)),
+                response.status == .ok
+            {
+                return
+            }
+            try await _Concurrency.Task.sleep(for: .milliseconds(20))
+        }
+        throw BenchmarkError("nothing answered GET \(path) on port \(port) within \(timeout)")
     }
 }

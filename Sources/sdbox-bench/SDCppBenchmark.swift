@@ -90,7 +90,7 @@ struct SDCppBenchmark: AsyncParsableCommand {
             guard let port = FreePort.allocate() else { throw BenchmarkError("no free port") }
             let started = ContinuousClock.now
             let process = BenchProcess([worker, "--port", "\(port)", "--ckpt", model] + threadArguments, log: "\(workspace)/load-\(round).log")
-            try await waitUntilReady(http, port: port, path: "/internal/ping")
+            try await http.waitUntilAnswering(port: port, path: "/internal/ping", timeout: .seconds(300))
             loads.append(started.duration(to: .now).seconds)
             await process.stop()
         }
@@ -118,8 +118,8 @@ struct SDCppBenchmark: AsyncParsableCommand {
         var directTimes: [Double] = []
         var sdboxTimes: [Double] = []
         do {
-            try await waitUntilReady(http, port: sdboxPort, path: "/healthz")
-            try await waitUntilReady(http, port: workerPort, path: "/internal/ping")
+            try await http.waitUntilAnswering(port: sdboxPort, path: "/healthz", timeout: .seconds(300))
+            try await http.waitUntilAnswering(port: workerPort, path: "/internal/ping", timeout: .seconds(300))
             // Warm both: the first request through sdbox also waits for its hash of the file and its worker.
             try await generate(http, port: sdboxPort, seed: 0)
             try await generate(http, port: workerPort, seed: 0)
@@ -167,17 +167,6 @@ struct SDCppBenchmark: AsyncParsableCommand {
             throw BenchmarkError("port \(port) answered \(response.status.code): \(String(buffer: answer).prefix(300))")
         }
         return started.duration(to: .now).seconds
-    }
-
-    func waitUntilReady(_ http: HTTPClient, port: Int, path: String, timeout: Duration = .seconds(300)) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
-            request.method = .GET
-            if let response = try? await http.execute(request, timeout: .seconds(2)), response.status == .ok { return }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        throw BenchmarkError("nothing answered on port \(port) within \(timeout)")
     }
 
     /// The worker's own figure for loading the model ("Model loaded in 1.23s").

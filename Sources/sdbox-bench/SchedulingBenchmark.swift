@@ -182,18 +182,6 @@ struct Workbench {
         }
     }
 
-    /// Waits until `path` answers 200.
-    func waitUntilReady(port: Int, path: String, timeout: Duration = .seconds(120)) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
-            request.method = .GET
-            if let response = try? await http.execute(request, timeout: .seconds(2)), response.status == .ok { return }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        throw BenchmarkError("nothing answered on port \(port) within \(timeout)")
-    }
-
     func startWorker(model: Int, tag: String) async throws -> (BenchProcess, Int) {
         guard let port = FreePort.allocate() else { throw BenchmarkError("no free port") }
         let process = BenchProcess(
@@ -203,7 +191,7 @@ struct Workbench {
             ],
             log: "\(workspace)/worker-\(tag).log"
         )
-        try await waitUntilReady(port: port, path: "/internal/ping")
+        try await http.waitUntilAnswering(port: port, path: "/internal/ping", timeout: .seconds(120))
         return (process, port)
     }
 
@@ -274,7 +262,7 @@ struct Workbench {
             [binary, "serve", "--port", "\(port)", "--data-dir", data, "--config", data + "/sdbox.yaml", "--log-level", "warning"],
             log: data + "/server.log"
         )
-        try await waitUntilReady(port: port, path: "/healthz")
+        try await http.waitUntilAnswering(port: port, path: "/healthz", timeout: .seconds(120))
         let warmStart = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             for model in 0..<modelCount {

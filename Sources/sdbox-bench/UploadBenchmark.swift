@@ -47,8 +47,8 @@ struct UploadBenchmark: AsyncParsableCommand {
         configuration.timeout.read = .seconds(3600)
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         do {
-            try await Self.waitForHealth(http: http, port: port)
-            guard let pid = Self.serverPID(port: port) else { throw BenchmarkError("cannot find the server process") }
+            try await http.waitUntilAnswering(port: port, path: "/healthz", timeout: .seconds(30))
+            guard let pid = server.processID else { throw BenchmarkError("cannot find the server process") }
             let before = Self.residentKiB(pid: pid)
             let sampler = Task {
                 var peak = 0
@@ -122,28 +122,6 @@ struct UploadBenchmark: AsyncParsableCommand {
 
     static func sync() async throws {
         _ = try await Subprocess.run(.path(FilePath("/bin/sync")), output: .discarded)
-    }
-
-    static func waitForHealth(http: HTTPClient, port: Int) async throws {
-        for _ in 0..<600 {
-            if let response = try? await http.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/healthz"), timeout: .seconds(1)),
-                response.status == .ok
-            {
-                return
-            }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        throw BenchmarkError("sdbox did not start")
-    }
-
-    /// The pid of the `sdbox serve` listening on `port`, from the process table.
-    static func serverPID(port: Int) -> Int32? {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap { Int32($0) }.first { pid in
-            guard let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
-            let arguments = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            return arguments.contains("serve") && arguments.contains("\(port)")
-        }
     }
 
     /// VmRSS of a process, in KiB.
