@@ -50,7 +50,11 @@ extension Services {
         {
             return model
         }
-        guard let first = try await models.refresh().first(where: { $0.type == .stableDiffusion }) else {
+        // The catalogue first; the folder is rescanned only when it knows no checkpoint (as resolveModel does),
+        // so a request without a model does not list the folders each time.
+        var known = try await models.models(type: .stableDiffusion)
+        if known.isEmpty { known = try await models.refresh().filter { $0.type == .stableDiffusion } }
+        guard let first = known.first else {
             throw APIError(.notFound, "no model", detail: "the models folder holds no checkpoint; upload one or set stable_diffusion_model")
         }
         return first
