@@ -83,11 +83,16 @@ extension JSONValue {
         self = try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
     }
 
-    /// The document as compact JSON bytes.
+    /// The document as compact JSON bytes, keys sorted. Throws for a number JSON cannot hold (NaN, infinity).
     public func encoded() throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return try encoder.encode(self)
+        Data(try encodedBytes())
+    }
+
+    /// The document as compact JSON bytes, keys sorted, without the copy into `Data`.
+    public func encodedBytes() throws -> [UInt8] {
+        var writer = JSONWriter()
+        try writer.write(self)
+        return writer.bytes
     }
 
     /// Decodes the document into a `Decodable` type.

@@ -64,6 +64,30 @@ import Testing
     }
 }
 
+@Suite struct JSONValueTests {
+    static let documents: [JSONValue] = [
+        nil, true, 0, -42, 9_007_199_254_740_993, 1.0, -2.5, 0.1, 1e-05, 1.2345678901234568e+17, 1e300,
+        "plain", "quote \" backslash \\ slash / newline \n tab \t bell \u{07} del \u{7f} é 😀 \u{2028}",
+        [], [:], [1, "two", [3.5, nil], ["b": false, "a": [:]]],
+        ["zeta": 1, "alpha": ["y": "x", "b": [true]], "Ünïcode": "ok", "": 0],
+    ]
+
+    /// The writer's bytes are what `JSONEncoder` with sorted keys and unescaped slashes makes.
+    @Test(arguments: documents)
+    func writesWhatJSONEncoderWrites(document: JSONValue) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        #expect(String(decoding: try document.encoded(), as: UTF8.self) == String(decoding: try encoder.encode(document), as: UTF8.self))
+        #expect(try JSONValue(parsing: document.encoded()) == document)
+    }
+
+    @Test func refusesNumbersJSONCannotHold() {
+        for number in [Double.nan, .infinity, -.infinity] {
+            #expect(throws: EncodingError.self) { try JSONValue.array([.number(number)]).encoded() }
+        }
+    }
+}
+
 @Suite struct ImageCodecTests {
     @Test func pngRoundTripKeepsPixelsAndText() throws {
         let image = TestImageRenderer.render(prompt: "fox", seed: 1, width: 48, height: 32, steps: 4)
