@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Load benchmark (not a test): wrk against GET /tasks/{id}/progress and /tasks/{id}/result on loopback,
-# 30 s at 256 connections each, against a release build of sdbox. Prints requests/s and latency.
+# 30 s at 256 connections each, with a user's API key (keys required, as the .deb runs), against a
+# release build of sdbox. Prints requests/s and latency.
 # Usage: scripts/bench-load.sh [seconds] [connections]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,13 +11,14 @@ command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null || { echo "
 swift build -c release --product sdbox >/dev/null
 data=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-.build/release/sdbox serve --port "$port" --data-dir "$data" --log-level warning > "$data/server.log" 2>&1 &
+key=$(.build/release/sdbox keys add --data-dir "$data" --user load --role user | awk '{print $NF}')
+.build/release/sdbox serve --port "$port" --data-dir "$data" --require-api-keys --log-level warning > "$data/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$data"' EXIT
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
-task=$(curl -fsS -X POST "http://127.0.0.1:$port/txt2img" -d '{"prompt":"load","steps":2,"width":64,"height":64}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["taskId"])')
+task=$(curl -fsS -X POST "http://127.0.0.1:$port/txt2img" -H "Authorization: Bearer $key" -d '{"prompt":"load","steps":2,"width":64,"height":64}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["taskId"])')
 echo "sdbox load: ${seconds}s, $connections connections, wrk -t2, task $task, $(nproc) cores"
 for path in progress result; do
     echo "--- GET /tasks/{id}/$path"
-    wrk -t2 -c"$connections" -d"${seconds}s" --latency "http://127.0.0.1:$port/tasks/$task/$path" | grep -E "Requests/sec|Latency|99%|50%|Non-2xx|Socket errors|requests in"
+    wrk -t2 -c"$connections" -d"${seconds}s" --latency -H "Authorization: Bearer $key" "http://127.0.0.1:$port/tasks/$task/$path" | grep -E "Requests/sec|Latency|99%|50%|Non-2xx|Socket errors|requests in"
 done

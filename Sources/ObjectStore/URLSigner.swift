@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import SDBoxCore
 
 /// Signs object keys with an expiry so that a URL grants access to one object until a given time.
 ///
@@ -28,7 +29,7 @@ public struct URLSigner: Sendable {
     /// The signature for `objectKey` valid until `expires` (Unix seconds).
     public func signature(for objectKey: String, expires: Int64) -> String {
         let mac = HMAC<SHA256>.authenticationCode(for: Data("\(objectKey)\n\(expires)".utf8), using: key)
-        return Data(mac).map { String(format: "%02x", $0) }.joined()
+        return Data(mac).hexString
     }
 
     /// The path and query that give access to `objectKey` until `expires`.

@@ -105,23 +105,6 @@ enum SafetensorsHeader {
     }
 }
 
-extension Sequence<UInt8> {
-    /// Lowercase hexadecimal digits of the bytes.
-    public var hexString: String {
-        var result = ""
-        for byte in self {
-            result += String(byte, radix: 16).leftPadded(to: 2)
-        }
-        return result
-    }
-}
-
-extension String {
-    fileprivate func leftPadded(to length: Int) -> String {
-        count >= length ? self : String(repeating: "0", count: length - count) + self
-    }
-}
-
 /// Writes the small valid checkpoint sdbox places in an empty models folder so that a new user's first
 /// request works with the reference worker. It holds a few random tensors, not a diffusion model.
 public enum DemoCheckpoint {

@@ -34,7 +34,7 @@ struct AuthMiddleware: RouterMiddleware {
         if Self.isPublic(path) && (request.method == .get || request.method == .head) { return try await next(request, context) }
         var context = context
         if let presented = Self.presentedKey(request) {
-            guard let (id, secret) = APIKeyRecord.parse(presented), let key = try await keys.get(id), key.revokedAt == nil, key.accepts(secret: secret) else {
+            guard let key = try await keys.authenticate(presented) else {
                 throw APIError(.unauthorized, "invalid API key", detail: "the API key is unknown or revoked")
             }
             context.user = key.user

@@ -133,7 +133,7 @@ actor WebhookDelivery: Service {
 
     /// The hex HMAC-SHA256 of `body` under `key`: what `X-SDBox-Signature` carries after `sha256=`.
     static func signature(of body: Data, key: SymmetricKey) -> String {
-        Data(HMAC<SHA256>.authenticationCode(for: body, using: key)).map { String(format: "%02x", $0) }.joined()
+        Data(HMAC<SHA256>.authenticationCode(for: body, using: key)).hexString
     }
 
     /// The secret kept in `path` (its text, trimmed), making a random one (64 hex digits, readable by the
@@ -144,7 +144,7 @@ actor WebhookDelivery: Service {
             if text.count >= 16 { return text }
         }
         var generator = SystemRandomNumberGenerator()
-        let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        let secret = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }.hexString
         guard FileManager.default.createFile(atPath: path, contents: Data((secret + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
             throw ConfigurationError("cannot write the webhook secret to \(path)")
         }

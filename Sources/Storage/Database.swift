@@ -8,6 +8,8 @@ public final class Database: Sendable {
     let environment: LMDBEnvironment
     let threadPool: NIOThreadPool
     let tables: Tables
+    /// The tasks this process wrote or read lately (``TaskStore`` keeps it true).
+    let taskCache = TaskCache()
 
     struct Tables: Sendable {
         let tasks: LMDBTable

@@ -25,7 +25,7 @@ public struct TaskStore: Sendable {
 
     /// Writes a new task. The id must be new; a clash (astronomically unlikely) gets a fresh id.
     public func insert(_ task: TaskRecord) async throws -> TaskRecord {
-        try await database.write { txn, tables in
+        try await write { txn, tables, changes in
             var task = task
             while try txn.get(tables.tasks, key: task.id) != nil {
                 task.id = TaskID.make()
@@ -37,22 +37,33 @@ public struct TaskStore: Sendable {
                 try txn.put(tables.activeTasks, key: task.id, value: [UInt8]())
             }
             try Self.indexCallback(of: task, txn: txn, tables: tables)
-            // Answer with the task as stored (dates at the store's millisecond precision).
-            return try RecordCoding.decode(TaskRecord.self, from: [UInt8](encoded))
+            return try changes.stored(encoded)
         }
     }
 
+    /// The task `id`, from the cache when it has it.
     public func get(_ id: String) async throws -> TaskRecord? {
-        try await database.read { txn, tables in
-            try txn.record(TaskRecord.self, in: tables.tasks, key: id)
+        let cache = database.taskCache
+        switch cache.lookup(id) {
+        case .task(let task): return task
+        case .removed: return nil
+        case .tooBig, nil: break
         }
+        let ticket = cache.readTicket()
+        let found = try await database.read { txn, tables in
+            try txn.get(tables.tasks, key: id).map { (task: try RecordCoding.decode(TaskRecord.self, from: $0), cost: $0.count) }
+        }
+        if let ticket, let found {
+            cache.fill(found.task, cost: found.cost, ticket: ticket)
+        }
+        return found?.task
     }
 
     /// Changes a task in one transaction. `change` may set any field; a change of state must be one
     /// ``TaskState/canMove(to:)`` allows, and a final task cannot be changed.
     @discardableResult
     public func update(_ id: String, _ change: @escaping @Sendable (inout TaskRecord) throws -> Void) async throws -> TaskRecord {
-        try await database.write { txn, tables in
+        try await write { txn, tables, changes in
             guard let old = try txn.record(TaskRecord.self, in: tables.tasks, key: id) else {
                 throw TaskStoreError.notFound(id)
             }
@@ -70,14 +81,14 @@ public struct TaskStore: Sendable {
                 try txn.delete(tables.activeTasks, key: id)
             }
             try Self.indexCallback(of: task, txn: txn, tables: tables)
-            return try RecordCoding.decode(TaskRecord.self, from: [UInt8](encoded))
+            return try changes.stored(encoded)
         }
     }
 
     /// Changes a task's webhook record, the one thing that still changes once a task is final.
     @discardableResult
     public func updateCallback(_ id: String, _ change: @escaping @Sendable (inout TaskCallback) throws -> Void) async throws -> TaskRecord {
-        try await database.write { txn, tables in
+        try await write { txn, tables, changes in
             guard var task = try txn.record(TaskRecord.self, in: tables.tasks, key: id) else {
                 throw TaskStoreError.notFound(id)
             }
@@ -87,7 +98,7 @@ public struct TaskStore: Sendable {
             let encoded = try RecordCoding.encode(task)
             try txn.put(tables.tasks, key: id, value: encoded)
             try Self.indexCallback(of: task, txn: txn, tables: tables)
-            return try RecordCoding.decode(TaskRecord.self, from: [UInt8](encoded))
+            return try changes.stored(encoded)
         }
     }
 
@@ -102,6 +113,26 @@ public struct TaskStore: Sendable {
             return try ids.compactMap { try txn.record(TaskRecord.self, in: tables.tasks, key: $0) }
                 .sorted { $0.createdAt < $1.createdAt }
         }
+    }
+
+    /// Runs a write transaction that changes tasks, then tells the cache what it committed.
+    private func write<R: Sendable>(
+        _ body: @escaping @Sendable (LMDBTransaction, Database.Tables, inout TaskCache.Changes) throws -> R
+    ) async throws -> R {
+        let cache = database.taskCache
+        cache.beginWrite()
+        let committed: (result: R, changes: TaskCache.Changes)
+        do {
+            committed = try await database.write { txn, tables in
+                var changes = TaskCache.Changes(version: cache.version())
+                return (try body(txn, tables, &changes), changes)
+            }
+        } catch {
+            cache.endWrite(nil)
+            throw error
+        }
+        cache.endWrite(committed.changes)
+        return committed.result
     }
 
     static func indexCallback(of task: TaskRecord, txn: LMDBTransaction, tables: Database.Tables) throws {
@@ -178,7 +209,7 @@ public struct TaskStore: Sendable {
     @discardableResult
     public func remove(_ ids: Set<String>, createdBefore date: Date) async throws -> Int {
         let bound = Self.timeKey(millis: date)
-        return try await database.write { txn, tables in
+        return try await write { txn, tables, changes in
             var doomed: [(indexKey: String, id: String)] = []
             try txn.forEach(tables.tasksByTime) { key, value in
                 guard key < bound else { return false }
@@ -191,6 +222,7 @@ public struct TaskStore: Sendable {
             for (indexKey, id) in doomed {
                 try txn.delete(tables.tasksByTime, key: indexKey)
                 try txn.delete(tables.tasks, key: id)
+                changes.removed(id)
             }
             return doomed.count
         }

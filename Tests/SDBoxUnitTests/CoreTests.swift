@@ -119,6 +119,11 @@ import Testing
 }
 
 @Suite struct CheckpointTests {
+    @Test func hexDigitsAreLowercaseAndPadded() {
+        #expect([0x00, 0x0f, 0xa5, 0xff].hexString == "000fa5ff")
+        #expect([UInt8]().hexString == "")
+    }
+
     @Test func demoCheckpointIsValidSafetensors() throws {
         let directory = try TemporaryDirectory()
         let path = directory.path + "/demo.safetensors"

@@ -172,6 +172,37 @@ import Testing
     }
 }
 
+@Suite struct KeyStoreTests {
+    @Test func checksKeysAndForgetsRevokedOnes() async throws {
+        let directory = try TemporaryDirectory()
+        let database = try Database(path: directory.path)
+        let keys = KeyStore(database: database, recheckInterval: .seconds(5))
+        let (record, key) = APIKeyRecord.make(user: "ann", role: .user)
+        try await keys.insert(record)
+        #expect(try await keys.authenticate(key)?.user == "ann")
+        let wrongSecret = String(key.dropLast()) + (key.hasSuffix("a") ? "b" : "a")
+        #expect(try await keys.authenticate(wrongSecret) == nil)
+        #expect(try await keys.authenticate("sdbox_nonsense") == nil)
+        _ = try await keys.revoke(record.id)
+        #expect(try await keys.authenticate(key) == nil)
+    }
+
+    /// A key revoked by another process (another store on the same data) stops working within the interval.
+    @Test func aRevocationElsewhereTakesEffectWithinTheInterval() async throws {
+        let directory = try TemporaryDirectory()
+        let database = try Database(path: directory.path)
+        let server = KeyStore(database: database, recheckInterval: .seconds(5))
+        let command = KeyStore(database: database)
+        let (record, key) = APIKeyRecord.make(user: "ann", role: .admin)
+        try await command.insert(record)
+        let start = ContinuousClock.now
+        #expect(try await server.authenticate(key, now: start)?.role == .admin)
+        _ = try await command.revoke(record.id)
+        #expect(try await server.authenticate(key, now: start.advanced(by: .seconds(4))) != nil)
+        #expect(try await server.authenticate(key, now: start.advanced(by: .seconds(6))) == nil)
+    }
+}
+
 @Suite struct TaskStateTests {
     @Test(arguments: TaskState.allCases)
     func finalStatesGoNowhere(state: TaskState) {
