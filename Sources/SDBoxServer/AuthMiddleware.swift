@@ -53,11 +53,21 @@ struct AuthMiddleware: RouterMiddleware {
     }
 
     static func presentedKey(_ request: Request) -> String? {
-        if let authorization = request.headers[.authorization], authorization.lowercased().hasPrefix("bearer ") {
-            return String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        if let authorization = request.headers[.authorization] {
+            let scheme = authorization.utf8.prefix(7)
+            if scheme.count == 7, String(decoding: scheme, as: UTF8.self).lowercased() == "bearer " {
+                return trimmingSpaces(authorization.utf8.dropFirst(7))
+            }
         }
-        if let name = HTTPField.Name("X-API-Key"), let key = request.headers[name] { return key.trimmingCharacters(in: .whitespaces) }
+        if let key = request.headers[.apiKey] { return trimmingSpaces(key.utf8[...]) }
         return nil
+    }
+
+    /// The text without the spaces and tabs around it (HTTP's optional whitespace).
+    static func trimmingSpaces(_ text: Substring.UTF8View) -> String {
+        let isSpace = { (byte: UInt8) in byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        guard let first = text.firstIndex(where: { !isSpace($0) }), let last = text.lastIndex(where: { !isSpace($0) }) else { return "" }
+        return String(Substring(text[first...last]))
     }
 }
 
@@ -89,4 +99,8 @@ final class RateLimiter: Sendable {
             return (1 - bucket.tokens) * 60 / perMinute
         }
     }
+}
+
+extension HTTPField.Name {
+    static let apiKey = Self("X-API-Key")!
 }

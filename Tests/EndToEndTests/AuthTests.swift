@@ -38,6 +38,8 @@ import Testing
         #expect(url.contains("/objects/images/alice/"))
         #expect(try await server.request(.GET, url).0 == 200)
         #expect(try await server.json(.GET, "/tasks/\(id)/result", headers: [("X-API-Key", alice)]).0 == 200)
+        #expect(try await server.json(.GET, "/tasks/\(id)/result", headers: [("Authorization", "bEaReR  \(alice)\t")]).0 == 200)
+        #expect(try await server.json(.GET, "/tasks/\(id)/result", headers: [("Authorization", "Basic \(alice)")]).0 == 401)
 
         // Bob cannot see, cancel or list it: 404, as if it did not exist.
         #expect(try await server.json(.GET, "/tasks/\(id)/result", headers: bearer(bob)).0 == 404)
