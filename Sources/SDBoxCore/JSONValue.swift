@@ -102,7 +102,7 @@ extension JSONValue {
 
     /// Encodes an `Encodable` value into a ``JSONValue``.
     public init(encoding value: some Encodable) throws {
-        self = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(value))
+        self = try JSONValueEncoder().encode(value)
     }
 
     public subscript(key: String) -> JSONValue? {

@@ -81,6 +81,37 @@ import Testing
         #expect(try JSONValue(parsing: document.encoded()) == document)
     }
 
+    struct Sample: Codable {
+        enum Kind: String, Codable { case a, b }
+        var text = "fox / \"quoted\""
+        var whole = 7.0
+        var fraction: Float = 0.1
+        var big: UInt64 = .max
+        var small: Int8 = -3
+        var missing: String? = nil
+        var present: Int? = 2
+        var kind = Kind.b
+        var list: [Double?] = [1.5, nil]
+        var byNumber: [Int: String] = [1: "one", 20: "twenty"]
+        var data = Data([0, 1, 2, 250])
+        var url = URL(string: "https://example.com/a?b=c")!
+        var date = Date(timeIntervalSinceReferenceDate: 12.5)
+        var nested: [[String: [Bool]]] = [["x": [true, false]], [:]]
+        var json: JSONValue = ["free": [1, "form"]]
+        var progress = A1111.Progress(progress: 0.25, eta_relative: 3, state: A1111.State(job: "txt2img"))
+    }
+
+    /// Encoding into a value gives what `JSONEncoder` wrote and parsing read back.
+    @Test func encodesValuesAsJSONEncoderWrites() throws {
+        let viaBytes = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(Sample()))
+        let direct = try JSONValue(encoding: Sample())
+        #expect(direct == viaBytes)
+        #expect(try direct.encoded() == viaBytes.encoded())
+        #expect(try JSONValue(encoding: [String]()) == [])
+        #expect(try JSONValue(encoding: Optional<Int>.none) == nil)
+        #expect(throws: EncodingError.self) { try JSONValue(encoding: ["x": Double.nan]) }
+    }
+
     @Test func refusesNumbersJSONCannotHold() {
         for number in [Double.nan, .infinity, -.infinity] {
             #expect(throws: EncodingError.self) { try JSONValue.array([.number(number)]).encoded() }
