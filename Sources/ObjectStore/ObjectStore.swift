@@ -10,6 +10,11 @@ public enum ObjectStoreError: Error, Sendable, Equatable, CustomStringConvertibl
     /// The disk is full, or writing would leave less free space than the store keeps in reserve.
     case diskFull(key: String, reason: String)
 
+    public var isDiskFull: Bool {
+        if case .diskFull = self { return true }
+        return false
+    }
+
     public var description: String {
         switch self {
         case .invalidKey(let key): "invalid object key '\(key)'"

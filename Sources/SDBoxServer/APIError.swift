@@ -63,6 +63,11 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             }
         } catch let error as any HTTPResponseError {
             throw APIError(error.status, error.status.reasonPhrase, detail: "\(error)")
+        } catch let error as LMDBError where error.isOutOfSpace {
+            context.logger.error("database full", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+            throw APIError(.insufficientStorage, "disk full", detail: "the database cannot grow: \(error); nothing was changed")
+        } catch let error as ObjectStoreError where error.isDiskFull {
+            throw APIError(.insufficientStorage, "disk full", detail: "\(error)")
         } catch {
             context.logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
             throw APIError(.internalServerError, "internal error", detail: "\(error)")

@@ -108,9 +108,6 @@ struct ObjectRoutes {
             try await services.objects.put(data, key: key)
         } catch ObjectStoreError.invalidKey {
             throw APIError(.badRequest, "invalid object key", detail: "'\(key)' is not a key inside the object store")
-        } catch let error as ObjectStoreError {
-            if case .diskFull = error { throw APIError(HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage"), "disk full", detail: "\(error)") }
-            throw error
         }
         return Response.json(["key": .string(key)], status: .created)
     }

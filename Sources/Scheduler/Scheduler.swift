@@ -284,9 +284,19 @@ public actor Scheduler: Service {
     /// becomes `cancelled` when the worker lets go of it. Returns the task as it now stands.
     public func cancel(_ id: String) async throws -> TaskRecord? {
         if planner.remove(id) {
-            let task = try await tasks.update(id) {
-                $0.state = .cancelled
-                $0.finishedAt = Date()
+            let task: TaskRecord
+            do {
+                task = try await tasks.update(id) {
+                    $0.state = .cancelled
+                    $0.finishedAt = Date()
+                }
+            } catch {
+                // Not cancelled after all (the disk is full, say): the task keeps its place.
+                if let queued = try? await tasks.get(id), queued.state == .queued {
+                    planner.enqueue(id, model: queued.model, priority: queued.priority, enqueuedAt: queued.createdAt)
+                    dispatch()
+                }
+                throw error
             }
             taskEnded(task)
             return task
@@ -543,7 +553,7 @@ public actor Scheduler: Service {
     func execute(taskID: String, on worker: WorkerProcess) async {
         let task: TaskRecord
         do {
-            task = try await tasks.update(taskID) {
+            task = try await persist(taskID) {
                 $0.state = .running
                 $0.attempts += 1
                 $0.startedAt = Date()
@@ -647,7 +657,7 @@ public actor Scheduler: Service {
         } else {
             logger.warning("worker lost a task; queuing it again", metadata: ["task": "\(task.id)", "error": "\(error)"])
             do {
-                let requeued = try await tasks.update(task.id) { $0.state = .queued }
+                let requeued = try await persist(task.id) { $0.state = .queued }
                 planner.enqueue(requeued.id, model: requeued.model, priority: requeued.priority, enqueuedAt: requeued.createdAt)
             } catch {
                 logger.error("could not re-queue task", metadata: ["task": "\(task.id)", "error": "\(error)"])
@@ -676,7 +686,7 @@ public actor Scheduler: Service {
     /// Moves a task to a final state and wakes whoever waits for it.
     func finish(_ id: String, state: TaskState, error: String?, result: TaskResult? = nil) async {
         do {
-            let task = try await tasks.update(id) {
+            let task = try await persist(id) {
                 $0.state = state
                 $0.finishedAt = Date()
                 $0.error = error
@@ -688,6 +698,23 @@ public actor Scheduler: Service {
             taskEnded(task)
         } catch {
             logger.error("could not record task outcome", metadata: ["task": "\(id)", "error": "\(error)"])
+        }
+    }
+
+    /// Writes a change of a task, retrying each second while the disk is full, so that an outcome is never
+    /// dropped while sdbox runs; other errors, and shutdown, end the attempts.
+    func persist(_ id: String, _ change: @escaping @Sendable (inout TaskRecord) throws -> Void) async throws -> TaskRecord {
+        var waiting = false
+        while true {
+            do {
+                let task = try await tasks.update(id, change)
+                if waiting { logger.notice("disk space returned; task change recorded", metadata: ["task": "\(id)"]) }
+                return task
+            } catch let error as LMDBError where error.isOutOfSpace && !shuttingDown {
+                if !waiting { logger.error("disk full: a task change waits for space", metadata: ["task": "\(id)", "error": "\(error)"]) }
+                waiting = true
+                try await Task.sleep(for: .seconds(1))
+            }
         }
     }
 

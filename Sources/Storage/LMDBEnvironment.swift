@@ -11,6 +11,11 @@ public struct LMDBError: Error, Sendable, CustomStringConvertible {
         self.operation = operation
     }
 
+    /// Whether the disk (or LMDB's map) is full: the write can succeed once space is freed.
+    public var isOutOfSpace: Bool {
+        code == ENOSPC || code == EDQUOT || code == MDB_MAP_FULL
+    }
+
     public var description: String {
         "LMDB \(operation) failed: \(String(cString: mdb_strerror(code))) (\(code))"
     }
