@@ -16,11 +16,14 @@ import SDBoxCore
 public struct ImageInputResolver: Sendable {
     let objects: ObjectStore
     let maxPixels: Int
+    /// The largest image file taken, in bytes (`images.maxInputMiB`).
+    let maxBytes: Int
     let threadPool: NIOThreadPool
 
-    public init(objects: ObjectStore, maxPixels: Int, threadPool: NIOThreadPool = .singleton) {
+    public init(objects: ObjectStore, maxPixels: Int, maxBytes: Int = 32 << 20, threadPool: NIOThreadPool = .singleton) {
         self.objects = objects
         self.maxPixels = maxPixels
+        self.maxBytes = maxBytes
         self.threadPool = threadPool
     }
 
@@ -80,7 +83,8 @@ public struct ImageInputResolver: Sendable {
 
     /// One image field: base64 or a stored key, decoded, checked and turned into base64 PNG.
     func resolve(_ text: String, field: String, user: String) async throws -> Resolved {
-        let data = Self.isStoredKey(text) ? try await storedImage(text, field: field, user: user) : try Self.base64Image(text, field: field)
+        let data = Self.isStoredKey(text) ? try await storedImage(text, field: field, user: user) : try base64Image(text, field: field)
+        try checkSize(data.count, field: field)
         let (header, image) = try await decode(data, field: field)
         let png = header.format == .png ? data : try await threadPool.runIfActive { try PNGCodec.encode(image) }
         return Resolved(base64: png.base64EncodedString(), width: image.width, height: image.height)
@@ -125,16 +129,28 @@ public struct ImageInputResolver: Sendable {
         }
     }
 
-    static func base64Image(_ text: String, field: String) throws -> Data {
+    func base64Image(_ text: String, field: String) throws -> Data {
         var payload = Substring(text)
         if payload.hasPrefix("data:") {
-            guard let comma = payload.firstIndex(of: ",") else { throw refusal(field, "a data: URL needs a comma before its base64") }
+            guard let comma = payload.firstIndex(of: ",") else { throw Self.refusal(field, "a data: URL needs a comma before its base64") }
             payload = payload[payload.index(after: comma)...]
         }
+        // Refused before decoding: base64 is 4 characters per 3 bytes.
+        try checkSize(payload.utf8.count / 4 * 3, field: field)
         guard !payload.isEmpty, let data = Data(base64Encoded: String(payload), options: .ignoreUnknownCharacters), !data.isEmpty else {
-            throw refusal(field, "not base64 and not a stored image key")
+            throw Self.refusal(field, "not base64 and not a stored image key")
         }
         return data
+    }
+
+    func checkSize(_ bytes: Int, field: String) throws {
+        guard bytes <= maxBytes else {
+            throw APIError(
+                .contentTooLarge, "image too large",
+                detail: "field '\(field)': the image file is \(bytes >> 10) KiB; the limit is \(maxBytes >> 20) MiB (images.maxInputMiB)",
+                extra: ["field": .string(field)]
+            )
+        }
     }
 
     static func refusal(_ field: String, _ message: String) -> APIError {

@@ -3,6 +3,9 @@
 public struct ImageSettings: Sendable, Equatable {
     /// Largest input image, width × height (default 4096 × 4096); larger inputs are refused with 400.
     public var maxPixels = 4096 * 4096
+    /// Largest input image file in MiB (default 32), checked before it is decoded: a base64 image or
+    /// stored key over it is refused with 413.
+    public var maxInputMiB = 32
     /// Longest side of thumbnails, in pixels.
     public var thumbnailSide = 256
     /// JPEG quality of thumbnails, 1 to 100.
@@ -23,6 +26,7 @@ public struct ImageSettings: Sendable, Equatable {
     /// Reads the `images` section and refuses any other key.
     mutating func read(_ section: inout KeyReader) throws {
         maxPixels = try section.integer("maxPixels", in: 4096...(1 << 28)) ?? maxPixels
+        maxInputMiB = try section.integer("maxInputMiB", in: 1...1024) ?? maxInputMiB
         thumbnailSide = try section.integer("thumbnailSide", in: 16...4096) ?? thumbnailSide
         thumbnailQuality = try section.integer("thumbnailQuality", in: 1...100) ?? thumbnailQuality
         retentionDays = try section.integer("retentionDays", in: 0...36500) ?? retentionDays

@@ -75,7 +75,9 @@ public enum SDBoxApplication {
         let services = Services(
             configuration: configuration, tasks: tasks, catalog: catalog, models: models, scheduler: scheduler,
             objects: objects, signer: signer, keys: KeyStore(database: database), logger: logger,
-            inputs: ImageInputResolver(objects: objects, maxPixels: configuration.images.maxPixels), thumbnails: thumbnails
+            inputs: ImageInputResolver(
+                objects: objects, maxPixels: configuration.images.maxPixels, maxBytes: configuration.images.maxInputMiB << 20
+            ), thumbnails: thumbnails
         )
         let webhooks = WebhookDelivery(
             tasks: tasks, settings: configuration.webhooks,

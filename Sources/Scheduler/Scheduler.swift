@@ -130,6 +130,10 @@ public actor Scheduler: Service {
     var activeByUser: [String: Int] = [:]
     var jobs: AsyncStream<Job>.Continuation?
     var shuttingDown = false
+    /// The last progress call to the worker of each running task: calls within ``progressFreshness`` share
+    /// its answer, so clients polling a task in their thousands cost its worker a few calls a second.
+    var progressPolls: [String: (answer: Task<A1111.Progress?, Never>, started: ContinuousClock.Instant)] = [:]
+    static let progressFreshness = Duration.milliseconds(250)
 
     public init(
         configuration: SchedulerConfiguration, inventory: GPUInventory, tasks: TaskStore, catalog: CatalogStore,
@@ -315,12 +319,25 @@ public actor Scheduler: Service {
             return .queued(position: position, eta: estimatedWait(model: model, position: position))
         }
         guard let run = running[id] else { return .notActive }
-        guard let port = handles[run.workerID]?.process.port else { return .running(nil) }
-        let report = await client.progress(port: port)
+        guard let process = handles[run.workerID]?.process else { return .running(nil) }
+        let report = await workerProgress(of: id, on: process)
         // A worker's progress is its current job's: if the task ended while the worker answered, the
         // answer may be about the worker's next task.
         guard running[id]?.workerID == run.workerID else { return .notActive }
         return .running(report)
+    }
+
+    /// The progress the worker of running task `id` reports, at most ``progressFreshness`` old.
+    func workerProgress(of id: String, on worker: WorkerProcess) async -> A1111.Progress? {
+        let now = ContinuousClock.now
+        if let poll = progressPolls[id], poll.started.duration(to: now) < Self.progressFreshness {
+            return await poll.answer.value
+        }
+        metrics.workerProgressCalled(model: worker.model)
+        let (client, port) = (self.client, worker.port)
+        let answer = Task { await client.progress(port: port) }
+        progressPolls[id] = (answer, now)
+        return await answer.value
     }
 
     /// Seconds until the task at `position` in `model`'s queue is done, from the model's recent pace.
@@ -669,6 +686,7 @@ public actor Scheduler: Service {
     /// Frees the worker of a task; a worker that misbehaved, or whose pool is going, is stopped.
     func taskLeftWorker(_ id: String, worker: WorkerProcess, healthy: Bool) {
         running[id] = nil
+        progressPolls[id] = nil
         workerFreed(worker.id, healthy: healthy)
     }
 

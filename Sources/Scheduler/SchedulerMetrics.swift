@@ -22,6 +22,11 @@ struct SchedulerMetrics: Sendable {
         }
     }
 
+    /// A progress call to a worker (many polls of one task share one call).
+    func workerProgressCalled(model: String) {
+        Counter(label: "sdbox_worker_progress_calls_total", dimensions: [("model", model)]).increment()
+    }
+
     func workerStarted(model: String) {
         Counter(label: "sdbox_worker_cold_starts_total", dimensions: [("model", model)]).increment()
     }

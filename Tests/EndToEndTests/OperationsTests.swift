@@ -22,6 +22,29 @@ import Testing
         }.values.reduce(0, +)
     }
 
+    /// Hundreds of clients polling one running task cost its worker a few progress calls a second.
+    @Test func pollsOfARunningTaskShareTheWorkersAnswer() async throws {
+        let server = try await ServerProcess(config: pacedWorkers)
+        defer { server.destroy() }
+        let (_, submitted) = try await server.json(.POST, "/txt2img", ["prompt": "poll", "steps": 100, "width": 512, "height": 512], headers: [("Request-Type", "async")])
+        let id = try #require(submitted["taskId"]?.stringValue)
+        let start = ContinuousClock.now
+        var states: [String] = []
+        try await withThrowingTaskGroup(of: String.self) { group in
+            for _ in 0..<400 {
+                group.addTask { try await server.json(.GET, "/tasks/\(id)/progress").1["status"]?.stringValue ?? "none" }
+            }
+            for try await state in group { states.append(state) }
+        }
+        let elapsed = start.duration(to: .now)
+        #expect(states.count == 400 && states.allSatisfy { ["queued", "running"].contains($0) }, "\(Set(states))")
+        let samples = Self.samples(String(decoding: try await server.request(.GET, "/metrics").1, as: UTF8.self))
+        let calls = Self.total(samples, "sdbox_worker_progress_calls_total")
+        // One call per 0.25 s at most, however many polls came in that time.
+        #expect(calls >= 1 && calls <= (elapsed / .milliseconds(250)).rounded(.up) + 1, "\(calls) calls in \(elapsed) for \(states.filter { $0 == "running" }.count) polls of a running task")
+        _ = try await server.json(.POST, "/tasks/\(id)/cancellation")
+    }
+
     @Test func metricsAndReadiness() async throws {
         let server = try await ServerProcess(config: """
             scheduler:

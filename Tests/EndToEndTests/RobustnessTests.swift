@@ -43,6 +43,16 @@ import Testing
         #expect(try await server.json(.POST, "/txt2img", ["steps": 1, "width": 64, "height": 64]).1["status"] == "succeeded")
     }
 
+    @Test func anImageOverTheFileLimitIsRefusedBeforeDecoding() async throws {
+        let server = try await ServerProcess(config: fastWorkers + "\nimages:\n  maxInputMiB: 1\n")
+        defer { server.destroy() }
+        let huge = String(repeating: "A", count: 2 << 20)
+        let (status, answer) = try await server.json(.POST, "/img2img", ["prompt": "x", "init_images": [.string(huge)]])
+        #expect(status == 413, "\(answer)")
+        #expect(answer["error"] == "image too large" && answer["field"] == "init_images[0]", "\(answer)")
+        #expect(try await server.json(.GET, "/tasks").1["tasks"] == [])
+    }
+
     @Test func aStalledRequestIsCutOffAndTheServerKeepsServing() async throws {
         let server = try await ServerProcess(config: fastWorkers + "\nrequestIdleTimeoutSeconds: 1\n")
         defer { server.destroy() }

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import ImageCodec
 import ObjectStore
 import ReferenceWorker
@@ -105,6 +106,20 @@ import Testing
         await #expect { try await resolver.resolveGeneration(["init_images": [3]], user: "default") } throws: { field(of: $0) == "init_images[0]" }
     }
 
+    /// An image file over `images.maxInputMiB` is refused with 413 before it is decoded, inline or stored.
+    @Test func refusesImageFilesOverTheByteLimit() async throws {
+        let small = ImageInputResolver(objects: objects, maxPixels: 128 * 128, maxBytes: png.count - 1)
+        try await objects.put(png, key: "inputs/default/fox.png")
+        for input: JSONValue in [.string(png.base64EncodedString()), .string("data:image/png;base64," + png.base64EncodedString()), "inputs/default/fox.png"] {
+            await #expect { try await small.resolveGeneration(["init_images": [input]], user: "default") } throws: { error in
+                let error = error as? APIError
+                return error?.status.code == 413 && error?.extra["field"] == "init_images[0]" && error?.detail.contains("images.maxInputMiB") == true
+            }
+        }
+        let exact = ImageInputResolver(objects: objects, maxPixels: 128 * 128, maxBytes: png.count)
+        _ = try await exact.resolveGeneration(["init_images": [.string(png.base64EncodedString())]], user: "default")
+    }
+
     @Test func extrasImagesAreResolvedWithTheirSizes() async throws {
         try await objects.put(png, key: "inputs/default/fox.png")
         let single = try await resolver.resolveExtras(["image": "inputs/default/fox.png", "upscaler_1": "Lanczos"], kind: .extraSingleImage, user: "default")
@@ -167,6 +182,7 @@ import Testing
         let config = try ServerConfiguration.load(yaml: """
             images:
               maxPixels: 1048576
+              maxInputMiB: 8
               thumbnailSide: 128
               thumbnailQuality: 70
               retentionDays: 30
@@ -175,6 +191,7 @@ import Testing
               postprocessingModel: upscaler.safetensors
             """)
         #expect(config.images.maxPixels == 1 << 20)
+        #expect(config.images.maxInputMiB == 8)
         #expect(config.images.thumbnailSide == 128)
         #expect(config.images.thumbnailQuality == 70)
         #expect(config.images.retentionDays == 30)
