@@ -237,6 +237,7 @@ public struct ServerConfiguration: Sendable, Equatable {
             config.webhooks.retrySeconds = try webhooks.integer("retrySeconds", in: 1...3600) ?? config.webhooks.retrySeconds
             config.webhooks.maxRetrySeconds = try webhooks.integer("maxRetrySeconds", in: 1...86400) ?? config.webhooks.maxRetrySeconds
             config.webhooks.timeoutSeconds = try webhooks.integer("timeoutSeconds", in: 1...600) ?? config.webhooks.timeoutSeconds
+            config.webhooks.allowPrivateNetworks = try webhooks.boolean("allowPrivateNetworks") ?? config.webhooks.allowPrivateNetworks
             try webhooks.finish()
         }
         if var events = try reader.section("events") {

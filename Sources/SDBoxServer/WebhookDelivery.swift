@@ -47,15 +47,20 @@ actor WebhookDelivery: Service {
         let pending = try await tasks.pendingCallbacks().filter(\.state.isFinal)
         if !pending.isEmpty { logger.info("resuming webhook deliveries", metadata: ["count": "\(pending.count)"]) }
         for task in pending { dueContinuation.yield(task.id) }
+        // A receiver's redirect is an answer, not followed: it could lead where the target check forbids.
+        var configuration = HTTPClient.Configuration()
+        configuration.redirectConfiguration = .disallow
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         await withDiscardingTaskGroup { group in
             for await id in due.cancelOnGracefulShutdown() where delivering.insert(id).inserted {
                 group.addTask {
-                    await self.deliver(id)
+                    await self.deliver(id, with: client)
                     await self.done(id)
                 }
             }
             group.cancelAll()
         }
+        try await client.shutdown()
     }
 
     func done(_ id: String) {
@@ -63,7 +68,7 @@ actor WebhookDelivery: Service {
     }
 
     /// Attempts a task's webhook until it is delivered or given up, waiting between attempts.
-    nonisolated func deliver(_ id: String) async {
+    nonisolated func deliver(_ id: String, with client: HTTPClient) async {
         while !Task.isCancelled {
             guard let task = try? await tasks.get(id), let callback = task.callback, callback.state == .pending else { return }
             let number = callback.attempts.count + 1
@@ -74,10 +79,16 @@ actor WebhookDelivery: Service {
                     if Task.isCancelled { return }
                 }
             }
-            let attempt = await post(task, to: callback.url, attempt: number)
+            let refusal = settings.allowPrivateNetworks ? nil : await WebhookTarget.refusal(of: callback.url)
+            let attempt = if let refusal {
+                WebhookAttempt(at: Date(), status: nil, error: "not sent: \(refusal)", milliseconds: 0)
+            } else {
+                await post(task, to: callback.url, attempt: number, with: client)
+            }
             // An attempt cut short by shutdown is not counted; it is made again at next start.
             if Task.isCancelled { return }
-            let state: TaskCallback.State? = attempt.error == nil ? .delivered : number >= settings.maxAttempts ? .failed : nil
+            // A forbidden target stays forbidden: no retries.
+            let state: TaskCallback.State? = attempt.error == nil ? .delivered : number >= settings.maxAttempts || refusal != nil ? .failed : nil
             do {
                 try await tasks.updateCallback(id) { callback in
                     callback.attempts.append(attempt)
@@ -98,7 +109,7 @@ actor WebhookDelivery: Service {
     }
 
     /// One POST of a task's result.
-    nonisolated func post(_ task: TaskRecord, to url: String, attempt: Int) async -> WebhookAttempt {
+    nonisolated func post(_ task: TaskRecord, to url: String, attempt: Int, with client: HTTPClient) async -> WebhookAttempt {
         let started = Date()
         let clock = ContinuousClock.now
         func outcome(_ status: Int?, _ error: String?) -> WebhookAttempt {
@@ -119,7 +130,7 @@ actor WebhookDelivery: Service {
         request.headers.add(name: "X-SDBox-Signature", value: "sha256=" + Self.signature(of: body, key: key))
         request.body = .bytes(ByteBuffer(bytes: body))
         do {
-            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(Int64(settings.timeoutSeconds)))
+            let response = try await client.execute(request, timeout: .seconds(Int64(settings.timeoutSeconds)))
             let answer = try await response.body.collect(upTo: 64 << 10)
             let status = Int(response.status.code)
             guard (200..<300).contains(status) else {

@@ -11,6 +11,9 @@ public struct WebhookSettings: Sendable, Equatable {
     public var maxRetrySeconds = 600
     /// The longest one attempt may take (`webhooks.timeoutSeconds`).
     public var timeoutSeconds = 10
+    /// Whether webhooks may go to loopback and private addresses (`webhooks.allowPrivateNetworks`); off, so
+    /// that users of a shared box cannot reach into it (see ``WebhookTarget``).
+    public var allowPrivateNetworks = false
 
     public init() {}
 

@@ -70,7 +70,7 @@ final class WebhookReceiver: Sendable {
 func expectedSignature(of body: Data, dataDirectory: String) throws -> String {
     let secret = try String(contentsOfFile: dataDirectory + "/webhook-secret", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
     let mac = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Data(secret.utf8)))
-    return "sha256=" + Data(mac).map { String(format: "%02x", $0) }.joined()
+    return "sha256=" + Data(mac).hexString
 }
 
 /// Polls a task's result until `done` holds for it.
@@ -87,7 +87,7 @@ func waitForResult(_ server: ServerProcess, _ id: String, timeout: Duration = .s
 @Suite(.serialized, .timeLimit(.minutes(2))) struct WebhookTests {
     @Test func webhooksAreSignedRetriedAndRecorded() async throws {
         let receiver = try await WebhookReceiver()
-        let server = try await ServerProcess(config: fastWorkers + "\nwebhooks: {retrySeconds: 1, maxAttempts: 2}\n")
+        let server = try await ServerProcess(config: fastWorkers + "\nwebhooks: {retrySeconds: 1, maxAttempts: 2, allowPrivateNetworks: true}\n")
         defer { server.destroy() }
         let (_, submitted) = try await server.json(.POST, "/txt2img", [
             "prompt": "fox", "steps": 2, "width": 64, "height": 64, "callback_url": .string(receiver.url("/flaky")),
@@ -143,7 +143,7 @@ func waitForResult(_ server: ServerProcess, _ id: String, timeout: Duration = .s
 
     @Test func pendingWebhooksSurviveARestart() async throws {
         let receiver = try await WebhookReceiver()
-        let server = try await ServerProcess(config: fastWorkers + "\nwebhooks: {retrySeconds: 3}\n")
+        let server = try await ServerProcess(config: fastWorkers + "\nwebhooks: {retrySeconds: 3, allowPrivateNetworks: true}\n")
         defer { server.destroy() }
         let (_, submitted) = try await server.json(.POST, "/txt2img", [
             "prompt": "fox", "steps": 2, "width": 64, "height": 64, "callback_url": .string(receiver.url("/flaky")),
@@ -156,5 +156,36 @@ func waitForResult(_ server: ServerProcess, _ id: String, timeout: Duration = .s
         let result = try await waitForResult(server, id) { $0["webhook"]?["state"] == "delivered" }
         #expect(result["webhook"]?["attempts"]?.arrayValue?.map { $0["status"] } == [500, 200])
         #expect(try await receiver.deliveries(to: "/flaky", count: 2).count == 2)
+    }
+
+    /// Users cannot make sdbox POST into the box or its private network: refused at submission, and again
+    /// before each attempt (here: a webhook accepted while private targets were allowed, resumed after a
+    /// restart with them forbidden).
+    @Test func webhooksStayOutOfPrivateNetworks() async throws {
+        let receiver = try await WebhookReceiver()
+        let server = try await ServerProcess(config: fastWorkers + "\nwebhooks: {retrySeconds: 30, allowPrivateNetworks: true}\n")
+        defer { server.destroy() }
+        let (_, submitted) = try await server.json(.POST, "/txt2img", [
+            "prompt": "fox", "steps": 2, "width": 64, "height": 64, "callback_url": .string(receiver.url("/broken")),
+        ], headers: [("Request-Type", "async")])
+        let id = try #require(submitted["taskId"]?.stringValue)
+        _ = try await waitForResult(server, id) { $0["webhook"]?["attempts"]?.arrayValue?.count == 1 }
+        server.stop()
+        try (fastWorkers + "\nwebhooks: {retrySeconds: 1}\n").write(toFile: server.configPath, atomically: true, encoding: .utf8)
+        try await server.start()
+
+        for (url, kind) in [
+            ("http://127.0.0.1:9/x", "loopback"), ("http://localhost:9/x", "loopback"), ("http://[::1]/x", "loopback"),
+            ("http://10.0.0.7/x", "private"), ("http://169.254.169.254/latest/meta-data", "link-local"), ("http://0.0.0.0:80/", "unspecified"),
+        ] {
+            let (status, error) = try await server.json(.POST, "/txt2img", ["prompt": "x", "steps": 1, "callback_url": .string(url)])
+            #expect(status == 400 && error["field"] == "callback_url", "\(url): \(error)")
+            #expect(error["detail"]?.stringValue?.contains(kind) == true, "\(url): \(error)")
+        }
+        let result = try await waitForResult(server, id) { $0["webhook"]?["state"] == "failed" }
+        let attempts = result["webhook"]?["attempts"]?.arrayValue ?? []
+        #expect(attempts.count == 2)
+        #expect(attempts.last?["error"]?.stringValue?.hasPrefix("not sent: 127.0.0.1 is a loopback address") == true, "\(attempts)")
+        #expect(await receiver.log.deliveries.count == 1)
     }
 }
