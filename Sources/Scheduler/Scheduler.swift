@@ -133,7 +133,9 @@ public actor Scheduler: Service {
     /// The last progress call to the worker of each running task: calls within ``progressFreshness`` share
     /// its answer, so clients polling a task in their thousands cost its worker a few calls a second.
     var progressPolls: [String: (answer: Task<A1111.Progress?, Never>, started: ContinuousClock.Instant)] = [:]
-    static let progressFreshness = Duration.milliseconds(250)
+    static let progressFreshness = Duration.milliseconds(100)
+    /// Task changes held in memory because the disk is full (see ``persist(_:_:)``).
+    var changesWaitingForDisk = 0
 
     public init(
         configuration: SchedulerConfiguration, inventory: GPUInventory, tasks: TaskStore, catalog: CatalogStore,
@@ -723,14 +725,24 @@ public actor Scheduler: Service {
     /// dropped while sdbox runs; other errors, and shutdown, end the attempts.
     func persist(_ id: String, _ change: @escaping @Sendable (inout TaskRecord) throws -> Void) async throws -> TaskRecord {
         var waiting = false
+        defer {
+            if waiting {
+                changesWaitingForDisk -= 1
+                metrics.changesWaitingForDisk(changesWaitingForDisk)
+            }
+        }
         while true {
             do {
                 let task = try await tasks.update(id, change)
                 if waiting { logger.notice("disk space returned; task change recorded", metadata: ["task": "\(id)"]) }
                 return task
             } catch let error as LMDBError where error.isOutOfSpace && !shuttingDown {
-                if !waiting { logger.error("disk full: a task change waits for space", metadata: ["task": "\(id)", "error": "\(error)"]) }
-                waiting = true
+                if !waiting {
+                    logger.error("disk full: a task change waits for space", metadata: ["task": "\(id)", "error": "\(error)"])
+                    waiting = true
+                    changesWaitingForDisk += 1
+                    metrics.changesWaitingForDisk(changesWaitingForDisk)
+                }
                 try await Task.sleep(for: .seconds(1))
             }
         }

@@ -27,6 +27,11 @@ struct SchedulerMetrics: Sendable {
         Counter(label: "sdbox_worker_progress_calls_total", dimensions: [("model", model)]).increment()
     }
 
+    /// How many task changes wait in memory for disk space.
+    func changesWaitingForDisk(_ count: Int) {
+        Gauge(label: "sdbox_task_changes_waiting_for_disk").record(count)
+    }
+
     func workerStarted(model: String) {
         Counter(label: "sdbox_worker_cold_starts_total", dimensions: [("model", model)]).increment()
     }

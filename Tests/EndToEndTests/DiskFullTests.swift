@@ -117,22 +117,30 @@ struct DiskFullTests {
         defer { disk.unmount() }
         let server = try await ServerProcess(config: pacedWorkers + "\nimages:\n  minFreeDiskMiB: 0\n", dataDirectory: disk.path + "/data")
         defer { server.destroy() }
-        async let answer = server.json(.POST, "/txt2img", ["prompt": "disk", "steps": 60, "width": 512, "height": 512, "batch_size": 2])
-        let deadline = ContinuousClock.now + .seconds(20)
-        var running: JSONValue?
-        while running == nil, ContinuousClock.now < deadline {
-            running = try await server.json(.GET, "/tasks?status=running").1["tasks"]?.arrayValue?.first
+        // 150 steps of 20 ms: the disk is full long before the worker is done.
+        async let answer = server.json(.POST, "/txt2img", ["prompt": "disk", "steps": 150, "width": 512, "height": 512, "batch_size": 2])
+        var id: String?
+        while id == nil {
+            id = try await server.json(.GET, "/tasks?status=running").1["tasks"]?.arrayValue?.first?["taskId"]?.stringValue
             try await Task.sleep(for: .milliseconds(20))
         }
-        let id = try #require(running?["taskId"]?.stringValue)
         try disk.fill("filler")
-        try await Task.sleep(for: .seconds(3))
+        // Space comes back once the task's images were refused: its outcome waits in memory
+        // (sdbox_task_changes_waiting_for_disk), or LMDB found room in its own free pages and recorded it.
+        while true {
+            let metrics = OperationsTests.samples(String(decoding: try await server.request(.GET, "/metrics").1, as: UTF8.self))
+            if metrics["sdbox_task_changes_waiting_for_disk"] ?? 0 >= 1 { break }
+            if try await server.json(.GET, "/tasks/\(try #require(id))").1["status"] == "failed" { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
         try FileManager.default.removeItem(atPath: disk.path + "/filler")
         let (status, final) = try await answer
         #expect(status == 500 && final["status"] == "failed" && final["taskId"]?.stringValue == id, "\(final)")
         #expect(final["detail"]?.stringValue?.contains("disk full") == true, "\(final)")
         let images = (try? FileManager.default.contentsOfDirectory(atPath: server.dataDirectory + "/objects/images/default")) ?? []
         #expect(images.isEmpty, "\(images)")
+        let metrics = OperationsTests.samples(String(decoding: try await server.request(.GET, "/metrics").1, as: UTF8.self))
+        #expect(metrics["sdbox_task_changes_waiting_for_disk"] ?? 0 == 0)
         let (againStatus, again) = try await server.json(.POST, "/txt2img", generation)
         #expect(againStatus == 200 && again["status"] == "succeeded", "\(again)")
     }

@@ -84,7 +84,7 @@ let pacedWorkers = """
         let server = try await ServerProcess(config: pacedWorkers)
         defer { server.destroy() }
         let (status, accepted) = try await server.json(
-            .POST, "/txt2img", ["prompt": "slow fox", "steps": 40, "width": 512, "height": 512],
+            .POST, "/txt2img", ["prompt": "slow fox", "steps": 100, "width": 512, "height": 512],
             headers: [("Request-Type", "async")]
         )
         #expect(status == 200)
@@ -97,7 +97,7 @@ let pacedWorkers = """
             #expect(progress["taskId"]?.stringValue == id)
             if progress["status"] == "running", let value = progress["progress"]?.doubleValue, value > 0 {
                 seen.append(value)
-                #expect(progress["state"]?["sampling_steps"] == 40)
+                #expect(progress["state"]?["sampling_steps"] == 100)
             }
             if progress["status"] == "succeeded" {
                 #expect(progress["progress"] == 1)
@@ -113,7 +113,7 @@ let pacedWorkers = """
         #expect(result["status"] == "succeeded")
         #expect(result["images"]?.arrayValue?.count == 1)
         #expect(result["ossUrl"]?.arrayValue?.count == 1)
-        #expect(result["info"]?["steps"] == 40)
+        #expect(result["info"]?["steps"] == 100)
         #expect(result["parameters"]?["prompt"] == "slow fox")
     }
 

@@ -40,8 +40,8 @@ import Testing
         #expect(states.count == 400 && states.allSatisfy { ["queued", "running"].contains($0) }, "\(Set(states))")
         let samples = Self.samples(String(decoding: try await server.request(.GET, "/metrics").1, as: UTF8.self))
         let calls = Self.total(samples, "sdbox_worker_progress_calls_total")
-        // One call per 0.25 s at most, however many polls came in that time.
-        #expect(calls >= 1 && calls <= (elapsed / .milliseconds(250)).rounded(.up) + 1, "\(calls) calls in \(elapsed) for \(states.filter { $0 == "running" }.count) polls of a running task")
+        // One call per 0.1 s at most, however many polls came in that time.
+        #expect(calls >= 1 && calls <= (elapsed / .milliseconds(100)).rounded(.up) + 1, "\(calls) calls in \(elapsed) for \(states.filter { $0 == "running" }.count) polls of a running task")
         _ = try await server.json(.POST, "/tasks/\(id)/cancellation")
     }
 
