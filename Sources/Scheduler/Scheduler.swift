@@ -130,10 +130,10 @@ public actor Scheduler: Service {
     var activeByUser: [String: Int] = [:]
     var jobs: AsyncStream<Job>.Continuation?
     var shuttingDown = false
-    /// The last progress call to the worker of each running task: calls within ``progressFreshness`` share
-    /// its answer, so clients polling a task in their thousands cost its worker a few calls a second.
-    var progressPolls: [String: (answer: Task<A1111.Progress?, Never>, started: ContinuousClock.Instant)] = [:]
-    static let progressFreshness = Duration.milliseconds(100)
+    /// The progress call under way to the worker of each running task; polls that come meanwhile share it.
+    var progressPolls: [String: Task<A1111.Progress?, Never>] = [:]
+    /// The last answers of those calls, read without entering the actor while they are fresh.
+    let progressBoard = ProgressBoard(freshness: .milliseconds(100))
     /// Task changes held in memory because the disk is full (see ``persist(_:_:)``).
     var changesWaitingForDisk = 0
 
@@ -315,8 +315,25 @@ public actor Scheduler: Service {
         return try await tasks.get(id)
     }
 
-    /// Where a task stands: its queue position and estimated time, or its worker's progress report.
-    public func progress(of id: String) async -> TaskProgress {
+    /// Where a task stands: its queue position and estimated time, or its worker's latest progress report
+    /// (about ``ProgressBoard/freshness`` old, so that clients polling a task in their thousands cost its
+    /// worker a few calls a second, and neither queue on the scheduler nor wait for the worker).
+    public nonisolated func progress(of id: String) async -> TaskProgress {
+        guard let latest = progressBoard.latest(of: id) else { return await currentProgress(of: id) }
+        if latest.refresh { Task { await self.refreshProgress(of: id) } }
+        return .running(latest.report)
+    }
+
+    /// Asks the worker of running task `id` for its progress again (the answer goes on the board).
+    func refreshProgress(of id: String) async {
+        guard let run = running[id], let process = handles[run.workerID]?.process else {
+            progressBoard.remove(id)
+            return
+        }
+        _ = await workerProgress(of: id, on: process)
+    }
+
+    func currentProgress(of id: String) async -> TaskProgress {
         if let (model, position) = planner.position(of: id) {
             return .queued(position: position, eta: estimatedWait(model: model, position: position))
         }
@@ -329,17 +346,19 @@ public actor Scheduler: Service {
         return .running(report)
     }
 
-    /// The progress the worker of running task `id` reports, at most ``progressFreshness`` old.
+    /// The progress the worker of running task `id` reports: one call at a time, its answer posted on the board.
     func workerProgress(of id: String, on worker: WorkerProcess) async -> A1111.Progress? {
-        let now = ContinuousClock.now
-        if let poll = progressPolls[id], poll.started.duration(to: now) < Self.progressFreshness {
-            return await poll.answer.value
-        }
+        if let poll = progressPolls[id] { return await poll.value }
         metrics.workerProgressCalled(model: worker.model)
         let (client, port) = (self.client, worker.port)
-        let answer = Task { await client.progress(port: port) }
-        progressPolls[id] = (answer, now)
-        return await answer.value
+        let poll = Task { await client.progress(port: port) }
+        progressPolls[id] = poll
+        let report = await poll.value
+        if progressPolls[id] == poll {
+            progressPolls[id] = nil
+            if running[id] != nil { progressBoard.post(report, of: id) }
+        }
+        return report
     }
 
     /// Seconds until the task at `position` in `model`'s queue is done, from the model's recent pace.
@@ -689,6 +708,7 @@ public actor Scheduler: Service {
     func taskLeftWorker(_ id: String, worker: WorkerProcess, healthy: Bool) {
         running[id] = nil
         progressPolls[id] = nil
+        progressBoard.remove(id)
         workerFreed(worker.id, healthy: healthy)
     }
 
