@@ -200,17 +200,31 @@ final class WorkerOutput: Sendable {
         var log: FileHandle?
         var lastLines: [String] = []
         var ready = false
+        /// Lines the log file could not take (the disk was full), told in the log once it takes them again.
+        var droppedLines = 0
     }
     let state: Mutex<State>
 
-    init(logPath: String) {
+    convenience init(logPath: String) {
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        state = Mutex(State(log: FileHandle(forWritingAtPath: logPath)))
+        self.init(log: FileHandle(forWritingAtPath: logPath))
+    }
+
+    init(log: FileHandle?) {
+        state = Mutex(State(log: log))
     }
 
     func append(_ line: String) {
         state.withLock { state in
-            state.log?.write(Data((line + "\n").utf8))
+            if let log = state.log {
+                let dropped = state.droppedLines > 0 ? "[sdbox: \(state.droppedLines) lines dropped, the disk was full]\n" : ""
+                do {
+                    try log.write(contentsOf: Data((dropped + line + "\n").utf8))
+                    state.droppedLines = 0
+                } catch {
+                    state.droppedLines += 1
+                }
+            }
             state.lastLines.append(line)
             if state.lastLines.count > 20 { state.lastLines.removeFirst(state.lastLines.count - 20) }
         }

@@ -27,7 +27,8 @@ struct TmpfsMount {
 
     /// Writes a file until the file system refuses more, byte by byte at the end.
     func fill(_ name: String) throws {
-        let descriptor = open(path + "/" + name, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        // Close-on-exec: a process another test starts meanwhile must not keep the file (and its space).
+        let descriptor = open(path + "/" + name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw TestFailure("open filler: \(String(cString: strerror(errno)))") }
         defer { close(descriptor) }
         for chunk in [1 << 20, 4096, 1] {

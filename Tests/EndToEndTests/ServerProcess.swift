@@ -61,7 +61,10 @@ final class ServerProcess: @unchecked Sendable {
         while ContinuousClock.now < deadline {
             if waitpid(pid, nil, WNOHANG) == pid { throw TestFailure("sdbox exited at start: \(log)") }
             // A short timeout: the client keeps retrying a refused connection until the request times out.
-            if let answer = try? await response(.GET, "/healthz", timeout: .seconds(1)), answer.status == 200 { return }
+            // The connection is not kept: a test's own idle timeout could close it just as a request reuses it.
+            if let answer = try? await response(.GET, "/healthz", headers: [("Connection", "close")], timeout: .seconds(1)), answer.status == 200 {
+                return
+            }
             try await Task.sleep(for: .milliseconds(50))
         }
         throw TestFailure("sdbox did not answer /healthz: \(log)")

@@ -1,3 +1,4 @@
+import Foundation
 import SDBoxCore
 import Testing
 
@@ -22,5 +23,15 @@ import Testing
         #expect(board.latest(of: "t", now: start.advanced(by: .milliseconds(300)))?.refresh == true)
         board.remove("t")
         #expect(board.latest(of: "t") == nil)
+    }
+}
+
+@Suite struct WorkerOutputTests {
+    /// A full disk loses log lines, never the server (the old FileHandle.write trapped on ENOSPC).
+    @Test func aFullDiskDropsLogLinesAndKeepsTheLastOnes() {
+        let output = WorkerOutput(log: FileHandle(forWritingAtPath: "/dev/full"))
+        for number in 1...30 { output.append("line \(number)") }
+        #expect(output.lastLines.count == 20 && output.lastLines.last == "line 30")
+        output.close()
     }
 }
