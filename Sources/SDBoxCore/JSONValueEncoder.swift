@@ -40,6 +40,15 @@ private struct IndexKey: CodingKey {
     init?(intValue: Int) { self.init(intValue) }
 }
 
+/// The key `superEncoder()` writes under, whatever the container's keys are.
+private struct SuperKey: CodingKey {
+    var stringValue: String { "super" }
+    var intValue: Int? { nil }
+    init() {}
+    init?(stringValue: String) { nil }
+    init?(intValue: Int) { nil }
+}
+
 private struct ValueEncoder: Encoder {
     let partial: PartialValue
     let codingPath: [any CodingKey]
@@ -51,7 +60,7 @@ private struct ValueEncoder: Encoder {
         case let value as JSONValue: return value
         case let value as Data: return .string(value.base64EncodedString())
         case let value as URL: return .string(value.absoluteString)
-        case let value as Decimal: return .number(NSDecimalNumber(decimal: value).doubleValue)
+        case let value as Decimal: return .number(Double(value.description) ?? NSDecimalNumber(decimal: value).doubleValue)
         default:
             let partial = PartialValue()
             try value.encode(to: ValueEncoder(partial: partial, codingPath: codingPath))
@@ -127,9 +136,11 @@ private struct KeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
         return ValueEncoder(partial: child, codingPath: codingPath + [key]).unkeyedContainer()
     }
 
-    mutating func superEncoder() -> any Encoder { superEncoder(forKey: Key(stringValue: "super")!) }
+    mutating func superEncoder() -> any Encoder { encoder(under: SuperKey()) }
 
-    mutating func superEncoder(forKey key: Key) -> any Encoder {
+    mutating func superEncoder(forKey key: Key) -> any Encoder { encoder(under: key) }
+
+    private func encoder(under key: any CodingKey) -> any Encoder {
         let child = PartialValue()
         partial.object![key.stringValue] = child
         return ValueEncoder(partial: child, codingPath: codingPath + [key])

@@ -25,11 +25,13 @@ struct JSONWriter {
             bytes.append(UInt8(ascii: "]"))
         case .object(let members):
             bytes.append(UInt8(ascii: "{"))
-            for (index, key) in members.keys.sorted().enumerated() {
+            // Sorted by their UTF-8 bytes, as JSONEncoder sorts (String's `<` compares normalized text).
+            let sorted = members.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+            for (index, member) in sorted.enumerated() {
                 if index > 0 { bytes.append(UInt8(ascii: ",")) }
-                write(key)
+                write(member.key)
                 bytes.append(UInt8(ascii: ":"))
-                try write(members[key]!)
+                try write(member.value)
             }
             bytes.append(UInt8(ascii: "}"))
         }

@@ -88,7 +88,7 @@ struct A1111Routes {
     /// An interrupted generation answers with the images made so far, as A1111 does.
     func generate(kind: TaskKind, request: Request, context: SDBoxRequestContext) async throws -> Response {
         var body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
-        let callback = try await services.callback(taking: &body, request: request)
+        let callback = try services.callback(taking: &body, request: request)
         let task = try await services.submitGeneration(kind: kind, body: body, user: context.user, userOptions: true, callback: callback)
         if request.headers[.requestType]?.lowercased() == "async" { return accepted(task) }
         let (result, images) = try await outcome(of: task)
@@ -100,7 +100,7 @@ struct A1111Routes {
     /// `{html_info, images}` for a batch.
     func postprocess(kind: TaskKind, request: Request, context: SDBoxRequestContext) async throws -> Response {
         var body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
-        let callback = try await services.callback(taking: &body, request: request)
+        let callback = try services.callback(taking: &body, request: request)
         let task = try await services.submitPostprocessing(kind: kind, body: body, user: context.user, callback: callback)
         if request.headers[.requestType]?.lowercased() == "async" { return accepted(task) }
         let (result, images) = try await outcome(of: task)

@@ -135,8 +135,8 @@ public struct ImageInputResolver: Sendable {
             guard let comma = payload.firstIndex(of: ",") else { throw Self.refusal(field, "a data: URL needs a comma before its base64") }
             payload = payload[payload.index(after: comma)...]
         }
-        // Refused before decoding: base64 is 4 characters per 3 bytes.
-        try checkSize(payload.utf8.count / 4 * 3, field: field)
+        // Refused before decoding: base64 is 4 characters per 3 bytes (line breaks are not characters of it).
+        try checkSize(payload.utf8.lazy.filter { $0 != UInt8(ascii: "\n") && $0 != UInt8(ascii: "\r") }.count / 4 * 3, field: field)
         guard !payload.isEmpty, let data = Data(base64Encoded: String(payload), options: .ignoreUnknownCharacters), !data.isEmpty else {
             throw Self.refusal(field, "not base64 and not a stored image key")
         }

@@ -50,7 +50,7 @@ struct PassthroughRoutes {
         var call = try await PassthroughCall(request: request, limit: services.configuration.maxBodyBytes)
         var json = JSONValue.null
         if case .json(let body) = call.body { json = body }
-        let callback = try await services.callback(taking: &json, request: request)
+        let callback = try services.callback(taking: &json, request: request)
         if case .json = call.body { call.body = .json(json) }
         let model = try await model(named: call.model, user: context.user)
         let async = request.headers[.requestType]?.lowercased() == "async"

@@ -56,7 +56,7 @@ extension Services {
 
     /// The webhook a request asks for: `callback_url`, taken out of its JSON body, else the
     /// `X-Callback-URL` header; nil when neither is given, 400 when the URL is not http(s).
-    func callback(taking body: inout JSONValue, request: Request) async throws -> TaskCallback? {
+    func callback(taking body: inout JSONValue, request: Request) throws -> TaskCallback? {
         var url = request.headers[.callbackURL]
         if let field = body["callback_url"] {
             body["callback_url"] = nil
@@ -73,7 +73,7 @@ extension Services {
         } catch {
             throw APIError.badRequest(error)
         }
-        if !configuration.webhooks.allowPrivateNetworks, let refusal = await WebhookTarget.refusal(of: url) {
+        if !configuration.webhooks.allowPrivateNetworks, let refusal = WebhookTarget.refusalWithoutLookup(of: url) {
             throw APIError(.badRequest, "invalid request", detail: "field 'callback_url': \(refusal)", extra: ["field": "callback_url"])
         }
         return TaskCallback(url: url, baseURL: urlBase(for: request))

@@ -17,14 +17,14 @@ struct TaskRoutes {
         for kind in TaskKind.generations {
             router.post(RouterPath("/\(kind.rawValue)")) { request, context in
                 var body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
-                let callback = try await services.callback(taking: &body, request: request)
+                let callback = try services.callback(taking: &body, request: request)
                 let task = try await services.submitGeneration(kind: kind, body: body, user: context.user, userOptions: false, callback: callback)
                 return try await answer(task, request: request)
             }
         }
         router.post("/extra_images") { request, context in
             var body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
-            let callback = try await services.callback(taking: &body, request: request)
+            let callback = try services.callback(taking: &body, request: request)
             let task = try await services.submitPostprocessing(kind: .extraSingleImage, body: body, user: context.user, callback: callback)
             return try await answer(task, request: request)
         }

@@ -79,16 +79,17 @@ actor WebhookDelivery: Service {
                     if Task.isCancelled { return }
                 }
             }
-            let refusal = settings.allowPrivateNetworks ? nil : await WebhookTarget.refusal(of: callback.url)
-            let attempt = if let refusal {
-                WebhookAttempt(at: Date(), status: nil, error: "not sent: \(refusal)", milliseconds: 0)
-            } else {
-                await post(task, to: callback.url, attempt: number, with: client)
+            let target = settings.allowPrivateNetworks ? .allowed(url: callback.url, host: nil) : await WebhookTarget.check(callback.url)
+            let attempt: WebhookAttempt
+            switch target {
+            case .allowed(let url, let host): attempt = await post(task, to: url, host: host, attempt: number, with: client)
+            case .refused(let reason), .unresolved(let reason): attempt = WebhookAttempt(at: Date(), status: nil, error: "not sent: \(reason)", milliseconds: 0)
             }
             // An attempt cut short by shutdown is not counted; it is made again at next start.
             if Task.isCancelled { return }
             // A forbidden target stays forbidden: no retries.
-            let state: TaskCallback.State? = attempt.error == nil ? .delivered : number >= settings.maxAttempts || refusal != nil ? .failed : nil
+            let refused = if case .refused = target { true } else { false }
+            let state: TaskCallback.State? = attempt.error == nil ? .delivered : number >= settings.maxAttempts || refused ? .failed : nil
             do {
                 try await tasks.updateCallback(id) { callback in
                     callback.attempts.append(attempt)
@@ -108,8 +109,8 @@ actor WebhookDelivery: Service {
         }
     }
 
-    /// One POST of a task's result.
-    nonisolated func post(_ task: TaskRecord, to url: String, attempt: Int, with client: HTTPClient) async -> WebhookAttempt {
+    /// One POST of a task's result; `host`, when given, is the Host header (the URL names the checked address).
+    nonisolated func post(_ task: TaskRecord, to url: String, host: String?, attempt: Int, with client: HTTPClient) async -> WebhookAttempt {
         let started = Date()
         let clock = ContinuousClock.now
         func outcome(_ status: Int?, _ error: String?) -> WebhookAttempt {
@@ -123,6 +124,7 @@ actor WebhookDelivery: Service {
         }
         var request = HTTPClientRequest(url: url)
         request.method = .POST
+        if let host { request.headers.add(name: "Host", value: host) }
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "User-Agent", value: "sdbox-webhook")
         request.headers.add(name: "X-SDBox-Task-Id", value: task.id)

@@ -5,23 +5,74 @@ import NIOPosix
 /// loopback (where workers answer without a key) or to the private network behind it, so unless
 /// `webhooks.allowPrivateNetworks` is on, a callback whose host is, or resolves to, a loopback, private,
 /// link-local, unique-local, shared (CGNAT), unspecified, multicast or reserved address is refused: with
-/// 400 when the task is submitted, and again (the name may resolve differently by then) before each POST.
+/// 400 at submission when the host is such an address or `localhost` (no lookup on the request path), and
+/// before each POST after a lookup on a pool of its own. An `http` POST then connects to the address that
+/// was checked, so the name cannot resolve elsewhere in between; an `https` one resolves it again (a
+/// private service reached that way would also have to speak TLS).
 enum WebhookTarget {
-    /// Why `url`'s host may not receive webhooks (it names the address and its kind), or nil when it may.
-    /// A host that does not resolve is left to the POST, which fails and is retried.
-    static func refusal(of url: String, threadPool: NIOThreadPool = .singleton) async -> String? {
-        guard var host = URLComponents(string: url)?.host, !host.isEmpty else { return nil }
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        let name = host
-        let addresses = (try? await threadPool.runIfActive { resolve(name) }) ?? []
+    /// Where a webhook POST may go.
+    enum Check: Equatable {
+        /// To `url` (for `http`, the checked address in place of the name, with `host` as the Host header).
+        case allowed(url: String, host: String?)
+        /// Nowhere, and never will: the reason names the address and its kind.
+        case refused(String)
+        /// Not now: the name did not resolve.
+        case unresolved(String)
+    }
+
+    /// Why `url` may not receive webhooks, judged without a lookup: its host is a non-public address or
+    /// `localhost`; nil otherwise.
+    static func refusalWithoutLookup(of url: String) -> String? {
+        guard let host = host(of: url) else { return nil }
+        if host.lowercased() == "localhost" || host.lowercased().hasSuffix(".localhost") {
+            return "\(host) is a loopback name; \(Self.rule)"
+        }
+        guard isAddress(host), let kind = nonPublicKind(of: host) else { return nil }
+        return "\(host) is a \(kind) address; \(Self.rule)"
+    }
+
+    /// Resolves `url`'s host (on the resolver pool) and judges every address it has.
+    static func check(_ url: String) async -> Check {
+        guard let components = URLComponents(string: url), let host = host(of: url) else { return .refused("\(url) has no host") }
+        let addresses = (try? await resolverPool.runIfActive { resolve(host) }) ?? []
+        guard let first = addresses.first else { return .unresolved("\(host) did not resolve") }
         for address in addresses {
             if let kind = nonPublicKind(of: address) {
-                return address == host
-                    ? "\(host) is a \(kind) address; webhooks go only to public addresses unless webhooks.allowPrivateNetworks is on"
-                    : "\(host) resolves to \(address), a \(kind) address; webhooks go only to public addresses unless webhooks.allowPrivateNetworks is on"
+                return .refused(address == host ? "\(host) is a \(kind) address; \(Self.rule)" : "\(host) resolves to \(address), a \(kind) address; \(Self.rule)")
             }
         }
-        return nil
+        guard components.scheme?.lowercased() == "http", !isAddress(host) else { return .allowed(url: url, host: nil) }
+        return pin(components, to: first)
+    }
+
+    /// `components` (an `http` URL naming a host) pointed at `address`, the name going in the Host header.
+    static func pin(_ components: URLComponents, to address: String) -> Check {
+        var pinned = components
+        pinned.host = address.contains(":") ? "[\(address)]" : address
+        let name = components.host ?? ""
+        return .allowed(url: pinned.string ?? "", host: components.port.map { "\(name):\($0)" } ?? name)
+    }
+
+    static let rule = "webhooks go only to public addresses unless webhooks.allowPrivateNetworks is on"
+
+    /// Lookups block a thread for as long as the name server takes: they get threads of their own, not
+    /// the pool LMDB transactions run on.
+    static let resolverPool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        return pool
+    }()
+
+    static func host(of url: String) -> String? {
+        guard var host = URLComponents(string: url)?.host, !host.isEmpty else { return nil }
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return host
+    }
+
+    static func isAddress(_ text: String) -> Bool {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        return inet_pton(AF_INET, text, &v4) == 1 || inet_pton(AF_INET6, text.split(separator: "%").first.map(String.init) ?? text, &v6) == 1
     }
 
     /// The addresses `host` resolves to, as text (an address literal resolves to itself).
@@ -52,10 +103,14 @@ enum WebhookTarget {
             return "unparsable"
         }
         let bytes = withUnsafeBytes(of: v6) { Array($0) }
-        if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xFF && bytes[11] == 0xFF {
+        if bytes[0..<15].allSatisfy({ $0 == 0 }) { return bytes[15] == 1 ? "loopback" : "unspecified" }
+        // IPv4 inside IPv6: mapped (::ffff:a.b.c.d), compatible (::a.b.c.d), NAT64 (64:ff9b::a.b.c.d), 6to4 (2002:aabb:ccdd::).
+        if bytes[0..<10].allSatisfy({ $0 == 0 }) && (bytes[10...11] == [0xFF, 0xFF] || bytes[10...11] == [0, 0]) {
             return kind(ofIPv4: Array(bytes[12...]))
         }
-        if bytes[0..<15].allSatisfy({ $0 == 0 }) { return bytes[15] == 1 ? "loopback" : "unspecified" }
+        if bytes[0...3] == [0x00, 0x64, 0xFF, 0x9B] && bytes[4..<12].allSatisfy({ $0 == 0 }) { return kind(ofIPv4: Array(bytes[12...])) }
+        if bytes[0...1] == [0x20, 0x02] { return kind(ofIPv4: Array(bytes[2...5])) }
+        if bytes[0] == 0xFE && bytes[1] & 0xC0 == 0xC0 { return "site-local (private)" }
         if bytes[0] == 0xFE && bytes[1] & 0xC0 == 0x80 { return "link-local" }
         if bytes[0] & 0xFE == 0xFC { return "unique-local (private)" }
         if bytes[0] == 0xFF { return "multicast" }
@@ -67,6 +122,8 @@ enum WebhookTarget {
         case (0, _): "unspecified"
         case (10, _), (172, 16...31), (192, 168): "private"
         case (100, 64...127): "shared (CGNAT)"
+        case (192, 0) where bytes[2] == 0: "reserved (IETF)"
+        case (198, 18...19): "reserved (benchmarking)"
         case (127, _): "loopback"
         case (169, 254): "link-local"
         case (224...239, _): "multicast"

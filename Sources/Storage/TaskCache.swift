@@ -7,9 +7,9 @@ import Synchronization
 ///
 /// It never holds a record older than the database's: every write is numbered while it holds LMDB's
 /// writer lock, and a record replaces a cached one only when its write came later; a read that missed
-/// fills in only when no write ran while it read. A failed write empties the cache, since what it
-/// committed is unknown. Bounded by count and by the records' encoded size; the records cached first
-/// are dropped first (tasks are polled while they are young).
+/// fills in only when no write ran while it read. A write that LMDB failed empties the cache, to be safe
+/// (LMDB aborts a transaction it cannot commit). Bounded by count and by the records' encoded size; the
+/// records cached first are dropped first (tasks are polled while they are young).
 final class TaskCache: Sendable {
     /// What the cache knows of one task.
     enum Cached: Sendable {
@@ -126,7 +126,7 @@ final class TaskCache: Sendable {
         }
     }
 
-    /// Records what a write committed, or, given nil (the write failed), forgets everything.
+    /// Records what a write committed, or, given nil (LMDB failed it), forgets everything.
     func endWrite(_ changes: Changes?) {
         state.withLock { state in
             state.writesInFlight -= 1

@@ -127,8 +127,13 @@ public struct TaskStore: Sendable {
                 var changes = TaskCache.Changes(version: cache.version())
                 return (try body(txn, tables, &changes), changes)
             }
-        } catch {
+        } catch let error as LMDBError {
+            // LMDB aborts a transaction it cannot commit; the cache is emptied all the same, to be safe.
             cache.endWrite(nil)
+            throw error
+        } catch {
+            // The change itself was refused (not found, a forbidden move): nothing was written.
+            cache.endWrite(TaskCache.Changes(version: 0))
             throw error
         }
         cache.endWrite(committed.changes)

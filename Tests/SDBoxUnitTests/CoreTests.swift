@@ -70,6 +70,8 @@ import Testing
         "plain", "quote \" backslash \\ slash / newline \n tab \t bell \u{07} del \u{7f} é 😀 \u{2028}",
         [], [:], [1, "two", [3.5, nil], ["b": false, "a": [:]]],
         ["zeta": 1, "alpha": ["y": "x", "b": [true]], "Ünïcode": "ok", "": 0],
+        // Keys in byte order, not in the order of their normalized text.
+        ["e\u{301}x": 8, "\u{e9}": 7],
     ]
 
     /// The writer's bytes are what `JSONEncoder` with sorted keys and unescaped slashes makes.
@@ -99,6 +101,26 @@ import Testing
         var nested: [[String: [Bool]]] = [["x": [true, false]], [:]]
         var json: JSONValue = ["free": [1, "form"]]
         var progress = A1111.Progress(progress: 0.25, eta_relative: 3, state: A1111.State(job: "txt2img"))
+    }
+
+    class Base: Encodable {
+        var b = 1
+    }
+
+    final class Derived: Base {
+        var c = 2
+        enum CodingKeys: String, CodingKey { case c }
+
+        override func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(c, forKey: .c)
+            try super.encode(to: container.superEncoder())
+        }
+    }
+
+    @Test func encodesSubclassesAndDecimalsAsJSONEncoderDoes() throws {
+        #expect(try JSONValue(encoding: Derived()) == ["c": 2, "super": ["b": 1]])
+        #expect(try JSONValue(encoding: [Decimal(string: "123.456")!, Decimal(string: "1e-7")!]) == [123.456, 1e-07])
     }
 
     /// Encoding into a value gives what `JSONEncoder` wrote and parsing read back.
