@@ -210,10 +210,3 @@ final class GenerationGate: Sendable {
         next?.resume()
     }
 }
-
-extension Duration {
-    var seconds: Double {
-        let (s, atto) = components
-        return Double(s) + Double(atto) / 1e18
-    }
-}

@@ -26,7 +26,11 @@ struct A1111Routes {
                 try await postprocess(kind: kind, request: request, context: context)
             }
         }
-        api.get("progress") { _, context in try Response.json(encoding: await currentProgress(user: context.user)) }
+        api.get("progress") { request, context in
+            var progress = try await currentProgress(user: context.user)
+            if request.skipsCurrentImage { progress.current_image = nil }
+            return try Response.json(encoding: progress)
+        }
         api.post("interrupt") { _, context in
             for task in try await runningTasks(of: context.user) { _ = try await services.scheduler.cancel(task.id) }
             return Response.json([:])

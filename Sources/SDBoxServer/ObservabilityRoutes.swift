@@ -69,10 +69,3 @@ struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
             .recordNanoseconds(start.duration(to: .now).nanoseconds)
     }
 }
-
-extension Duration {
-    var nanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-    }
-}

@@ -63,9 +63,11 @@ struct TaskRoutes {
                 "thumbnails": .array(services.signedURLs(for: keys, request: request).map { .string($0) }),
             ])
         }
-        router.get("/tasks/:id/progress") { _, context in
+        router.get("/tasks/:id/progress") { request, context in
             let task = try await services.task(try context.parameters.require("id"), for: context)
-            return Response.json(.object(try await progress(of: task)))
+            var body = try await progress(of: task)
+            if request.skipsCurrentImage { body["currentImage"] = "" }
+            return Response.json(.object(body))
         }
         router.post("/tasks/:id/cancellation") { _, context in
             let id = try context.parameters.require("id")
@@ -139,4 +141,11 @@ struct TaskRoutes {
 extension HTTPField.Name {
     static let requestType = Self("Request-Type")!
     static let taskFlag = Self("Task-Flag")!
+}
+
+extension Request {
+    /// Whether the caller asked for progress without the live preview (`?skip_current_image=true`, as A1111).
+    var skipsCurrentImage: Bool {
+        uri.queryParameters["skip_current_image"].map { $0.lowercased() == "true" } ?? false
+    }
 }

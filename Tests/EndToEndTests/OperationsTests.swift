@@ -42,6 +42,17 @@ import Testing
         let calls = Self.total(samples, "sdbox_worker_progress_calls_total")
         // One call per 0.1 s at most, however many polls came in that time.
         #expect(calls >= 1 && calls <= (elapsed / .milliseconds(100)).rounded(.up) + 1, "\(calls) calls in \(elapsed) for \(states.filter { $0 == "running" }.count) polls of a running task")
+        // The live preview comes with a running task's progress unless skip_current_image is set, as in A1111.
+        let deadline = ContinuousClock.now + .seconds(20)
+        var preview: JSONValue?
+        while preview?.stringValue?.isEmpty != false, ContinuousClock.now < deadline {
+            preview = try await server.json(.GET, "/tasks/\(id)/progress").1["currentImage"]
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(preview?.stringValue?.isEmpty == false)
+        #expect(try await server.json(.GET, "/tasks/\(id)/progress?skip_current_image=true").1["currentImage"] == "")
+        #expect(try await server.json(.GET, "/sdapi/v1/progress?skip_current_image=true").1["current_image"]?.isNull == true)
+        #expect(try await server.json(.GET, "/sdapi/v1/progress").1["current_image"]?.stringValue?.isEmpty == false)
         _ = try await server.json(.POST, "/tasks/\(id)/cancellation")
     }
 

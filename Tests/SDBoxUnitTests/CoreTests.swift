@@ -172,6 +172,11 @@ import Testing
 }
 
 @Suite struct CheckpointTests {
+    @Test func durationsInSecondsAndNanoseconds() {
+        #expect(Duration.milliseconds(1500).seconds == 1.5)
+        #expect(Duration.milliseconds(1500).nanoseconds == 1_500_000_000)
+    }
+
     @Test func hexDigitsAreLowercaseAndPadded() {
         #expect([0x00, 0x0f, 0xa5, 0xff].hexString == "000fa5ff")
         #expect([UInt8]().hexString == "")
