@@ -218,7 +218,8 @@ public actor Scheduler: Service {
     }
 
     /// Puts unfinished tasks of a previous run back in their queues in their original order; a task that
-    /// was running counts that as an attempt, and fails if it has had them all.
+    /// was running counts that as an attempt, and fails if it has had them all. On a full disk this waits
+    /// for space (the scheduler is not ready meanwhile; the API answers).
     func recover() async throws {
         let active = try await tasks.activeTasks()
         for task in active {
@@ -226,7 +227,7 @@ public actor Scheduler: Service {
             if task.state == .running {
                 let attempts = task.attempts
                 if attempts >= configuration.maxAttempts {
-                    task = try await tasks.update(task.id) {
+                    task = try await persist(task.id) {
                         $0.state = .failed
                         $0.finishedAt = Date()
                         $0.error = "sdbox stopped while the task was running, \(attempts) attempts"
@@ -234,7 +235,7 @@ public actor Scheduler: Service {
                     tellFinalObserver(task)
                     continue
                 }
-                task = try await tasks.update(task.id) { $0.state = .queued }
+                task = try await persist(task.id) { $0.state = .queued }
             }
             planner.enqueue(task.id, model: task.model, priority: task.priority, enqueuedAt: task.createdAt)
             activeByUser[task.user, default: 0] += 1

@@ -145,6 +145,31 @@ struct DiskFullTests {
         let (againStatus, again) = try await server.json(.POST, "/txt2img", generation)
         #expect(againStatus == 200 && again["status"] == "succeeded", "\(again)")
     }
+
+    /// sdbox killed under a running task and started again on a full disk starts, and loses nothing: the
+    /// task runs again, once its record can be written, and ends (succeeded, or failed with the disk's
+    /// reason if its images met the full disk).
+    @Test func aRestartOnAFullDiskLosesNothing() async throws {
+        let disk = try TmpfsMount(sizeMiB: 32)
+        defer { disk.unmount() }
+        let server = try await ServerProcess(config: pacedWorkers + "\nimages:\n  minFreeDiskMiB: 0\n", dataDirectory: disk.path + "/data")
+        defer { server.destroy() }
+        let (_, submitted) = try await server.json(.POST, "/txt2img", ["prompt": "disk", "steps": 150, "width": 512, "height": 512], headers: [("Request-Type", "async")])
+        let id = try #require(submitted["taskId"]?.stringValue)
+        while try await server.json(.GET, "/tasks/\(id)").1["status"] != "running" {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        server.stop(signal: SIGKILL)
+        try disk.fill("filler")
+        try await server.start()
+        #expect(try await server.json(.GET, "/tasks/\(id)").0 == 200)
+        try FileManager.default.removeItem(atPath: disk.path + "/filler")
+        let result = try await server.waitForTask(id)
+        let status = result["status"]?.stringValue
+        #expect(status == "succeeded" || (status == "failed" && result["error"]?.stringValue?.contains("disk full") == true), "\(result)")
+        #expect(try await server.json(.GET, "/tasks/\(id)").1["attempts"] == 2)
+        #expect(try await server.json(.GET, "/readyz").0 == 200)
+    }
 }
 
 extension ServerProcess {
