@@ -104,9 +104,14 @@ public struct TaskStore: Sendable {
 
     /// Tasks whose webhook is still pending (final ones are due for delivery), oldest first.
     public func pendingCallbacks() async throws -> [TaskRecord] {
+        try await tasks(indexedIn: \.pendingCallbacks)
+    }
+
+    /// The tasks whose ids an index table holds, oldest first.
+    private func tasks(indexedIn index: any KeyPath<Database.Tables, LMDBTable> & Sendable) async throws -> [TaskRecord] {
         try await database.read { txn, tables in
             var ids: [String] = []
-            try txn.forEach(tables.pendingCallbacks) { key, _ in
+            try txn.forEach(tables[keyPath: index]) { key, _ in
                 ids.append(key)
                 return true
             }
@@ -150,15 +155,7 @@ public struct TaskStore: Sendable {
 
     /// Tasks that are queued or running, oldest first.
     public func activeTasks() async throws -> [TaskRecord] {
-        try await database.read { txn, tables in
-            var ids: [String] = []
-            try txn.forEach(tables.activeTasks) { key, _ in
-                ids.append(key)
-                return true
-            }
-            return try ids.compactMap { try txn.record(TaskRecord.self, in: tables.tasks, key: $0) }
-                .sorted { $0.createdAt < $1.createdAt }
-        }
+        try await tasks(indexedIn: \.activeTasks)
     }
 
     /// Up to `limit` tasks, newest first, optionally only one user's and only those `filter` lets through.
