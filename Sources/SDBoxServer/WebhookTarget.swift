@@ -28,18 +28,16 @@ enum WebhookTarget {
             return "\(host) is a loopback name; \(Self.rule)"
         }
         guard isAddress(host), let kind = nonPublicKind(of: host) else { return nil }
-        return "\(host) is a \(kind) address; \(Self.rule)"
+        return reason(host, address: host, kind: kind)
     }
 
     /// Resolves `url`'s host (on the resolver pool) and judges every address it has.
     static func check(_ url: String) async -> Check {
-        guard let components = URLComponents(string: url), let host = host(of: url) else { return .refused("\(url) has no host") }
+        guard let components = URLComponents(string: url), let host = host(of: components) else { return .refused("\(url) has no host") }
         let addresses = (try? await resolverPool.runIfActive { resolve(host) }) ?? []
         guard let first = addresses.first else { return .unresolved("\(host) did not resolve") }
         for address in addresses {
-            if let kind = nonPublicKind(of: address) {
-                return .refused(address == host ? "\(host) is a \(kind) address; \(Self.rule)" : "\(host) resolves to \(address), a \(kind) address; \(Self.rule)")
-            }
+            if let kind = nonPublicKind(of: address) { return .refused(reason(host, address: address, kind: kind)) }
         }
         guard components.scheme?.lowercased() == "http", !isAddress(host) else { return .allowed(url: url, host: nil) }
         return pin(components, to: first)
@@ -55,6 +53,11 @@ enum WebhookTarget {
 
     static let rule = "webhooks go only to public addresses unless webhooks.allowPrivateNetworks is on"
 
+    /// Why `host`, which is or resolves to `address`, a non-public address of `kind`, is refused.
+    static func reason(_ host: String, address: String, kind: String) -> String {
+        (address == host ? "\(host) is a \(kind) address" : "\(host) resolves to \(address), a \(kind) address") + "; " + rule
+    }
+
     /// Lookups block a thread for as long as the name server takes: they get threads of their own, not
     /// the pool LMDB transactions run on.
     static let resolverPool: NIOThreadPool = {
@@ -64,7 +67,12 @@ enum WebhookTarget {
     }()
 
     static func host(of url: String) -> String? {
-        guard var host = URLComponents(string: url)?.host, !host.isEmpty else { return nil }
+        URLComponents(string: url).flatMap(host(of:))
+    }
+
+    /// The host, without the brackets of an IPv6 address.
+    static func host(of components: URLComponents) -> String? {
+        guard var host = components.host, !host.isEmpty else { return nil }
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         return host
     }
