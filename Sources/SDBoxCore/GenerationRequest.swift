@@ -38,11 +38,15 @@ public struct GenerationLimits: Codable, Sendable, Equatable {
     public var maxSide: Int
     /// Largest `batch_size * n_iter`.
     public var maxImages: Int
+    /// Largest text field (`prompt`, `negative_prompt`, `styles` together, ...), in UTF-8 bytes: what a
+    /// request may store as text, since every queued task is kept on disk and in memory.
+    public var maxPromptBytes: Int
 
-    public init(maxSteps: Int = 150, maxSide: Int = 4096, maxImages: Int = 16) {
+    public init(maxSteps: Int = 150, maxSide: Int = 4096, maxImages: Int = 16, maxPromptBytes: Int = 64 << 10) {
         self.maxSteps = maxSteps
         self.maxSide = maxSide
         self.maxImages = maxImages
+        self.maxPromptBytes = maxPromptBytes
     }
 }
 
@@ -76,6 +80,13 @@ public struct GenerationRequest: Sendable, Equatable {
         for (name, value) in fields {
             if let expected = schema[name] ?? Self.sdboxFieldTypes[name] {
                 try expected.check(value, field: name)
+            }
+            if !Self.imageFields.contains(name), schema[name] == .string || schema[name] == .stringArray,
+                Self.textBytes(value) > limits.maxPromptBytes
+            {
+                throw RequestValidationError(
+                    field: name, message: "field '\(name)' is over \(limits.maxPromptBytes) bytes of text (limits.maxPromptBytes)"
+                )
             }
         }
         func integer(_ name: String, default value: Int) -> Int {
@@ -154,6 +165,18 @@ public enum FieldType: Sendable {
 }
 
 extension GenerationRequest {
+    /// Text fields that carry images (base64), bounded by the image limits instead of ``GenerationLimits/maxPromptBytes``.
+    static let imageFields: Set<String> = ["init_images", "mask", "latent_mask", "firstpass_image"]
+
+    /// The UTF-8 bytes of a string, or of an array's strings together.
+    static func textBytes(_ value: JSONValue) -> Int {
+        switch value {
+        case .string(let text): text.utf8.count
+        case .array(let items): items.reduce(0) { $0 + ($1.stringValue?.utf8.count ?? 0) }
+        default: 0
+        }
+    }
+
     static let sdboxFieldTypes: [String: FieldType] = ["stable_diffusion_model": .string, "sd_vae": .string, "priority": .integer]
 
     /// The fields of A1111's `StableDiffusionProcessingTxt2Img` API model and their JSON types.

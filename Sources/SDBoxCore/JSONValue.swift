@@ -78,8 +78,9 @@ extension JSONValue: Codable {
 }
 
 extension JSONValue {
-    /// Parses a JSON document from raw bytes.
+    /// Parses a JSON document from raw bytes; one past ``JSONLimits`` throws a ``JSONLimitError``.
     public init(parsing bytes: some Collection<UInt8>) throws {
+        try JSONLimits.check(bytes)
         self = try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
     }
 
@@ -155,6 +156,17 @@ extension JSONValue {
     }
 
     public var isNull: Bool { self == .null }
+
+    /// About how many bytes the value takes stored as JSON: its strings' UTF-8 bytes and a few bytes of
+    /// syntax per value (escapes not counted). What a stored request costs, for per-user limits.
+    public var storageSize: Int {
+        switch self {
+        case .null, .bool, .integer, .number: 8
+        case .string(let value): value.utf8.count + 2
+        case .array(let values): values.reduce(2) { $0 + $1.storageSize + 1 }
+        case .object(let members): members.reduce(2) { $0 + $1.key.utf8.count + 4 + $1.value.storageSize }
+        }
+    }
 }
 
 extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral,

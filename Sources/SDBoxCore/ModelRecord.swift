@@ -27,13 +27,18 @@ public enum ModelType: String, Codable, Sendable, CaseIterable {
     public static let extensions: Set<String> = ["safetensors", "ckpt", "pt", "pth", "bin"]
 
     /// Whether `name` is an acceptable model file name: a plain file name (no folder, no `..`, not hidden,
-    /// no control characters, at most 255 bytes) with an accepted extension. Returns why not, or nil.
+    /// no control or formatting characters, at most 255 bytes) with an accepted extension. Returns why not, or nil.
     public static func problem(withName name: String) -> String? {
         if name.isEmpty || name.utf8.count > 255 { return "a model name must be 1 to 255 bytes long" }
         if name.contains("/") || name.contains("\\") { return "a model name cannot contain a folder separator" }
         if name.hasPrefix(".") { return "a model name cannot start with '.'" }
         if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
             return "a model name cannot contain control characters"
+        }
+        // Format characters (bidirectional overrides and isolates, zero-width joiners, ...) make a name
+        // read as another one: `evil\u{202E}txt.safetensors`.
+        if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .format }) {
+            return "a model name cannot contain invisible formatting characters (bidirectional controls, zero-width characters)"
         }
         let ext = (name as NSString).pathExtension.lowercased()
         if !extensions.contains(ext) {

@@ -72,9 +72,12 @@ public struct TaskRecord: Codable, Sendable, Equatable, Identifiable {
     public var attempts: Int
     public var error: String?
     public var result: TaskResult?
-    /// Orders the tasks of one model: higher runs sooner (each level is worth a fixed wait, so a
-    /// low-priority task is delayed, never starved). Default 0.
+    /// Orders the user's own tasks of one model: higher runs sooner (each level is worth a fixed wait, so
+    /// a low-priority task is delayed, never starved). Default 0.
     public var priority: Int
+    /// Whether `priority` also orders the task against other users' tasks: set for tasks an admin
+    /// submits; absent (false) for everyone else, whose tasks take turns with other users'.
+    public var priorityAcrossUsers: Bool?
     /// Where the final result is POSTed when the task ends, and how that went (absent in records written
     /// before webhooks existed, and for tasks without a callback).
     public var callback: TaskCallback?

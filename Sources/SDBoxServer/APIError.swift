@@ -62,15 +62,16 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             default: throw APIError(error.status, error.status.reasonPhrase, detail: detail)
             }
         } catch let error as any HTTPResponseError {
-            throw APIError(error.status, error.status.reasonPhrase, detail: "\(error)")
+            throw APIError(error.status, error.status.reasonPhrase, detail: ErrorSummary(error).description)
         } catch let error as LMDBError where error.isOutOfSpace {
             context.logger.error("database full", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
             throw APIError(.insufficientStorage, "disk full", detail: "the database cannot grow: \(error); nothing was changed")
         } catch let error as ObjectStoreError where error.isDiskFull {
             throw APIError(.insufficientStorage, "disk full", detail: "\(error)")
         } catch {
-            context.logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
-            throw APIError(.internalServerError, "internal error", detail: "\(error)")
+            let summary = ErrorSummary(error)
+            context.logger.error("request failed", metadata: ["path": "\(request.uri.path.prefix(200))", "error": "\(summary)"])
+            throw APIError(.internalServerError, "internal error", detail: summary.description)
         }
     }
 }
@@ -89,21 +90,37 @@ extension Response {
 }
 
 extension Request {
-    /// The body parsed as JSON, refused with 400 when it is not JSON and 413 when it is over `limit` bytes.
+    /// The body parsed as JSON, refused with 400 when it is not JSON or past ``JSONLimits``, and 413 when
+    /// it is over `limit` bytes. A body over ``largeBodyBytes`` is parsed on ``CPUWork``'s thread.
     func jsonBody(limit: Int) async throws -> JSONValue {
         let buffer = try await collectBody(limit: limit)
         guard buffer.readableBytes > 0 else {
             throw APIError(.badRequest, "invalid request", detail: "the request body is empty; a JSON object is required")
         }
         do {
+            if buffer.readableBytes > Self.largeBodyBytes {
+                return try await CPUWork.run { try JSONValue(parsing: buffer.readableBytesView) }
+            }
             return try JSONValue(parsing: buffer.readableBytesView)
         } catch {
             throw APIError(.badRequest, "invalid JSON", detail: Self.describe(error))
         }
     }
 
+    /// Bodies larger than this are parsed off the threads that answer requests.
+    static let largeBodyBytes = 256 << 10
+
     /// The whole body, refused with 413 when it is over `limit` bytes.
     func collectBody(limit: Int) async throws -> ByteBuffer {
+        try await Self.collect(body, declaredLength: headers[.contentLength], limit: limit)
+    }
+
+    /// A body read whole, refused with 413 when it is over `limit` bytes: at once, before any of it is
+    /// read, when its `Content-Length` says so, else as soon as it passes the limit.
+    static func collect(_ body: RequestBody, declaredLength: String?, limit: Int) async throws -> ByteBuffer {
+        if let declaredLength, declaredLength.utf8.count > 18 || (Int(declaredLength) ?? 0) > limit {
+            throw APIError(.contentTooLarge, "request body too large", detail: "Content-Length \(declaredLength.prefix(32)) is over the limit of \(limit) bytes")
+        }
         do {
             return try await body.collect(upTo: limit)
         } catch is NIOTooManyBytesError {

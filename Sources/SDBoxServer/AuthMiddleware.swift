@@ -8,30 +8,19 @@ import Synchronization
 /// Authenticates requests with API keys (`Authorization: Bearer <key>` or `X-API-Key: <key>`), sets the
 /// caller's user and role in the context, keeps users off admin routes, and applies the per-key rate limit.
 ///
-/// Unauthenticated: `/healthz`, `/readyz`, `/openapi.json`, signed `/objects/...` URLs and the web pages'
-/// static files. With keys not required, a request without a key acts as the `default` admin; a key that
-/// is given is still checked.
+/// Who may call what is decided on the route the router matched (``RouteAccess``), never on a second
+/// reading of the raw path: `//admin/keys` reaches the `/admin/keys` route and is judged as it. With keys
+/// not required, a request without a key acts as the `default` admin; a key that is given is still checked.
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = SDBoxRequestContext
     let keys: KeyStore
     let required: Bool
     let limiter: RateLimiter?
 
-    /// Path prefixes only admins may use.
-    static let adminPrefixes = ["/admin/", "/batch_update_sd_resource", "/del/sd/functions", "/workers", "/list/sdapi/functions", "/metrics"]
-
-    static func isPublic(_ path: String) -> Bool {
-        ["/healthz", "/readyz", "/openapi.json", "/", "/favicon.ico"].contains(path) || path.hasPrefix("/objects/") || path.hasPrefix("/web/")
-    }
-
-    static func isAdminOnly(_ path: String) -> Bool {
-        adminPrefixes.contains { path == $0 || path.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") || path.hasPrefix($0 + "?") }
-    }
-
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let path = request.uri.path
-        // Signed object URLs are fetched without a key; uploading objects needs one.
-        if Self.isPublic(path) && (request.method == .get || request.method == .head) { return try await next(request, context) }
+        let access = RouteAccess(route: context.endpointPath, method: request.method)
+        // Signed object URLs and the web pages are fetched without a key, as the least-privileged caller.
+        if access == .public { return try await next(request, context) }
         var context = context
         if let presented = Self.presentedKey(request) {
             guard let key = try await keys.authenticate(presented) else {
@@ -42,9 +31,12 @@ struct AuthMiddleware: RouterMiddleware {
             context.keyID = key.id
         } else if required {
             throw APIError(.unauthorized, "API key required", detail: "send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'; keys are made with `sdbox keys add`")
+        } else {
+            context.user = SDBoxRequestContext.keylessUser
+            context.role = .admin
         }
-        if Self.isAdminOnly(path) && !context.isAdmin {
-            throw APIError(.forbidden, "admin only", detail: "\(path) needs an admin key")
+        if access == .admin && !context.isAdmin {
+            throw APIError(.forbidden, "admin only", detail: "\(context.endpointPath ?? request.uri.path) needs an admin key")
         }
         if let limiter, let id = context.keyID, let wait = limiter.take(id) {
             throw APIError(.tooManyRequests, "rate limit", detail: "too many requests for this key; retry in \(Int(wait.rounded(.up))) s", extra: ["retryAfter": .integer(Int64(wait.rounded(.up)))])

@@ -25,8 +25,11 @@ enum ByteRange: Equatable {
         }
         let first = spec[..<dash].trimmingCharacters(in: .whitespaces)
         let last = spec[spec.index(after: dash)...].trimmingCharacters(in: .whitespaces)
+        // An offset too large for Int is still a number: past any object's end (as nginx reads it), so
+        // a last offset is clamped to the end and a first one is unsatisfiable.
         func offset(_ text: String) -> Int? {
-            text.allSatisfy(\.isASCII) && text.allSatisfy(\.isNumber) ? Int(text) : nil
+            guard !text.isEmpty, text.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
+            return Int(text) ?? Int.max
         }
         switch (offset(first), offset(last)) {
         case (let start?, let end?) where start <= end && start < size:

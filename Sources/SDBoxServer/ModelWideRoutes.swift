@@ -21,7 +21,7 @@ import Storage
 ///   a pool kept warm (`minInstances`) starts them again.
 ///
 /// The model is the one named by `X-SD-Model` (or `stable_diffusion_model` in a JSON body), else the
-/// caller's default. reload- and unload-checkpoint need an admin key.
+/// caller's default. reload- and unload-checkpoint need an admin key (``RouteAccess``).
 struct ModelWideRoutes {
     let services: Services
 
@@ -43,7 +43,7 @@ struct ModelWideRoutes {
             if await services.scheduler.warmWorkerPort(model: model) == nil {
                 try await services.catalog.ensureFunction(model: model)
                 do {
-                    try await services.scheduler.lease(model: model).release()
+                    try await services.scheduler.lease(model: model, user: context.user).release()
                 } catch let error as LeaseError {
                     throw APIError(.serviceUnavailable, "no worker", detail: error.description)
                 }
@@ -57,11 +57,8 @@ struct ModelWideRoutes {
         }
     }
 
-    /// The model a model-wide call is about. Starting and stopping shared workers is for admins.
+    /// The model a model-wide call is about (admins only: see ``RouteAccess``).
     func model(of request: Request, context: SDBoxRequestContext) async throws -> String {
-        guard context.isAdmin else {
-            throw APIError(.forbidden, "admin only", detail: "\(request.uri.path) starts or stops workers shared by every user; it needs an admin key")
-        }
         let body = try? await request.body.collect(upTo: 64 << 10)
         let named = request.headers[.sdModel] ?? body.flatMap { try? JSONValue(parsing: $0.readableBytesView) }?["stable_diffusion_model"]?.stringValue
         if let named, !named.isEmpty { return try await services.resolveModel(named).name }

@@ -44,10 +44,11 @@ struct PassthroughCall {
         "request-type", "task-flag", "x-sd-model", "x-callback-url",
     ]
 
-    /// Reads the call; a JSON body is read up to `limit` bytes (413 over it).
-    init(request: Request, limit: Int) async throws {
+    /// Reads the call to `path` (the request's own, as ``WorkerPath`` read it); a JSON body is read up to
+    /// `limit` bytes (413 over it).
+    init(request: Request, path workerPath: WorkerPath, limit: Int) async throws {
         method = request.method
-        var path = request.uri.path
+        var path = workerPath.encoded
         if let query = request.uri.query, !query.isEmpty { path += "?" + query }
         self.path = path
         headers = Self.forwardable(request.headers)
@@ -58,7 +59,7 @@ struct PassthroughCall {
         if !hasBody {
             body = .none
         } else if type.isEmpty || type.contains("json") || type.hasPrefix("application/x-www-form-urlencoded") {
-            let buffer = try await Self.collect(request.body, limit: limit)
+            let buffer = try await Request.collect(request.body, declaredLength: request.headers[.contentLength], limit: limit)
             if var json = try? JSONValue(parsing: buffer.readableBytesView) {
                 if let named = json["stable_diffusion_model"] {
                     json["stable_diffusion_model"] = nil
@@ -95,17 +96,9 @@ struct PassthroughCall {
         case .bytes(let buffer):
             request.bodyBase64 = Data(buffer.readableBytesView).base64EncodedString()
         case .stream(let stream, _):
-            request.bodyBase64 = Data(try await Self.collect(stream, limit: limit).readableBytesView).base64EncodedString()
+            request.bodyBase64 = Data(try await Request.collect(stream, declaredLength: nil, limit: limit).readableBytesView).base64EncodedString()
         }
         return request
-    }
-
-    static func collect(_ body: RequestBody, limit: Int) async throws -> ByteBuffer {
-        do {
-            return try await body.collect(upTo: limit)
-        } catch is NIOTooManyBytesError {
-            throw APIError(.contentTooLarge, "request body too large", detail: "the body is over the limit of \(limit) bytes")
-        }
     }
 
     static func forwardable(_ fields: HTTPFields) -> HTTPFields {

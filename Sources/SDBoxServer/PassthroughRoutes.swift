@@ -16,7 +16,7 @@ import Storage
 ///
 /// - A plain call is streamed both ways. A `GET` goes at once to a warm worker of the model, even a busy
 ///   one (A1111 answers its GET endpoints beside a generation); any other call waits for the worker like
-///   a task does (``Scheduler/lease(model:)``: same queue, same caps), so it never runs beside a
+///   a task does (``Scheduler/lease(model:user:)``: same queue, same caps), so it never runs beside a
 ///   generation on the same worker.
 /// - `Task-Flag: true`, `Request-Type: async` or a webhook (`callback_url`, `X-Callback-URL`) persist the
 ///   call as a task: `async` answers `{taskId, status}` at once; otherwise the answer is the worker's, once
@@ -25,8 +25,6 @@ struct PassthroughRoutes {
     let services: Services
 
     static let methods: [HTTPRequest.Method] = [.get, .post, .put, .patch, .delete]
-    /// A1111 endpoints that would stop a worker behind the scheduler's back.
-    static let refused: Set<String> = ["/sdapi/v1/server-kill", "/sdapi/v1/server-restart", "/sdapi/v1/server-stop"]
     /// Worker answer headers that are not passed on (hop-by-hop, and those sdbox's server sets).
     static let droppedFromAnswer: Set<String> = [
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "content-length", "date", "server",
@@ -44,10 +42,8 @@ struct PassthroughRoutes {
     }
 
     func forward(_ request: Request, context: SDBoxRequestContext) async throws -> Response {
-        guard !Self.refused.contains(request.uri.path) else {
-            throw APIError(.forbidden, "refused", detail: "sdbox starts and stops the worker processes; \(request.uri.path) is not passed to them")
-        }
-        var call = try await PassthroughCall(request: request, limit: services.configuration.maxBodyBytes)
+        let path = try workerPath(of: request)
+        var call = try await PassthroughCall(request: request, path: path, limit: services.configuration.maxBodyBytes)
         var json = JSONValue.null
         if case .json(let body) = call.body { json = body }
         let callback = try services.callback(taking: &json, request: request)
@@ -55,20 +51,36 @@ struct PassthroughRoutes {
         let model = try await model(named: call.model, user: context.user)
         let async = request.headers[.requestType]?.lowercased() == "async"
         guard async || request.headers[.taskFlag]?.lowercased() == "true" || callback != nil else {
-            return try await stream(call, model: model)
+            return try await stream(call, model: model, user: context.user)
         }
-        try await services.checkQueue(of: context.user)
-        var record = TaskRecord(
-            id: TaskID.make(), kind: .passthrough, model: model, user: context.user,
-            request: try await call.persisted(limit: services.configuration.maxBodyBytes).json
+        let request = try await call.persisted(limit: services.configuration.maxBodyBytes).json
+        let task = try await services.enqueue(
+            kind: .passthrough, model: model, caller: context, workerBody: request, priority: 0, callback: callback
         )
-        record.callback = callback
-        try await services.catalog.ensureFunction(model: model)
-        let task = try await services.tasks.insert(record)
-        await services.scheduler.submit(task)
         if async { return Response.json(["taskId": .string(task.id), "status": .string(task.state.rawValue)]) }
         guard let final = await services.scheduler.waitUntilFinal(task.id) else { throw APIError.taskNotFound(task.id) }
         return try await answer(of: final)
+    }
+
+    /// The request's path as the worker would read it, if sdbox forwards it: 400 for a path that cannot be
+    /// read, 403 for the worker's server controls, 404 for any other path not on the allow-list.
+    func workerPath(of request: Request) throws -> WorkerPath {
+        let path: WorkerPath
+        do {
+            path = try WorkerPath(raw: request.uri.path)
+        } catch {
+            throw APIError(.badRequest, "invalid path", detail: "\(error)")
+        }
+        if let endpoint = path.a1111Endpoint, WorkerPath.workerControls.contains(endpoint) {
+            throw APIError(.forbidden, "refused", detail: "sdbox starts and stops the worker processes; \(path.decoded) is not passed to them")
+        }
+        guard path.isForwarded(method: request.method, extensionPrefixes: services.configuration.passthroughPrefixes) else {
+            throw APIError(
+                .notFound, "not found",
+                detail: "\(request.method) \(path.decoded) is not an endpoint sdbox answers or forwards to workers (see docs/reliability.md)"
+            )
+        }
+        return path
     }
 
     /// The checkpoint whose worker takes a call: the one it names, else the caller's chosen default, else
@@ -83,7 +95,7 @@ struct PassthroughRoutes {
 
     /// Forwards a plain call and streams the worker's answer back. A GET tries a warm worker first (a
     /// worker that stops under it is left for a lent one).
-    func stream(_ call: PassthroughCall, model: String) async throws -> Response {
+    func stream(_ call: PassthroughCall, model: String, user: String) async throws -> Response {
         if call.method == .get, !call.body.isStream, let port = await services.scheduler.warmWorkerPort(model: model),
             let response = try? await send(call, to: port, model: model)
         {
@@ -93,7 +105,7 @@ struct PassthroughRoutes {
         try await services.catalog.ensureFunction(model: model)
         let lease: WorkerLease
         do {
-            lease = try await services.scheduler.lease(model: model)
+            lease = try await services.scheduler.lease(model: model, user: user)
         } catch let error as LeaseError {
             throw APIError(.serviceUnavailable, "no worker", detail: error.description)
         }
@@ -121,7 +133,7 @@ struct PassthroughRoutes {
             outgoing.body = .stream(body, length: length.map { .known(Int64($0)) } ?? .unknown)
         }
         let timeout = await services.scheduler.settings(ofPool: model).taskTimeoutSeconds ?? 3600
-        return try await HTTPClient.shared.execute(outgoing, timeout: .seconds(Int64(timeout)))
+        return try await WorkerClient.http.execute(outgoing, timeout: .seconds(Int64(timeout)))
     }
 
     /// The worker's answer as the client's, its body streamed; the lease, if any, ends with the body.

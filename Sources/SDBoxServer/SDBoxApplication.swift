@@ -90,9 +90,10 @@ public enum SDBoxApplication {
         let routes = router(services: services, events: events, metrics: metrics, webRoot: webRoot)
         return Application(
             router: routes,
-            server: .http1WebSocketUpgrade(
+            server: .guardedWebSocketUpgrade(
                 webSocketRouter: routes,
-                configuration: .init(http1: .init(idleTimeout: .seconds(Int64(configuration.requestIdleTimeoutSeconds))))
+                configuration: .init(http1: .init(idleTimeout: .seconds(Int64(configuration.requestIdleTimeoutSeconds)))),
+                limits: configuration.connections
             ),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sdbox"),
             services: background + [webhooks, events],

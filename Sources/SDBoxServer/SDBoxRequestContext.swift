@@ -4,18 +4,21 @@ import Logging
 import SDBoxCore
 
 /// The per-request context of sdbox's routes: Hummingbird's core storage plus who the request acts for,
-/// as its API key says (`default`, an admin, when keys are not required and none is given). It also
+/// as its API key says (``keylessUser``, an admin, when keys are not required and none is given). Until
+/// ``AuthMiddleware`` has judged the request it acts for nobody, with a user's rights. It also
 /// carries a WebSocket upgrade (`/ws`), so that the WebSocket routes go through the same middleware.
 public struct SDBoxRequestContext: RequestContext, WebSocketRequestContext {
     public var coreContext: CoreRequestContextStorage
     /// The user whose tasks and images this request may see; the `<user>` of image keys.
-    public var user: String = "default"
+    public var user: String = "anonymous"
     /// What the caller may do.
-    public var role: Role = .admin
+    public var role: Role = .user
     /// The id of the API key used, if any.
     public var keyID: String?
     public let webSocket = WebSocketHandlerReference<SDBoxRequestContext>()
 
+    /// Who a request without a key acts for when keys are not required.
+    public static let keylessUser = "default"
     /// Whether the caller may see every user's tasks and manage models, pools and keys.
     public var isAdmin: Bool { role == .admin }
 

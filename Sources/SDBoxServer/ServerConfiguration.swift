@@ -32,6 +32,11 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var requestsPerMinute = 0
     /// Tasks a user may have queued or running at once (`limits.maxQueuedPerUser`).
     public var maxQueuedPerUser = 1000
+    /// Bytes the requests of one user's queued and running tasks may take in storage
+    /// (`limits.maxQueuedBytesPerUser`).
+    public var maxQueuedBytesPerUser = 256 << 20
+    /// Deadlines and caps for client connections (`connections`).
+    public var connections = ConnectionLimits()
     /// Pixels one request may ask for: width × height × batch_size × n_iter (`limits.maxPixels`).
     public var maxPixels = 64 << 20
     /// Largest model file accepted by upload (`models.maxUploadBytes`).
@@ -167,8 +172,18 @@ public struct ServerConfiguration: Sendable, Equatable {
             config.limits.maxImages = try limits.integer("maxImages", in: 1...1000) ?? config.limits.maxImages
             config.requestsPerMinute = try limits.integer("requestsPerMinute", in: 0...1_000_000) ?? config.requestsPerMinute
             config.maxQueuedPerUser = try limits.integer("maxQueuedPerUser", in: 1...1_000_000) ?? config.maxQueuedPerUser
+            config.maxQueuedBytesPerUser = try limits.integer("maxQueuedBytesPerUser", in: 1 << 20...(1 << 40)) ?? config.maxQueuedBytesPerUser
+            config.limits.maxPromptBytes = try limits.integer("maxPromptBytes", in: 1024...(64 << 20)) ?? config.limits.maxPromptBytes
             config.maxPixels = try limits.integer("maxPixels", in: 4096...(1 << 40)) ?? config.maxPixels
             try limits.finish()
+        }
+        if var connections = try reader.section("connections") {
+            config.connections.headerTimeoutSeconds = try connections.integer("headerTimeoutSeconds", in: 1...3600) ?? config.connections.headerTimeoutSeconds
+            config.connections.bodyTimeoutSeconds = try connections.integer("bodyTimeoutSeconds", in: 1...3600) ?? config.connections.bodyTimeoutSeconds
+            config.connections.minBodyBytesPerSecond = try connections.integer("minBodyBytesPerSecond", in: 1...(1 << 30)) ?? config.connections.minBodyBytesPerSecond
+            config.connections.maxConnections = try connections.integer("maxConnections", in: 1...1_000_000) ?? config.connections.maxConnections
+            config.connections.maxConnectionsPerAddress = try connections.integer("maxConnectionsPerAddress", in: 1...1_000_000) ?? config.connections.maxConnectionsPerAddress
+            try connections.finish()
         }
         if var auth = try reader.section("auth") {
             config.requireAPIKeys = try auth.boolean("required") ?? config.requireAPIKeys

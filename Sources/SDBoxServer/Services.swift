@@ -68,12 +68,15 @@ extension Services {
         throw APIError(.notFound, "model not found", detail: "no checkpoint named '\(name)' in the models folder")
     }
 
-    /// Validates a generation request, persists it as a task and queues it.
+    /// Validates a generation request of `caller`, persists it as a task and queues it.
     ///
     /// - Parameter userOptions: Whether to apply the user's A1111 options (`POST /sdapi/v1/options`) as
     ///   `override_settings`, as the A1111-compatible routes do.
     /// - Parameter callback: The webhook to call when the task ends.
-    func submitGeneration(kind: TaskKind, body: JSONValue, user: String, userOptions: Bool, callback: TaskCallback? = nil) async throws -> TaskRecord {
+    func submitGeneration(
+        kind: TaskKind, body: JSONValue, caller: SDBoxRequestContext, userOptions: Bool, callback: TaskCallback? = nil
+    ) async throws -> TaskRecord {
+        let user = caller.user
         let generation: GenerationRequest
         do {
             generation = try GenerationRequest(kind: kind, body: body, limits: configuration.limits)
@@ -88,7 +91,6 @@ extension Services {
                 extra: ["field": "width"]
             )
         }
-        try await checkQueue(of: user)
         let model: ModelRecord
         if let name = generation.model {
             model = try await resolveModel(name)
@@ -104,20 +106,20 @@ extension Services {
             }
         }
         try await checkModelReferences(in: &workerBody)
-        return try await enqueue(kind: kind, model: model, user: user, workerBody: workerBody, priority: generation.priority, callback: callback)
+        return try await enqueue(kind: kind, model: model.name, caller: caller, workerBody: workerBody, priority: generation.priority, callback: callback)
     }
 
     /// Validates a post-processing (extras) request, resolves its images, checks the size of what it
     /// would make, persists it as a task and queues it on the post-processing pool: the request's
     /// `stable_diffusion_model`, else `images.postprocessingModel`, else the caller's default checkpoint.
-    func submitPostprocessing(kind: TaskKind, body: JSONValue, user: String, callback: TaskCallback? = nil) async throws -> TaskRecord {
+    func submitPostprocessing(kind: TaskKind, body: JSONValue, caller: SDBoxRequestContext, callback: TaskCallback? = nil) async throws -> TaskRecord {
+        let user = caller.user
         let extras: ExtrasRequest
         do {
             extras = try ExtrasRequest(kind: kind, body: body, limits: configuration.limits)
         } catch {
             throw APIError.badRequest(error)
         }
-        try await checkQueue(of: user)
         let (workerBody, sizes) = try await inputs.resolveExtras(extras.workerBody, kind: kind, user: user)
         let field = extras.resizeMode == 1 ? "upscaling_resize_w" : "upscaling_resize"
         for (width, height) in sizes {
@@ -136,25 +138,42 @@ extension Services {
         } else {
             model = try await defaultModel(for: user)
         }
-        return try await enqueue(kind: kind, model: model, user: user, workerBody: workerBody, priority: extras.priority, callback: callback)
+        return try await enqueue(kind: kind, model: model.name, caller: caller, workerBody: workerBody, priority: extras.priority, callback: callback)
     }
 
-    /// Refuses with 429 a user who already has `limits.maxQueuedPerUser` tasks queued or running.
-    func checkQueue(of user: String) async throws {
-        guard await scheduler.activeCount(user: user) < configuration.maxQueuedPerUser else {
+    /// Refuses a request the user's share of the queue cannot take: 429 when the user already has
+    /// `limits.maxQueuedPerUser` tasks queued or running, or their requests with this one would take more
+    /// than `limits.maxQueuedBytesPerUser` of storage; 413 when this request alone is over that.
+    func admit(_ request: JSONValue, of user: String) async throws {
+        let usage = await scheduler.activeUsage(user: user)
+        let size = request.storageSize
+        let limit = configuration.maxQueuedBytesPerUser
+        guard usage.tasks < configuration.maxQueuedPerUser else {
             throw APIError(
                 .tooManyRequests, "queue full",
                 detail: "you have \(configuration.maxQueuedPerUser) tasks queued or running (limits.maxQueuedPerUser); wait for some to finish"
             )
         }
+        guard size <= limit else {
+            throw APIError(.contentTooLarge, "request too large", detail: "the request takes \(size) bytes stored; the limit is \(limit) (limits.maxQueuedBytesPerUser)")
+        }
+        guard usage.bytes + size <= limit else {
+            throw APIError(
+                .tooManyRequests, "queue full",
+                detail: "your queued and running tasks take \(usage.bytes) bytes stored and this one \(size); the limit is \(limit) (limits.maxQueuedBytesPerUser); wait for some to finish"
+            )
+        }
     }
 
-    /// Persists a task for the model's pool, with its webhook if any, and queues it.
+    /// Persists a task of `caller` for the model's pool, with its webhook if any, and queues it. An admin's
+    /// `priority` orders the task against every user's; anyone else's orders their own tasks only.
     func enqueue(
-        kind: TaskKind, model: ModelRecord, user: String, workerBody: JSONValue, priority: Int, callback: TaskCallback?
+        kind: TaskKind, model: String, caller: SDBoxRequestContext, workerBody: JSONValue, priority: Int, callback: TaskCallback?
     ) async throws -> TaskRecord {
-        try await catalog.ensureFunction(model: model.name)
-        var record = TaskRecord(id: TaskID.make(), kind: kind, model: model.name, user: user, request: workerBody, priority: priority)
+        try await admit(workerBody, of: caller.user)
+        try await catalog.ensureFunction(model: model)
+        var record = TaskRecord(id: TaskID.make(), kind: kind, model: model, user: caller.user, request: workerBody, priority: priority)
+        record.priorityAcrossUsers = caller.isAdmin && priority != 0 ? true : nil
         record.callback = callback
         let task = try await tasks.insert(record)
         await scheduler.submit(task)
@@ -175,15 +194,10 @@ extension Services {
         }
         for field in ["prompt", "negative_prompt"] {
             guard let prompt = body[field]?.stringValue, prompt.contains("<lora:") else { continue }
-            for name in Self.loraNames(in: prompt) where try await models.resolve(name, type: .lora) == nil {
+            for name in LoraTags.names(in: prompt) where try await models.resolve(name, type: .lora) == nil {
                 throw APIError(.badRequest, "unknown LoRA", detail: "the \(field) names LoRA '\(name)', which is not in the models folder (Lora/)", extra: ["field": .string(field)])
             }
         }
-    }
-
-    /// The names in a prompt's `<lora:name:weight>` tags.
-    static func loraNames(in prompt: String) -> [String] {
-        prompt.matches(of: /<lora:([^:>]+)(?::[^>]*)?>/).map { String($0.output.1) }
     }
 
     /// Options that choose the checkpoint, which sdbox handles itself rather than forwarding.

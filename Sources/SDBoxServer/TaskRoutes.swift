@@ -18,14 +18,14 @@ struct TaskRoutes {
             router.post(RouterPath("/\(kind.rawValue)")) { request, context in
                 var body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
                 let callback = try services.callback(taking: &body, request: request)
-                let task = try await services.submitGeneration(kind: kind, body: body, user: context.user, userOptions: false, callback: callback)
+                let task = try await services.submitGeneration(kind: kind, body: body, caller: context, userOptions: false, callback: callback)
                 return try await answer(task, request: request)
             }
         }
         router.post("/extra_images") { request, context in
             var body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
             let callback = try services.callback(taking: &body, request: request)
-            let task = try await services.submitPostprocessing(kind: .extraSingleImage, body: body, user: context.user, callback: callback)
+            let task = try await services.submitPostprocessing(kind: .extraSingleImage, body: body, caller: context, callback: callback)
             return try await answer(task, request: request)
         }
         router.get("/tasks") { request, context in

@@ -112,10 +112,15 @@ enum WebhookTarget {
         }
         let bytes = withUnsafeBytes(of: v6) { Array($0) }
         if bytes[0..<15].allSatisfy({ $0 == 0 }) { return bytes[15] == 1 ? "loopback" : "unspecified" }
-        // IPv4 inside IPv6: mapped (::ffff:a.b.c.d), compatible (::a.b.c.d), NAT64 (64:ff9b::a.b.c.d), 6to4 (2002:aabb:ccdd::).
+        // IPv4 inside IPv6: mapped (::ffff:a.b.c.d), compatible (::a.b.c.d), translated (::ffff:0:a.b.c.d),
+        // NAT64 (64:ff9b::a.b.c.d), 6to4 (2002:aabb:ccdd::).
         if bytes[0..<10].allSatisfy({ $0 == 0 }) && (bytes[10...11] == [0xFF, 0xFF] || bytes[10...11] == [0, 0]) {
             return kind(ofIPv4: Array(bytes[12...]))
         }
+        if bytes[0..<8].allSatisfy({ $0 == 0 }) && bytes[8...11] == [0xFF, 0xFF, 0, 0] { return kind(ofIPv4: Array(bytes[12...])) }
+        if bytes[0...5] == [0x00, 0x64, 0xFF, 0x9B, 0x00, 0x01] { return "reserved (local NAT64)" }
+        if bytes[0...3] == [0x20, 0x01, 0x0D, 0xB8] { return "reserved (documentation)" }
+        if bytes[0...1] == [0x01, 0x00] && bytes[2..<8].allSatisfy({ $0 == 0 }) { return "reserved (discard)" }
         if bytes[0...3] == [0x00, 0x64, 0xFF, 0x9B] && bytes[4..<12].allSatisfy({ $0 == 0 }) { return kind(ofIPv4: Array(bytes[12...])) }
         if bytes[0...1] == [0x20, 0x02] { return kind(ofIPv4: Array(bytes[2...5])) }
         if bytes[0] == 0xFE && bytes[1] & 0xC0 == 0xC0 { return "site-local (private)" }

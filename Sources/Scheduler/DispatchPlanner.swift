@@ -33,8 +33,9 @@ public struct PoolPolicy: Sendable, Equatable {
 /// 4. **Scale down**: a worker idle for its pool's `idleTimeout` stops, unless its pool is at `minInstances`.
 /// 5. **Warm pools**: pools below `minInstances` start workers where there is room.
 ///
-/// Queues are ordered by waiting time adjusted by priority: each priority level counts as
-/// `priorityStep` seconds of waiting, so a higher priority runs sooner and a lower one still runs.
+/// Each model's queue is a ``ModelQueue``: round robin between users, and within a user's own tasks by
+/// waiting time adjusted by priority (each level counts as `priorityStep` seconds of waiting, so a higher
+/// priority runs sooner and a lower one still runs); only admins' priority orders tasks across users.
 public struct DispatchPlanner: Sendable {
     /// What to do next.
     public enum Decision: Sendable, Equatable {
@@ -61,15 +62,6 @@ public struct DispatchPlanner: Sendable {
         case gpu(Int)
     }
 
-    struct Entry: Sendable {
-        let id: String
-        let model: String
-        let enqueuedAt: Date
-        /// Sort key: enqueue time less the priority bonus.
-        let rank: TimeInterval
-        let sequence: UInt64
-    }
-
     /// A worker as the planner sees it.
     public struct Worker: Sendable, Equatable {
         public let id: Int
@@ -89,7 +81,7 @@ public struct DispatchPlanner: Sendable {
     /// Policies of pools that differ from the default, or that must be kept warm.
     public var policies: [String: PoolPolicy] = [:]
 
-    var queues: [String: [Entry]] = [:]
+    var queues: [String: ModelQueue] = [:]
     public private(set) var workers: [Int: Worker] = [:]
     /// Workers stopping to make room, and the model they make room for.
     var makingRoom: [Int: String] = [:]
@@ -108,42 +100,52 @@ public struct DispatchPlanner: Sendable {
 
     // MARK: Queues
 
-    /// Queues a task. A task queued again after its worker failed keeps its place by its original time.
-    public mutating func enqueue(_ id: String, model: String, priority: Int = 0, enqueuedAt: Date) {
-        let entry = Entry(
-            id: id, model: model, enqueuedAt: enqueuedAt,
-            rank: enqueuedAt.timeIntervalSinceReferenceDate - Double(priority) * priorityStep, sequence: nextSequence
+    /// Queues a task (or a lease) of `user`. A task queued again after its worker failed keeps its place
+    /// by its original time.
+    ///
+    /// - Parameter crossUserPriority: Whether `priority` also orders the task against other users' (an
+    ///   admin's task); otherwise it orders the user's own tasks only.
+    public mutating func enqueue(
+        _ id: String, model: String, user: String, priority: Int = 0, crossUserPriority: Bool = false, enqueuedAt: Date
+    ) {
+        queues[model, default: ModelQueue()].insert(
+            ModelQueue.Entry(
+                id: id, user: user, enqueuedAt: enqueuedAt,
+                rank: enqueuedAt.timeIntervalSinceReferenceDate - Double(priority) * priorityStep,
+                crossUserPriority: crossUserPriority ? priority : 0, sequence: nextSequence
+            )
         )
         nextSequence += 1
-        var queue = queues[model, default: []]
-        let index = queue.firstIndex { ($0.rank, $0.sequence) > (entry.rank, entry.sequence) } ?? queue.endIndex
-        queue.insert(entry, at: index)
-        queues[model] = queue
     }
 
     /// Takes a queued task out of its queue; false if it was not queued.
     @discardableResult
     public mutating func remove(_ id: String) -> Bool {
-        for (model, queue) in queues {
-            if let index = queue.firstIndex(where: { $0.id == id }) {
-                queues[model]?.remove(at: index)
-                return true
-            }
+        for model in queues.keys where queues[model]?.remove(id) == true {
+            if queues[model]?.isEmpty == true { queues[model] = nil }
+            return true
         }
         return false
     }
 
     /// Takes every queued task of a model out, returning their ids in queue order.
     public mutating func removeAll(model: String) -> [String] {
-        (queues.removeValue(forKey: model) ?? []).map(\.id)
+        guard var queue = queues.removeValue(forKey: model) else { return [] }
+        return queue.order().map(\.id)
     }
 
     /// A queued task's model and its place in that model's queue (1 = next).
-    public func position(of id: String) -> (model: String, position: Int)? {
-        for (model, queue) in queues {
-            if let index = queue.firstIndex(where: { $0.id == id }) { return (model, index + 1) }
+    public mutating func position(of id: String) -> (model: String, position: Int)? {
+        for model in queues.keys where queues[model]?.contains(id) == true {
+            guard let index = queues[model]?.order().firstIndex(where: { $0.id == id }) else { return nil }
+            return (model, index + 1)
         }
         return nil
+    }
+
+    /// The ids of a model's queued tasks in the order they would run.
+    public mutating func queuedIDs(model: String) -> [String] {
+        queues[model]?.order().map(\.id) ?? []
     }
 
     public func queuedCount(model: String) -> Int { queues[model]?.count ?? 0 }
@@ -238,8 +240,8 @@ public struct DispatchPlanner: Sendable {
     mutating func assignIdleWorkers(now: Date) -> [Decision] {
         var decisions: [Decision] = []
         for worker in workers.values.sorted(by: { ($0.lastUsed, $0.id) < ($1.lastUsed, $1.id) }) where worker.state == .ready {
-            guard let next = queues[worker.model]?.first else { continue }
-            queues[worker.model]?.removeFirst()
+            guard let next = queues[worker.model]?.removeFirst() else { continue }
+            if queues[worker.model]?.isEmpty == true { queues[worker.model] = nil }
             workers[worker.id]?.state = .busy
             workers[worker.id]?.taskID = next.id
             workers[worker.id]?.lastUsed = now
@@ -296,10 +298,14 @@ public struct DispatchPlanner: Sendable {
 
     // MARK: Helpers
 
-    /// Models with queued tasks, the one whose first task ranks first (waited longest, by priority) first.
+    /// Models with queued tasks, the one whose next task has waited longest (an admin's cross-user
+    /// priority counting as waiting) first.
     func modelsByWait() -> [String] {
-        queues.compactMap { model, queue in queue.first.map { (model, $0) } }
-            .sorted { ($0.1.rank, $0.1.sequence) < ($1.1.rank, $1.1.sequence) }
+        func key(_ entry: ModelQueue.Entry) -> (Double, UInt64) {
+            (entry.enqueuedAt.timeIntervalSinceReferenceDate - Double(entry.crossUserPriority) * priorityStep, entry.sequence)
+        }
+        return queues.compactMap { model, queue in queue.first.map { (model, key($0)) } }
+            .sorted { $0.1 < $1.1 }
             .map(\.0)
     }
 

@@ -4,7 +4,7 @@ import SDBoxCore
 import Synchronization
 
 /// A worker lent to one call that is not a task (a passthrough call streamed between a client and a
-/// worker) by ``Scheduler/lease(model:)``. The worker runs nothing else until the lease is released;
+/// worker) by ``Scheduler/lease(model:user:)``. The worker runs nothing else until the lease is released;
 /// a lease that is dropped without ``release(healthy:)`` releases itself.
 public final class WorkerLease: Sendable {
     /// The worker's port on 127.0.0.1.
@@ -48,11 +48,12 @@ extension Scheduler {
         case granted(workerID: Int)
     }
 
-    /// Waits for a worker of `model` as a task would (in its model's queue, within the caps, starting a
+    /// Waits for a worker of `model` as a task of `user` would (in its model's queue, taking the user's
+    /// turns, within the caps, starting a
     /// worker if there is room) and lends it until the lease is released. Throws ``LeaseError`` when the
     /// model's workers cannot start or its pool is deleted, and `CancellationError` when the caller is
     /// cancelled while waiting.
-    public func lease(model: String) async throws -> WorkerLease {
+    public func lease(model: String, user: String) async throws -> WorkerLease {
         let id = "lease-" + TaskID.make()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
@@ -62,7 +63,7 @@ extension Scheduler {
                     continuation.resume(throwing: CancellationError())
                 } else {
                     leases[id] = .waiting(continuation)
-                    planner.enqueue(id, model: model, enqueuedAt: Date())
+                    planner.enqueue(id, model: model, user: user, enqueuedAt: Date())
                     dispatch()
                 }
             }

@@ -77,7 +77,7 @@ public typealias ModelStateObserver = @Sendable (_ model: String, _ status: Mode
 /// original order, the tasks a previous sdbox left queued or running.
 ///
 /// Calls that are not tasks (streamed passthrough calls) borrow a worker through the same queues with
-/// ``lease(model:)``, so a worker never runs two things at once.
+/// ``lease(model:user:)``, so a worker never runs two things at once.
 public actor Scheduler: Service {
     let configuration: SchedulerConfiguration
     let tasks: TaskStore
@@ -118,7 +118,7 @@ public actor Scheduler: Service {
     var reportedState: [String: ModelStatus] = [:]
     var observer: ModelStateObserver?
     var finalObserver: TaskFinalObserver?
-    /// Workers lent to calls that are not tasks, and the calls waiting for one (see ``lease(model:)``).
+    /// Workers lent to calls that are not tasks, and the calls waiting for one (see ``lease(model:user:)``).
     var leases: [String: LeaseState] = [:]
     let metrics = SchedulerMetrics()
     var metricsSeen = SchedulerMetrics.Seen()
@@ -126,8 +126,8 @@ public actor Scheduler: Service {
     public private(set) var isRunning = false
     var outputObserver: OutputObserver?
     var nextWaiterID = 1
-    /// Unfinished tasks per user, for the per-user queue limit.
-    var activeByUser: [String: Int] = [:]
+    /// Unfinished tasks per user and the bytes their requests take, for the per-user limits.
+    var activeByUser: [String: ActiveUsage] = [:]
     var jobs: AsyncStream<Job>.Continuation?
     var shuttingDown = false
     /// The progress call under way to the worker of each running task; polls that come meanwhile share it.
@@ -226,19 +226,26 @@ public actor Scheduler: Service {
             var task = task
             if task.state == .running {
                 let attempts = task.attempts
-                if attempts >= configuration.maxAttempts {
-                    task = try await persist(task.id) {
-                        $0.state = .failed
-                        $0.finishedAt = Date()
-                        $0.error = "sdbox stopped while the task was running, \(attempts) attempts"
+                do {
+                    if attempts >= configuration.maxAttempts {
+                        task = try await persist(task.id) {
+                            $0.state = .failed
+                            $0.finishedAt = Date()
+                            $0.error = "sdbox stopped while the task was running, \(attempts) attempts"
+                        }
+                        tellFinalObserver(task)
+                        continue
                     }
-                    tellFinalObserver(task)
+                    task = try await persist(task.id) { $0.state = .queued }
+                } catch is CancellationError {
+                    throw CancellationError()
+                } catch {
+                    // One task that cannot be written must not keep every other from running.
+                    logger.error("could not recover task", metadata: ["task": "\(task.id)", "error": "\(ErrorSummary(error))"])
                     continue
                 }
-                task = try await persist(task.id) { $0.state = .queued }
             }
-            planner.enqueue(task.id, model: task.model, priority: task.priority, enqueuedAt: task.createdAt)
-            activeByUser[task.user, default: 0] += 1
+            enqueue(task)
         }
         if !active.isEmpty { logger.info("recovered unfinished tasks", metadata: ["count": "\(active.count)"]) }
     }
@@ -247,9 +254,22 @@ public actor Scheduler: Service {
 
     /// Queues a task that is already persisted.
     public func submit(_ task: TaskRecord) {
-        planner.enqueue(task.id, model: task.model, priority: task.priority, enqueuedAt: task.createdAt)
-        activeByUser[task.user, default: 0] += 1
+        enqueue(task)
         dispatch()
+    }
+
+    /// Puts a persisted task in its model's queue and counts it in its user's usage.
+    func enqueue(_ task: TaskRecord) {
+        requeue(task)
+        activeByUser[task.user, default: ActiveUsage()].add(task)
+    }
+
+    /// Puts a task back in its model's queue, in its place by its original time.
+    func requeue(_ task: TaskRecord) {
+        planner.enqueue(
+            task.id, model: task.model, user: task.user, priority: task.priority,
+            crossUserPriority: task.priorityAcrossUsers ?? false, enqueuedAt: task.createdAt
+        )
     }
 
     /// Waits until a task is final and returns it; `nil` if it does not exist. With a `timeout`, returns
@@ -300,7 +320,7 @@ public actor Scheduler: Service {
             } catch {
                 // Not cancelled after all (the disk is full, say): the task keeps its place.
                 if let queued = try? await tasks.get(id), queued.state == .queued {
-                    planner.enqueue(id, model: queued.model, priority: queued.priority, enqueuedAt: queued.createdAt)
+                    requeue(queued)
                     dispatch()
                 }
                 throw error
@@ -421,8 +441,8 @@ public actor Scheduler: Service {
         return record
     }
 
-    /// How many of a user's tasks are queued or running.
-    public func activeCount(user: String) -> Int { activeByUser[user] ?? 0 }
+    /// A user's tasks queued or running, and what their requests take in storage.
+    public func activeUsage(user: String) -> ActiveUsage { activeByUser[user] ?? ActiveUsage() }
 
     /// Whether a model has tasks (or passthrough calls) queued or running.
     public func hasWork(model: String) -> Bool {
@@ -697,7 +717,7 @@ public actor Scheduler: Service {
             logger.warning("worker lost a task; queuing it again", metadata: ["task": "\(task.id)", "error": "\(error)"])
             do {
                 let requeued = try await persist(task.id) { $0.state = .queued }
-                planner.enqueue(requeued.id, model: requeued.model, priority: requeued.priority, enqueuedAt: requeued.createdAt)
+                requeue(requeued)
             } catch {
                 logger.error("could not re-queue task", metadata: ["task": "\(task.id)", "error": "\(error)"])
             }
@@ -724,22 +744,34 @@ public actor Scheduler: Service {
         dispatch()
     }
 
-    /// Moves a task to a final state and wakes whoever waits for it.
+    /// Moves a task to a final state and wakes whoever waits for it. An outcome that cannot be recorded
+    /// (it cannot be encoded, say) still ends the task: `failed`, with the reason and without the result.
     func finish(_ id: String, state: TaskState, error: String?, result: TaskResult? = nil) async {
+        let task: TaskRecord
         do {
-            let task = try await persist(id) {
+            task = try await persist(id) {
                 $0.state = state
                 $0.finishedAt = Date()
                 $0.error = error
                 if let result { $0.result = result }
             }
-            var metadata: Logger.Metadata = ["task": "\(id)", "model": "\(task.model)"]
-            if let error { metadata["error"] = "\(error)" }
-            logger.info("task \(state.rawValue)", metadata: metadata)
-            taskEnded(task)
-        } catch {
-            logger.error("could not record task outcome", metadata: ["task": "\(id)", "error": "\(error)"])
+        } catch let failure {
+            let reason = "the task's outcome could not be recorded: \(ErrorSummary(failure))"
+            logger.error("could not record task outcome", metadata: ["task": "\(id)", "error": "\(ErrorSummary(failure))"])
+            guard
+                let failed = try? await persist(id, {
+                    $0.state = .failed
+                    $0.finishedAt = Date()
+                    $0.error = reason
+                    $0.result = nil
+                })
+            else { return }
+            task = failed
         }
+        var metadata: Logger.Metadata = ["task": "\(id)", "model": "\(task.model)"]
+        if let error = task.error { metadata["error"] = "\(error)" }
+        logger.info("task \(task.state.rawValue)", metadata: metadata)
+        taskEnded(task)
     }
 
     /// Writes a change of a task, retrying each second while the disk is full, so that an outcome is never
@@ -772,8 +804,8 @@ public actor Scheduler: Service {
     /// Accounts for a task that reached its final state and wakes whoever waits for it.
     func taskEnded(_ task: TaskRecord) {
         metrics.taskFinished(task)
-        activeByUser[task.user, default: 1] -= 1
-        if activeByUser[task.user] == 0 { activeByUser[task.user] = nil }
+        activeByUser[task.user]?.remove(task)
+        if activeByUser[task.user]?.tasks ?? 0 <= 0 { activeByUser[task.user] = nil }
         notifyFinal(task)
     }
 
@@ -813,6 +845,24 @@ public typealias OutputObserver = @Sendable (_ task: TaskRecord, _ imageKeys: [S
 public struct PoolSettingsError: Error, Sendable, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
+}
+
+/// A user's unfinished (queued or running) tasks, and the bytes their requests take in storage.
+public struct ActiveUsage: Sendable, Equatable {
+    public var tasks = 0
+    public var bytes = 0
+
+    public init() {}
+
+    mutating func add(_ task: TaskRecord) {
+        tasks += 1
+        bytes += task.request.storageSize
+    }
+
+    mutating func remove(_ task: TaskRecord) {
+        tasks -= 1
+        bytes -= task.request.storageSize
+    }
 }
 
 /// A model's recent pace: how long its workers take to load and its tasks to run, as moving averages.

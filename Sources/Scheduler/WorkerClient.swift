@@ -62,9 +62,18 @@ public struct WorkerClient: Sendable {
     /// The largest answer accepted from a worker.
     let maxResponseBytes = 1 << 30
 
-    public init(http: HTTPClient = .shared) {
+    public init(http: HTTPClient = WorkerClient.http) {
         self.http = http
     }
+
+    /// The HTTP client for workers, kept for the life of the process. It never follows a redirect: a
+    /// worker's 3xx is its answer, passed back as it is, never a second request sdbox makes on its own
+    /// (a worker's `307` to `/sdapi/v1/server-kill` must not reach it).
+    public static let http: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.redirectConfiguration = .disallow
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
 
     /// Whether the worker at `port` is ready: it answers `/internal/ping` (the reference worker, A1111's UI
     /// mode) or `/sdapi/v1/sd-models` (every A1111-compatible API).

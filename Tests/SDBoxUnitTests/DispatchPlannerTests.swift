@@ -26,7 +26,7 @@ import Testing
 
     @Test func startsOneWorkerThenReusesIt() {
         var p = planner()
-        p.enqueue("a1", model: "A", enqueuedAt: at(0))
+        p.enqueue("a1", model: "A", user: "u", enqueuedAt: at(0))
         let planned1 = p.plan(now: at(0))
         #expect(planned1 == [.start(workerID: 1, model: "A", gpu: nil)])
         let planned2 = p.plan(now: at(1))
@@ -34,7 +34,7 @@ import Testing
         p.workerReady(1, now: at(2))
         let planned3 = p.plan(now: at(2))
         #expect(planned3 == [.assign(taskID: "a1", workerID: 1)])
-        p.enqueue("a2", model: "A", enqueuedAt: at(3))
+        p.enqueue("a2", model: "A", user: "u", enqueuedAt: at(3))
         let planned4 = p.plan(now: at(3))
         #expect(planned4 == [], "pool max 1: a2 waits for the busy worker")
         p.taskDone(workerID: 1, healthy: true, now: at(4))
@@ -44,9 +44,9 @@ import Testing
 
     @Test func scalesUpToThePoolAndGlobalCaps() {
         var p = planner(maxInstances: 3, policy: PoolPolicy(maxInstances: 2))
-        for i in 0..<5 { p.enqueue("a\(i)", model: "A", enqueuedAt: at(Double(i))) }
-        p.enqueue("b0", model: "B", enqueuedAt: at(10))
-        p.enqueue("c0", model: "C", enqueuedAt: at(11))
+        for i in 0..<5 { p.enqueue("a\(i)", model: "A", user: "u", enqueuedAt: at(Double(i))) }
+        p.enqueue("b0", model: "B", user: "u", enqueuedAt: at(10))
+        p.enqueue("c0", model: "C", user: "u", enqueuedAt: at(11))
         let decisions = p.plan(now: at(12))
         #expect(decisions == [
             .start(workerID: 1, model: "A", gpu: nil), .start(workerID: 2, model: "A", gpu: nil),
@@ -57,8 +57,8 @@ import Testing
 
     @Test func cpuSlotsBoundWorkersWithoutGPU() {
         var p = planner(cpuSlots: 1, maxInstances: 4)
-        p.enqueue("a", model: "A", enqueuedAt: at(0))
-        p.enqueue("b", model: "B", enqueuedAt: at(1))
+        p.enqueue("a", model: "A", user: "u", enqueuedAt: at(0))
+        p.enqueue("b", model: "B", user: "u", enqueuedAt: at(1))
         let planned1 = p.plan(now: at(1))
         #expect(planned1 == [.start(workerID: 1, model: "A", gpu: nil)])
     }
@@ -66,7 +66,7 @@ import Testing
     @Test func placesOnGPUsWithFreeMemoryAndNeverOvercommits() {
         let gpus = [GPU(index: 0, memoryMiB: 24000), GPU(index: 1, memoryMiB: 12000)]
         var p = planner(gpus: gpus, maxInstances: 8, policy: PoolPolicy(gpuMemoryMiB: 10000))
-        for (i, model) in ["A", "B", "C", "D"].enumerated() { p.enqueue(model, model: model, enqueuedAt: at(Double(i))) }
+        for (i, model) in ["A", "B", "C", "D"].enumerated() { p.enqueue(model, model: model, user: "u", enqueuedAt: at(Double(i))) }
         let decisions = p.plan(now: at(5))
         // GPU 0 (most free) takes A, then GPU 1 and GPU 0 each have room for one more; D does not fit.
         #expect(decisions == [
@@ -78,7 +78,7 @@ import Testing
 
     @Test func rejectsTasksNoGPUCanHold() {
         var p = planner(gpus: [GPU(index: 0, memoryMiB: 8000)], policy: PoolPolicy(gpuMemoryMiB: 10000))
-        p.enqueue("x", model: "Huge", enqueuedAt: at(0))
+        p.enqueue("x", model: "Huge", user: "u", enqueuedAt: at(0))
         let decisions = p.plan(now: at(0))
         guard case .reject(let ids, let model, let reason) = decisions.first else {
             Issue.record("expected a rejection, got \(decisions)")
@@ -90,13 +90,13 @@ import Testing
 
     @Test func evictsTheLeastRecentlyUsedIdleWorkerForAWaitingModel() {
         var p = planner(maxInstances: 2)
-        p.enqueue("a", model: "A", enqueuedAt: at(0))
-        p.enqueue("b", model: "B", enqueuedAt: at(0.5))
+        p.enqueue("a", model: "A", user: "u", enqueuedAt: at(0))
+        p.enqueue("b", model: "B", user: "u", enqueuedAt: at(0.5))
         _ = startAndReady(&p, now: at(1))
         _ = p.plan(now: at(1))
         p.taskDone(workerID: 1, healthy: true, now: at(2))  // A idle since 2
         p.taskDone(workerID: 2, healthy: true, now: at(3))  // B idle since 3
-        p.enqueue("c", model: "C", enqueuedAt: at(4))
+        p.enqueue("c", model: "C", user: "u", enqueuedAt: at(4))
         let planned1 = p.plan(now: at(4))
         #expect(planned1 == [.stop(workerID: 1, reason: .makeRoom)])
         let planned2 = p.plan(now: at(5))
@@ -108,12 +108,12 @@ import Testing
 
     @Test func neverEvictsABusyWorkerOrOneWithQueuedWork() {
         var p = planner(maxInstances: 1)
-        p.enqueue("a1", model: "A", enqueuedAt: at(0))
-        p.enqueue("a2", model: "A", enqueuedAt: at(0))
+        p.enqueue("a1", model: "A", user: "u", enqueuedAt: at(0))
+        p.enqueue("a2", model: "A", user: "u", enqueuedAt: at(0))
         _ = startAndReady(&p, now: at(0))
         let planned1 = p.plan(now: at(0))
         #expect(planned1 == [.assign(taskID: "a1", workerID: 1)])
-        p.enqueue("b", model: "B", enqueuedAt: at(1))
+        p.enqueue("b", model: "B", user: "u", enqueuedAt: at(1))
         let planned2 = p.plan(now: at(2))
         #expect(planned2 == [], "A's worker is busy")
         p.taskDone(workerID: 1, healthy: true, now: at(3))
@@ -123,17 +123,17 @@ import Testing
 
     @Test func fairnessBoundsTheWaitOfAModelStarvedByABusierOne() {
         var p = planner(maxInstances: 1, fairness: 60)
-        p.enqueue("a0", model: "A", enqueuedAt: at(0))
+        p.enqueue("a0", model: "A", user: "u", enqueuedAt: at(0))
         _ = startAndReady(&p, now: at(0))
         let planned1 = p.plan(now: at(0))
         #expect(planned1 == [.assign(taskID: "a0", workerID: 1)])
-        p.enqueue("b0", model: "B", enqueuedAt: at(1))
+        p.enqueue("b0", model: "B", user: "u", enqueuedAt: at(1))
         // A keeps receiving work: each time its worker frees, a younger A task is waiting.
         var now = 1.0
         var assigned: [String] = []
         var yielded = false
         for i in 1...100 {
-            p.enqueue("a\(i)", model: "A", enqueuedAt: at(now))
+            p.enqueue("a\(i)", model: "A", user: "u", enqueuedAt: at(now))
             now += 10
             p.taskDone(workerID: 1, healthy: true, now: at(now))
             let decisions = p.plan(now: at(now))
@@ -155,9 +155,9 @@ import Testing
 
     @Test func prioritiesOrderAModelsQueueWithoutStarvation() {
         var p = planner()
-        p.enqueue("low", model: "A", priority: 0, enqueuedAt: at(0))
-        p.enqueue("high", model: "A", priority: 1, enqueuedAt: at(30))
-        p.enqueue("later", model: "A", priority: 1, enqueuedAt: at(90))
+        p.enqueue("low", model: "A", user: "u", priority: 0, enqueuedAt: at(0))
+        p.enqueue("high", model: "A", user: "u", priority: 1, enqueuedAt: at(30))
+        p.enqueue("later", model: "A", user: "u", priority: 1, enqueuedAt: at(90))
         #expect(p.position(of: "high")?.position == 1, "priority 1 is worth 60 s of waiting")
         #expect(p.position(of: "low")?.position == 2)
         #expect(p.position(of: "later")?.position == 3, "a high priority 90 s later does not overtake")
@@ -166,7 +166,7 @@ import Testing
     @Test func idleWorkersScaleDownToTheMinimum() {
         var p = planner(maxInstances: 4, policy: PoolPolicy(minInstances: 0, maxInstances: 2, idleTimeout: 300))
         p.policies["Warm"] = PoolPolicy(minInstances: 1, maxInstances: 1, idleTimeout: 300)
-        p.enqueue("a", model: "A", enqueuedAt: at(0))
+        p.enqueue("a", model: "A", user: "u", enqueuedAt: at(0))
         let first = startAndReady(&p, now: at(0))
         #expect(first == [.start(workerID: 1, model: "A", gpu: nil), .start(workerID: 2, model: "Warm", gpu: nil)],
             "a pool with minInstances starts warm")
@@ -195,13 +195,13 @@ import Testing
 
     @Test func anUnhealthyWorkerStopsAndItsTaskKeepsItsPlace() {
         var p = planner()
-        p.enqueue("a1", model: "A", enqueuedAt: at(0))
-        p.enqueue("a2", model: "A", enqueuedAt: at(1))
+        p.enqueue("a1", model: "A", user: "u", enqueuedAt: at(0))
+        p.enqueue("a2", model: "A", user: "u", enqueuedAt: at(1))
         _ = startAndReady(&p, now: at(1))
         let planned1 = p.plan(now: at(1))
         #expect(planned1 == [.assign(taskID: "a1", workerID: 1)])
         p.taskDone(workerID: 1, healthy: false, now: at(2))
-        p.enqueue("a1", model: "A", enqueuedAt: at(0))  // re-queued by the scheduler with its original time
+        p.enqueue("a1", model: "A", user: "u", enqueuedAt: at(0))  // re-queued by the scheduler with its original time
         #expect(p.workers[1]?.state == .stopping)
         #expect(p.position(of: "a1")?.position == 1)
         let planned2 = p.plan(now: at(2))
@@ -210,9 +210,9 @@ import Testing
 
     @Test func removingAndCountingQueuedTasks() {
         var p = planner()
-        p.enqueue("a1", model: "A", enqueuedAt: at(0))
-        p.enqueue("a2", model: "A", enqueuedAt: at(1))
-        p.enqueue("b1", model: "B", enqueuedAt: at(2))
+        p.enqueue("a1", model: "A", user: "u", enqueuedAt: at(0))
+        p.enqueue("a2", model: "A", user: "u", enqueuedAt: at(1))
+        p.enqueue("b1", model: "B", user: "u", enqueuedAt: at(2))
         let removed = p.remove("a1")
         let removedAgain = p.remove("a1")
         #expect(removed && !removedAgain)

@@ -1,0 +1,263 @@
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+/// Deadlines and caps for client connections (`connections` in the configuration). Without them a client
+/// that sends a byte now and then holds a connection, and a thousand such clients hold the server.
+public struct ConnectionLimits: Sendable, Equatable {
+    /// Seconds a request's head may take, counted from the connection's opening or the end of the answer
+    /// before it; so it also bounds how long an idle kept-alive connection stays open.
+    public var headerTimeoutSeconds = 30
+    /// Seconds a body may keep sdbox waiting before its bytes earn more time (see ``minBodyBytesPerSecond``).
+    public var bodyTimeoutSeconds = 30
+    /// Each byte of a body earns `1 / minBodyBytesPerSecond` seconds more waiting. Only time sdbox spends
+    /// asking for the body counts: a body sdbox is not reading yet (its request waits for a worker, say)
+    /// costs the client nothing.
+    public var minBodyBytesPerSecond = 1024
+    /// Open connections at once, over all clients.
+    public var maxConnections = 4096
+    /// Open connections at once from one IP address.
+    public var maxConnectionsPerAddress = 512
+
+    public init() {}
+}
+
+/// Counts open connections, overall and per address, for ``ConnectionLimits``.
+final class ConnectionCounter: Sendable {
+    let limits: ConnectionLimits
+    private let state = Mutex<(total: Int, byAddress: [String: Int])>((0, [:]))
+
+    init(limits: ConnectionLimits) {
+        self.limits = limits
+    }
+
+    /// Counts a new connection from `address`; false (and not counted) when a cap is reached.
+    func open(_ address: String) -> Bool {
+        state.withLock { state in
+            guard state.total < limits.maxConnections, state.byAddress[address, default: 0] < limits.maxConnectionsPerAddress else { return false }
+            state.total += 1
+            state.byAddress[address, default: 0] += 1
+            return true
+        }
+    }
+
+    func close(_ address: String) {
+        state.withLock { state in
+            state.total -= 1
+            state.byAddress[address, default: 1] -= 1
+            if state.byAddress[address] == 0 { state.byAddress[address] = nil }
+        }
+    }
+}
+
+/// A server child channel that puts a ``ConnectionGuard`` right after the HTTP decoder of the channel it
+/// wraps (Hummingbird's HTTP/1 with WebSocket upgrade), before the first request is read: Hummingbird's
+/// own handlers, idle timeout included, join the pipeline only once the first request's head is in.
+struct GuardedChildChannel<Inner: ServerChildChannel>: ServerChildChannel {
+    typealias Value = Inner.Value
+    let inner: Inner
+    let counter: ConnectionCounter
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            let pipeline = channel.pipeline.syncOperations
+            let decoder = try pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+            try pipeline.addHandler(ConnectionGuard(counter: counter, logger: logger), position: .after(decoder))
+            return value
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        await inner.handle(value: value, logger: logger)
+    }
+}
+
+extension HTTPServerBuilder {
+    /// Hummingbird's HTTP/1 server with WebSocket upgrade (`webSocketRouter` decides the upgrades), with
+    /// every connection under ``ConnectionLimits``.
+    static func guardedWebSocketUpgrade(
+        webSocketRouter: Router<SDBoxRequestContext>, configuration: HTTP1WebSocketUpgradeChannel.Configuration, limits: ConnectionLimits
+    ) -> HTTPServerBuilder {
+        let webSocketResponder = webSocketRouter.buildResponder()
+        let counter = ConnectionCounter(limits: limits)
+        return HTTPServerBuilder { responder in
+            GuardedChildChannel(
+                inner: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: webSocketResponder, configuration: configuration),
+                counter: counter
+            )
+        }
+    }
+}
+
+/// Enforces ``ConnectionLimits`` on one connection, seeing its requests as the HTTP decoder reads them:
+/// the caps when it opens, the head and body deadlines (closing the connection when one passes), an
+/// answer to a request the decoder cannot read (400, then close, where Hummingbird would leave the
+/// client waiting), and, at shutdown, the close of a connection that has no request in progress. It
+/// leaves the pipeline when the connection becomes a WebSocket.
+final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    enum Phase {
+        /// Waiting for a request's head (the deadline runs).
+        case awaitingHead
+        /// Reading a request's body (the deadline runs while sdbox asks for more).
+        case readingBody
+        /// The request is in; its answer is being made.
+        case answering
+    }
+
+    let counter: ConnectionCounter
+    let logger: Logger
+    var limits: ConnectionLimits { counter.limits }
+    var phase = Phase.awaitingHead
+    var deadline: Scheduled<Void>?
+    /// Body bytes received, and the time sdbox has waited for them, in the current request.
+    var bodyBytes = 0
+    var waited = TimeAmount.zero
+    /// Since when sdbox has been asking for body bytes, if it is.
+    var waitingSince: NIODeadline?
+
+    init(counter: ConnectionCounter, logger: Logger) {
+        self.counter = counter
+        self.logger = logger
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let address = context.channel.remoteAddress?.ipAddress ?? "unknown"
+        guard counter.open(address) else {
+            logger.notice("connection refused: too many open connections", metadata: ["address": "\(address)"])
+            context.close(promise: nil)
+            return
+        }
+        let counter = counter
+        context.channel.closeFuture.whenComplete { _ in counter.close(address) }
+        armHeadDeadline(context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        disarm()
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        disarm()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head:
+            phase = .readingBody
+            bodyBytes = 0
+            waited = .zero
+            waitingSince = .now()
+            armBodyDeadline(context)
+        case .body(let buffer):
+            bodyBytes += buffer.readableBytes
+            armBodyDeadline(context)
+        case .end:
+            disarm()
+            phase = .answering
+        }
+        context.fireChannelRead(data)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if phase == .readingBody, waitingSince == nil {
+            waitingSince = .now()
+            armBodyDeadline(context)
+        }
+        context.read()
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if phase == .readingBody, let since = waitingSince {
+            waited = waited + (NIODeadline.now() - since)
+            waitingSince = nil
+            disarm()
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(let head) where head.status == .switchingProtocols:
+            // A WebSocket now: its frames are not HTTP parts.
+            context.write(data, promise: promise)
+            disarm()
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+            return
+        case .end where phase == .answering:
+            context.write(data, promise: promise)
+            phase = .awaitingHead
+            armHeadDeadline(context)
+            return
+        default:
+            context.write(data, promise: promise)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard error is HTTPParserError else {
+            context.fireErrorCaught(error)
+            return
+        }
+        // The decoder cannot read the request (an unknown method, a malformed head): answer and close,
+        // rather than leave the client, and a shutdown, waiting.
+        disarm()
+        let body = ByteBuffer(string: #"{"detail":"the request is not valid HTTP/1.1","error":"bad request","message":"bad request"}"#)
+        var headers = HTTPHeaders([("Content-Type", "application/json"), ("Connection", "close")])
+        headers.add(name: "Content-Length", value: "\(body.readableBytes)")
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .badRequest, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // At shutdown, a connection without a request in progress closes now: a client that is slowly
+        // sending a head (or nothing) must not hold the process up.
+        if event is ChannelShouldQuiesceEvent, phase == .awaitingHead {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    // MARK: Deadlines
+
+    func armHeadDeadline(_ context: ChannelHandlerContext) {
+        disarm()
+        schedule(context, at: .now() + .seconds(Int64(limits.headerTimeoutSeconds)), reason: "request head")
+    }
+
+    /// The body's deadline: its allowance (the body timeout, plus what its bytes earned, less the time
+    /// already waited) from when sdbox began asking; none while sdbox is not asking.
+    func armBodyDeadline(_ context: ChannelHandlerContext) {
+        disarm()
+        guard let since = waitingSince else { return }
+        let earned = TimeAmount.nanoseconds(Int64(Double(bodyBytes) / Double(max(1, limits.minBodyBytesPerSecond)) * 1e9))
+        let allowance = .seconds(Int64(limits.bodyTimeoutSeconds)) + earned - waited
+        schedule(context, at: since + allowance, reason: "request body")
+    }
+
+    func schedule(_ context: ChannelHandlerContext, at instant: NIODeadline, reason: String) {
+        let logger = logger
+        deadline = context.eventLoop.assumeIsolated().scheduleTask(deadline: instant) {
+            logger.notice("connection closed: \(reason) too slow", metadata: ["address": "\(context.channel.remoteAddress?.ipAddress ?? "unknown")"])
+            context.close(promise: nil)
+        }
+    }
+
+    func disarm() {
+        deadline?.cancel()
+        deadline = nil
+    }
+}

@@ -1,0 +1,40 @@
+import HTTPTypes
+
+/// Who may call a route, decided from the route the router matched: its registered pattern (Hummingbird's
+/// `endpointPath`, e.g. `/admin/keys/{id}`), which is the same whatever spelling of the path reached it
+/// (`//admin/keys`, `/admin/keys/`, `/x/../admin/keys` after the router's own reading). Requests that
+/// match no route (static files under `/web`, or a 404) are judged as such.
+enum RouteAccess: Equatable {
+    /// Anyone, without a key: health, the OpenAPI document, signed object URLs and the web pages.
+    case `public`
+    /// Any valid key (or none, when keys are not required).
+    case user
+    /// An admin key: keys, models, pools, workers, metrics, and starting or stopping shared workers.
+    case admin
+
+    /// Routes anyone may read without a key (GET and HEAD only).
+    static let publicRoutes: Set<String> = ["/", "/healthz", "/readyz", "/openapi.json", "/objects/**"]
+    /// Routes, and route prefixes ending in `/`, only admins may call.
+    static let adminRoutes: Set<String> = [
+        "/batch_update_sd_resource", "/del/sd/functions", "/workers", "/list/sdapi/functions", "/metrics",
+        "/sdapi/v1/reload-checkpoint", "/sdapi/v1/unload-checkpoint",
+    ]
+    static let adminPrefixes = ["/admin/"]
+
+    /// - Parameter route: The matched route's pattern; nil when no route matched.
+    init(route: String?, method: HTTPRequest.Method) {
+        let reads = method == .get || method == .head
+        guard let route else {
+            // Only the web pages' static files (or a 404) answer an unmatched GET.
+            self = reads ? .public : .user
+            return
+        }
+        if Self.adminRoutes.contains(route) || Self.adminPrefixes.contains(where: route.hasPrefix) {
+            self = .admin
+        } else if reads && Self.publicRoutes.contains(route) {
+            self = .public
+        } else {
+            self = .user
+        }
+    }
+}

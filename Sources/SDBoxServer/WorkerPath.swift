@@ -1,0 +1,115 @@
+import HTTPTypes
+
+/// A path a client asks sdbox to forward to a worker, read as the worker reads it and judged by an
+/// allow-list.
+///
+/// A1111 runs on FastAPI/uvicorn, which percent-decodes the path before routing: `/sdapi/v1/%6Fptions` is
+/// `/sdapi/v1/options` to it. So the path is decoded once (as uvicorn does), its empty and dot segments
+/// removed (`//`, `/./`, `/../`, a trailing `/`), and only that one reading is judged and sent on, encoded
+/// so that the worker decodes it back to exactly what was judged. A path that cannot be read that way
+/// (a bad `%` escape, bytes that are not UTF-8, control characters) is refused.
+struct WorkerPath: Equatable {
+    /// The decoded, normalised path, e.g. `/sdapi/v1/cmd-flags`.
+    let decoded: String
+    /// The same path as it goes on the request line to the worker.
+    let encoded: String
+
+    /// A1111 endpoints that sdbox forwards (the ones it does not answer itself), by method. Everything else
+    /// under `/sdapi/v1` stays away from the shared workers: options, progress, model loading, the
+    /// server-* controls and training are answered or refused by sdbox.
+    static let forwardedA1111: [String: Set<HTTPRequest.Method>] = [
+        "cmd-flags": [.get], "latent-upscale-modes": [.get], "hypernetworks": [.get], "face-restorers": [.get],
+        "realesrgan-models": [.get], "prompt-styles": [.get], "memory": [.get], "script-info": [.get],
+        "extensions": [.get], "interrogate": [.post],
+    ]
+    /// A1111 endpoints that would stop or restart a worker behind the scheduler's back.
+    static let workerControls: Set<String> = ["server-kill", "server-restart", "server-stop"]
+
+    /// Reads `raw` (a request's path, without its query).
+    init(raw: String) throws(WorkerPathError) {
+        let bytes = try Self.percentDecoded(raw)
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw .notUTF8 }
+        guard !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else { throw .controlCharacter }
+        var segments: [Substring] = []
+        for segment in text.split(separator: "/", omittingEmptySubsequences: true) {
+            switch segment {
+            case ".": continue
+            case "..": _ = segments.popLast()
+            default: segments.append(segment)
+            }
+        }
+        decoded = "/" + segments.joined(separator: "/")
+        encoded = "/" + segments.map(Self.percentEncoded).joined(separator: "/")
+    }
+
+    /// Whether sdbox forwards a call to this path: an A1111 endpoint of ``forwardedA1111`` with its method,
+    /// or any path under one of the configured extension prefixes.
+    func isForwarded(method: HTTPRequest.Method, extensionPrefixes: [String]) -> Bool {
+        if extensionPrefixes.contains(where: { decoded.hasPrefix($0 + "/") }) { return true }
+        guard let endpoint = a1111Endpoint else { return false }
+        return Self.forwardedA1111[endpoint]?.contains(method) ?? false
+    }
+
+    /// The endpoint under `/sdapi/v1/`, e.g. `server-kill`; nil for other paths.
+    var a1111Endpoint: String? {
+        let prefix = "/sdapi/v1/"
+        return decoded.hasPrefix(prefix) ? String(decoded.dropFirst(prefix.count)) : nil
+    }
+
+    static func percentDecoded(_ raw: String) throws(WorkerPathError) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(raw.utf8.count)
+        var iterator = raw.utf8.makeIterator()
+        while let byte = iterator.next() {
+            guard byte == UInt8(ascii: "%") else {
+                bytes.append(byte)
+                continue
+            }
+            guard let high = iterator.next().flatMap(Self.hexValue), let low = iterator.next().flatMap(Self.hexValue) else {
+                throw .badEscape
+            }
+            bytes.append(high << 4 | low)
+        }
+        return bytes
+    }
+
+    static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+
+    /// A segment with everything but RFC 3986's unreserved characters and sub-delimiters escaped.
+    static func percentEncoded(_ segment: Substring) -> String {
+        let hex = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        for byte in segment.utf8 {
+            let plain = (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+                || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || "-._~!$&'()*+,;=:@".utf8.contains(byte)
+            if plain {
+                out.append(byte)
+            } else {
+                out += [UInt8(ascii: "%"), hex[Int(byte >> 4)], hex[Int(byte & 0xF)]]
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// Why a path cannot be forwarded as it was written.
+enum WorkerPathError: Error, CustomStringConvertible {
+    case badEscape
+    case notUTF8
+    case controlCharacter
+
+    var description: String {
+        switch self {
+        case .badEscape: "a '%' is not followed by two hexadecimal digits"
+        case .notUTF8: "the decoded path is not UTF-8"
+        case .controlCharacter: "the decoded path holds a control character"
+        }
+    }
+}
