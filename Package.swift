@@ -168,6 +168,7 @@ let package = Package(
             dependencies: [
                 "SDBoxCore",
                 "ImageCodec",
+                "Scheduler",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),

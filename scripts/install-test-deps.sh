@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond the build: Debian's `chromium` for the browser tests, and Python
 # tools from PyPI in venvs under ~/.cache/sdbox (schemathesis for the API fuzz test, the `webuiapi` A1111
-# client for the client acceptance suite).
+# client for the client acceptance suite, FastAPI and uvicorn for the A1111 stand-in worker of the
+# passthrough security test).
 # Never fails the test run: what cannot be installed is reported, and the tests needing it skip themselves
 # with that message.
 set -uo pipefail
@@ -51,7 +52,23 @@ install_webuiapi() {
     fi
 }
 
+install_fastapi() {
+    local venv="$cache/a1111-stand-in-venv" fastapi="0.165.0" uvicorn="0.54.0"
+    if [ "$("$venv/bin/pip" show fastapi 2>/dev/null | grep '^Version:')" = "Version: $fastapi" ] \
+        && [ "$("$venv/bin/pip" show uvicorn 2>/dev/null | grep '^Version:')" = "Version: $uvicorn" ]; then
+        return 0
+    fi
+    echo "install-test-deps: installing fastapi $fastapi and uvicorn $uvicorn in $venv for the A1111 stand-in worker" >&2
+    rm -rf "$venv"
+    mkdir -p "$cache"
+    if ! { python3 -m venv "$venv" && "$venv/bin/pip" install -q --disable-pip-version-check "fastapi==$fastapi" "uvicorn==$uvicorn"; }; then
+        echo "install-test-deps: fastapi could not be installed; the passthrough security test will be skipped" >&2
+        rm -rf "$venv"
+    fi
+}
+
 install_chromium
 install_schemathesis
 install_webuiapi
+install_fastapi
 exit 0

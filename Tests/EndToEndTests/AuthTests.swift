@@ -5,21 +5,12 @@ import Testing
 
 /// API keys, roles, isolation between users, and the per-key and per-user limits, through the real server.
 @Suite(.serialized, .timeLimit(.minutes(2))) struct AuthTests {
-    /// Makes a key with `sdbox keys add` (as an operator would, beside the running server).
-    func addKey(_ server: ServerProcess, user: String, role: String) async throws -> String {
-        let (status, output) = try await runSDBox(["keys", "add", "--data-dir", server.dataDirectory, "--user", user, "--role", role])
-        #expect(status == 0, "\(output)")
-        return try #require(output.split(whereSeparator: \.isWhitespace).last.map(String.init))
-    }
-
-    func bearer(_ key: String) -> [(String, String)] { [("Authorization", "Bearer \(key)")] }
-
     @Test func keysRolesAndIsolation() async throws {
         let server = try await ServerProcess(config: fastWorkers + "\nauth:\n  required: true\n")
         defer { server.destroy() }
-        let alice = try await addKey(server, user: "alice", role: "user")
-        let bob = try await addKey(server, user: "bob", role: "user")
-        let admin = try await addKey(server, user: "ops", role: "admin")
+        let alice = try await server.addKey(user: "alice", role: "user")
+        let bob = try await server.addKey(user: "bob", role: "user")
+        let admin = try await server.addKey(user: "ops", role: "admin")
         let body: JSONValue = ["prompt": "a fox", "steps": 1, "width": 64, "height": 64]
 
         // No key, or a wrong one: 401 with a JSON error. Health needs none.
@@ -86,7 +77,7 @@ import Testing
               reference: {stepMilliseconds: 20, minimumStepMilliseconds: 5}
             """)
         defer { server.destroy() }
-        let alice = try await addKey(server, user: "alice", role: "user")
+        let alice = try await server.addKey(user: "alice", role: "user")
         // Pixels: 64x64 (4096) fits in 8192; three images of 64x64 do not.
         let (tooMany, tooManyAnswer) = try await server.json(.POST, "/txt2img", ["steps": 1, "width": 64, "height": 64, "batch_size": 3], headers: bearer(alice))
         #expect(tooMany == 422, "\(tooManyAnswer)")

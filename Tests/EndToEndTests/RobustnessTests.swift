@@ -57,23 +57,10 @@ import Testing
         let server = try await ServerProcess(config: fastWorkers + "\nrequestIdleTimeoutSeconds: 1\n")
         defer { server.destroy() }
         // A client that announces a body and then sends nothing more, as a slowloris attack does.
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(server.port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        #expect(connected == 0)
-        let head = "POST /txt2img HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"prompt\":"
-        _ = head.withCString { send(fd, $0, strlen($0), 0) }
-        var buffer = [UInt8](repeating: 0, count: 1024)
-        var timeout = timeval(tv_sec: 30, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        // The server closes the connection: recv ends with 0 (closed), not with our own receive timeout.
-        var received = 1
-        while received > 0 { received = recv(fd, &buffer, buffer.count, 0) }
-        #expect(received == 0 || (errno != EAGAIN && errno != EWOULDBLOCK), "the server did not close the stalled connection")
+        let connection = try RawConnection(port: server.port)
+        connection.send("POST /txt2img HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"prompt\":")
+        // The server closes the connection: the read ends, rather than our own 30 s wait.
+        #expect(connection.readUntilClosed(seconds: 30) != nil, "the server did not close the stalled connection")
         #expect(try await server.json(.GET, "/tasks").1["tasks"] == [], "nothing was recorded")
         #expect(try await server.json(.POST, "/txt2img", ["steps": 1, "width": 64, "height": 64]).0 == 200)
     }

@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import ImageCodec
 import SDBoxCore
+import Scheduler
 
 /// A real `sdbox serve` process started from the binary `swift build` made, on a free port, with its own
 /// data folder, driven over HTTP by the tests.
@@ -81,6 +82,21 @@ final class ServerProcess: @unchecked Sendable {
         pid = 0
     }
 
+    /// Sends `signal` to sdbox alone; true once it has exited, false if it is still running after `limit`.
+    func stop(signal: Int32, within limit: Duration) async throws -> Bool {
+        guard pid > 0 else { return true }
+        kill(pid, signal)
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            if waitpid(pid, nil, WNOHANG) == pid {
+                pid = 0
+                return true
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return false
+    }
+
     /// Kills sdbox and everything in its process group, and removes the data folder.
     func destroy() {
         if pid > 0 {
@@ -88,6 +104,8 @@ final class ServerProcess: @unchecked Sendable {
             stop(signal: SIGKILL)
         }
         for worker in workerPIDs() { kill(worker, SIGKILL) }
+        // Workers of any kind (not only sdbox's own) by the pid files sdbox keeps for them.
+        WorkerReaper.reap(in: dataDirectory + "/run")
         try? FileManager.default.removeItem(atPath: dataDirectory)
     }
 
@@ -108,13 +126,30 @@ final class ServerProcess: @unchecked Sendable {
         return (answer.status, answer.body)
     }
 
+    /// The tests' HTTP client. It never follows a redirect, so that a test sees sdbox's own status; the path
+    /// is sent as written (`//`, `/./`, `%XX` kept).
+    static let client: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.redirectConfiguration = .disallow
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
+    /// Makes an API key with `sdbox keys add` (as an operator would, beside the running server).
+    func addKey(user: String, role: String) async throws -> String {
+        let (status, output) = try await runSDBox(["keys", "add", "--data-dir", dataDirectory, "--user", user, "--role", role])
+        guard status == 0, let key = output.split(whereSeparator: \.isWhitespace).last.map(String.init) else {
+            throw TestFailure("sdbox keys add failed: \(output)")
+        }
+        return key
+    }
+
     /// Sends a request and answers the whole response: status, headers and body.
     func response(_ method: HTTPMethod, _ path: String, body: Data? = nil, headers: [(String, String)] = [], timeout: TimeAmount = .seconds(60)) async throws -> HTTPAnswer {
         var request = HTTPClientRequest(url: path.hasPrefix("http") ? path : baseURL + path)
         request.method = method
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
-        let response = try await HTTPClient.shared.execute(request, timeout: timeout)
+        let response = try await Self.client.execute(request, timeout: timeout)
         let bytes = try await response.body.collect(upTo: 256 << 20)
         return HTTPAnswer(status: Int(response.status.code), headers: response.headers, body: Data(bytes.readableBytesView))
     }
@@ -139,6 +174,9 @@ final class ServerProcess: @unchecked Sendable {
         throw TestFailure("task \(id) did not finish: \(log)")
     }
 }
+
+/// The `Authorization` header for an API key.
+func bearer(_ key: String) -> [(String, String)] { [("Authorization", "Bearer \(key)")] }
 
 /// A response as the tests look at it.
 struct HTTPAnswer {
