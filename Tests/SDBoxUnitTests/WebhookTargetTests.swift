@@ -12,7 +12,9 @@ import Testing
         ("fd12:3456::1", "unique-local (private)"), ("fec0::1", "site-local (private)"), ("100.64.0.1", "shared (CGNAT)"),
         ("169.254.169.254", "link-local"), ("fe80::1%2", "link-local"), ("0.0.0.0", "unspecified"), ("::", "unspecified"),
         ("224.0.0.1", "multicast"), ("ff02::1", "multicast"), ("255.255.255.255", "reserved"), ("192.0.0.8", "reserved (IETF)"),
-        ("198.18.0.1", "reserved (benchmarking)"),
+        ("198.18.0.1", "reserved (benchmarking)"), ("::ffff:0:127.0.0.1", "loopback"), ("::ffff:0:10.0.0.1", "private"),
+        ("::ffff:0:8.8.8.8", nil), ("64:ff9b:1::a00:1", "reserved (local NAT64)"), ("2001:db8::1", "reserved (documentation)"),
+        ("100::1", "reserved (discard)"),
     ] as [(String, String?)])
     func classifiesAddresses(address: String, kind: String?) {
         #expect(WebhookTarget.nonPublicKind(of: address) == kind)
