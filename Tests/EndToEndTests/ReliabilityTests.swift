@@ -79,5 +79,9 @@ import Testing
         #expect(try await server.json(.GET, "/healthz").0 == 200)
         let (_, list) = try await server.json(.GET, "/tasks")
         #expect(list["tasks"]?.arrayValue?.first?["status"] == "failed")
+        // The test leaves no process behind, this worker that is not sdbox's own included.
+        let workerPID = try #require(try await server.json(.GET, "/workers").1["workers"]?.arrayValue?.first?["pid"]?.integerValue)
+        server.destroy()
+        #expect(try await processEnds(pid_t(workerPID)), "the garbage worker \(workerPID) outlived its test")
     }
 }

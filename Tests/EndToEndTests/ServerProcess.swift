@@ -175,6 +175,18 @@ final class ServerProcess: @unchecked Sendable {
     }
 }
 
+/// Whether process `pid` is gone (or a zombie waiting for its reaper) within `limit`.
+func processEnds(_ pid: pid_t, within limit: Duration = .seconds(10)) async throws -> Bool {
+    let deadline = ContinuousClock.now + limit
+    while ContinuousClock.now < deadline {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")"), stat[stat.index(after: close)...].dropFirst().first != "Z"
+        else { return true }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    return false
+}
+
 /// The `Authorization` header for an API key.
 func bearer(_ key: String) -> [(String, String)] { [("Authorization", "Bearer \(key)")] }
 
