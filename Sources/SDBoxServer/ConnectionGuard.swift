@@ -95,30 +95,33 @@ extension HTTPServerBuilder {
 }
 
 /// Enforces ``ConnectionLimits`` on one connection, seeing its requests as the HTTP decoder reads them:
-/// the caps when it opens, the head and body deadlines (closing the connection when one passes), an
-/// answer to a request the decoder cannot read (400, then close, where Hummingbird would leave the
-/// client waiting), and, at shutdown, the close of a connection that has no request in progress. It
-/// leaves the pipeline when the connection becomes a WebSocket.
+/// the caps when it opens; the head deadline whenever no request is in progress (none being read, none
+/// being answered: pipelined requests and answers given before their body was read are counted); the body
+/// deadline while a body is read; the write deadline while a client does not take what is sent; an answer
+/// to a request the decoder cannot read (400, then close, where Hummingbird would leave the client
+/// waiting); and, at shutdown, the close of a connection with no request in progress. Once the connection
+/// is upgraded (a WebSocket: what passes is no longer HTTP) only the write deadline applies.
 final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias InboundOut = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
+    // `Any`: after an upgrade, bytes the HTTP decoder still held, and WebSocket frames, pass through here.
+    typealias InboundIn = Any
+    typealias InboundOut = Any
+    typealias OutboundIn = Any
     typealias OutboundOut = HTTPServerResponsePart
 
-    enum Phase {
-        /// Waiting for a request's head (the deadline runs).
-        case awaitingHead
-        /// Reading a request's body (the deadline runs while sdbox asks for more).
-        case readingBody
-        /// The request is in; its answer is being made.
-        case answering
-    }
+    /// The longest a body's bytes can extend its deadline: a year, far from any overflow.
+    static let maxAllowance = TimeAmount.hours(24 * 365)
 
     let counter: ConnectionCounter
     let logger: Logger
     var limits: ConnectionLimits { counter.limits }
-    var phase = Phase.awaitingHead
+    /// Requests whose head came in and whose answer has not ended.
+    var inFlight = 0
+    /// Whether a request's body is being read.
+    var readingBody = false
+    /// Whether the connection has switched protocols (no more HTTP requests, no head or body deadlines).
+    var upgraded = false
     var deadline: Scheduled<Void>?
+    var writeDeadline: Scheduled<Void>?
     /// Body bytes received, and the time sdbox has waited for them, in the current request.
     var bodyBytes = 0
     var waited = TimeAmount.zero
@@ -129,6 +132,8 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         self.counter = counter
         self.logger = logger
     }
+
+    var isIdle: Bool { inFlight == 0 && !readingBody }
 
     func channelActive(context: ChannelHandlerContext) {
         let address = context.channel.remoteAddress?.ipAddress ?? "unknown"
@@ -144,18 +149,23 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        disarm()
+        disarmAll()
         context.fireChannelInactive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        disarm()
+        disarmAll()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        guard !upgraded, let part = unwrapInboundIn(data) as? HTTPServerRequestPart else {
+            context.fireChannelRead(data)
+            return
+        }
+        switch part {
         case .head:
-            phase = .readingBody
+            inFlight += 1
+            readingBody = true
             bodyBytes = 0
             waited = .zero
             waitingSince = .now()
@@ -164,14 +174,16 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             bodyBytes += buffer.readableBytes
             armBodyDeadline(context)
         case .end:
-            disarm()
-            phase = .answering
+            readingBody = false
+            waitingSince = nil
+            // Answered before its body was all read: the connection is idle now.
+            if isIdle { armHeadDeadline(context) } else { disarm() }
         }
         context.fireChannelRead(data)
     }
 
     func read(context: ChannelHandlerContext) {
-        if phase == .readingBody, waitingSince == nil {
+        if readingBody, !upgraded, waitingSince == nil {
             waitingSince = .now()
             armBodyDeadline(context)
         }
@@ -179,7 +191,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if phase == .readingBody, let since = waitingSince {
+        if readingBody, let since = waitingSince {
             waited = waited + (NIODeadline.now() - since)
             waitingSince = nil
             disarm()
@@ -188,21 +200,34 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        switch unwrapOutboundIn(data) {
+        context.write(data, promise: promise)
+        guard !upgraded, let part = unwrapOutboundIn(data) as? HTTPServerResponsePart else { return }
+        switch part {
         case .head(let head) where head.status == .switchingProtocols:
-            // A WebSocket now: its frames are not HTTP parts.
-            context.write(data, promise: promise)
+            upgraded = true
             disarm()
-            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-            return
-        case .end where phase == .answering:
-            context.write(data, promise: promise)
-            phase = .awaitingHead
-            armHeadDeadline(context)
-            return
+        case .end where inFlight > 0:
+            inFlight -= 1
+            if isIdle { armHeadDeadline(context) }
         default:
-            context.write(data, promise: promise)
+            break
         }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        // A client that stops taking an answer (a stream, a download) holds the connection and what
+        // serves it: it has `headerTimeoutSeconds` to take some more.
+        if context.channel.isWritable {
+            writeDeadline?.cancel()
+            writeDeadline = nil
+        } else if writeDeadline == nil {
+            let logger = logger
+            writeDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Int64(limits.headerTimeoutSeconds))) {
+                logger.notice("connection closed: the client stopped reading", metadata: ["address": "\(context.channel.remoteAddress?.ipAddress ?? "unknown")"])
+                context.close(promise: nil)
+            }
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -224,7 +249,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         // At shutdown, a connection without a request in progress closes now: a client that is slowly
         // sending a head (or nothing) must not hold the process up.
-        if event is ChannelShouldQuiesceEvent, phase == .awaitingHead {
+        if event is ChannelShouldQuiesceEvent, isIdle, !upgraded {
             context.close(promise: nil)
             return
         }
@@ -243,8 +268,8 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     func armBodyDeadline(_ context: ChannelHandlerContext) {
         disarm()
         guard let since = waitingSince else { return }
-        let earned = TimeAmount.nanoseconds(Int64(Double(bodyBytes) / Double(max(1, limits.minBodyBytesPerSecond)) * 1e9))
-        let allowance = .seconds(Int64(limits.bodyTimeoutSeconds)) + earned - waited
+        let earnedSeconds = min(Double(bodyBytes) / Double(max(1, limits.minBodyBytesPerSecond)), Double(Self.maxAllowance.nanoseconds) / 1e9)
+        let allowance = min(.seconds(Int64(limits.bodyTimeoutSeconds)) + .nanoseconds(Int64(earnedSeconds * 1e9)), Self.maxAllowance) - waited
         schedule(context, at: since + allowance, reason: "request body")
     }
 
@@ -259,5 +284,11 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     func disarm() {
         deadline?.cancel()
         deadline = nil
+    }
+
+    func disarmAll() {
+        disarm()
+        writeDeadline?.cancel()
+        writeDeadline = nil
     }
 }

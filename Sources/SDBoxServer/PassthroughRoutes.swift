@@ -74,7 +74,7 @@ struct PassthroughRoutes {
         if let endpoint = path.a1111Endpoint, WorkerPath.workerControls.contains(endpoint) {
             throw APIError(.forbidden, "refused", detail: "sdbox starts and stops the worker processes; \(path.decoded) is not passed to them")
         }
-        guard path.isForwarded(method: request.method, extensionPrefixes: services.configuration.passthroughPrefixes) else {
+        guard path.isForwarded(method: request.method.rawValue, extensionPrefixes: services.configuration.passthroughPrefixes) else {
             throw APIError(
                 .notFound, "not found",
                 detail: "\(request.method) \(path.decoded) is not an endpoint sdbox answers or forwards to workers (see docs/reliability.md)"

@@ -9,7 +9,7 @@ enum RouteAccess: Equatable {
     case `public`
     /// Any valid key (or none, when keys are not required).
     case user
-    /// An admin key: keys, models, pools, workers, metrics, and starting or stopping shared workers.
+    /// An admin key: keys, models, pools, workers, metrics, and starting, stopping or refreshing shared workers.
     case admin
 
     /// Routes anyone may read without a key (GET and HEAD only).
@@ -17,7 +17,8 @@ enum RouteAccess: Equatable {
     /// Routes, and route prefixes ending in `/`, only admins may call.
     static let adminRoutes: Set<String> = [
         "/batch_update_sd_resource", "/del/sd/functions", "/workers", "/list/sdapi/functions", "/metrics",
-        "/sdapi/v1/reload-checkpoint", "/sdapi/v1/unload-checkpoint",
+        "/sdapi/v1/reload-checkpoint", "/sdapi/v1/unload-checkpoint", "/sdapi/v1/refresh-checkpoints", "/sdapi/v1/refresh-vae",
+        "/sdapi/v1/refresh-loras", "/sdapi/v1/refresh-embeddings",
     ]
     static let adminPrefixes = ["/admin/"]
 

@@ -141,28 +141,28 @@ extension Services {
         return try await enqueue(kind: kind, model: model.name, caller: caller, workerBody: workerBody, priority: extras.priority, callback: callback)
     }
 
-    /// Refuses a request the user's share of the queue cannot take: 429 when the user already has
+    /// Counts a request in its user's share of the queue, or refuses it: 429 when the user already has
     /// `limits.maxQueuedPerUser` tasks queued or running, or their requests with this one would take more
     /// than `limits.maxQueuedBytesPerUser` of storage; 413 when this request alone is over that.
-    func admit(_ request: JSONValue, of user: String) async throws {
-        let usage = await scheduler.activeUsage(user: user)
+    func admit(_ request: JSONValue, of user: String) async throws -> Int {
         let size = request.storageSize
         let limit = configuration.maxQueuedBytesPerUser
-        guard usage.tasks < configuration.maxQueuedPerUser else {
+        guard size <= limit else {
+            throw APIError(.contentTooLarge, "request too large", detail: "the request takes \(size) bytes stored; the limit is \(limit) (limits.maxQueuedBytesPerUser)")
+        }
+        guard let usage = await scheduler.admit(user: user, bytes: size, maxTasks: configuration.maxQueuedPerUser, maxBytes: limit) else {
+            return size
+        }
+        if usage.tasks >= configuration.maxQueuedPerUser {
             throw APIError(
                 .tooManyRequests, "queue full",
                 detail: "you have \(configuration.maxQueuedPerUser) tasks queued or running (limits.maxQueuedPerUser); wait for some to finish"
             )
         }
-        guard size <= limit else {
-            throw APIError(.contentTooLarge, "request too large", detail: "the request takes \(size) bytes stored; the limit is \(limit) (limits.maxQueuedBytesPerUser)")
-        }
-        guard usage.bytes + size <= limit else {
-            throw APIError(
-                .tooManyRequests, "queue full",
-                detail: "your queued and running tasks take \(usage.bytes) bytes stored and this one \(size); the limit is \(limit) (limits.maxQueuedBytesPerUser); wait for some to finish"
-            )
-        }
+        throw APIError(
+            .tooManyRequests, "queue full",
+            detail: "your queued and running tasks take \(usage.bytes) bytes stored and this one \(size); the limit is \(limit) (limits.maxQueuedBytesPerUser); wait for some to finish"
+        )
     }
 
     /// Persists a task of `caller` for the model's pool, with its webhook if any, and queues it. An admin's
@@ -170,12 +170,18 @@ extension Services {
     func enqueue(
         kind: TaskKind, model: String, caller: SDBoxRequestContext, workerBody: JSONValue, priority: Int, callback: TaskCallback?
     ) async throws -> TaskRecord {
-        try await admit(workerBody, of: caller.user)
-        try await catalog.ensureFunction(model: model)
+        let size = try await admit(workerBody, of: caller.user)
         var record = TaskRecord(id: TaskID.make(), kind: kind, model: model, user: caller.user, request: workerBody, priority: priority)
         record.priorityAcrossUsers = caller.isAdmin && priority != 0 ? true : nil
         record.callback = callback
-        let task = try await tasks.insert(record)
+        let task: TaskRecord
+        do {
+            try await catalog.ensureFunction(model: model)
+            task = try await tasks.insert(record)
+        } catch {
+            await scheduler.withdraw(user: caller.user, bytes: size)
+            throw error
+        }
         await scheduler.submit(task)
         return task
     }

@@ -252,16 +252,33 @@ public actor Scheduler: Service {
 
     // MARK: Submitting, waiting, cancelling
 
-    /// Queues a task that is already persisted.
+    /// Counts a task of `user` whose request takes `bytes` in the user's usage, unless the user already
+    /// has `maxTasks` unfinished tasks or this one would take the user past `maxBytes`: then nothing is
+    /// counted and the usage is returned. Checked and counted in one step, so concurrent submissions
+    /// cannot all pass; a task admitted is then stored and ``submit(_:)``ted, or ``withdraw(user:bytes:)``n.
+    public func admit(user: String, bytes: Int, maxTasks: Int, maxBytes: Int) -> ActiveUsage? {
+        let usage = activeByUser[user] ?? ActiveUsage()
+        guard usage.tasks < maxTasks, usage.bytes + bytes <= maxBytes else { return usage }
+        activeByUser[user, default: ActiveUsage()].add(bytes: bytes)
+        return nil
+    }
+
+    /// Takes back what ``admit(user:bytes:maxTasks:maxBytes:)`` counted for a task that was not stored.
+    public func withdraw(user: String, bytes: Int) {
+        activeByUser[user]?.remove(bytes: bytes)
+        if activeByUser[user]?.tasks ?? 0 <= 0 { activeByUser[user] = nil }
+    }
+
+    /// Queues a task that is already persisted and was admitted.
     public func submit(_ task: TaskRecord) {
-        enqueue(task)
+        requeue(task)
         dispatch()
     }
 
-    /// Puts a persisted task in its model's queue and counts it in its user's usage.
+    /// Puts a persisted task a previous run left unfinished in its model's queue, and counts it.
     func enqueue(_ task: TaskRecord) {
         requeue(task)
-        activeByUser[task.user, default: ActiveUsage()].add(task)
+        activeByUser[task.user, default: ActiveUsage()].add(bytes: task.request.storageSize)
     }
 
     /// Puts a task back in its model's queue, in its place by its original time.
@@ -441,8 +458,6 @@ public actor Scheduler: Service {
         return record
     }
 
-    /// A user's tasks queued or running, and what their requests take in storage.
-    public func activeUsage(user: String) -> ActiveUsage { activeByUser[user] ?? ActiveUsage() }
 
     /// Whether a model has tasks (or passthrough calls) queued or running.
     public func hasWork(model: String) -> Bool {
@@ -758,15 +773,23 @@ public actor Scheduler: Service {
         } catch let failure {
             let reason = "the task's outcome could not be recorded: \(ErrorSummary(failure))"
             logger.error("could not record task outcome", metadata: ["task": "\(id)", "error": "\(ErrorSummary(failure))"])
-            guard
-                let failed = try? await persist(id, {
-                    $0.state = .failed
-                    $0.finishedAt = Date()
-                    $0.error = reason
-                    $0.result = nil
-                })
-            else { return }
-            task = failed
+            if let failed = try? await persist(id, {
+                $0.state = .failed
+                $0.finishedAt = Date()
+                $0.error = reason
+                $0.result = nil
+            }) {
+                task = failed
+            } else if var known = try? await tasks.get(id) {
+                // Not even that could be written: the task ends here all the same (its waiters are told,
+                // its user's share freed); on disk it stays unfinished and runs again at the next start.
+                known.state = .failed
+                known.finishedAt = Date()
+                known.error = reason
+                task = known
+            } else {
+                return
+            }
         }
         var metadata: Logger.Metadata = ["task": "\(id)", "model": "\(task.model)"]
         if let error = task.error { metadata["error"] = "\(error)" }
@@ -804,8 +827,7 @@ public actor Scheduler: Service {
     /// Accounts for a task that reached its final state and wakes whoever waits for it.
     func taskEnded(_ task: TaskRecord) {
         metrics.taskFinished(task)
-        activeByUser[task.user]?.remove(task)
-        if activeByUser[task.user]?.tasks ?? 0 <= 0 { activeByUser[task.user] = nil }
+        withdraw(user: task.user, bytes: task.request.storageSize)
         notifyFinal(task)
     }
 
@@ -854,14 +876,14 @@ public struct ActiveUsage: Sendable, Equatable {
 
     public init() {}
 
-    mutating func add(_ task: TaskRecord) {
+    mutating func add(bytes size: Int) {
         tasks += 1
-        bytes += task.request.storageSize
+        bytes += size
     }
 
-    mutating func remove(_ task: TaskRecord) {
+    mutating func remove(bytes size: Int) {
         tasks -= 1
-        bytes -= task.request.storageSize
+        bytes -= size
     }
 }
 

@@ -12,6 +12,13 @@ extension WorkerCall {
             self.init(method: .POST, path: task.kind.workerPath, contentType: "application/json", body: try task.request.encoded())
         case .passthrough:
             let request = try PassthroughRequest(task.request)
+            // A call stored by an older sdbox was not judged as calls are now: its path must be one read
+            // the way `WorkerPath` writes it, and not an A1111 endpoint sdbox keeps from the workers.
+            let path = String(request.path.prefix { $0 != "?" })
+            let judged = try WorkerPath(raw: path)
+            guard judged.encoded == path, judged.a1111Endpoint == nil || judged.isForwardedA1111(method: request.method) else {
+                throw WorkerPathError.notForwarded(judged.decoded)
+            }
             self.init(
                 method: HTTPMethod(rawValue: request.method), path: request.path, contentType: request.contentType,
                 headers: request.headers ?? [:], body: try request.bodyData

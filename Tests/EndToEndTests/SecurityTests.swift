@@ -182,6 +182,41 @@ import Testing
         #expect(try await server.json(.GET, "/healthz").0 == 200)
     }
 
+    @Test func aWebSocketUpgradeWithFramesAttachedIsServed() async throws {
+        let server = try await ServerProcess(config: fastWorkers)
+        defer { server.destroy() }
+        // The upgrade request and a masked text frame in one write: bytes the HTTP decoder still holds
+        // when the connection switches protocols.
+        let frame: [UInt8] = [0x81, 0x80 | 2, 1, 2, 3, 4, UInt8(ascii: "{") ^ 1, UInt8(ascii: "}") ^ 2]
+        let connection = try RawConnection(port: server.port)
+        connection.send(
+            "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n" + String(decoding: frame, as: UTF8.self)
+        )
+        #expect(connection.readSome(seconds: 30).hasPrefix("HTTP/1.1 101"))
+        #expect(try await server.json(.GET, "/healthz").0 == 200, "the server lives")
+    }
+
+    @Test func concurrentSubmissionsCannotOvershootAUsersShare() async throws {
+        let server = try await ServerProcess(config: Self.slowQueue + "\nlimits: {maxQueuedPerUser: 3}\n")
+        defer { server.destroy() }
+        let alice = try await server.addKey(user: "alice", role: "user")
+        let body: JSONValue = ["steps": 100, "width": 64, "height": 64]
+        let statuses = try await withThrowingTaskGroup(of: (Int, String?).self) { group in
+            for _ in 0..<12 {
+                group.addTask {
+                    let (status, answer) = try await server.json(.POST, "/txt2img", body, headers: bearer(alice) + [("Request-Type", "async")])
+                    return (status, answer["taskId"]?.stringValue)
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(statuses.filter { $0.0 == 200 }.count == 3, "\(statuses.map(\.0))")
+        #expect(statuses.filter { $0.0 == 429 }.count == 9)
+        let admin = try await server.addKey(user: "ops", role: "admin")
+        for id in statuses.compactMap(\.1) { _ = try await server.json(.POST, "/tasks/\(id)/cancellation", headers: bearer(admin)) }
+    }
+
     @Test func aStalledClientDoesNotHoldUpShutdown() async throws {
         let server = try await ServerProcess(config: fastWorkers)
         defer { server.destroy() }

@@ -1,7 +1,7 @@
 import Foundation
 import HTTPTypes
 @testable import SDBoxCore
-import Scheduler
+@testable import Scheduler
 import Testing
 
 @testable import SDBoxServer
@@ -60,6 +60,12 @@ func randomStrings(alphabet: [String], count: Int, maxLength: Int, seed: UInt64)
         #expect(try JSONValue(parsing: Array(text.utf8))["k"]?.stringValue?.count == 4000)
         let wide = "{" + (0...JSONLimits.maxKeys).map { "\"k\($0)\":0" }.joined(separator: ",") + "}"
         #expect(throws: JSONLimitError.tooManyKeys) { try JSONLimits.check(Array(wide.utf8)) }
+        // UTF-16 and UTF-32, which Foundation's decoder would read past this check, are refused.
+        let deepUTF16 = "[\"∀\"," + nested(300) + "]"
+        for encoding in [String.Encoding.utf16LittleEndian, .utf16BigEndian, .utf16, .utf32LittleEndian] {
+            let bytes = try #require(deepUTF16.data(using: encoding))
+            #expect(throws: JSONLimitError.notUTF8) { try JSONValue(parsing: bytes) }
+        }
     }
 }
 
@@ -85,7 +91,7 @@ func randomStrings(alphabet: [String], count: Int, maxLength: Int, seed: UInt64)
 
     @Test func onlyTheAllowListIsForwarded() throws {
         func forwarded(_ raw: String, _ method: HTTPRequest.Method) throws -> Bool {
-            try WorkerPath(raw: raw).isForwarded(method: method, extensionPrefixes: ["/controlnet"])
+            try WorkerPath(raw: raw).isForwarded(method: method.rawValue, extensionPrefixes: ["/controlnet"])
         }
         #expect(try forwarded("/sdapi/v1/cmd-flags", .get))
         #expect(try forwarded("/sdapi/v1/interrogate", .post))
@@ -165,5 +171,20 @@ func randomStrings(alphabet: [String], count: Int, maxLength: Int, seed: UInt64)
     @Test func requestsTakeTheirTextsBytesInStorage() {
         let request: JSONValue = ["prompt": .string(String(repeating: "a", count: 1000)), "steps": 20]
         #expect((1000..<1100).contains(request.storageSize))
+    }
+}
+
+@Suite struct StoredCallTests {
+    func task(_ method: String, _ path: String) throws -> TaskRecord {
+        TaskRecord(id: "t1", kind: .passthrough, model: "demo.safetensors", user: "u", request: try PassthroughRequest(method: method, path: path).json)
+    }
+
+    @Test func callsStoredBeforeTheAllowListAreJudgedAgain() throws {
+        // Stored by an older sdbox, which forwarded these as written.
+        for (method, path) in [("POST", "/sdapi/v1/%73erver-kill"), ("POST", "/sdapi/v1/options"), ("POST", "//sdapi/v1/unload-checkpoint"), ("GET", "/sdapi/v1/progress")] {
+            #expect(throws: WorkerPathError.self, "\(method) \(path)") { try WorkerCall(task: try task(method, path)) }
+        }
+        #expect(try WorkerCall(task: try task("GET", "/sdapi/v1/cmd-flags?x=1")).path == "/sdapi/v1/cmd-flags?x=1")
+        #expect(try WorkerCall(task: try task("POST", "/controlnet/detect")).path == "/controlnet/detect")
     }
 }

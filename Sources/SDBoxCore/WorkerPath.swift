@@ -1,5 +1,3 @@
-import HTTPTypes
-
 /// A path a client asks sdbox to forward to a worker, read as the worker reads it and judged by an
 /// allow-list.
 ///
@@ -8,25 +6,25 @@ import HTTPTypes
 /// removed (`//`, `/./`, `/../`, a trailing `/`), and only that one reading is judged and sent on, encoded
 /// so that the worker decodes it back to exactly what was judged. A path that cannot be read that way
 /// (a bad `%` escape, bytes that are not UTF-8, control characters) is refused.
-struct WorkerPath: Equatable {
+public struct WorkerPath: Equatable, Sendable {
     /// The decoded, normalised path, e.g. `/sdapi/v1/cmd-flags`.
-    let decoded: String
+    public let decoded: String
     /// The same path as it goes on the request line to the worker.
-    let encoded: String
+    public let encoded: String
 
     /// A1111 endpoints that sdbox forwards (the ones it does not answer itself), by method. Everything else
     /// under `/sdapi/v1` stays away from the shared workers: options, progress, model loading, the
     /// server-* controls and training are answered or refused by sdbox.
-    static let forwardedA1111: [String: Set<HTTPRequest.Method>] = [
-        "cmd-flags": [.get], "latent-upscale-modes": [.get], "hypernetworks": [.get], "face-restorers": [.get],
-        "realesrgan-models": [.get], "prompt-styles": [.get], "memory": [.get], "script-info": [.get],
-        "extensions": [.get], "interrogate": [.post],
+    public static let forwardedA1111: [String: Set<String>] = [
+        "cmd-flags": ["GET"], "latent-upscale-modes": ["GET"], "hypernetworks": ["GET"], "face-restorers": ["GET"],
+        "realesrgan-models": ["GET"], "prompt-styles": ["GET"], "memory": ["GET"], "script-info": ["GET"],
+        "extensions": ["GET"], "interrogate": ["POST"],
     ]
     /// A1111 endpoints that would stop or restart a worker behind the scheduler's back.
-    static let workerControls: Set<String> = ["server-kill", "server-restart", "server-stop"]
+    public static let workerControls: Set<String> = ["server-kill", "server-restart", "server-stop"]
 
     /// Reads `raw` (a request's path, without its query).
-    init(raw: String) throws(WorkerPathError) {
+    public init(raw: String) throws(WorkerPathError) {
         let bytes = try Self.percentDecoded(raw)
         guard let text = String(validating: bytes, as: UTF8.self) else { throw .notUTF8 }
         guard !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else { throw .controlCharacter }
@@ -44,14 +42,21 @@ struct WorkerPath: Equatable {
 
     /// Whether sdbox forwards a call to this path: an A1111 endpoint of ``forwardedA1111`` with its method,
     /// or any path under one of the configured extension prefixes.
-    func isForwarded(method: HTTPRequest.Method, extensionPrefixes: [String]) -> Bool {
+    ///
+    /// - Parameter method: The HTTP method, e.g. `GET`.
+    public func isForwarded(method: String, extensionPrefixes: [String]) -> Bool {
         if extensionPrefixes.contains(where: { decoded.hasPrefix($0 + "/") }) { return true }
+        return isForwardedA1111(method: method)
+    }
+
+    /// Whether this is an A1111 endpoint sdbox forwards with `method`.
+    public func isForwardedA1111(method: String) -> Bool {
         guard let endpoint = a1111Endpoint else { return false }
         return Self.forwardedA1111[endpoint]?.contains(method) ?? false
     }
 
     /// The endpoint under `/sdapi/v1/`, e.g. `server-kill`; nil for other paths.
-    var a1111Endpoint: String? {
+    public var a1111Endpoint: String? {
         let prefix = "/sdapi/v1/"
         return decoded.hasPrefix(prefix) ? String(decoded.dropFirst(prefix.count)) : nil
     }
@@ -100,16 +105,19 @@ struct WorkerPath: Equatable {
 }
 
 /// Why a path cannot be forwarded as it was written.
-enum WorkerPathError: Error, CustomStringConvertible {
+public enum WorkerPathError: Error, Sendable, CustomStringConvertible {
     case badEscape
     case notUTF8
     case controlCharacter
+    /// A call stored by an older sdbox whose path is not one sdbox forwards now.
+    case notForwarded(String)
 
-    var description: String {
+    public var description: String {
         switch self {
         case .badEscape: "a '%' is not followed by two hexadecimal digits"
         case .notUTF8: "the decoded path is not UTF-8"
         case .controlCharacter: "the decoded path holds a control character"
+        case .notForwarded(let path): "\(path) is not an endpoint sdbox forwards to workers"
         }
     }
 }
