@@ -122,7 +122,7 @@ struct A1111Routes {
 
     /// Waits for a task and returns its result with its images as base64; a failed task is a 500.
     func outcome(of task: TaskRecord) async throws -> (TaskResult, [JSONValue]) {
-        guard let final = await services.scheduler.waitUntilFinal(task.id) else { throw APIError.taskNotFound(task.id) }
+        guard let final = await services.scheduler.runner.waitUntilFinal(task.id) else { throw APIError.taskNotFound(task.id) }
         guard final.state != .failed, let result = final.result else {
             throw APIError(.internalServerError, final.state == .failed ? "task failed" : "task \(final.state.rawValue)",
                 detail: final.error ?? "", extra: ["taskId": .string(final.id)])
@@ -136,7 +136,7 @@ struct A1111Routes {
 
     func runningTasks(of user: String) async throws -> [TaskRecord] {
         var tasks: [TaskRecord] = []
-        for id in await services.scheduler.runningTasks() {
+        for id in services.scheduler.runner.runningTaskIDs() {
             if let task = try await services.tasks.get(id), task.user == user, task.state == .running { tasks.append(task) }
         }
         return tasks.sorted { ($0.startedAt ?? $0.createdAt) < ($1.startedAt ?? $1.createdAt) }

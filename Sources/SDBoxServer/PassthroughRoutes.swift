@@ -58,7 +58,7 @@ struct PassthroughRoutes {
             kind: .passthrough, model: model, caller: context, workerBody: request, priority: 0, callback: callback
         )
         if async { return Response.json(["taskId": .string(task.id), "status": .string(task.state.rawValue)]) }
-        guard let final = await services.scheduler.waitUntilFinal(task.id) else { throw APIError.taskNotFound(task.id) }
+        guard let final = await services.scheduler.runner.waitUntilFinal(task.id) else { throw APIError.taskNotFound(task.id) }
         return try await answer(of: final)
     }
 

@@ -58,13 +58,9 @@ public enum SDBoxApplication {
             configuration: schedulerConfiguration, inventory: inventory, tasks: tasks, catalog: catalog, objects: objects,
             client: WorkerClient(), logger: logger
         )
-        await scheduler.setObserver { model, status, error in
-            await models.schedulerReported(model: model, status: status, error: error)
-        }
         let thumbnails = ThumbnailService(
             objects: objects, longestSide: configuration.images.thumbnailSide, quality: configuration.images.thumbnailQuality, logger: logger
         )
-        await scheduler.setOutputObserver { _, keys in thumbnails.schedule(keys) }
         var background: [any Service] = [scheduler, thumbnails]
         if configuration.images.retentionDays > 0 {
             background.append(RetentionSweeper(
@@ -85,7 +81,7 @@ public enum SDBoxApplication {
         ) { task in
             .object(services.resultBody(of: task, base: task.callback?.baseURL ?? "", webhook: false))
         }
-        await scheduler.setFinalObserver { task in webhooks.taskEnded(task) }
+        let schedulerEvents = SchedulerEventHandler(events: scheduler.events, models: models, thumbnails: thumbnails, webhooks: webhooks)
         let events = TaskEventHub(tasks: tasks, scheduler: scheduler, interval: .milliseconds(configuration.eventIntervalMilliseconds))
         let routes = router(services: services, events: events, metrics: metrics, webRoot: webRoot)
         return Application(
@@ -96,7 +92,7 @@ public enum SDBoxApplication {
                 limits: configuration.connections
             ),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sdbox"),
-            services: background + [webhooks, events],
+            services: background + [webhooks, events, schedulerEvents],
             logger: logger
         )
     }

@@ -144,13 +144,13 @@ extension Services {
     /// Counts a request in its user's share of the queue, or refuses it: 429 when the user already has
     /// `limits.maxQueuedPerUser` tasks queued or running, or their requests with this one would take more
     /// than `limits.maxQueuedBytesPerUser` of storage; 413 when this request alone is over that.
-    func admit(_ request: JSONValue, of user: String) async throws -> Int {
+    func admit(_ request: JSONValue, of user: String) throws -> Int {
         let size = request.storageSize
         let limit = configuration.maxQueuedBytesPerUser
         guard size <= limit else {
             throw APIError(.contentTooLarge, "request too large", detail: "the request takes \(size) bytes stored; the limit is \(limit) (limits.maxQueuedBytesPerUser)")
         }
-        guard let usage = await scheduler.admit(user: user, bytes: size, maxTasks: configuration.maxQueuedPerUser, maxBytes: limit) else {
+        guard let usage = scheduler.runner.usage.admit(user: user, bytes: size, maxTasks: configuration.maxQueuedPerUser, maxBytes: limit) else {
             return size
         }
         if usage.tasks >= configuration.maxQueuedPerUser {
@@ -170,7 +170,7 @@ extension Services {
     func enqueue(
         kind: TaskKind, model: String, caller: SDBoxRequestContext, workerBody: JSONValue, priority: Int, callback: TaskCallback?
     ) async throws -> TaskRecord {
-        let size = try await admit(workerBody, of: caller.user)
+        let size = try admit(workerBody, of: caller.user)
         var record = TaskRecord(id: TaskID.make(), kind: kind, model: model, user: caller.user, request: workerBody, priority: priority)
         record.priorityAcrossUsers = caller.isAdmin && priority != 0 ? true : nil
         record.callback = callback
@@ -179,7 +179,7 @@ extension Services {
             try await catalog.ensureFunction(model: model)
             task = try await tasks.insert(record)
         } catch {
-            await scheduler.withdraw(user: caller.user, bytes: size)
+            scheduler.runner.usage.withdraw(user: caller.user, bytes: size)
             throw error
         }
         await scheduler.submit(task)

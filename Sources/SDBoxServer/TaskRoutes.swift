@@ -75,7 +75,7 @@ struct TaskRoutes {
             guard var task = try await services.scheduler.cancel(id) else { throw APIError.taskNotFound(id) }
             if task.state == .running {
                 // The worker was interrupted; it lets go within a step.
-                task = await services.scheduler.waitUntilFinal(id, timeout: .seconds(30)) ?? task
+                task = await services.scheduler.runner.waitUntilFinal(id, timeout: .seconds(30)) ?? task
             }
             return Response.json(["taskId": .string(id), "status": .string(task.state.rawValue)])
         }
@@ -86,7 +86,7 @@ struct TaskRoutes {
         if request.headers[.requestType]?.lowercased() == "async" {
             return Response.json(["taskId": .string(task.id), "status": .string(task.state.rawValue)])
         }
-        guard let final = await services.scheduler.waitUntilFinal(task.id) else { throw APIError.taskNotFound(task.id) }
+        guard let final = await services.scheduler.runner.waitUntilFinal(task.id) else { throw APIError.taskNotFound(task.id) }
         var answer: [String: JSONValue] = [
             "taskId": .string(final.id), "status": .string(final.state.rawValue),
             "ossUrl": .array(services.signedURLs(for: final.result?.images ?? [], request: request).map { .string($0) }),

@@ -99,7 +99,7 @@ extension Scheduler {
                 leases[id] = nil
                 continuation.resume(throwing: LeaseError(reason))
             } else {
-                await finish(id, state: .failed, error: reason)
+                await runner.finish(id, state: .failed, error: reason)
             }
         }
     }

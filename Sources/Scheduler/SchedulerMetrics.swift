@@ -6,10 +6,8 @@ import SDBoxCore
 /// run time and latency per model, queue depth per model, workers by state, cold starts, evictions and
 /// GPU memory planned against total.
 struct SchedulerMetrics: Sendable {
-    /// Label values last reported for the gauges, so that values which disappear are set back to zero.
-    struct Seen: Sendable {
-        var models: Set<String> = []
-    }
+    /// Models whose queue depth was reported, so that a queue that empties is set back to zero.
+    var modelsSeen: Set<String> = []
 
     func taskFinished(_ task: TaskRecord) {
         Counter(label: "sdbox_tasks_total", dimensions: [("model", task.model), ("state", task.state.rawValue)]).increment()
@@ -42,10 +40,10 @@ struct SchedulerMetrics: Sendable {
     }
 
     /// Sets the gauges from the planner's view.
-    func record(_ planner: DispatchPlanner, inventory: GPUInventory, seen: inout Seen) {
+    mutating func record(_ planner: DispatchPlanner, inventory: GPUInventory) {
         let depths = planner.queueDepths
-        seen.models.formUnion(depths.keys)
-        for model in seen.models {
+        modelsSeen.formUnion(depths.keys)
+        for model in modelsSeen {
             Gauge(label: "sdbox_queue_depth", dimensions: [("model", model)]).record(depths[model] ?? 0)
         }
         var states: [WorkerState: Int] = [.starting: 0, .ready: 0, .busy: 0, .stopping: 0]

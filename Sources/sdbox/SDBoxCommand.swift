@@ -138,7 +138,7 @@ struct Doctor: AsyncParsableCommand {
             print("[FAIL] config: \(error.message)")
             throw ExitCode(1)
         }
-        let findings = await SDBoxServer.Doctor(configuration: configuration, executablePath: Serve.executablePath(), logger: logger).run()
+        let findings = await DoctorChecks(configuration: configuration, executablePath: Serve.executablePath(), logger: logger).run()
         for finding in findings { print(finding.line) }
         let failed = findings.filter { $0.verdict == .failure }.count
         let warned = findings.filter { $0.verdict == .warning }.count

@@ -26,7 +26,8 @@ import Testing
     @Test func pollsOfARunningTaskShareTheWorkersAnswer() async throws {
         let server = try await ServerProcess(config: pacedWorkers)
         defer { server.destroy() }
-        let (_, submitted) = try await server.json(.POST, "/txt2img", ["prompt": "poll", "steps": 100, "width": 512, "height": 512], headers: [("Request-Type", "async")])
+        // 80 ms a step at this size: the task runs some 8 s, longer than the polls take on a loaded machine.
+        let (_, submitted) = try await server.json(.POST, "/txt2img", ["prompt": "poll", "steps": 100, "width": 1024, "height": 1024], headers: [("Request-Type", "async")])
         let id = try #require(submitted["taskId"]?.stringValue)
         let start = ContinuousClock.now
         var states: [String] = []

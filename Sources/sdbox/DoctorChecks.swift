@@ -2,28 +2,29 @@ import Foundation
 import Glibc
 import Logging
 import SDBoxCore
+import SDBoxServer
 import Scheduler
 import Storage
 import Subprocess
 import SystemPackage
 
-/// `sdbox doctor`: checks what sdbox needs on this box and gives a clear verdict for each: GPUs and
+/// What `sdbox doctor` checks: what sdbox needs on this box, with a clear verdict for each: GPUs and
 /// driver, the worker backend (found, and starts), the data and models folders, the database, the port,
 /// and the configuration.
-public struct Doctor: Sendable {
+struct DoctorChecks: Sendable {
     /// One check's outcome.
-    public struct Finding: Sendable {
-        public enum Verdict: String, Sendable {
+    struct Finding: Sendable {
+        enum Verdict: String, Sendable {
             case ok = "OK"
             case warning = "WARN"
             case failure = "FAIL"
         }
-        public let verdict: Verdict
-        public let subject: String
-        public let detail: String
+        let verdict: Verdict
+        let subject: String
+        let detail: String
 
         /// The line `sdbox doctor` prints.
-        public var line: String {
+        var line: String {
             let tag = "[\(verdict.rawValue)]".padding(toLength: 6, withPad: " ", startingAt: 0)
             return "\(tag) \(subject): \(detail)"
         }
@@ -33,14 +34,14 @@ public struct Doctor: Sendable {
     let executablePath: String
     let logger: Logger
 
-    public init(configuration: ServerConfiguration, executablePath: String, logger: Logger) {
+    init(configuration: ServerConfiguration, executablePath: String, logger: Logger) {
         self.configuration = configuration
         self.executablePath = executablePath
         self.logger = logger
     }
 
     /// Runs every check, in order.
-    public func run() async -> [Finding] {
+    func run() async -> [Finding] {
         var findings: [Finding] = [Finding(verdict: .ok, subject: "config", detail: "valid")]
         findings += await gpus()
         let data = URL(fileURLWithPath: configuration.dataDirectory).standardizedFileURL.path

@@ -1,0 +1,26 @@
+import Scheduler
+import SDBoxCore
+import ServiceLifecycle
+
+/// Acts on what the scheduler tells (``SchedulerEvent``), in order: model states go to the registry,
+/// stored images to the thumbnail maker, finished tasks to webhook delivery. A service of its own, so the
+/// scheduler never waits for any of them.
+struct SchedulerEventHandler: Service {
+    let events: AsyncStream<SchedulerEvent>
+    let models: ModelRegistry
+    let thumbnails: ThumbnailService
+    let webhooks: WebhookDelivery
+
+    func run() async {
+        for await event in events.cancelOnGracefulShutdown() {
+            switch event {
+            case .modelStatus(let model, let status, let error):
+                await models.schedulerReported(model: model, status: status, error: error)
+            case .imagesStored(_, let keys):
+                thumbnails.schedule(keys)
+            case .taskFinished(let task):
+                webhooks.taskEnded(task)
+            }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+import Foundation
+import SDBoxCore
+
+/// What a worker is doing, as the scheduler sees it.
+public enum WorkerState: String, Codable, Sendable {
+    /// Started; loading its checkpoint.
+    case starting
+    /// Ready and idle.
+    case ready
+    /// Running a task.
+    case busy
+    /// Asked to stop.
+    case stopping
+}
+
+/// A worker as reported by ``Scheduler/workers()``.
+public struct WorkerInfo: Codable, Sendable, Equatable {
+    public var id: Int
+    public var model: String
+    /// The pool's function name.
+    public var function: String
+    /// The GPU it was placed on; nil on a box without GPU.
+    public var gpu: Int?
+    public var gpuMemoryMiB: Int
+    public var port: Int
+    public var pid: Int32?
+    public var state: WorkerState
+    /// When it entered its current state.
+    public var since: Date
+    public var tasksServed: Int
+    /// The task it is running, when busy.
+    public var taskId: String?
+}
+
+/// A GPU and the memory workers have reserved on it, as reported by ``Scheduler/gpus()``.
+public struct GPUUsage: Codable, Sendable, Equatable {
+    public var index: Int
+    public var name: String
+    public var memoryMiB: Int
+    public var plannedMiB: Int
+    public var workers: Int
+}
+
+/// Where a task stands, as reported by ``Scheduler/progress(of:)``.
+public enum TaskProgress: Sendable {
+    /// Waiting for a worker; `position` is 1 for the next task of its model to run; `eta` the estimated
+    /// seconds until it finishes, once the model's pace is known.
+    case queued(position: Int, eta: Double?)
+    /// Running; the worker's own progress report, when it gave one.
+    case running(A1111.Progress?)
+    /// Not in the scheduler: finished, or unknown.
+    case notActive
+}

@@ -1,0 +1,428 @@
+import Foundation
+import Logging
+import NIOCore
+import ObjectStore
+import SDBoxCore
+import Storage
+import Synchronization
+
+/// Runs tasks on the workers the ``Scheduler`` grants them: marks a task running, sends it to its worker
+/// while watching that the worker still answers, keeps its progress, stores its images, and records how it
+/// ended, waiting for disk space rather than dropping a change. It also wakes whoever waits for a task and
+/// tells the rest of sdbox (``SchedulerEvent``) when a task ends or its images are stored.
+///
+/// Its tables sit behind a lock rather than in an actor, so the scheduler registers a run at the moment
+/// it grants the worker, and polls read progress without queueing behind anything.
+public final class TaskRunner: Sendable {
+    /// How a run left its worker, for the scheduler.
+    struct Ending: Sendable {
+        /// Whether the worker may take another task (false: it failed under the task, or must go).
+        var healthy: Bool
+        /// A task to put back in its queue: its worker was lost and it has attempts left.
+        var requeue: TaskRecord?
+        /// How long a generation took, for the model's pace.
+        var generationSeconds: Double?
+    }
+
+    struct Run {
+        let worker: WorkerProcess
+        var cancelRequested = false
+        /// Set when the task must fail whatever its worker answers (its pool was deleted).
+        var abortReason: String?
+    }
+
+    struct State {
+        var runs: [String: Run] = [:]
+        /// The progress call under way to the worker of each running task; polls that come meanwhile share it.
+        var progressPolls: [String: Task<A1111.Progress?, Never>] = [:]
+        var waiters: [String: [Int: CheckedContinuation<TaskRecord?, Never>]] = [:]
+        var nextWaiterID = 1
+        /// Task changes held in memory because the disk is full (see ``persist(_:_:)``).
+        var changesWaitingForDisk = 0
+        var shuttingDown = false
+    }
+
+    let configuration: SchedulerConfiguration
+    public let tasks: TaskStore
+    let objects: ObjectStore
+    let client: WorkerClient
+    let logger: Logger
+    let metrics = SchedulerMetrics()
+    let events: AsyncStream<SchedulerEvent>.Continuation
+    /// Each user's unfinished tasks, for the per-user limits.
+    public let usage = UsageLedger()
+    /// The last answers of the progress calls, read without waiting while they are fresh.
+    let progressBoard = ProgressBoard(freshness: .milliseconds(100))
+    private let state = Mutex(State())
+
+    init(
+        configuration: SchedulerConfiguration, tasks: TaskStore, objects: ObjectStore, client: WorkerClient, logger: Logger,
+        events: AsyncStream<SchedulerEvent>.Continuation
+    ) {
+        self.configuration = configuration
+        self.tasks = tasks
+        self.objects = objects
+        self.client = client
+        self.logger = logger
+        self.events = events
+    }
+
+    // MARK: Runs
+
+    /// Notes that task `id` was granted `worker`, before its run starts, so that a cancel in between is kept.
+    func register(_ id: String, on worker: WorkerProcess) {
+        state.withLock { $0.runs[id] = Run(worker: worker) }
+    }
+
+    /// The ids of running tasks.
+    public func runningTaskIDs() -> [String] {
+        state.withLock { Array($0.runs.keys) }
+    }
+
+    /// Whether a task of `model` is running.
+    func isRunning(model: String) -> Bool {
+        state.withLock { $0.runs.values.contains { $0.worker.model == model } }
+    }
+
+    /// Marks the running tasks of `model` to fail with `reason` whatever their workers answer.
+    func abort(model: String, reason: String) {
+        state.withLock { state in
+            for (id, run) in state.runs where run.worker.model == model { state.runs[id]?.abortReason = reason }
+        }
+    }
+
+    /// Asks the worker of running task `id` to stop it; the task ends `cancelled` when the worker lets go.
+    /// False when the task is not running.
+    func cancel(_ id: String) async -> Bool {
+        let worker = state.withLock { state -> WorkerProcess? in
+            state.runs[id]?.cancelRequested = true
+            return state.runs[id]?.worker
+        }
+        guard let worker else { return false }
+        await client.interrupt(port: worker.port)
+        return true
+    }
+
+    /// Stops recording and retrying: sdbox is shutting down, and tasks left running run again at next start.
+    func shutDown() {
+        state.withLock { $0.shuttingDown = true }
+    }
+
+    var isShuttingDown: Bool { state.withLock { $0.shuttingDown } }
+
+    func run(of id: String) -> Run? { state.withLock { $0.runs[id] } }
+
+    /// Runs task `id` on `worker` (registered with ``register(_:on:)``) and records the outcome.
+    func run(_ id: String, on worker: WorkerProcess, timeoutSeconds: Int) async -> Ending {
+        defer { forget(id) }
+        let task: TaskRecord
+        do {
+            task = try await persist(id) {
+                $0.state = .running
+                $0.attempts += 1
+                $0.startedAt = Date()
+            }
+        } catch {
+            logger.error("task could not start", metadata: ["task": "\(id)", "error": "\(ErrorSummary(error))"])
+            return Ending(healthy: true)
+        }
+        if run(of: id)?.cancelRequested == true {
+            await finish(id, state: .cancelled, error: nil)
+            return Ending(healthy: true)
+        }
+        logger.info("task started", metadata: ["task": "\(id)", "model": "\(task.model)", "worker": "\(worker.id)", "attempt": "\(task.attempts)"])
+        let call: WorkerCall
+        do {
+            call = try WorkerCall(task: task)
+        } catch {
+            await finish(id, state: .failed, error: "the task's request cannot be sent: \(error)")
+            return Ending(healthy: true)
+        }
+        let started = ContinuousClock.now
+        let answer: WorkerResponse
+        let watchdog = Task { await self.watch(worker) }
+        defer { watchdog.cancel() }
+        do throws(WorkerCallError) {
+            answer = try await worker.whileAlive { () async throws(WorkerCallError) -> WorkerResponse in
+                try await self.client.send(call, port: worker.port, timeout: .seconds(Int64(timeoutSeconds)))
+            }
+            // A generation must succeed; a passthrough call's answer is its result, whatever its status.
+            if task.kind != .passthrough && !answer.isSuccess { throw .rejected(status: answer.status, detail: answer.detail) }
+        } catch .rejected(let status, let detail) {
+            let run = run(of: id)
+            let cancelled = run?.cancelRequested ?? false
+            await finish(
+                id, state: cancelled ? .cancelled : .failed,
+                error: run?.abortReason ?? (cancelled ? nil : "worker error (\(status)): \(detail)")
+            )
+            return Ending(healthy: true)
+        } catch {
+            return await workerLost(task, error: error)
+        }
+        let run = run(of: id)
+        if let reason = run?.abortReason {
+            await finish(id, state: .failed, error: reason)
+            return Ending(healthy: true)
+        }
+        let cancelled = run?.cancelRequested ?? false
+        let seconds = !cancelled && task.kind != .passthrough ? started.duration(to: .now).seconds : nil
+        do {
+            let result = task.kind == .passthrough
+                ? try await PassthroughResult.store(answer, of: task, in: objects) : try await store(answer.body, of: task)
+            let failure = answer.isSuccess ? nil : "worker answered \(answer.status): \(answer.detail)"
+            await finish(id, state: cancelled ? .cancelled : failure == nil ? .succeeded : .failed, error: failure, result: result)
+        } catch {
+            await finish(id, state: .failed, error: "could not store the result: \(error)")
+        }
+        return Ending(healthy: true, generationSeconds: seconds)
+    }
+
+    /// Pings a busy worker every `livenessSeconds`; one that fails `livenessFailures` pings in a row has
+    /// stopped answering and is killed, so its task is retried elsewhere rather than waiting for the task
+    /// timeout.
+    func watch(_ worker: WorkerProcess) async {
+        var failures = 0
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(configuration.livenessSeconds))
+            if Task.isCancelled { return }
+            if await client.ping(port: worker.port, timeout: .milliseconds(Int64(configuration.livenessSeconds * 1000))) {
+                failures = 0
+                continue
+            }
+            failures += 1
+            if failures >= configuration.livenessFailures {
+                logger.warning("worker stopped answering; killing it", metadata: ["worker": "\(worker.id)", "model": "\(worker.model)"])
+                worker.kill()
+                return
+            }
+        }
+    }
+
+    /// The worker died or stopped answering under a task: the task goes back to its queue, or fails when
+    /// it has had all its attempts. During shutdown the task is left `running`, to be re-queued at next start.
+    func workerLost(_ task: TaskRecord, error: WorkerCallError) async -> Ending {
+        let run = run(of: task.id)
+        if isShuttingDown || Task.isCancelled { return Ending(healthy: false) }
+        if let reason = run?.abortReason {
+            await finish(task.id, state: .failed, error: reason)
+        } else if run?.cancelRequested == true {
+            await finish(task.id, state: .cancelled, error: nil)
+        } else if task.attempts >= configuration.maxAttempts {
+            await finish(task.id, state: .failed, error: "the worker failed \(task.attempts) times; last: \(error)")
+        } else {
+            logger.warning("worker lost a task; queuing it again", metadata: ["task": "\(task.id)", "error": "\(error)"])
+            do {
+                return Ending(healthy: false, requeue: try await persist(task.id) { $0.state = .queued })
+            } catch {
+                logger.error("could not re-queue task", metadata: ["task": "\(task.id)", "error": "\(ErrorSummary(error))"])
+            }
+        }
+        return Ending(healthy: false)
+    }
+
+    /// Forgets a run that ended.
+    func forget(_ id: String) {
+        state.withLock { state in
+            state.runs[id] = nil
+            state.progressPolls[id] = nil
+        }
+        progressBoard.remove(id)
+    }
+
+    // MARK: Progress
+
+    /// The running task's latest report from the board, asking the worker again in the background when it
+    /// is stale; nil when the board has none.
+    func postedProgress(of id: String) -> A1111.Progress?? {
+        guard let latest = progressBoard.latest(of: id) else { return nil }
+        if latest.refresh { Task { await self.refreshProgress(of: id) } }
+        return .some(latest.report)
+    }
+
+    /// Where running task `id` stands, its worker asked (one call at a time, shared); nil when it is not running.
+    func progress(of id: String) async -> TaskProgress? {
+        guard let worker = run(of: id)?.worker else { return nil }
+        let report = await workerProgress(of: id, on: worker)
+        // A worker's progress is its current job's: if the task ended while the worker answered, the
+        // answer may be about the worker's next task.
+        guard run(of: id)?.worker.id == worker.id else { return .notActive }
+        return .running(report)
+    }
+
+    func refreshProgress(of id: String) async {
+        guard let worker = run(of: id)?.worker else {
+            progressBoard.remove(id)
+            return
+        }
+        _ = await workerProgress(of: id, on: worker)
+    }
+
+    /// The progress the worker of running task `id` reports: one call at a time, its answer posted on the board.
+    func workerProgress(of id: String, on worker: WorkerProcess) async -> A1111.Progress? {
+        let (client, port) = (client, worker.port)
+        let (poll, isNew) = state.withLock { state -> (Task<A1111.Progress?, Never>, Bool) in
+            if let poll = state.progressPolls[id] { return (poll, false) }
+            let poll = Task { await client.progress(port: port) }
+            state.progressPolls[id] = poll
+            return (poll, true)
+        }
+        if isNew { metrics.workerProgressCalled(model: worker.model) }
+        let report = await poll.value
+        let post = state.withLock { state -> Bool in
+            guard state.progressPolls[id] == poll else { return false }
+            state.progressPolls[id] = nil
+            return state.runs[id] != nil
+        }
+        if post { progressBoard.post(report, of: id) }
+        return report
+    }
+
+    // MARK: Outcomes
+
+    /// Cancels a task taken out of its queue before it ran.
+    func cancelQueued(_ id: String) async throws -> TaskRecord {
+        let task = try await tasks.update(id) {
+            $0.state = .cancelled
+            $0.finishedAt = Date()
+        }
+        taskEnded(task)
+        return task
+    }
+
+    /// Moves a task to a final state and wakes whoever waits for it. An outcome that cannot be recorded
+    /// (it cannot be encoded, say) still ends the task: `failed`, with the reason and without the result.
+    func finish(_ id: String, state: TaskState, error: String?, result: TaskResult? = nil) async {
+        let task: TaskRecord
+        do {
+            task = try await persist(id) {
+                $0.state = state
+                $0.finishedAt = Date()
+                $0.error = error
+                if let result { $0.result = result }
+            }
+        } catch let failure {
+            let reason = "the task's outcome could not be recorded: \(ErrorSummary(failure))"
+            logger.error("could not record task outcome", metadata: ["task": "\(id)", "error": "\(ErrorSummary(failure))"])
+            if let failed = try? await persist(id, {
+                $0.state = .failed
+                $0.finishedAt = Date()
+                $0.error = reason
+                $0.result = nil
+            }) {
+                task = failed
+            } else if var known = try? await tasks.get(id) {
+                // Not even that could be written: the task ends here all the same (its waiters are told,
+                // its user's share freed); on disk it stays unfinished and runs again at the next start.
+                known.state = .failed
+                known.finishedAt = Date()
+                known.error = reason
+                task = known
+            } else {
+                return
+            }
+        }
+        var metadata: Logger.Metadata = ["task": "\(id)", "model": "\(task.model)"]
+        if let error = task.error { metadata["error"] = "\(error)" }
+        logger.info("task \(task.state.rawValue)", metadata: metadata)
+        taskEnded(task)
+    }
+
+    /// Writes a change of a task, retrying each second while the disk is full, so that an outcome is never
+    /// dropped while sdbox runs; other errors, and shutdown, end the attempts.
+    func persist(_ id: String, _ change: @escaping @Sendable (inout TaskRecord) throws -> Void) async throws -> TaskRecord {
+        var waiting = false
+        defer {
+            if waiting {
+                let count = state.withLock { state in
+                    state.changesWaitingForDisk -= 1
+                    return state.changesWaitingForDisk
+                }
+                metrics.changesWaitingForDisk(count)
+            }
+        }
+        while true {
+            do {
+                let task = try await tasks.update(id, change)
+                if waiting { logger.notice("disk space returned; task change recorded", metadata: ["task": "\(id)"]) }
+                return task
+            } catch let error as LMDBError where error.isOutOfSpace && !isShuttingDown {
+                if !waiting {
+                    logger.error("disk full: a task change waits for space", metadata: ["task": "\(id)", "error": "\(error)"])
+                    waiting = true
+                    let count = state.withLock { state in
+                        state.changesWaitingForDisk += 1
+                        return state.changesWaitingForDisk
+                    }
+                    metrics.changesWaitingForDisk(count)
+                }
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    /// Accounts for a task that reached its final state, wakes whoever waits for it and tells the rest of sdbox.
+    func taskEnded(_ task: TaskRecord) {
+        metrics.taskFinished(task)
+        usage.withdraw(user: task.user, bytes: task.request.storageSize)
+        let waiting = state.withLock { $0.waiters.removeValue(forKey: task.id) }
+        for waiter in (waiting ?? [:]).values { waiter.resume(returning: task) }
+        events.yield(.taskFinished(task))
+    }
+
+    /// Saves a generation's or extras' answer: images into the object store, `info` parsed from its JSON
+    /// string. When an image cannot be saved (disk full), the ones already saved are removed, so nothing is
+    /// half written. The images stored are then announced.
+    func store(_ answer: Data, of task: TaskRecord) async throws -> TaskResult {
+        let output = try WorkerAnswer(kind: task.kind, answer: answer, request: task.request)
+        var keys: [String] = []
+        do {
+            for (index, image) in output.images.enumerated() {
+                guard let data = Data(base64Encoded: image, options: .ignoreUnknownCharacters) else {
+                    throw WorkerCallError.rejected(status: 200, detail: "image \(index + 1) is not valid base64")
+                }
+                let key = ObjectStore.imageKey(user: task.user, taskID: task.id, index: index + 1)
+                try await objects.put(data, key: key)
+                keys.append(key)
+            }
+        } catch {
+            for key in keys { try? await objects.delete(key) }
+            throw error
+        }
+        events.yield(.imagesStored(task: task, keys: keys))
+        return TaskResult(images: keys, info: output.info, parameters: output.parameters)
+    }
+
+    // MARK: Waiting
+
+    /// Waits until a task is final and returns it; `nil` if it does not exist. With a `timeout`, returns
+    /// the task as it stands when the time is up.
+    public func waitUntilFinal(_ id: String, timeout: Duration? = nil) async -> TaskRecord? {
+        await withCheckedContinuation { continuation in
+            let waiterID = state.withLock { state in
+                let waiterID = state.nextWaiterID
+                state.nextWaiterID += 1
+                state.waiters[id, default: [:]][waiterID] = continuation
+                return waiterID
+            }
+            Task { await self.resumeIfFinal(id, waiterID: waiterID) }
+            if let timeout {
+                Task {
+                    try? await Task.sleep(for: timeout)
+                    await self.resumeIfFinal(id, waiterID: waiterID, evenIfNotFinal: true)
+                }
+            }
+        }
+    }
+
+    /// Resumes one waiter if its task is already final (it finished before the waiter was registered).
+    func resumeIfFinal(_ id: String, waiterID: Int, evenIfNotFinal: Bool = false) async {
+        let task = try? await tasks.get(id)
+        guard evenIfNotFinal || task == nil || task?.state.isFinal == true else { return }
+        let waiter = state.withLock { state -> CheckedContinuation<TaskRecord?, Never>? in
+            let waiter = state.waiters[id]?.removeValue(forKey: waiterID)
+            if state.waiters[id]?.isEmpty == true { state.waiters[id] = nil }
+            return waiter
+        }
+        waiter?.resume(returning: task)
+    }
+}
