@@ -67,7 +67,7 @@ struct ModelWideRoutes {
 
     /// POSTs `path` to each worker, logging the ones that fail (a worker without the endpoint answers 404).
     static func broadcast(_ path: String, to ports: [Int], logger: Logger) async {
-        let client = WorkerClient()
+        let client = HTTPWorkerClient()
         await withDiscardingTaskGroup { group in
             for port in ports {
                 group.addTask {

@@ -133,7 +133,7 @@ struct PassthroughRoutes {
             outgoing.body = .stream(body, length: length.map { .known(Int64($0)) } ?? .unknown)
         }
         let timeout = await services.scheduler.settings(ofPool: model).taskTimeoutSeconds ?? 3600
-        return try await WorkerClient.http.execute(outgoing, timeout: .seconds(Int64(timeout)))
+        return try await HTTPWorkerClient.http.execute(outgoing, timeout: .seconds(Int64(timeout)))
     }
 
     /// The worker's answer as the client's, its body streamed; the lease, if any, ends with the body.

@@ -56,7 +56,7 @@ public enum SDBoxApplication {
         }
         let scheduler = Scheduler(
             configuration: schedulerConfiguration, inventory: inventory, tasks: tasks, catalog: catalog, objects: objects,
-            client: WorkerClient(), logger: logger
+            client: HTTPWorkerClient(), logger: logger
         )
         let thumbnails = ThumbnailService(
             objects: objects, longestSide: configuration.images.thumbnailSide, quality: configuration.images.thumbnailQuality, logger: logger

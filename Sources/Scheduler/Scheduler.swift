@@ -57,7 +57,7 @@ public actor Scheduler: Service {
 
     public init(
         configuration: SchedulerConfiguration, inventory: GPUInventory, tasks: TaskStore, catalog: CatalogStore,
-        objects: ObjectStore, client: WorkerClient, logger: Logger
+        objects: ObjectStore, client: any WorkerClient, logger: Logger
     ) {
         self.configuration = configuration
         self.inventory = inventory

@@ -45,7 +45,7 @@ public final class TaskRunner: Sendable {
     let configuration: SchedulerConfiguration
     public let tasks: TaskStore
     let objects: ObjectStore
-    let client: WorkerClient
+    let client: any WorkerClient
     let logger: Logger
     let metrics = SchedulerMetrics()
     let events: AsyncStream<SchedulerEvent>.Continuation
@@ -56,7 +56,7 @@ public final class TaskRunner: Sendable {
     private let state = Mutex(State())
 
     init(
-        configuration: SchedulerConfiguration, tasks: TaskStore, objects: ObjectStore, client: WorkerClient, logger: Logger,
+        configuration: SchedulerConfiguration, tasks: TaskStore, objects: ObjectStore, client: any WorkerClient, logger: Logger,
         events: AsyncStream<SchedulerEvent>.Continuation
     ) {
         self.configuration = configuration

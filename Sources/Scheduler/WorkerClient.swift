@@ -53,28 +53,31 @@ public struct WorkerResponse: Sendable, Equatable {
     public var isSuccess: Bool { (200..<300).contains(status) }
 
     /// A readable message from an error answer.
-    public var detail: String { WorkerClient.errorDetail(body) }
+    public var detail: String { Self.errorDetail(body) }
+
+    /// A readable message from an A1111 error body (`{"error": ..., "detail": ..., "errors": ...}`).
+    static func errorDetail(_ data: Data) -> String {
+        guard let json = try? JSONValue(parsing: data) else {
+            return String(decoding: data.prefix(500), as: UTF8.self)
+        }
+        let parts = ["error", "detail", "errors"].compactMap { key -> String? in
+            guard let value = json[key], !value.isNull else { return nil }
+            if let text = value.stringValue { return text.isEmpty ? nil : text }
+            return (try? value.encoded()).map { String(decoding: $0, as: UTF8.self) }
+        }
+        return parts.isEmpty ? String(decoding: data.prefix(500), as: UTF8.self) : parts.joined(separator: ": ")
+    }
 }
 
-/// Calls the A1111 API of worker processes on 127.0.0.1 with AsyncHTTPClient.
-public struct WorkerClient: Sendable {
-    let http: HTTPClient
-    /// The largest answer accepted from a worker.
-    let maxResponseBytes = 1 << 30
+/// What sdbox asks of a worker's A1111 API: one call, answered whole. The scheduler and the task runner
+/// reach workers only through this, so that their rules (retry, cancel, a worker lost under a task) can
+/// be exercised with an in-memory worker; ``HTTPWorkerClient`` is the real one.
+public protocol WorkerClient: Sendable {
+    /// Sends a call to the worker on `port` and returns its whole answer, whatever its status.
+    func send(_ call: WorkerCall, port: Int, timeout: TimeAmount) async throws(WorkerCallError) -> WorkerResponse
+}
 
-    public init(http: HTTPClient = WorkerClient.http) {
-        self.http = http
-    }
-
-    /// The HTTP client for workers, kept for the life of the process. It never follows a redirect: a
-    /// worker's 3xx is its answer, passed back as it is, never a second request sdbox makes on its own
-    /// (a worker's `307` to `/sdapi/v1/server-kill` must not reach it).
-    public static let http: HTTPClient = {
-        var configuration = HTTPClient.Configuration()
-        configuration.redirectConfiguration = .disallow
-        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-    }()
-
+extension WorkerClient {
     /// Whether the worker at `port` is ready: it answers `/internal/ping` (the reference worker, A1111's UI
     /// mode) or `/sdapi/v1/sd-models` (every A1111-compatible API).
     public func ping(port: Int, timeout: TimeAmount = .seconds(2)) async -> Bool {
@@ -91,6 +94,39 @@ public struct WorkerClient: Sendable {
         guard answer.isSuccess else { throw .rejected(status: answer.status, detail: answer.detail) }
         return answer.body
     }
+
+    /// The worker's current progress, if it answers.
+    public func progress(port: Int) async -> A1111.Progress? {
+        guard let data = try? await call(port: port, method: .GET, path: "/sdapi/v1/progress?skip_current_image=false", timeout: .seconds(5)) else {
+            return nil
+        }
+        return try? JSONDecoder().decode(A1111.Progress.self, from: data)
+    }
+
+    /// Asks the worker to stop its current generation.
+    public func interrupt(port: Int) async {
+        _ = try? await call(port: port, method: .POST, path: "/sdapi/v1/interrupt", timeout: .seconds(5))
+    }
+}
+
+/// Calls the A1111 API of worker processes on 127.0.0.1 with AsyncHTTPClient.
+public struct HTTPWorkerClient: WorkerClient {
+    let http: HTTPClient
+    /// The largest answer accepted from a worker.
+    let maxResponseBytes = 1 << 30
+
+    public init(http: HTTPClient = HTTPWorkerClient.http) {
+        self.http = http
+    }
+
+    /// The HTTP client for workers, kept for the life of the process. It never follows a redirect: a
+    /// worker's 3xx is its answer, passed back as it is, never a second request sdbox makes on its own
+    /// (a worker's `307` to `/sdapi/v1/server-kill` must not reach it).
+    public static let http: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.redirectConfiguration = .disallow
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
 
     /// Sends a call and returns the worker's whole answer, whatever its status.
     public func send(_ call: WorkerCall, port: Int, timeout: TimeAmount) async throws(WorkerCallError) -> WorkerResponse {
@@ -110,31 +146,5 @@ public struct WorkerClient: Sendable {
         } catch {
             throw .unreachable("\(error)")
         }
-    }
-
-    /// The worker's current progress, if it answers.
-    public func progress(port: Int) async -> A1111.Progress? {
-        guard let data = try? await call(port: port, method: .GET, path: "/sdapi/v1/progress?skip_current_image=false", timeout: .seconds(5)) else {
-            return nil
-        }
-        return try? JSONDecoder().decode(A1111.Progress.self, from: data)
-    }
-
-    /// Asks the worker to stop its current generation.
-    public func interrupt(port: Int) async {
-        _ = try? await call(port: port, method: .POST, path: "/sdapi/v1/interrupt", timeout: .seconds(5))
-    }
-
-    /// A readable message from an A1111 error body (`{"error": ..., "detail": ..., "errors": ...}`).
-    static func errorDetail(_ data: Data) -> String {
-        guard let json = try? JSONValue(parsing: data) else {
-            return String(decoding: data.prefix(500), as: UTF8.self)
-        }
-        let parts = ["error", "detail", "errors"].compactMap { key -> String? in
-            guard let value = json[key], !value.isNull else { return nil }
-            if let text = value.stringValue { return text.isEmpty ? nil : text }
-            return (try? value.encoded()).map { String(decoding: $0, as: UTF8.self) }
-        }
-        return parts.isEmpty ? String(decoding: data.prefix(500), as: UTF8.self) : parts.joined(separator: ": ")
     }
 }

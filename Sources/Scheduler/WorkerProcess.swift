@@ -142,7 +142,7 @@ public final class WorkerProcess: Sendable {
     /// Starts a worker with `profile` (resolved), waits until it is ready, and stops it: a check that a
     /// backend can start. Returns how long it took to become ready, or why it did not.
     public static func trial(
-        profile: WorkerLaunchProfile, port: Int, logPath: String, runDirectory: String, client: WorkerClient, logger: Logger
+        profile: WorkerLaunchProfile, port: Int, logPath: String, runDirectory: String, client: any WorkerClient, logger: Logger
     ) async -> Result<Duration, WorkerTrialFailure> {
         let worker = WorkerProcess(id: 0, model: "trial", port: port, profile: profile, logPath: logPath, runDirectory: runDirectory)
         let started = ContinuousClock.now

@@ -172,7 +172,7 @@ struct DoctorChecks: Sendable {
         )
         let result = await WorkerProcess.trial(
             profile: template.resolved(values), port: port, logPath: scratch + "/worker.log", runDirectory: scratch,
-            client: WorkerClient(), logger: logger
+            client: HTTPWorkerClient(), logger: logger
         )
         switch result {
         case .success(let duration):

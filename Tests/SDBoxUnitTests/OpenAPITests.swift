@@ -21,7 +21,7 @@ import Testing
         let scheduler = Scheduler(
             configuration: SchedulerConfiguration(dataDirectory: directory.path, executablePath: "/bin/false"),
             inventory: GPUInventory(gpus: [], cpuSlots: 1, source: .none), tasks: tasks, catalog: catalog, objects: objects,
-            client: WorkerClient(), logger: logger
+            client: HTTPWorkerClient(), logger: logger
         )
         let configuration = ServerConfiguration()
         let services = Services(

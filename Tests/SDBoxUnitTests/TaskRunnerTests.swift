@@ -1,0 +1,162 @@
+import Foundation
+import ImageCodec
+import Logging
+import NIOCore
+import ObjectStore
+import SDBoxCore
+import Storage
+import Synchronization
+import Testing
+
+@testable import Scheduler
+
+/// A worker that answers from a script, in memory: the runner's rules without processes.
+final class ScriptedWorker: WorkerClient {
+    let generate: @Sendable (ScriptedWorker) async throws(WorkerCallError) -> WorkerResponse
+    let calls = Mutex<[String]>([])
+
+    init(generate: @escaping @Sendable (ScriptedWorker) async throws(WorkerCallError) -> WorkerResponse) {
+        self.generate = generate
+    }
+
+    var wasInterrupted: Bool { calls.withLock { $0.contains("POST /sdapi/v1/interrupt") } }
+
+    func send(_ call: WorkerCall, port: Int, timeout: TimeAmount) async throws(WorkerCallError) -> WorkerResponse {
+        calls.withLock { $0.append("\(call.method) \(call.path)") }
+        if call.path == "/sdapi/v1/txt2img" { return try await generate(self) }
+        return WorkerResponse(status: 200, contentType: "application/json", body: Data("{}".utf8))
+    }
+
+    /// A1111's answer with one 8x8 image.
+    static func picture() -> WorkerResponse {
+        let png = (try? PNGCodec.encode(PixelImage(width: 8, height: 8)).base64EncodedString()) ?? ""
+        let body: JSONValue = ["images": [.string(png)], "parameters": [:], "info": "{\"seed\": 1}"]
+        return WorkerResponse(status: 200, contentType: "application/json", body: (try? body.encoded()) ?? Data())
+    }
+}
+
+/// A runner on a real task store and object store in a temporary folder, with a scripted worker.
+struct RunnerBench {
+    let directory: URL
+    let tasks: TaskStore
+    let runner: TaskRunner
+    let worker: WorkerProcess
+
+    init(_ client: ScriptedWorker, maxAttempts: Int = 2) throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("sdbox-runner-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        tasks = TaskStore(database: try Database(path: directory.path + "/db"))
+        let (_, sink) = AsyncStream.makeStream(of: SchedulerEvent.self)
+        runner = TaskRunner(
+            configuration: SchedulerConfiguration(maxAttempts: maxAttempts, dataDirectory: directory.path, executablePath: "/bin/false"),
+            tasks: tasks, objects: try ObjectStore(root: directory.path + "/objects"), client: client,
+            logger: Logger(label: "test"), events: sink
+        )
+        worker = WorkerProcess(
+            id: 1, model: "demo.safetensors", port: 1, profile: WorkerLaunchProfile(command: ["true"]),
+            logPath: directory.path + "/worker.log", runDirectory: directory.path
+        )
+    }
+
+    /// A stored txt2img task, granted the worker as the scheduler grants it.
+    func grantedTask() async throws -> TaskRecord {
+        let task = try await tasks.insert(
+            TaskRecord(id: TaskID.make(), kind: .txt2img, model: "demo.safetensors", user: "u", request: ["prompt": "fox", "steps": 2])
+        )
+        runner.usage.add(user: "u", bytes: task.request.storageSize)
+        runner.register(task.id, on: worker)
+        return task
+    }
+
+    func run(_ task: TaskRecord) async -> TaskRunner.Ending {
+        await runner.run(task.id, on: worker, timeoutSeconds: 60)
+    }
+
+    func removeFolder() { try? FileManager.default.removeItem(at: directory) }
+}
+
+@Suite struct TaskRunnerTests {
+    @Test func aGenerationSucceedsWithItsImagesStored() async throws {
+        let bench = try RunnerBench(ScriptedWorker { _ in ScriptedWorker.picture() })
+        defer { bench.removeFolder() }
+        let task = try await bench.grantedTask()
+        let ending = await bench.run(task)
+        #expect(ending.healthy && ending.requeue == nil && ending.generationSeconds != nil)
+        let final = try #require(await bench.runner.waitUntilFinal(task.id))
+        #expect(final.state == .succeeded && final.attempts == 1)
+        #expect(final.result?.images == ["images/u/\(task.id)_1.png"])
+        #expect(bench.runner.runningTaskIDs().isEmpty)
+        // The user's share is free again.
+        #expect(bench.runner.usage.admit(user: "u", bytes: 1, maxTasks: 1, maxBytes: 10) == nil)
+    }
+
+    @Test func aLostWorkerRequeuesTheTaskUntilItsAttemptsRunOut() async throws {
+        let bench = try RunnerBench(ScriptedWorker { _ throws(WorkerCallError) in throw .unreachable("connection reset") }, maxAttempts: 2)
+        defer { bench.removeFolder() }
+        let task = try await bench.grantedTask()
+        let first = await bench.run(task)
+        #expect(!first.healthy)
+        #expect(first.requeue?.state == .queued && first.requeue?.attempts == 1)
+        bench.runner.register(task.id, on: bench.worker)
+        let second = await bench.run(task)
+        #expect(!second.healthy && second.requeue == nil)
+        let final = try #require(try await bench.tasks.get(task.id))
+        #expect(final.state == .failed && final.error?.contains("the worker failed 2 times") == true, "\(String(describing: final.error))")
+    }
+
+    @Test func aWorkerErrorFailsTheTaskAndKeepsTheWorker() async throws {
+        let bench = try RunnerBench(ScriptedWorker { _ in
+            WorkerResponse(status: 500, contentType: "application/json", body: Data(#"{"error": "OutOfMemoryError", "detail": "CUDA out of memory"}"#.utf8))
+        })
+        defer { bench.removeFolder() }
+        let task = try await bench.grantedTask()
+        let ending = await bench.run(task)
+        #expect(ending.healthy && ending.requeue == nil)
+        let final = try #require(try await bench.tasks.get(task.id))
+        #expect(final.state == .failed && final.error == "worker error (500): OutOfMemoryError: CUDA out of memory")
+    }
+
+    @Test func aCancelledRunIsInterruptedAndEndsCancelled() async throws {
+        // The worker generates until it is interrupted, then answers with what it made, as A1111 does.
+        let bench = try RunnerBench(ScriptedWorker { worker in
+            while !worker.wasInterrupted { try? await Task.sleep(for: .milliseconds(5)) }
+            return ScriptedWorker.picture()
+        })
+        defer { bench.removeFolder() }
+        let task = try await bench.grantedTask()
+        async let ending = bench.run(task)
+        while try await bench.tasks.get(task.id)?.state != .running { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(await bench.runner.cancel(task.id))
+        #expect(await ending.healthy)
+        let final = try #require(try await bench.tasks.get(task.id))
+        #expect(final.state == .cancelled && final.result?.images.count == 1)
+        #expect(await bench.runner.cancel(task.id) == false, "a task no longer running")
+    }
+
+    @Test func aCancelBeforeTheRunStartsIsKept() async throws {
+        let bench = try RunnerBench(ScriptedWorker { _ in ScriptedWorker.picture() })
+        defer { bench.removeFolder() }
+        let task = try await bench.grantedTask()
+        // Granted, not started yet: the scheduler registered the run, so the cancel is not lost.
+        #expect(await bench.runner.cancel(task.id))
+        _ = await bench.run(task)
+        #expect(try await bench.tasks.get(task.id)?.state == .cancelled)
+    }
+
+    @Test func aDeletedPoolFailsItsRunningTaskWhateverTheWorkerAnswers() async throws {
+        let started = Mutex(false)
+        let bench = try RunnerBench(ScriptedWorker { _ in
+            started.withLock { $0 = true }
+            try? await Task.sleep(for: .milliseconds(100))
+            return ScriptedWorker.picture()
+        })
+        defer { bench.removeFolder() }
+        let task = try await bench.grantedTask()
+        async let ending = bench.run(task)
+        while !started.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
+        bench.runner.abort(model: "demo.safetensors", reason: "the pool was deleted")
+        _ = await ending
+        let final = try #require(try await bench.tasks.get(task.id))
+        #expect(final.state == .failed && final.error == "the pool was deleted")
+    }
+}
