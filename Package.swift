@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/multipart-kit.git", from: "4.7.1"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         // C libraries from Debian, wrapped as system library targets.
@@ -99,10 +100,33 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The HTTP API: task API, A1111-compatible API, models and objects.
+        // What sdbox does, apart from HTTP: configuration, task submission, the model registry and
+        // uploads, image inputs, thumbnails, retention, webhooks and live task events.
+        .target(
+            name: "Appliance",
+            dependencies: [
+                "SDBoxCore",
+                "ImageCodec",
+                "Storage",
+                "ObjectStore",
+                "Scheduler",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The HTTP API: routes, middleware, answers and the OpenAPI document, over the Appliance.
         .target(
             name: "SDBoxServer",
             dependencies: [
+                "Appliance",
                 "SDBoxCore",
                 "ImageCodec",
                 "Storage",
@@ -126,6 +150,7 @@ let package = Package(
         .executableTarget(
             name: "sdbox",
             dependencies: [
+                "Appliance",
                 "SDBoxCore",
                 "Storage",
                 "Scheduler",
@@ -160,7 +185,7 @@ let package = Package(
         .testTarget(
             name: "SDBoxUnitTests",
             dependencies: [
-                "SDBoxCore", "ImageCodec", "Storage", "ObjectStore", "Scheduler", "SDBoxServer", "ReferenceWorker",
+                "SDBoxCore", "ImageCodec", "Storage", "ObjectStore", "Scheduler", "Appliance", "SDBoxServer", "ReferenceWorker",
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,3 +1,4 @@
+import Appliance
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -93,7 +94,7 @@ struct A1111Routes {
     func generate(kind: TaskKind, request: Request, context: SDBoxRequestContext) async throws -> Response {
         var body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
         let callback = try services.callback(taking: &body, request: request)
-        let task = try await services.submitGeneration(kind: kind, body: body, caller: context, userOptions: true, callback: callback)
+        let task = try await services.submitGeneration(kind: kind, body: body, caller: context.caller, userOptions: true, callback: callback)
         if request.headers[.requestType]?.lowercased() == "async" { return accepted(task) }
         let (result, images) = try await outcome(of: task)
         let info = try result.info.stringValue ?? String(decoding: result.info.encoded(), as: UTF8.self)
@@ -105,7 +106,7 @@ struct A1111Routes {
     func postprocess(kind: TaskKind, request: Request, context: SDBoxRequestContext) async throws -> Response {
         var body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
         let callback = try services.callback(taking: &body, request: request)
-        let task = try await services.submitPostprocessing(kind: kind, body: body, caller: context, callback: callback)
+        let task = try await services.submitPostprocessing(kind: kind, body: body, caller: context.caller, callback: callback)
         if request.headers[.requestType]?.lowercased() == "async" { return accepted(task) }
         let (result, images) = try await outcome(of: task)
         let html = result.info["html_info"] ?? ""

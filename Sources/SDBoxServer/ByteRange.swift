@@ -1,3 +1,4 @@
+import Appliance
 import Foundation
 
 /// What a `Range` header asks of an object of a known size (RFC 9110 §14.2), for one range of bytes.

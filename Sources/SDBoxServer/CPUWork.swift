@@ -1,3 +1,4 @@
+import Appliance
 import NIOPosix
 
 /// One thread of its own for CPU-heavy work on what a client sent (decoding a large body, reading a PNG's

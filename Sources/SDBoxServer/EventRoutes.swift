@@ -1,3 +1,4 @@
+import Appliance
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -19,7 +20,7 @@ struct EventRoutes {
 
     func register(on router: Router<SDBoxRequestContext>) {
         router.get("/tasks/:id/events") { request, context in
-            let task = try await services.task(try context.parameters.require("id"), for: context)
+            let task = try await services.task(try context.parameters.require("id"), for: context.caller)
             let events = await hub.subscribe(task.id)
             let base = services.urlBase(for: request)
             return Response(
@@ -40,7 +41,7 @@ struct EventRoutes {
             )
         }
         router.ws("/ws") { inbound, outbound, context in
-            let caller = context.requestContext
+            let caller = context.requestContext.caller
             let base = services.urlBase(for: context.request)
             let (messages, sink) = AsyncStream.makeStream(of: JSONValue.self)
             try await withThrowingTaskGroup(of: Void.self) { group in

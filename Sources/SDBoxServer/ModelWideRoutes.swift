@@ -1,3 +1,4 @@
+import Appliance
 import AsyncHTTPClient
 import Foundation
 import HTTPTypes

@@ -1,3 +1,4 @@
+import Appliance
 import AsyncHTTPClient
 import Foundation
 import HTTPTypes
@@ -55,7 +56,7 @@ struct PassthroughRoutes {
         }
         let request = try await call.persisted(limit: services.configuration.maxBodyBytes).json
         let task = try await services.enqueue(
-            kind: .passthrough, model: model, caller: context, workerBody: request, priority: 0, callback: callback
+            kind: .passthrough, model: model, caller: context.caller, workerBody: request, priority: 0, callback: callback
         )
         if async { return Response.json(["taskId": .string(task.id), "status": .string(task.state.rawValue)]) }
         guard let final = await services.scheduler.runner.waitUntilFinal(task.id) else { throw APIError.taskNotFound(task.id) }

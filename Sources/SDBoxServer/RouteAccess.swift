@@ -1,3 +1,4 @@
+import Appliance
 import HTTPTypes
 
 /// Who may call a route, decided from the route the router matched: its registered pattern (Hummingbird's

@@ -1,3 +1,4 @@
+import Appliance
 import Hummingbird
 import HummingbirdWebSocket
 import Logging
@@ -21,6 +22,9 @@ public struct SDBoxRequestContext: RequestContext, WebSocketRequestContext {
     public static let keylessUser = "default"
     /// Whether the caller may see every user's tasks and manage models, pools and keys.
     public var isAdmin: Bool { role == .admin }
+
+    /// Who the request acts for, as the appliance sees it.
+    public var caller: Caller { Caller(user: user, isAdmin: isAdmin) }
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)

@@ -1,3 +1,4 @@
+import Appliance
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -6,6 +7,11 @@ import Scheduler
 import SDBoxCore
 
 extension Services {
+    /// Signed, expiring URLs for object keys, absolute when the base is known.
+    func signedURLs(for keys: [String], request: Request) -> [String] {
+        signedURLs(for: keys, base: urlBase(for: request))
+    }
+
     /// The base of the signed URLs answered to `request`: `publicURL`, else the request's own host.
     func urlBase(for request: Request) -> String {
         configuration.publicURL.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 } ?? request.head.authority.map { "http://\($0)" } ?? ""

@@ -1,3 +1,4 @@
+import Appliance
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -18,14 +19,14 @@ struct TaskRoutes {
             router.post(RouterPath("/\(kind.rawValue)")) { request, context in
                 var body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
                 let callback = try services.callback(taking: &body, request: request)
-                let task = try await services.submitGeneration(kind: kind, body: body, caller: context, userOptions: false, callback: callback)
+                let task = try await services.submitGeneration(kind: kind, body: body, caller: context.caller, userOptions: false, callback: callback)
                 return try await answer(task, request: request)
             }
         }
         router.post("/extra_images") { request, context in
             var body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
             let callback = try services.callback(taking: &body, request: request)
-            let task = try await services.submitPostprocessing(kind: .extraSingleImage, body: body, caller: context, callback: callback)
+            let task = try await services.submitPostprocessing(kind: .extraSingleImage, body: body, caller: context.caller, callback: callback)
             return try await answer(task, request: request)
         }
         router.get("/tasks") { request, context in
@@ -39,17 +40,17 @@ struct TaskRoutes {
             return Response.json(.object(body))
         }
         router.get("/tasks/:id") { _, context in
-            let task = try await services.task(try context.parameters.require("id"), for: context)
+            let task = try await services.task(try context.parameters.require("id"), for: context.caller)
             var body = summary(task)
             body["request"] = task.request
             return Response.json(body)
         }
         router.get("/tasks/:id/result") { request, context in
-            let task = try await services.task(try context.parameters.require("id"), for: context)
+            let task = try await services.task(try context.parameters.require("id"), for: context.caller)
             return Response.json(.object(services.resultBody(of: task, base: services.urlBase(for: request))))
         }
         router.get("/tasks/:id/thumbnails") { request, context in
-            let task = try await services.task(try context.parameters.require("id"), for: context)
+            let task = try await services.task(try context.parameters.require("id"), for: context.caller)
             var keys: [String] = []
             for image in task.result?.images ?? [] {
                 do {
@@ -64,14 +65,14 @@ struct TaskRoutes {
             ])
         }
         router.get("/tasks/:id/progress") { request, context in
-            let task = try await services.task(try context.parameters.require("id"), for: context)
+            let task = try await services.task(try context.parameters.require("id"), for: context.caller)
             var body = try await progress(of: task)
             if request.skipsCurrentImage { body["currentImage"] = "" }
             return Response.json(.object(body))
         }
         router.post("/tasks/:id/cancellation") { _, context in
             let id = try context.parameters.require("id")
-            _ = try await services.task(id, for: context)
+            _ = try await services.task(id, for: context.caller)
             guard var task = try await services.scheduler.cancel(id) else { throw APIError.taskNotFound(id) }
             if task.state == .running {
                 // The worker was interrupted; it lets go within a step.

@@ -7,7 +7,8 @@ import NIOHTTP1
 import SDBoxCore
 import Testing
 
-/// Workers slow enough to watch step by step (250 ms per step at 64x64), streams that look every 20 ms.
+/// Workers slow enough to watch step by step (500 ms per step at 64x64, so that a stall of a second on a
+/// machine loaded by the rest of the suite costs one step at most), streams that look every 20 ms.
 let watchedWorkers = """
     scheduler:
       maxInstances: 1
@@ -15,8 +16,8 @@ let watchedWorkers = """
       intervalMilliseconds: 20
     workers:
       reference:
-        stepMilliseconds: 250
-        minimumStepMilliseconds: 250
+        stepMilliseconds: 500
+        minimumStepMilliseconds: 500
     """
 
 /// Reads a Server-Sent Events stream until it ends: each event's name and JSON data.
@@ -54,7 +55,7 @@ func expectLifeStepByStep(_ events: [(name: String, data: JSONValue)], steps: In
     }
     #expect(names.filter { $0 == "started" }.count == 1, "\(names)", sourceLocation: sourceLocation)
     let seen = events.filter { $0.name == "progress" }.compactMap { $0.data["step"]?.integerValue }
-    // Each step lasts some 12 looks; on a loaded machine a look may still come late for one step, and the
+    // Each step lasts some 25 looks; on a loaded machine a look may still come late for one step, and the
     // last step may end before it is seen.
     #expect(seen.count >= steps - 2 && seen == seen.sorted() && Set(seen).count == seen.count, "\(seen)", sourceLocation: sourceLocation)
     #expect(events.contains { $0.name == "preview" && ($0.data["image"]?.stringValue?.hasPrefix("iVBORw0KGgo") ?? false) }, sourceLocation: sourceLocation)

@@ -4,6 +4,7 @@ import Logging
 import ObjectStore
 import Prometheus
 import SDBoxCore
+@testable import Appliance
 @testable import SDBoxServer
 import Scheduler
 import Storage

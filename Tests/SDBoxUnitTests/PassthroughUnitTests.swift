@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import ImageCodec
 import SDBoxCore
+@testable import Appliance
 @testable import SDBoxServer
 import Storage
 import Testing

@@ -1,3 +1,4 @@
+@testable import Appliance
 import Foundation
 import ObjectStore
 import SDBoxCore

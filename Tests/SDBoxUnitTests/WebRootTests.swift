@@ -1,4 +1,5 @@
 import Foundation
+@testable import Appliance
 @testable import SDBoxServer
 import Testing
 

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 
+@testable import Appliance
 @testable import SDBoxServer
 
 @Suite struct WebhookTargetTests {

@@ -5,13 +5,20 @@ import ServiceLifecycle
 /// Acts on what the scheduler tells (``SchedulerEvent``), in order: model states go to the registry,
 /// stored images to the thumbnail maker, finished tasks to webhook delivery. A service of its own, so the
 /// scheduler never waits for any of them.
-struct SchedulerEventHandler: Service {
+package struct SchedulerEventHandler: Service {
     let events: AsyncStream<SchedulerEvent>
     let models: ModelRegistry
     let thumbnails: ThumbnailService
     let webhooks: WebhookDelivery
 
-    func run() async {
+    package init(events: AsyncStream<SchedulerEvent>, models: ModelRegistry, thumbnails: ThumbnailService, webhooks: WebhookDelivery) {
+        self.events = events
+        self.models = models
+        self.thumbnails = thumbnails
+        self.webhooks = webhooks
+    }
+
+    package func run() async {
         for await event in events.cancelOnGracefulShutdown() {
             switch event {
             case .modelStatus(let model, let status, let error):

@@ -1,3 +1,4 @@
+import Appliance
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -8,42 +9,10 @@ import SDBoxCore
 import Scheduler
 import Storage
 
-/// An error answered to the client as JSON `{"error": ..., "detail": ...}` with its HTTP status.
-public struct APIError: HTTPResponseError, Sendable {
-    public let status: HTTPResponse.Status
-    public let error: String
-    public let detail: String
-    /// Extra fields for the body, e.g. the `taskId` of a failed task.
-    public var extra: [String: JSONValue] = [:]
-
-    public init(_ status: HTTPResponse.Status, _ error: String, detail: String = "", extra: [String: JSONValue] = [:]) {
-        self.status = status
-        self.error = error
-        self.detail = detail
-        self.extra = extra
-    }
-
+extension APIError: HTTPResponseError {
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        var body = extra
-        body["error"] = .string(error)
-        body["detail"] = .string(detail)
-        return .json(.object(body), status: status)
+        .json(body, status: status)
     }
-
-    static func badRequest(_ error: RequestValidationError) -> APIError {
-        var extra: [String: JSONValue] = [:]
-        if let field = error.field { extra["field"] = .string(field) }
-        return APIError(.badRequest, "invalid request", detail: error.message, extra: extra)
-    }
-
-    static func taskNotFound(_ id: String) -> APIError {
-        APIError(.notFound, "task not found", detail: "no task with id '\(id)'")
-    }
-}
-
-extension HTTPResponse.Status {
-    /// 507: the disk cannot hold what was sent.
-    static let insufficientStorage = Self(code: 507, reasonPhrase: "Insufficient Storage")
 }
 
 /// Turns every error a route throws into the JSON error shape, so no client ever sees an empty or

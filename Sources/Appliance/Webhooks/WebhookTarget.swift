@@ -9,7 +9,7 @@ import NIOPosix
 /// before each POST after a lookup on a pool of its own. An `http` POST then connects to the address that
 /// was checked, so the name cannot resolve elsewhere in between; an `https` one resolves it again (a
 /// private service reached that way would also have to speak TLS).
-enum WebhookTarget {
+package enum WebhookTarget {
     /// Where a webhook POST may go.
     enum Check: Equatable {
         /// To `url` (for `http`, the checked address in place of the name, with `host` as the Host header).
@@ -22,7 +22,7 @@ enum WebhookTarget {
 
     /// Why `url` may not receive webhooks, judged without a lookup: its host is a non-public address or
     /// `localhost`; nil otherwise.
-    static func refusalWithoutLookup(of url: String) -> String? {
+    package static func refusalWithoutLookup(of url: String) -> String? {
         guard let host = host(of: url) else { return nil }
         if host.lowercased() == "localhost" || host.lowercased().hasSuffix(".localhost") {
             return "\(host) is a loopback name; \(Self.rule)"

@@ -11,9 +11,9 @@ import SDBoxCore
 ///
 /// An upload that fails or is cut off leaves no file: the caller ends every upload with
 /// ``ModelFileWriter/finish()`` or ``ModelFileWriter/abort()``.
-struct ModelUpload: Sendable {
+package struct ModelUpload: Sendable {
     let type: ModelType
-    let name: String
+    package let name: String
     let folder: String
     let overwrite: Bool
     let temporaryPath: String
@@ -34,14 +34,14 @@ struct ModelUpload: Sendable {
     static func isLeftover(_ entry: String) -> Bool { entry.hasPrefix(temporaryPrefix) }
 
     /// What ``ModelFileWriter/finish()`` placed.
-    struct Placed: Sendable {
+    package struct Placed: Sendable {
         let sha256: String
         let size: Int64
         let modified: Date
     }
 
     /// Opens the temporary file for a ``ModelFileWriter``.
-    func open(limit: Int64, threadPool: NIOThreadPool) async throws -> ModelFileWriter {
+    package func open(limit: Int64, threadPool: NIOThreadPool) async throws -> ModelFileWriter {
         let path = temporaryPath
         let descriptor = try await threadPool.runIfActive { () throws -> Int32 in
             let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
@@ -78,7 +78,7 @@ struct ModelUpload: Sendable {
 ///
 /// Memory stays bounded whatever the file's size: at most two batches of ``batchBytes`` are held, one
 /// being written (on the thread pool, never on an event loop) while the next is received.
-struct ModelFileWriter {
+package struct ModelFileWriter {
     let upload: ModelUpload
     let descriptor: Int32
     let limit: Int64
@@ -99,7 +99,7 @@ struct ModelFileWriter {
     }
 
     /// Adds bytes; refuses with 413 past the limit.
-    mutating func append(_ buffer: ByteBuffer) async throws {
+    package mutating func append(_ buffer: ByteBuffer) async throws {
         size += Int64(buffer.readableBytes)
         guard size <= limit else {
             throw APIError(.contentTooLarge, "model too large", detail: "the file is over the limit of \(limit) bytes (models.maxUploadBytes)")
@@ -142,7 +142,7 @@ struct ModelFileWriter {
 
     /// Writes what is left, fsyncs, checks the file's format and moves it into place. The temporary file
     /// is gone afterwards, whatever happens.
-    mutating func finish() async throws -> ModelUpload.Placed {
+    package mutating func finish() async throws -> ModelUpload.Placed {
         let sha256: String
         do {
             try await flush()
@@ -174,7 +174,7 @@ struct ModelFileWriter {
     }
 
     /// Drops the upload: waits for a write in flight and removes the temporary file.
-    func abort() async {
+    package func abort() async {
         _ = try? await pending?.value
         let (upload, descriptor) = (self.upload, self.descriptor)
         try? await threadPool.runIfActive {

@@ -202,7 +202,7 @@ public actor ModelRegistry {
 
     /// Reserves a name for an upload: refused if the name is bad, being uploaded, or taken (unless
     /// `overwrite`).
-    func beginUpload(type: ModelType, name: String, overwrite: Bool) throws -> ModelUpload {
+    package func beginUpload(type: ModelType, name: String, overwrite: Bool) throws -> ModelUpload {
         if let problem = ModelType.problem(withName: name) {
             throw APIError(.badRequest, "invalid model name", detail: problem, extra: ["field": "name"])
         }
@@ -219,7 +219,7 @@ public actor ModelRegistry {
     }
 
     /// Records a placed upload and releases its name.
-    func finishUpload(_ upload: ModelUpload, placed: ModelUpload.Placed) async throws -> ModelRecord {
+    package func finishUpload(_ upload: ModelUpload, placed: ModelUpload.Placed) async throws -> ModelRecord {
         defer { uploading.remove(Self.key(upload.type, upload.name)) }
         let record = ModelRecord(
             type: upload.type, name: upload.name, ossPath: upload.finalPath, etag: placed.sha256, status: .unloaded,
@@ -231,13 +231,13 @@ public actor ModelRegistry {
     }
 
     /// Releases the name of an upload that failed (its temporary file is already gone).
-    func abandonUpload(_ upload: ModelUpload) {
+    package func abandonUpload(_ upload: ModelUpload) {
         uploading.remove(Self.key(upload.type, upload.name))
     }
 
     /// Registers a file already on the box (or on an NFS share) in place: a symbolic link to it in the
     /// type's folder, hashed in the background.
-    func register(type: ModelType, path: String, name: String?) async throws -> ModelRecord {
+    package func register(type: ModelType, path: String, name: String?) async throws -> ModelRecord {
         guard path.hasPrefix("/") else {
             throw APIError(.badRequest, "invalid request", detail: "field 'path' must be an absolute path", extra: ["field": "path"])
         }
@@ -270,7 +270,7 @@ public actor ModelRegistry {
     }
 
     /// Removes a model's file (or its registration link) and its record together.
-    func delete(type: ModelType, name: String) async throws {
+    package func delete(type: ModelType, name: String) async throws {
         let path = folder(of: type) + "/" + name
         guard ModelType.problem(withName: name) == nil, try await catalog.model(type, named: name) != nil || FileManager.default.fileExists(atPath: path) else {
             throw APIError(.notFound, "model not found", detail: "no \(type.rawValue) named '\(name)'")

@@ -1,6 +1,5 @@
 import Foundation
 import HTTPTypes
-import Hummingbird
 import Logging
 import NIOCore
 import ObjectStore
@@ -44,7 +43,7 @@ public struct Services: Sendable {
 extension Services {
     /// The checkpoint a user's requests use when they name none: the user's `sd_model_checkpoint`
     /// option, else the first checkpoint by name.
-    func defaultModel(for user: String) async throws -> ModelRecord {
+    package func defaultModel(for user: String) async throws -> ModelRecord {
         if let chosen = try await catalog.options(forUser: user)["sd_model_checkpoint"]?.stringValue,
             let model = try await models.resolve(chosen)
         {
@@ -61,7 +60,7 @@ extension Services {
     }
 
     /// Finds a checkpoint by any of the names A1111 accepts, rescanning the folder once when it is not known.
-    func resolveModel(_ name: String) async throws -> ModelRecord {
+    package func resolveModel(_ name: String) async throws -> ModelRecord {
         if let model = try await models.resolve(name) { return model }
         try await models.refresh()
         if let model = try await models.resolve(name) { return model }
@@ -73,8 +72,8 @@ extension Services {
     /// - Parameter userOptions: Whether to apply the user's A1111 options (`POST /sdapi/v1/options`) as
     ///   `override_settings`, as the A1111-compatible routes do.
     /// - Parameter callback: The webhook to call when the task ends.
-    func submitGeneration(
-        kind: TaskKind, body: JSONValue, caller: SDBoxRequestContext, userOptions: Bool, callback: TaskCallback? = nil
+    package func submitGeneration(
+        kind: TaskKind, body: JSONValue, caller: Caller, userOptions: Bool, callback: TaskCallback? = nil
     ) async throws -> TaskRecord {
         let user = caller.user
         let generation: GenerationRequest
@@ -112,7 +111,7 @@ extension Services {
     /// Validates a post-processing (extras) request, resolves its images, checks the size of what it
     /// would make, persists it as a task and queues it on the post-processing pool: the request's
     /// `stable_diffusion_model`, else `images.postprocessingModel`, else the caller's default checkpoint.
-    func submitPostprocessing(kind: TaskKind, body: JSONValue, caller: SDBoxRequestContext, callback: TaskCallback? = nil) async throws -> TaskRecord {
+    package func submitPostprocessing(kind: TaskKind, body: JSONValue, caller: Caller, callback: TaskCallback? = nil) async throws -> TaskRecord {
         let user = caller.user
         let extras: ExtrasRequest
         do {
@@ -167,8 +166,8 @@ extension Services {
 
     /// Persists a task of `caller` for the model's pool, with its webhook if any, and queues it. An admin's
     /// `priority` orders the task against every user's; anyone else's orders their own tasks only.
-    func enqueue(
-        kind: TaskKind, model: String, caller: SDBoxRequestContext, workerBody: JSONValue, priority: Int, callback: TaskCallback?
+    package func enqueue(
+        kind: TaskKind, model: String, caller: Caller, workerBody: JSONValue, priority: Int, callback: TaskCallback?
     ) async throws -> TaskRecord {
         let size = try admit(workerBody, of: caller.user)
         var record = TaskRecord(id: TaskID.make(), kind: kind, model: model, user: caller.user, request: workerBody, priority: priority)
@@ -211,15 +210,10 @@ extension Services {
 
     /// A task the caller may see (its own; any for an admin), or 404 (also for another user's task, so that
     /// its existence does not leak).
-    func task(_ id: String, for caller: SDBoxRequestContext) async throws -> TaskRecord {
+    package func task(_ id: String, for caller: Caller) async throws -> TaskRecord {
         guard TaskID.isWellFormed(id), let task = try await tasks.get(id), task.user == caller.user || caller.isAdmin else {
             throw APIError.taskNotFound(id)
         }
         return task
-    }
-
-    /// Signed, expiring URLs for object keys, absolute when the base is known.
-    func signedURLs(for keys: [String], request: Request) -> [String] {
-        signedURLs(for: keys, base: urlBase(for: request))
     }
 }

@@ -92,7 +92,7 @@ public struct ImageInputResolver: Sendable {
 
     /// Decodes an image file (PNG, JPEG or WebP) on the thread pool, refusing with 400 naming `field` one
     /// that is damaged, of another format, or over `images.maxPixels`.
-    func decode(_ data: Data, field: String) async throws -> (header: ImageHeader, image: PixelImage) {
+    package func decode(_ data: Data, field: String) async throws -> (header: ImageHeader, image: PixelImage) {
         let maxPixels = self.maxPixels
         return try await threadPool.runIfActive {
             do {

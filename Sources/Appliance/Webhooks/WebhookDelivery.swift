@@ -14,7 +14,7 @@ import Storage
 /// `retrySeconds`, doubling up to `maxRetrySeconds`, until `maxAttempts`; every attempt is recorded on
 /// the task. Pending deliveries are indexed in the task store, so they resume after a restart; they run
 /// in their own tasks, never in the scheduler's.
-actor WebhookDelivery: Service {
+package actor WebhookDelivery: Service {
     let tasks: TaskStore
     let settings: WebhookSettings
     let key: SymmetricKey
@@ -25,7 +25,7 @@ actor WebhookDelivery: Service {
     let dueContinuation: AsyncStream<String>.Continuation
     var delivering: Set<String> = []
 
-    init(tasks: TaskStore, settings: WebhookSettings, secret: String, logger: Logger, payload: @escaping @Sendable (TaskRecord) -> JSONValue) {
+    package init(tasks: TaskStore, settings: WebhookSettings, secret: String, logger: Logger, payload: @escaping @Sendable (TaskRecord) -> JSONValue) {
         self.tasks = tasks
         self.settings = settings
         self.key = SymmetricKey(data: Data(secret.utf8))
@@ -43,7 +43,7 @@ actor WebhookDelivery: Service {
 
     /// Resumes the deliveries a previous run left pending, then delivers webhooks as tasks end, until
     /// graceful shutdown.
-    func run() async throws {
+    package func run() async throws {
         let pending = try await tasks.pendingCallbacks().filter(\.state.isFinal)
         if !pending.isEmpty { logger.info("resuming webhook deliveries", metadata: ["count": "\(pending.count)"]) }
         for task in pending { dueContinuation.yield(task.id) }
@@ -151,7 +151,7 @@ actor WebhookDelivery: Service {
 
     /// The secret kept in `path` (its text, trimmed), making a random one (64 hex digits, readable by the
     /// owner only) when there is none.
-    static func loadOrCreateSecret(at path: String) throws -> String {
+    package static func loadOrCreateSecret(at path: String) throws -> String {
         if let data = FileManager.default.contents(atPath: path) {
             let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             if text.count >= 16 { return text }

@@ -5,7 +5,7 @@ import ServiceLifecycle
 import Storage
 
 /// What a live progress stream tells about a task.
-enum TaskEvent: Sendable, Equatable {
+package enum TaskEvent: Sendable, Equatable {
     /// Waiting for a worker: its place in its model's queue (1 = next) and the estimated seconds to done.
     case queued(position: Int, eta: Double?)
     /// Handed to a worker (attempt 1, or more after a worker was lost).
@@ -60,7 +60,7 @@ struct TaskSnapshot: Sendable, Equatable {
 /// looks at each watched task every interval (its record, its queue position, its worker's progress,
 /// once per task however many listen, all tasks at once) and gives each subscriber the events since its
 /// last look. Streams end with the task's final event, when the task is gone, or at shutdown.
-actor TaskEventHub: Service {
+package actor TaskEventHub: Service {
     struct Subscriber {
         let taskID: String
         let continuation: AsyncStream<TaskEvent>.Continuation
@@ -78,14 +78,14 @@ actor TaskEventHub: Service {
     var looking = false
     var closed = false
 
-    init(tasks: TaskStore, scheduler: Scheduler, interval: Duration) {
+    package init(tasks: TaskStore, scheduler: Scheduler, interval: Duration) {
         self.tasks = tasks
         self.scheduler = scheduler
         self.interval = interval
     }
 
     /// The events of a task, from where it stands now to its final event.
-    func subscribe(_ taskID: String) -> AsyncStream<TaskEvent> {
+    package func subscribe(_ taskID: String) -> AsyncStream<TaskEvent> {
         let (stream, continuation) = AsyncStream.makeStream(of: TaskEvent.self, bufferingPolicy: .bufferingNewest(256))
         guard !closed else {
             continuation.finish()
@@ -160,7 +160,7 @@ actor TaskEventHub: Service {
     // MARK: Service
 
     /// Ends every stream at graceful shutdown, so that open streams do not hold the server up.
-    func run() async throws {
+    package func run() async throws {
         try? await gracefulShutdown()
         closed = true
         for subscriber in subscribers.values { subscriber.continuation.finish() }
