@@ -60,17 +60,6 @@ public struct ObjectStore: Sendable {
         self.threadPool = threadPool
     }
 
-    /// The key for output image `index` (1-based) of a task.
-    public static func imageKey(user: String, taskID: String, index: Int) -> String {
-        "images/\(user)/\(taskID)_\(index).png"
-    }
-
-    /// The key of the JPEG thumbnail of an image: `images/<user>/<name>.png` → `thumbnails/<user>/<name>.jpg`.
-    public static func thumbnailKey(forImage key: String) -> String {
-        let withoutFolder = key.hasPrefix("images/") ? String(key.dropFirst("images/".count)) : key
-        return "thumbnails/" + (withoutFolder as NSString).deletingPathExtension + ".jpg"
-    }
-
     /// Checks a key and returns the file path it names.
     public func path(for key: String) throws(ObjectStoreError) -> String {
         let components = key.split(separator: "/", omittingEmptySubsequences: false)

@@ -23,6 +23,12 @@ public enum ModelType: String, Codable, Sendable, CaseIterable {
         }
     }
 
+    /// The folder of this type in a models folder laid out as A1111's (`<root>/Stable-diffusion`, ...).
+    public func folder(in modelsFolder: String) -> String { modelsFolder + "/" + folderName }
+
+    /// The file of model `name` of this type in a models folder.
+    public func path(of name: String, in modelsFolder: String) -> String { folder(in: modelsFolder) + "/" + name }
+
     /// File extensions accepted for every type.
     public static let extensions: Set<String> = ["safetensors", "ckpt", "pt", "pth", "bin"]
 

@@ -334,7 +334,7 @@ public actor Scheduler: Service {
             planner.workerGone(id)
             return
         }
-        let checkpoint = "\(configuration.modelsDirectory)/\(ModelType.stableDiffusion.folderName)/\(model)"
+        let checkpoint = ModelType.stableDiffusion.path(of: model, in: configuration.modelsDirectory)
         let values = WorkerLaunchProfile.placeholders(
             port: port, checkpoint: checkpoint, modelsDirectory: configuration.modelsDirectory,
             dataDirectory: configuration.dataDirectory, executablePath: configuration.executablePath

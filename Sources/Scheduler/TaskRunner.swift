@@ -380,7 +380,7 @@ public final class TaskRunner: Sendable {
                 guard let data = Data(base64Encoded: image, options: .ignoreUnknownCharacters) else {
                     throw WorkerCallError.rejected(status: 200, detail: "image \(index + 1) is not valid base64")
                 }
-                let key = ObjectStore.imageKey(user: task.user, taskID: task.id, index: index + 1)
+                let key = ObjectKey.image(user: task.user, taskID: task.id, index: index + 1)
                 try await objects.put(data, key: key)
                 keys.append(key)
             }

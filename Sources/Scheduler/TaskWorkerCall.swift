@@ -36,18 +36,18 @@ enum PassthroughResult {
         let type = answer.contentType?.lowercased() ?? ""
         if type.contains("json"), let json = try? JSONValue(parsing: answer.body) {
             let (response, images) = EmbeddedImages.extract(from: json) { index, fileExtension in
-                "images/\(task.user)/\(task.id)_\(index).\(fileExtension)"
+                ObjectKey.image(user: task.user, taskID: task.id, index: index, fileExtension: fileExtension)
             }
             for image in images { try await objects.put(image.data, key: image.key) }
             result.images = images.map(\.key)
             result.response = response
         } else if type.hasPrefix("image/"), let fileExtension = EmbeddedImages.fileExtension(of: answer.body) {
-            let key = "images/\(task.user)/\(task.id)_1.\(fileExtension)"
+            let key = ObjectKey.image(user: task.user, taskID: task.id, index: 1, fileExtension: fileExtension)
             try await objects.put(answer.body, key: key)
             result.images = [key]
             result.bodyKey = key
         } else {
-            let key = "responses/\(task.user)/\(task.id)"
+            let key = ObjectKey.response(user: task.user, taskID: task.id)
             try await objects.put(answer.body, key: key)
             result.bodyKey = key
         }

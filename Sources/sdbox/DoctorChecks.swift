@@ -94,7 +94,7 @@ struct DoctorChecks: Sendable {
         var counts: [String] = []
         var checkpoints = 0
         for type in ModelType.allCases {
-            let files = ((try? FileManager.default.contentsOfDirectory(atPath: root + "/" + type.folderName)) ?? [])
+            let files = ((try? FileManager.default.contentsOfDirectory(atPath: type.folder(in: root))) ?? [])
                 .filter { ModelType.problem(withName: $0) == nil }
             if type == .stableDiffusion { checkpoints = files.count }
             if !files.isEmpty { counts.append("\(files.count) \(type.rawValue)") }
@@ -155,7 +155,7 @@ struct DoctorChecks: Sendable {
         // Start one worker on a checkpoint, as the scheduler would.
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("sdbox-doctor-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: scratch) }
-        let models = data + "/models/" + ModelType.stableDiffusion.folderName
+        let models = ModelType.stableDiffusion.folder(in: data + "/models")
         var checkpoint = ((try? FileManager.default.contentsOfDirectory(atPath: models)) ?? [])
             .filter { ModelType.problem(withName: $0) == nil }.sorted().first.map { models + "/" + $0 }
         if checkpoint == nil && template.isReferenceWorker {

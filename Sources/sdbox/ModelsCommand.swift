@@ -1,6 +1,7 @@
 import Appliance
 import ArgumentParser
 import Foundation
+import SDBoxCore
 import SDBoxServer
 
 /// `sdbox models`: model files.
@@ -48,7 +49,7 @@ struct MakeTestCheckpoint: ParsableCommand {
         guard FileManager.default.isExecutableFile(atPath: tool) else {
             throw ValidationError("\(tool) not found: install the sdcpp worker first (workers/sdcpp/install.sh \(venv ?? data + "/sdcpp-venv"))")
         }
-        let file = output ?? data + (upscaler ? "/models/ESRGAN/esrgan-noise-x4.safetensors" : "/models/Stable-diffusion/sdxs-noise.safetensors")
+        let file = output ?? (upscaler ? ModelType.upscaler.path(of: "esrgan-noise-x4.safetensors", in: data + "/models") : ModelType.stableDiffusion.path(of: "sdxs-noise.safetensors", in: data + "/models"))
         try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: tool)

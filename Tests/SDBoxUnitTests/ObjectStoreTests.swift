@@ -52,6 +52,6 @@ import Testing
     }
 
     @Test func imageKeysFollowTheOriginalLayout() {
-        #expect(ObjectStore.imageKey(user: "admin", taskID: "1HmyrbhBJD", index: 1) == "images/admin/1HmyrbhBJD_1.png")
+        #expect(ObjectKey.image(user: "admin", taskID: "1HmyrbhBJD", index: 1) == "images/admin/1HmyrbhBJD_1.png")
     }
 }

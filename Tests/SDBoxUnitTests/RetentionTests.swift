@@ -22,9 +22,9 @@ import Testing
     func task(createdAt: Date, finished: Bool = true) async throws -> TaskRecord {
         let task = try await tasks.insert(TaskRecord(id: TaskID.make(), kind: .txt2img, model: "m", user: "default", request: [:], createdAt: createdAt))
         guard finished else { return task }
-        let image = ObjectStore.imageKey(user: "default", taskID: task.id, index: 1)
+        let image = ObjectKey.image(user: "default", taskID: task.id, index: 1)
         try await objects.put(Data("png".utf8), key: image)
-        try await objects.put(Data("jpg".utf8), key: ObjectStore.thumbnailKey(forImage: image))
+        try await objects.put(Data("jpg".utf8), key: ObjectKey.thumbnail(ofImage: image))
         try await tasks.update(task.id) { $0.state = .running }
         return try await tasks.update(task.id) {
             $0.state = .succeeded
@@ -44,7 +44,7 @@ import Testing
         #expect(report == RetentionSweeper.Report(tasks: 1, images: 1, inputs: 0))
         #expect(try await tasks.get(old.id) == nil)
         #expect(try await !objects.exists(old.result!.images[0]))
-        #expect(try await !objects.exists(ObjectStore.thumbnailKey(forImage: old.result!.images[0])))
+        #expect(try await !objects.exists(ObjectKey.thumbnail(ofImage: old.result!.images[0])))
         #expect(try await tasks.get(oldButRunning.id)?.state == .queued)
         #expect(try await tasks.get(recent.id) != nil)
         #expect(try await objects.exists(recent.result!.images[0]))
@@ -130,7 +130,7 @@ import Testing
     }
 
     @Test func thumbnailKeysMirrorImageKeys() {
-        #expect(ObjectStore.thumbnailKey(forImage: "images/admin/1HmyrbhBJD_2.png") == "thumbnails/admin/1HmyrbhBJD_2.jpg")
+        #expect(ObjectKey.thumbnail(ofImage: "images/admin/1HmyrbhBJD_2.png") == "thumbnails/admin/1HmyrbhBJD_2.jpg")
     }
 }
 

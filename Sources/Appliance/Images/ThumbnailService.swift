@@ -47,7 +47,7 @@ public struct ThumbnailService: Service {
 
     /// The key of an image's thumbnail, made now if it does not exist yet.
     public func thumbnail(for imageKey: String) async throws -> String {
-        let key = ObjectStore.thumbnailKey(forImage: imageKey)
+        let key = ObjectKey.thumbnail(ofImage: imageKey)
         if try await objects.exists(key) { return key }
         let source = try await objects.get(imageKey)
         let (side, quality) = (longestSide, self.quality)

@@ -29,12 +29,12 @@ public actor ModelRegistry {
         self.logger = logger
         self.threadPool = threadPool
         for type in ModelType.allCases {
-            try FileManager.default.createDirectory(atPath: root + "/" + type.folderName, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: type.folder(in: root), withIntermediateDirectories: true)
         }
     }
 
     /// The folder of a model type.
-    public nonisolated func folder(of type: ModelType) -> String { root + "/" + type.folderName }
+    public nonisolated func folder(of type: ModelType) -> String { type.folder(in: root) }
 
     /// Writes the demo checkpoint when the checkpoint folder holds none, so a first request works.
     /// Returns whether it did.
@@ -83,7 +83,7 @@ public actor ModelRegistry {
         let files: [FileFacts] = try await threadPool.runIfActive {
             var files: [FileFacts] = []
             for type in ModelType.allCases {
-                let directory = root + "/" + type.folderName
+                let directory = type.folder(in: root)
                 for name in try FileManager.default.contentsOfDirectory(atPath: directory) {
                     if ModelUpload.isLeftover(name) {
                         if removeLeftovers { unlink(directory + "/" + name) }

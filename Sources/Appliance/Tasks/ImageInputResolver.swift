@@ -110,7 +110,7 @@ public struct ImageInputResolver: Sendable {
 
     /// The prefixes under which a user's requests may name stored images.
     static func allowedPrefixes(user: String) -> [String] {
-        ["inputs/\(user)/", "images/\(user)/"]
+        [ObjectKey.inputs(of: user), ObjectKey.images(of: user)]
     }
 
     func storedImage(_ key: String, field: String, user: String) async throws -> Data {

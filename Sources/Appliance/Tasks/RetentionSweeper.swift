@@ -76,7 +76,7 @@ public struct RetentionSweeper: Service {
             for task in old {
                 for image in task.result?.images ?? [] {
                     try await objects.delete(image)
-                    try await objects.delete(ObjectStore.thumbnailKey(forImage: image))
+                    try await objects.delete(ObjectKey.thumbnail(ofImage: image))
                     report.images += 1
                 }
             }

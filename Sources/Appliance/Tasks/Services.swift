@@ -59,6 +59,13 @@ extension Services {
         return first
     }
 
+    /// The checkpoint a request of `user` runs on: the one it names (by any name A1111 accepts; 404 when
+    /// there is none), else the user's default.
+    package func model(named name: String?, for user: String) async throws -> ModelRecord {
+        if let name, !name.isEmpty { return try await resolveModel(name) }
+        return try await defaultModel(for: user)
+    }
+
     /// Finds a checkpoint by any of the names A1111 accepts, rescanning the folder once when it is not known.
     package func resolveModel(_ name: String) async throws -> ModelRecord {
         if let model = try await models.resolve(name) { return model }
@@ -90,12 +97,7 @@ extension Services {
                 extra: ["field": "width"]
             )
         }
-        let model: ModelRecord
-        if let name = generation.model {
-            model = try await resolveModel(name)
-        } else {
-            model = try await defaultModel(for: user)
-        }
+        let model = try await model(named: generation.model, for: user)
         var workerBody = try await inputs.resolveGeneration(generation.workerBody, user: user)
         if userOptions {
             let options = try await catalog.options(forUser: user).filter { !Self.checkpointOptions.contains($0.key) }
@@ -131,12 +133,7 @@ extension Services {
                 ))
             }
         }
-        let model: ModelRecord
-        if let name = extras.model ?? configuration.images.postprocessingModel {
-            model = try await resolveModel(name)
-        } else {
-            model = try await defaultModel(for: user)
-        }
+        let model = try await model(named: extras.model ?? configuration.images.postprocessingModel, for: user)
         return try await enqueue(kind: kind, model: model.name, caller: caller, workerBody: workerBody, priority: extras.priority, callback: callback)
     }
 

@@ -85,12 +85,3 @@ extension Services {
         return TaskCallback(url: url, baseURL: urlBase(for: request))
     }
 }
-
-extension HTTPField.Name {
-    /// Where to POST a task's result when it ends.
-    static let callbackURL = Self("X-Callback-URL")!
-    /// The checkpoint whose worker takes a passthrough call.
-    static let sdModel = Self("X-SD-Model")!
-    /// The task a `Task-Flag` call was persisted as.
-    static let taskID = Self("Task-Id")!
-}

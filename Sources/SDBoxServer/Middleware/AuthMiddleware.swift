@@ -93,7 +93,3 @@ final class RateLimiter: Sendable {
         }
     }
 }
-
-extension HTTPField.Name {
-    static let apiKey = Self("X-API-Key")!
-}

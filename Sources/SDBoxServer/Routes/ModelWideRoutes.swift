@@ -62,8 +62,7 @@ struct ModelWideRoutes {
     func model(of request: Request, context: SDBoxRequestContext) async throws -> String {
         let body = try? await request.body.collect(upTo: 64 << 10)
         let named = request.headers[.sdModel] ?? body.flatMap { try? JSONValue(parsing: $0.readableBytesView) }?["stable_diffusion_model"]?.stringValue
-        if let named, !named.isEmpty { return try await services.resolveModel(named).name }
-        return try await services.defaultModel(for: context.user).name
+        return try await services.model(named: named, for: context.user).name
     }
 
     /// POSTs `path` to each worker, logging the ones that fail (a worker without the endpoint answers 404).

@@ -94,8 +94,8 @@ struct ObjectRoutes {
     /// `inputs/<user>/<random id>.<format's extension>`.
     func storeInput(_ data: Data, key requested: String?, user: String) async throws -> Response {
         let (header, _) = try await services.inputs.decode(data, field: "file")
-        let key = requested ?? "inputs/\(user)/\(TaskID.make()).\(header.format.fileExtension)"
-        let prefix = "inputs/\(user)/"
+        let key = requested ?? ObjectKey.input(user: user, name: "\(TaskID.make()).\(header.format.fileExtension)")
+        let prefix = ObjectKey.inputs(of: user)
         guard key.hasPrefix(prefix), key.count > prefix.count else {
             throw APIError(.forbidden, "key not allowed", detail: "uploaded images go under \(prefix), not '\(key)'")
         }

@@ -39,11 +39,10 @@ struct PassthroughCall {
     let model: String?
 
     /// Headers that are never forwarded (RFC 9110 hop-by-hop headers and those sdbox sets or owns).
-    static let dropped: Set<String> = [
+    static let dropped: Set<String> = Set([
         "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te", "trailer",
         "transfer-encoding", "upgrade", "expect", "host", "content-length", "authorization",
-        "request-type", "task-flag", "x-sd-model", "x-callback-url",
-    ]
+    ] + HTTPField.Name.sdboxRequestHeaders.map(\.canonicalName))
 
     /// Reads the call to `path` (the request's own, as ``WorkerPath`` read it); a JSON body is read up to
     /// `limit` bytes (413 over it).

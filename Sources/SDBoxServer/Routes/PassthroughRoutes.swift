@@ -87,11 +87,12 @@ struct PassthroughRoutes {
     /// The checkpoint whose worker takes a call: the one it names, else the caller's chosen default, else
     /// the model of the most recently used warm worker, else the first checkpoint.
     func model(named name: String?, user: String) async throws -> String {
-        if let name { return try await services.resolveModel(name).name }
-        if try await services.catalog.options(forUser: user)["sd_model_checkpoint"] == nil, let warm = await services.scheduler.warmModels().first {
+        if name == nil, try await services.catalog.options(forUser: user)["sd_model_checkpoint"] == nil,
+            let warm = await services.scheduler.warmModels().first
+        {
             return warm
         }
-        return try await services.defaultModel(for: user).name
+        return try await services.model(named: name, for: user).name
     }
 
     /// Forwards a plain call and streams the worker's answer back. A GET tries a warm worker first (a

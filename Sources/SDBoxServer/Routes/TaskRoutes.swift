@@ -139,11 +139,6 @@ struct TaskRoutes {
     }
 }
 
-extension HTTPField.Name {
-    static let requestType = Self("Request-Type")!
-    static let taskFlag = Self("Task-Flag")!
-}
-
 extension Request {
     /// Whether the caller asked for progress without the live preview (`?skip_current_image=true`, as A1111).
     var skipsCurrentImage: Bool {
