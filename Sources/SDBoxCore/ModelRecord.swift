@@ -95,7 +95,7 @@ public struct ModelRecord: Codable, Sendable, Equatable {
 }
 
 /// A worker pool for one checkpoint: the original's per-model "function" (`sd_<hash>`), with its settings.
-public struct FunctionRecord: Codable, Sendable, Equatable {
+public struct PoolRecord: Codable, Sendable, Equatable {
     /// `sd_` followed by 16 hex digits of the sha256 of the model's file name.
     public var functionName: String
     /// The checkpoint's file name.

@@ -44,7 +44,7 @@ public actor Scheduler: Service {
 
     var planner: DispatchPlanner
     var handles: [Int: WorkerHandle] = [:]
-    /// Each pool's own settings, as stored in its function record.
+    /// Each pool's own settings, as stored in its pool record.
     var poolSettings: [String: PoolSettings] = [:]
     var models: [String: ModelHistory] = [:]
     /// Workers lent to calls that are not tasks, and the calls waiting for one (see ``lease(model:user:)``).
@@ -82,7 +82,7 @@ public actor Scheduler: Service {
         }
         let reaped = WorkerReaper.reap(in: configuration.runDirectory)
         if !reaped.isEmpty { logger.warning("killed workers left by a previous run", metadata: ["pids": "\(reaped)"]) }
-        for function in try await catalog.functions() { apply(function.settings, to: function.model) }
+        for function in try await catalog.pools() { apply(function.settings, to: function.model) }
         try await recover()
         let (stream, continuation) = AsyncStream.makeStream(of: Job.self)
         jobs = continuation
@@ -230,7 +230,7 @@ public actor Scheduler: Service {
         planner.workers.values.compactMap { worker -> WorkerInfo? in
             guard let handle = handles[worker.id] else { return nil }
             return WorkerInfo(
-                id: worker.id, model: worker.model, function: FunctionRecord.name(forModel: worker.model), gpu: worker.gpu,
+                id: worker.id, model: worker.model, function: PoolRecord.name(forModel: worker.model), gpu: worker.gpu,
                 gpuMemoryMiB: worker.memoryMiB, port: handle.process.port, pid: handle.process.processID, state: worker.state,
                 since: handle.since, tasksServed: handle.tasksServed, taskId: worker.taskID.flatMap { leases[$0] == nil ? $0 : nil }
             )
@@ -258,13 +258,13 @@ public actor Scheduler: Service {
         configuration.effectiveSettings(poolSettings[model] ?? PoolSettings())
     }
 
-    /// Checks a pool's new settings, persists them in its function record and applies them.
-    public func configurePool(model: String, settings: PoolSettings) async throws -> FunctionRecord {
+    /// Checks a pool's new settings, persists them in its pool record and applies them.
+    public func configurePool(model: String, settings: PoolSettings) async throws -> PoolRecord {
         let effective = configuration.effectiveSettings(settings)
         if let profile = effective.profile, configuration.profiles[profile] == nil {
             throw PoolSettingsError("unknown launch profile '\(profile)'; known: \(configuration.profiles.keys.sorted().joined(separator: ", "))")
         }
-        let record = try await catalog.updateFunction(model: model) { $0.settings = settings }
+        let record = try await catalog.updatePool(model: model) { $0.settings = settings }
         apply(settings, to: model)
         dispatch()
         return record
@@ -275,11 +275,11 @@ public actor Scheduler: Service {
         planner.queuedCount(model: model) > 0 || runner.isRunning(model: model) || leasedWorkers(model: model) > 0
     }
 
-    /// Deletes a pool: its queued tasks fail with `reason`, idle workers stop, and its function record
+    /// Deletes a pool: its queued tasks fail with `reason`, idle workers stop, and its pool record
     /// goes. Busy workers stop when their task ends, or at once with `stopRunning` (their tasks then fail
     /// with `reason` too). A later task for the model starts a new pool.
     public func removePool(model: String, reason: String, stopRunning: Bool = false) async throws {
-        try await catalog.removeFunction(model: model)
+        try await catalog.removePool(model: model)
         poolSettings[model] = nil
         planner.policies[model] = nil
         await failQueued(planner.removeAll(model: model), reason: reason)

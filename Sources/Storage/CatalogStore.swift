@@ -1,7 +1,7 @@
 import Foundation
 import SDBoxCore
 
-/// Persistent models, per-model functions and per-user settings.
+/// Persistent models, per-model pools (the original's functions) and per-user settings.
 public struct CatalogStore: Sendable {
     let database: Database
 
@@ -23,58 +23,58 @@ public struct CatalogStore: Sendable {
         }
     }
 
-    /// Writes a model record and makes sure its function record exists.
+    /// Writes a model record and makes sure its pool record exists.
     public func save(_ model: ModelRecord) async throws {
         try await database.write { txn, tables in
             try txn.put(tables.models, key: Self.modelKey(model.type, model.name), value: RecordCoding.encode(model))
             if model.type == .stableDiffusion {
-                let function = FunctionRecord(model: model.name)
+                let function = PoolRecord(model: model.name)
                 try txn.put(tables.functions, key: function.functionName, value: RecordCoding.encode(function), overwrite: false)
             }
         }
     }
 
-    /// Removes a model record and its function record.
+    /// Removes a model record and its pool record.
     public func removeModel(_ type: ModelType, named name: String) async throws {
         try await database.write { txn, tables in
             try txn.delete(tables.models, key: Self.modelKey(type, name))
-            try txn.delete(tables.functions, key: FunctionRecord.name(forModel: name))
+            try txn.delete(tables.functions, key: PoolRecord.name(forModel: name))
         }
     }
 
-    // MARK: Functions
+    // MARK: Pools (the original's "functions")
 
-    public func functions() async throws -> [FunctionRecord] {
-        try await database.read { txn, tables in try txn.records(FunctionRecord.self, in: tables.functions) }
+    public func pools() async throws -> [PoolRecord] {
+        try await database.read { txn, tables in try txn.records(PoolRecord.self, in: tables.functions) }
     }
 
-    /// Changes a model's function record, creating it first if it is missing, and returns it.
-    public func updateFunction(model: String, _ change: @escaping @Sendable (inout FunctionRecord) -> Void) async throws -> FunctionRecord {
+    /// Changes a model's pool record, creating it first if it is missing, and returns it.
+    public func updatePool(model: String, _ change: @escaping @Sendable (inout PoolRecord) -> Void) async throws -> PoolRecord {
         try await database.write { txn, tables in
-            let key = FunctionRecord.name(forModel: model)
-            var function = try txn.record(FunctionRecord.self, in: tables.functions, key: key) ?? FunctionRecord(model: model)
+            let key = PoolRecord.name(forModel: model)
+            var function = try txn.record(PoolRecord.self, in: tables.functions, key: key) ?? PoolRecord(model: model)
             change(&function)
             try txn.put(tables.functions, key: key, value: RecordCoding.encode(function))
             return function
         }
     }
 
-    /// Makes sure a model has a function record (a deleted pool comes back with default settings when
+    /// Makes sure a model has a pool record (a deleted pool comes back with default settings when
     /// its model is used again).
-    public func ensureFunction(model: String) async throws {
-        let key = FunctionRecord.name(forModel: model)
+    public func ensurePool(model: String) async throws {
+        let key = PoolRecord.name(forModel: model)
         let exists = try await database.read { txn, tables in try txn.get(tables.functions, key: key) != nil }
         if exists { return }
         _ = try await database.write { txn, tables in
-            try txn.put(tables.functions, key: key, value: RecordCoding.encode(FunctionRecord(model: model)), overwrite: false)
+            try txn.put(tables.functions, key: key, value: RecordCoding.encode(PoolRecord(model: model)), overwrite: false)
         }
     }
 
-    /// Removes a model's function record; false if there was none.
+    /// Removes a model's pool record; false if there was none.
     @discardableResult
-    public func removeFunction(model: String) async throws -> Bool {
+    public func removePool(model: String) async throws -> Bool {
         try await database.write { txn, tables in
-            try txn.delete(tables.functions, key: FunctionRecord.name(forModel: model))
+            try txn.delete(tables.functions, key: PoolRecord.name(forModel: model))
         }
     }
 

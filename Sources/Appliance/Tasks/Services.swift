@@ -172,7 +172,7 @@ extension Services {
         record.callback = callback
         let task: TaskRecord
         do {
-            try await catalog.ensureFunction(model: model)
+            try await catalog.ensurePool(model: model)
             task = try await tasks.insert(record)
         } catch {
             scheduler.runner.usage.withdraw(user: caller.user, bytes: size)

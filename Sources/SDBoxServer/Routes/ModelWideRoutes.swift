@@ -42,7 +42,7 @@ struct ModelWideRoutes {
         api.post("reload-checkpoint") { request, context in
             let model = try await model(of: request, context: context)
             if await services.scheduler.warmWorkerPort(model: model) == nil {
-                try await services.catalog.ensureFunction(model: model)
+                try await services.catalog.ensurePool(model: model)
                 do {
                     try await services.scheduler.lease(model: model, user: context.user).release()
                 } catch let error as LeaseError {

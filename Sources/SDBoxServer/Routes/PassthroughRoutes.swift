@@ -104,7 +104,7 @@ struct PassthroughRoutes {
             return relay(response, lease: nil)
         }
         // A worker starts as a task's would, in the model's pool.
-        try await services.catalog.ensureFunction(model: model)
+        try await services.catalog.ensurePool(model: model)
         let lease: WorkerLease
         do {
             lease = try await services.scheduler.lease(model: model, user: user)

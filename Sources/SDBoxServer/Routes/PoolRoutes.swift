@@ -15,7 +15,7 @@ struct PoolRoutes {
         router.get("/list/sdapi/functions") { _, _ in
             try await services.models.refresh()
             var functions: [JSONValue] = []
-            for function in try await services.catalog.functions().sorted(by: { $0.model < $1.model }) {
+            for function in try await services.catalog.pools().sorted(by: { $0.model < $1.model }) {
                 let settings = await services.scheduler.settings(ofPool: function.model)
                 functions.append([
                     "functionName": .string(function.functionName), "model": .string(function.model),
@@ -55,7 +55,7 @@ struct PoolRoutes {
         if let models = update.models {
             names = models
         } else {
-            names = try await services.catalog.functions().map(\.model).sorted()
+            names = try await services.catalog.pools().map(\.model).sorted()
         }
         var failed: [JSONValue] = []
         var messages: [JSONValue] = []
@@ -65,11 +65,11 @@ struct PoolRoutes {
                 guard let model = try await services.models.resolve(name) else {
                     throw PoolSettingsError("no checkpoint named '\(name)'")
                 }
-                let current = try await services.catalog.functions().first { $0.model == model.name }?.settings ?? PoolSettings()
+                let current = try await services.catalog.pools().first { $0.model == model.name }?.settings ?? PoolSettings()
                 let function = try await services.scheduler.configurePool(model: model.name, settings: update.applied(to: current))
                 updated.append(.string(function.functionName))
             } catch {
-                failed.append(.string(FunctionRecord.name(forModel: name)))
+                failed.append(.string(PoolRecord.name(forModel: name)))
                 messages.append(.string("\(name): \(error)"))
             }
         }
@@ -90,7 +90,7 @@ struct PoolRoutes {
         guard let names = body["functions"]?.arrayValue?.compactMap(\.stringValue), !names.isEmpty else {
             throw APIError(.badRequest, "invalid request", detail: "field 'functions' must be a non-empty array of function names", extra: ["field": "functions"])
         }
-        let functions = try await services.catalog.functions()
+        let functions = try await services.catalog.pools()
         var fails: [JSONValue] = []
         for name in names {
             guard let function = functions.first(where: { $0.functionName == name || $0.model == name }) else {
