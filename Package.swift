@@ -186,6 +186,7 @@ let package = Package(
             name: "SDBoxUnitTests",
             dependencies: [
                 "SDBoxCore", "ImageCodec", "Storage", "ObjectStore", "Scheduler", "Appliance", "SDBoxServer", "ReferenceWorker",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings
         ),

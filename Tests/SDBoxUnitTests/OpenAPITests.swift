@@ -13,27 +13,8 @@ import Testing
 /// `/openapi.json` stays true: every route the router has is in it, and nothing else is.
 @Suite struct OpenAPITests {
     @Test func everyRouteIsDescribed() async throws {
-        let directory = try TemporaryDirectory()
-        let logger = Logger(label: "test")
-        let database = try Database(path: directory.path + "/db")
-        let tasks = TaskStore(database: database)
-        let catalog = CatalogStore(database: database)
-        let objects = try ObjectStore(root: directory.path + "/objects")
-        let scheduler = Scheduler(
-            configuration: SchedulerConfiguration(dataDirectory: directory.path, executablePath: "/bin/false"),
-            inventory: GPUInventory(gpus: [], cpuSlots: 1, source: .none), tasks: tasks, catalog: catalog, objects: objects,
-            client: HTTPWorkerClient(), logger: logger
-        )
-        let configuration = ServerConfiguration()
-        let services = Services(
-            configuration: configuration, tasks: tasks, catalog: catalog,
-            models: try ModelRegistry(catalog: catalog, modelsDirectory: directory.path + "/models", logger: logger),
-            scheduler: scheduler, objects: objects, signer: URLSigner(secret: Data(repeating: 1, count: 32)),
-            keys: KeyStore(database: database), logger: logger, inputs: ImageInputResolver(objects: objects, maxPixels: 1 << 20),
-            thumbnails: ThumbnailService(objects: objects, longestSide: 256, quality: 85, logger: logger)
-        )
-        let events = TaskEventHub(tasks: tasks, scheduler: scheduler, interval: .seconds(1))
-        let router = SDBoxApplication.router(services: services, events: events, metrics: PrometheusCollectorRegistry(), webRoot: nil)
+        let bench = try RouterBench()
+        let (router, configuration) = (bench.router, bench.configuration)
         // Route patterns in OpenAPI's notation: `:id` and `{id}` become `{id}`, the object catch-all `{key}`,
         // passthrough catch-alls `{path}`.
         func normalized(_ path: String) -> String {

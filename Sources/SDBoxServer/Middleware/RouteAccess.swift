@@ -5,7 +5,7 @@ import HTTPTypes
 /// `endpointPath`, e.g. `/admin/keys/{id}`), which is the same whatever spelling of the path reached it
 /// (`//admin/keys`, `/admin/keys/`, `/x/../admin/keys` after the router's own reading). Requests that
 /// match no route (static files under `/web`, or a 404) are judged as such.
-enum RouteAccess: Equatable {
+enum RouteAccess: Hashable {
     /// Anyone, without a key: health, the OpenAPI document, signed object URLs and the web pages.
     case `public`
     /// Any valid key (or none, when keys are not required).

@@ -1,0 +1,73 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import SDBoxCore
+import Testing
+
+@testable import Appliance
+@testable import SDBoxServer
+
+/// The routes' contracts, in process: statuses and the JSON error shape for what a client gets wrong, and
+/// who may call each route.
+@Suite struct RouteContractTests {
+    /// Sends one request through the router and returns the status and the JSON answer.
+    func answer(_ bench: RouterBench, _ method: HTTPRequest.Method, _ uri: String, body: String? = nil) async throws -> (HTTPResponse.Status, JSONValue) {
+        try await Application(router: bench.router).test(.router) { client in
+            try await client.execute(uri: uri, method: method, body: body.map { ByteBuffer(string: $0) }) { response in
+                (response.status, (try? JSONValue(parsing: response.body.readableBytesView)) ?? .null)
+            }
+        }
+    }
+
+    @Test func clientMistakesGetTheirStatusAndAJSONError() async throws {
+        let bench = try RouterBench()
+        let cases: [(HTTPRequest.Method, String, String?, HTTPResponse.Status)] = [
+            (.post, "/txt2img", "{not json", .badRequest),
+            (.post, "/txt2img", #"{"steps": 0}"#, .badRequest),
+            (.post, "/txt2img", #"{"prompt": 7}"#, .badRequest),
+            (.post, "/txt2img", "{\"comments\": " + String(repeating: "[", count: 100) + String(repeating: "]", count: 100) + "}", .badRequest),
+            (.get, "/tasks/nosuchtask/result", nil, .notFound),
+            (.get, "/tasks/../result", nil, .notFound),
+            (.post, "/sdapi/v1/server-kill", "{}", .forbidden),
+            (.post, "/sdapi/v1/%73erver-kill", "{}", .forbidden),
+            (.post, "/sdapi/v1/train/embedding", "{}", .notFound),
+            (.get, "/sdapi/v1/x/%zz", nil, .badRequest),
+            (.post, "/sdapi/v1/png-info", #"{"picture": "x"}"#, .badRequest),
+        ]
+        for (method, uri, body, status) in cases {
+            let (got, json) = try await answer(bench, method, uri, body: body)
+            #expect(got == status, "\(method) \(uri): \(got) \(json)")
+            #expect(json["error"]?.stringValue?.isEmpty == false && json["detail"] != nil, "\(method) \(uri): \(json)")
+        }
+    }
+
+    @Test func publicRoutesAnswerWithoutAKeyAndNoOthersDo() async throws {
+        var configuration = ServerConfiguration()
+        configuration.requireAPIKeys = true
+        let bench = try RouterBench(configuration: configuration)
+        #expect(try await answer(bench, .get, "/healthz").0 == .ok)
+        #expect(try await answer(bench, .get, "/openapi.json").0 == .ok)
+        for (method, uri) in [(HTTPRequest.Method.get, "/tasks"), (.post, "/txt2img"), (.get, "//admin/keys"), (.get, "/metrics"), (.post, "/healthz")] {
+            let (status, json) = try await answer(bench, method, uri, body: "{}")
+            #expect(status == .unauthorized && json["error"] == "API key required", "\(method) \(uri): \(status)")
+        }
+    }
+
+    @Test func everyRouteHasTheAccessItsPathSays() throws {
+        let bench = try RouterBench()
+        var counts: [RouteAccess: Int] = [:]
+        for route in bench.router.routes {
+            let path = "\(route.path)"
+            let access = RouteAccess(route: path, method: route.method)
+            counts[access, default: 0] += 1
+            if path.hasPrefix("/admin/") || ["/workers", "/metrics", "/batch_update_sd_resource", "/del/sd/functions", "/list/sdapi/functions"].contains(path) {
+                #expect(access == .admin, "\(route.method) \(path)")
+            }
+            if access == .public {
+                #expect(route.method == .get && ["/", "/healthz", "/readyz", "/openapi.json", "/objects/**"].contains(path), "\(route.method) \(path) is public")
+            }
+        }
+        #expect(counts[.public] == 5, "\(counts)")
+        #expect((counts[.admin] ?? 0) > 15 && (counts[.user] ?? 0) > 20, "\(counts)")
+    }
+}
