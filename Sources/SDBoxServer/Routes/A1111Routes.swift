@@ -95,7 +95,7 @@ struct A1111Routes {
         var body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
         let callback = try services.callback(taking: &body, request: request)
         let task = try await services.submitGeneration(kind: kind, body: body, caller: context.caller, userOptions: true, callback: callback)
-        if request.headers[.requestType]?.lowercased() == "async" { return accepted(task) }
+        if request.headers[.requestType]?.lowercased() == "async" { return try Response.taskAnswer(task) }
         let (result, images) = try await outcome(of: task)
         let info = try result.info.stringValue ?? String(decoding: result.info.encoded(), as: UTF8.self)
         return Response.json(["images": .array(images), "parameters": result.parameters, "info": .string(info)])
@@ -107,7 +107,7 @@ struct A1111Routes {
         var body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
         let callback = try services.callback(taking: &body, request: request)
         let task = try await services.submitPostprocessing(kind: kind, body: body, caller: context.caller, callback: callback)
-        if request.headers[.requestType]?.lowercased() == "async" { return accepted(task) }
+        if request.headers[.requestType]?.lowercased() == "async" { return try Response.taskAnswer(task) }
         let (result, images) = try await outcome(of: task)
         let html = result.info["html_info"] ?? ""
         if kind == .extraSingleImage {
@@ -116,17 +116,11 @@ struct A1111Routes {
         return Response.json(["html_info": html, "images": .array(images)])
     }
 
-    /// The answer to `Request-Type: async`: the task's id at once.
-    func accepted(_ task: TaskRecord) -> Response {
-        Response.json(["taskId": .string(task.id), "status": .string(task.state.rawValue)])
-    }
-
     /// Waits for a task and returns its result with its images as base64; a failed task is a 500.
     func outcome(of task: TaskRecord) async throws -> (TaskResult, [JSONValue]) {
         guard let final = await services.scheduler.runner.waitUntilFinal(task.id) else { throw APIError.taskNotFound(task.id) }
         guard final.state != .failed, let result = final.result else {
-            throw APIError(.internalServerError, final.state == .failed ? "task failed" : "task \(final.state.rawValue)",
-                detail: final.error ?? "", extra: ["taskId": .string(final.id)])
+            throw APIError.taskDidNotSucceed(final)
         }
         var images: [JSONValue] = []
         for key in result.images {

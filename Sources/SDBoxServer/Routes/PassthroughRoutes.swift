@@ -58,7 +58,7 @@ struct PassthroughRoutes {
         let task = try await services.enqueue(
             kind: .passthrough, model: model, caller: context.caller, workerBody: request, priority: 0, callback: callback
         )
-        if async { return Response.json(["taskId": .string(task.id), "status": .string(task.state.rawValue)]) }
+        if async { return try Response.taskAnswer(task) }
         guard let final = await services.scheduler.runner.waitUntilFinal(task.id) else { throw APIError.taskNotFound(task.id) }
         return try await answer(of: final)
     }
@@ -164,10 +164,7 @@ struct PassthroughRoutes {
     /// put back, or the body as stored; the task's id in `Task-Id`.
     func answer(of task: TaskRecord) async throws -> Response {
         guard let result = task.result, let status = result.status else {
-            throw APIError(
-                .internalServerError, task.state == .failed ? "task failed" : "task \(task.state.rawValue)", detail: task.error ?? "",
-                extra: ["taskId": .string(task.id)]
-            )
+            throw APIError.taskDidNotSucceed(task)
         }
         var headers: HTTPFields = [.taskID: task.id]
         if let type = result.contentType { headers[.contentType] = type }

@@ -78,23 +78,21 @@ struct TaskRoutes {
                 // The worker was interrupted; it lets go within a step.
                 task = await services.scheduler.runner.waitUntilFinal(id, timeout: .seconds(30)) ?? task
             }
-            return Response.json(["taskId": .string(id), "status": .string(task.state.rawValue)])
+            return try Response.taskAnswer(task)
         }
     }
 
     /// The answer to a submitted task: its id at once with `Request-Type: async`, else its outcome when final.
     func answer(_ task: TaskRecord, request: Request) async throws -> Response {
         if request.headers[.requestType]?.lowercased() == "async" {
-            return Response.json(["taskId": .string(task.id), "status": .string(task.state.rawValue)])
+            return try Response.taskAnswer(task)
         }
         guard let final = await services.scheduler.runner.waitUntilFinal(task.id) else { throw APIError.taskNotFound(task.id) }
         var answer: [String: JSONValue] = [
             "taskId": .string(final.id), "status": .string(final.state.rawValue),
             "ossUrl": .array(services.signedURLs(for: final.result?.images ?? [], request: request).map { .string($0) }),
         ]
-        if final.state == .failed {
-            throw APIError(.internalServerError, "task failed", detail: final.error ?? "", extra: answer)
-        }
+        if final.state == .failed { throw APIError.taskDidNotSucceed(final, extra: answer) }
         if let error = final.error { answer["error"] = .string(error) }
         return Response.json(.object(answer))
     }
