@@ -19,8 +19,8 @@ struct ReferenceRequest: Sendable {
     let samplerName: String
     let scheduler: String
     let denoisingStrength: Double?
-    let initImage: PixelImage?
-    let mask: PixelImage?
+    /// An img2img request's picture to start from and its inpainting mask (white is repainted).
+    let source: (image: PixelImage, mask: PixelImage?)?
     let parameters: [String: JSONValue]
 
     static let version = "sdbox-reference"
@@ -51,12 +51,12 @@ struct ReferenceRequest: Sendable {
             guard let first = body["init_images"]?.arrayValue?.first?.stringValue else {
                 throw GenerationInputError(description: "init_images must hold at least one image")
             }
-            self.initImage = try Self.decodeImage(first, field: "init_images")
-            self.mask = try body["mask"]?.stringValue.map { try Self.decodeImage($0, field: "mask") }
+            self.source = (
+                try Self.decodeImage(first, field: "init_images"), try body["mask"]?.stringValue.map { try Self.decodeImage($0, field: "mask") }
+            )
         } else {
             self.denoisingStrength = body["enable_hr"]?.boolValue == true ? body["denoising_strength"]?.doubleValue : nil
-            self.initImage = nil
-            self.mask = nil
+            self.source = nil
         }
         var parameters = body
         parameters["prompt"] = .string(prompt)
@@ -108,9 +108,9 @@ struct ReferenceRequest: Sendable {
             prompt: prompt, seed: UInt64(bitPattern: seed(ofImage: index)), width: width, height: height,
             steps: steps, completedSteps: completedSteps
         )
-        guard let initImage, let strength = denoisingStrength else { return image }
-        let base = initImage.resized(width: width, height: height)
-        let maskPixels = mask?.resized(width: width, height: height).pixels
+        guard let source, let strength = denoisingStrength else { return image }
+        let base = source.image.resized(width: width, height: height)
+        let maskPixels = source.mask?.resized(width: width, height: height).pixels
         for pixel in 0..<(width * height) {
             let inside = maskPixels.map { Int($0[pixel * 3]) + Int($0[pixel * 3 + 1]) + Int($0[pixel * 3 + 2]) > 381 } ?? true
             let weight = inside ? strength : 0

@@ -23,7 +23,7 @@ public enum SDBoxApplication {
     ) async throws -> some ApplicationProtocol {
         try configuration.checkSafety()
         let data = URL(fileURLWithPath: configuration.dataDirectory).standardizedFileURL.path
-        let webRoot = try WebRoutes.locateRoot(configured: configuration.webRoot, executablePath: executablePath)
+        let webRoot = try WebRoutes.locateRoot(configured: configuration.http.webRoot, executablePath: executablePath)
         if let webRoot {
             logger.info("web pages from \(webRoot)")
         } else {
@@ -35,23 +35,21 @@ public enum SDBoxApplication {
         let catalog = CatalogStore(database: database)
         let objects = try ObjectStore(root: data + "/objects", minimumFreeBytes: Int64(configuration.images.minFreeDiskMiB) << 20)
         let signer = URLSigner(secret: try URLSigner.loadOrCreateSecret(at: data + "/url-signing.key"))
-        let schedulerConfiguration = SchedulerConfiguration(
-            maxInstances: configuration.maxInstances, maxAttempts: configuration.maxAttempts,
-            maxStartFailures: configuration.maxStartFailures, fairnessWaitSeconds: Double(configuration.fairnessSeconds),
-            prioritySeconds: Double(configuration.prioritySeconds), livenessSeconds: Double(configuration.livenessSeconds),
-            livenessFailures: configuration.livenessFailures, poolDefaults: configuration.poolDefaults,
-            profiles: configuration.launchProfiles, defaultProfile: configuration.defaultProfileName,
-            gpus: configuration.gpus, cpuSlots: configuration.cpuSlots, dataDirectory: data, executablePath: executablePath
-        )
+        // The scheduler section, with what it learns at start: the launch profiles, the folder, this executable.
+        var schedulerConfiguration = configuration.scheduler
+        schedulerConfiguration.profiles = configuration.workers.launchProfiles
+        schedulerConfiguration.defaultProfile = configuration.workers.defaultProfileName
+        schedulerConfiguration.dataDirectory = data
+        schedulerConfiguration.executablePath = executablePath
         let models = try ModelRegistry(catalog: catalog, modelsDirectory: schedulerConfiguration.modelsDirectory, logger: logger)
-        if configuration.usesReferenceWorker {
+        if configuration.workers.usesReferenceWorker {
             logger.notice("workers: the built-in reference worker, which draws test images, not diffusion; configure workers.launch for A1111, Forge or SD.Next")
             if try await models.installDemoCheckpointIfEmpty() {
                 logger.notice("wrote \(DemoCheckpoint.fileName) to the empty models folder")
             }
         }
         try await models.refresh()
-        let inventory = await GPUInventory.detect(configured: configuration.gpus, cpuSlots: configuration.cpuSlots)
+        let inventory = await GPUInventory.detect(configured: configuration.scheduler.gpus, cpuSlots: configuration.scheduler.cpuSlots)
         if inventory.gpus.isEmpty {
             logger.notice("no GPU: CPU-only mode, \(inventory.cpuSlots) worker slots")
         }
@@ -83,16 +81,16 @@ public enum SDBoxApplication {
             .object(services.resultBody(of: task, base: task.callback?.baseURL ?? "", webhook: false))
         }
         let schedulerEvents = SchedulerEventHandler(events: scheduler.events, models: models, thumbnails: thumbnails, webhooks: webhooks)
-        let events = TaskEventHub(tasks: tasks, scheduler: scheduler, interval: .milliseconds(configuration.eventIntervalMilliseconds))
+        let events = TaskEventHub(tasks: tasks, scheduler: scheduler, interval: .milliseconds(configuration.events.intervalMilliseconds))
         let routes = router(services: services, events: events, metrics: metrics, webRoot: webRoot)
         return Application(
             router: routes,
             server: .guardedWebSocketUpgrade(
                 webSocketRouter: routes,
-                configuration: .init(http1: .init(idleTimeout: .seconds(Int64(configuration.requestIdleTimeoutSeconds)))),
+                configuration: .init(http1: .init(idleTimeout: .seconds(Int64(configuration.http.requestIdleTimeoutSeconds)))),
                 limits: configuration.connections
             ),
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sdbox"),
+            configuration: .init(address: .hostname(configuration.http.host, port: configuration.http.port), serverName: "sdbox"),
             services: background + [webhooks, events, schedulerEvents],
             logger: logger
         )
@@ -107,8 +105,8 @@ public enum SDBoxApplication {
         let configuration = services.configuration
         router.add(
             middleware: AuthMiddleware(
-                keys: services.keys, required: configuration.requireAPIKeys,
-                limiter: configuration.requestsPerMinute > 0 ? RateLimiter(perMinute: configuration.requestsPerMinute) : nil
+                keys: services.keys, required: configuration.auth.required,
+                limiter: configuration.limits.requestsPerMinute > 0 ? RateLimiter(perMinute: configuration.limits.requestsPerMinute) : nil
             )
         )
         KeyRoutes(keys: services.keys).register(on: router)

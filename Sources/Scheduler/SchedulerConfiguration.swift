@@ -1,41 +1,39 @@
 import Foundation
 import SDBoxCore
 
-/// Settings of the ``Scheduler``.
-public struct SchedulerConfiguration: Sendable {
+/// Settings of the ``Scheduler``: the configuration's `scheduler` section, and what sdbox fills in at start
+/// (the launch profiles from `workers`, the data folder and this executable).
+public struct SchedulerConfiguration: Sendable, Equatable {
     /// The most worker processes alive at once, over all pools (the original's "control" concurrency).
-    public var maxInstances: Int
+    public var maxInstances = 2
     /// How many times a task is handed to a worker before a worker failure fails it for good.
-    public var maxAttempts: Int
+    public var maxAttempts = 2
     /// How many failed starts in a row mark a model `failed` and fail its queued tasks.
-    public var maxStartFailures: Int
-    /// The longest a task of a model waits for a slot held by another model before that model yields.
-    public var fairnessWaitSeconds: Double
+    public var maxStartFailures = 3
+    /// The longest a task of a model waits for a slot held by another model before that model yields
+    /// (`scheduler.fairnessSeconds`).
+    public var fairnessWaitSeconds: Double = 60
     /// How many seconds of waiting one priority level is worth.
-    public var prioritySeconds: Double
+    public var prioritySeconds: Double = 60
     /// How often a busy worker is pinged, and the timeout of each ping.
-    public var livenessSeconds: Double
+    public var livenessSeconds: Double = 10
     /// Failed pings in a row after which a busy worker is deemed hung and killed.
-    public var livenessFailures: Int
-    /// Settings of every pool, unless a pool's own settings say otherwise. All fields are set.
-    public var poolDefaults: PoolSettings
-    /// Named ways to start workers; pools choose one by name (`PoolSettings.profile`).
-    public var profiles: [String: WorkerLaunchProfile]
-    /// The profile of pools that name none.
-    public var defaultProfile: String
+    public var livenessFailures = 3
+    /// Settings of every pool, unless a pool's own settings say otherwise (`scheduler.pool`). All fields are set.
+    public var poolDefaults = builtInPoolDefaults
     /// GPUs described by configuration; when empty, `nvidia-smi` is asked.
-    public var gpus: [GPU]
+    public var gpus: [GPU] = []
     /// Workers at once when the box has no GPU.
-    public var cpuSlots: Int
-    /// The models root, in A1111's layout (`Stable-diffusion/`, ...).
-    public var modelsDirectory: String
-    /// Where workers' pid files live.
-    public var runDirectory: String
-    /// Where workers' output is logged.
-    public var logDirectory: String
-    public var dataDirectory: String
-    /// The sdbox executable, for the reference worker's `{sdbox}` placeholder.
-    public var executablePath: String
+    public var cpuSlots = 4
+    /// Named ways to start workers; pools choose one by name (`PoolSettings.profile`). Set at start.
+    public var profiles: [String: WorkerLaunchProfile] = ["reference": .reference()]
+    /// The profile of pools that name none. Set at start.
+    public var defaultProfile = "reference"
+    /// The data folder: models in `models/` (A1111's layout), pid files in `run/`, worker logs in `logs/`.
+    /// Set at start.
+    public var dataDirectory = ""
+    /// The sdbox executable, for the reference worker's `{sdbox}` placeholder. Set at start.
+    public var executablePath = ""
 
     /// The built-in pool defaults.
     public static let builtInPoolDefaults = PoolSettings(
@@ -47,7 +45,7 @@ public struct SchedulerConfiguration: Sendable {
         maxInstances: Int = 2, maxAttempts: Int = 2, maxStartFailures: Int = 3, fairnessWaitSeconds: Double = 60,
         prioritySeconds: Double = 60, livenessSeconds: Double = 10, livenessFailures: Int = 3, poolDefaults: PoolSettings = builtInPoolDefaults,
         profiles: [String: WorkerLaunchProfile] = ["reference": .reference()], defaultProfile: String = "reference",
-        gpus: [GPU] = [], cpuSlots: Int = 4, dataDirectory: String, executablePath: String
+        gpus: [GPU] = [], cpuSlots: Int = 4, dataDirectory: String = "", executablePath: String = ""
     ) {
         self.maxInstances = maxInstances
         self.maxAttempts = maxAttempts
@@ -62,11 +60,15 @@ public struct SchedulerConfiguration: Sendable {
         self.gpus = gpus
         self.cpuSlots = cpuSlots
         self.dataDirectory = dataDirectory
-        self.modelsDirectory = dataDirectory + "/models"
-        self.runDirectory = dataDirectory + "/run"
-        self.logDirectory = dataDirectory + "/logs"
         self.executablePath = executablePath
     }
+
+    /// The models root, in A1111's layout (`Stable-diffusion/`, ...).
+    public var modelsDirectory: String { dataDirectory + "/models" }
+    /// Where workers' pid files live.
+    public var runDirectory: String { dataDirectory + "/run" }
+    /// Where workers' output is logged.
+    public var logDirectory: String { dataDirectory + "/logs" }
 
     /// A pool's settings with every field decided: its own over the defaults.
     public func effectiveSettings(_ own: PoolSettings) -> PoolSettings {

@@ -55,7 +55,7 @@ struct DoctorChecks: Sendable {
     }
 
     func gpus() async -> [Finding] {
-        let inventory = await GPUInventory.detect(configured: configuration.gpus, cpuSlots: configuration.cpuSlots)
+        let inventory = await GPUInventory.detect(configured: configuration.scheduler.gpus, cpuSlots: configuration.scheduler.cpuSlots)
         var findings: [Finding] = []
         switch inventory.source {
         case .none:
@@ -100,7 +100,7 @@ struct DoctorChecks: Sendable {
             if !files.isEmpty { counts.append("\(files.count) \(type.rawValue)") }
         }
         if checkpoints == 0 {
-            let note = configuration.usesReferenceWorker ? " (a demo checkpoint is written at start)" : "; upload one (PUT /admin/models/stableDiffusion/NAME)"
+            let note = configuration.workers.usesReferenceWorker ? " (a demo checkpoint is written at start)" : "; upload one (PUT /admin/models/stableDiffusion/NAME)"
             return Finding(verdict: .warning, subject: "models folder", detail: "\(root): no checkpoint\(note)")
         }
         return Finding(verdict: .ok, subject: "models folder", detail: "\(root): " + counts.joined(separator: ", "))
@@ -119,15 +119,15 @@ struct DoctorChecks: Sendable {
 
     func port() -> Finding {
         let subject = "port"
-        let address = "\(configuration.host):\(configuration.port)"
+        let address = "\(configuration.http.host):\(configuration.http.port)"
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return Finding(verdict: .warning, subject: subject, detail: "cannot test \(address)") }
         defer { close(fd) }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(configuration.port).bigEndian)
-        guard inet_pton(AF_INET, configuration.host == "localhost" ? "127.0.0.1" : configuration.host, &addr.sin_addr) == 1 else {
-            return Finding(verdict: .warning, subject: subject, detail: "\(configuration.host) is not an IPv4 address; not tested")
+        addr.sin_port = in_port_t(UInt16(configuration.http.port).bigEndian)
+        guard inet_pton(AF_INET, configuration.http.host == "localhost" ? "127.0.0.1" : configuration.http.host, &addr.sin_addr) == 1 else {
+            return Finding(verdict: .warning, subject: subject, detail: "\(configuration.http.host) is not an IPv4 address; not tested")
         }
         let bound = withUnsafePointer(to: &addr) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
@@ -138,8 +138,8 @@ struct DoctorChecks: Sendable {
 
     /// The default launch profile: its program found, and a worker started from it answering.
     func workerBackend(data: String) async -> [Finding] {
-        let name = configuration.defaultProfileName
-        guard let template = configuration.launchProfiles[name] else {
+        let name = configuration.workers.defaultProfileName
+        guard let template = configuration.workers.launchProfiles[name] else {
             return [Finding(verdict: .failure, subject: "worker backend", detail: "no launch profile named '\(name)'")]
         }
         var findings: [Finding] = []

@@ -8,6 +8,7 @@ import Prometheus
 import ReferenceWorker
 import SDBoxCore
 import SDBoxServer
+import Scheduler
 import Storage
 
 /// The `sdbox` command: the appliance server and its reference worker, in one binary.
@@ -77,14 +78,14 @@ struct ConfigurationOptions: ParsableArguments {
         } catch let error as ConfigurationError {
             throw ValidationError(error.description)
         }
-        if let host { configuration.host = host }
-        if let port { configuration.port = port }
+        if let host { configuration.http.host = host }
+        if let port { configuration.http.port = port }
         if let dataDir { configuration.dataDirectory = dataDir }
         if let maxInstances {
             guard maxInstances >= 1 else { throw ValidationError("--max-instances must be at least 1") }
-            configuration.maxInstances = maxInstances
+            configuration.scheduler.maxInstances = maxInstances
         }
-        if requireAPIKeys { configuration.requireAPIKeys = true }
+        if requireAPIKeys { configuration.auth.required = true }
         do {
             try configuration.checkSafety()
         } catch let error as ConfigurationError {

@@ -244,38 +244,38 @@ import Testing
                 forge:
                   command: [python, launch.py, --port, "{port}"]
             """)
-        #expect(config.port == 9000)
+        #expect(config.http.port == 9000)
         #expect(config.dataDirectory == "/srv/sdbox")
-        #expect(config.webRoot == "/srv/web")
-        #expect(config.limits.maxSteps == 80)
-        #expect(config.maxInstances == 4)
-        #expect(config.host == "127.0.0.1")
-        #expect(config.gpus == [GPU(index: 0, name: "RTX 4090", memoryMiB: 24576)])
-        #expect(config.poolDefaults.idleTimeoutSeconds == 30)
-        #expect(config.poolDefaults.gpuMemoryMiB == 10000)
-        #expect(config.poolDefaults.maxInstances == 1)
-        #expect(config.defaultProfileName == "default")
-        #expect(config.launchProfiles["default"]?.resolvedCommand(["port": "7001", "checkpoint": "/m/x.safetensors"])
+        #expect(config.http.webRoot == "/srv/web")
+        #expect(config.limits.generation.maxSteps == 80)
+        #expect(config.scheduler.maxInstances == 4)
+        #expect(config.http.host == "127.0.0.1")
+        #expect(config.scheduler.gpus == [GPU(index: 0, name: "RTX 4090", memoryMiB: 24576)])
+        #expect(config.scheduler.poolDefaults.idleTimeoutSeconds == 30)
+        #expect(config.scheduler.poolDefaults.gpuMemoryMiB == 10000)
+        #expect(config.scheduler.poolDefaults.maxInstances == 1)
+        #expect(config.workers.defaultProfileName == "default")
+        #expect(config.workers.launchProfiles["default"]?.resolvedCommand(["port": "7001", "checkpoint": "/m/x.safetensors"])
             == ["python", "launch.py", "--api", "--nowebui", "--port", "7001", "--ckpt", "/m/x.safetensors"])
-        #expect(Set(config.launchProfiles.keys) == ["default", "forge", "reference", "sdcpp"])
-        #expect(!config.usesReferenceWorker)
-        #expect(ServerConfiguration().usesReferenceWorker)
+        #expect(Set(config.workers.launchProfiles.keys) == ["default", "forge", "reference", "sdcpp"])
+        #expect(!config.workers.usesReferenceWorker)
+        #expect(ServerConfiguration().workers.usesReferenceWorker)
     }
 
     @Test func builtInSdcppProfileRunsTheWorkerFromTheDataFolderUnlessRedefined() throws {
         let config = try ServerConfiguration.load(yaml: "workers:\n  defaultProfile: sdcpp")
-        #expect(config.defaultProfileName == "sdcpp")
-        #expect(!config.usesReferenceWorker)
+        #expect(config.workers.defaultProfileName == "sdcpp")
+        #expect(!config.workers.usesReferenceWorker)
         let values = WorkerLaunchProfile.placeholders(
             port: 7001, checkpoint: "/d/models/Stable-diffusion/x.safetensors", modelsDirectory: "/d/models", dataDirectory: "/d",
             executablePath: "/usr/bin/sdbox"
         )
-        let command = try #require(config.launchProfiles["sdcpp"]).resolved(values).command
+        let command = try #require(config.workers.launchProfiles["sdcpp"]).resolved(values).command
         #expect(command.prefix(5) == ["/d/sdcpp-venv/bin/sdbox-sdcpp-worker", "--port", "7001", "--ckpt", "/d/models/Stable-diffusion/x.safetensors"])
         #expect(command.contains("/d/models"))
 
         let redefined = try ServerConfiguration.load(yaml: "workers:\n  profiles:\n    sdcpp:\n      command: [/opt/venv/bin/sdbox-sdcpp-worker, --port, \"{port}\"]")
-        #expect(redefined.launchProfiles["sdcpp"]?.command == ["/opt/venv/bin/sdbox-sdcpp-worker", "--port", "{port}"])
+        #expect(redefined.workers.launchProfiles["sdcpp"]?.command == ["/opt/venv/bin/sdbox-sdcpp-worker", "--port", "{port}"])
     }
 
     @Test(arguments: [

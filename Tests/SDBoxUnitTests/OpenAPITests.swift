@@ -38,7 +38,7 @@ import Testing
 
     @Test func schemasCarryTheConfiguredLimits() {
         var configuration = ServerConfiguration()
-        configuration.limits.maxSteps = 42
+        configuration.limits.generation.maxSteps = 42
         let document = OpenAPIDocument.make(configuration)
         let steps = document["paths"]?["/txt2img"]?["post"]?["requestBody"]?["content"]?["application/json"]?["schema"]?["properties"]?["steps"]
         #expect(steps?["maximum"] == 42)

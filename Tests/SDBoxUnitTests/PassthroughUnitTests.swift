@@ -119,13 +119,13 @@ import Testing
             webhooks: {secret: s3cret, maxAttempts: 3, retrySeconds: 2, maxRetrySeconds: 5, timeoutSeconds: 4}
             events: {intervalMilliseconds: 100}
             """)
-        #expect(config.passthroughPrefixes == ["/controlnet", "/adetailer", "/sam/v2"])
+        #expect(config.passthrough.prefixes == ["/controlnet", "/adetailer", "/sam/v2"])
         #expect(config.webhooks.secret == "s3cret")
         #expect(config.webhooks.maxAttempts == 3)
-        #expect(config.eventIntervalMilliseconds == 100)
+        #expect(config.events.intervalMilliseconds == 100)
         // 2 s, doubling, at most 5 s.
         #expect([2, 3, 4, 5].map { config.webhooks.delay(beforeAttempt: $0) } == [.seconds(2), .seconds(4), .seconds(5), .seconds(5)])
-        #expect(ServerConfiguration().passthroughPrefixes == ["/controlnet"])
+        #expect(ServerConfiguration().passthrough.prefixes == ["/controlnet"])
     }
 
     @Test(arguments: ["controlnet", "/", "/tasks", "/sdapi/v2", "/a/../b", "/con trol", "/objects/x"])

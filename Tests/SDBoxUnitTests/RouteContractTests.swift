@@ -43,7 +43,7 @@ import Testing
 
     @Test func publicRoutesAnswerWithoutAKeyAndNoOthersDo() async throws {
         var configuration = ServerConfiguration()
-        configuration.requireAPIKeys = true
+        configuration.auth.required = true
         let bench = try RouterBench(configuration: configuration)
         #expect(try await answer(bench, .get, "/healthz").0 == .ok)
         #expect(try await answer(bench, .get, "/openapi.json").0 == .ok)

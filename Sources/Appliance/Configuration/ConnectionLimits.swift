@@ -16,4 +16,13 @@ public struct ConnectionLimits: Sendable, Equatable {
     public var maxConnectionsPerAddress = 512
 
     public init() {}
+
+    mutating func read(_ section: inout KeyReader) throws {
+        headerTimeoutSeconds = try section.integer("headerTimeoutSeconds", in: 1...3600) ?? headerTimeoutSeconds
+        bodyTimeoutSeconds = try section.integer("bodyTimeoutSeconds", in: 1...3600) ?? bodyTimeoutSeconds
+        minBodyBytesPerSecond = try section.integer("minBodyBytesPerSecond", in: 1...(1 << 30)) ?? minBodyBytesPerSecond
+        maxConnections = try section.integer("maxConnections", in: 1...1_000_000) ?? maxConnections
+        maxConnectionsPerAddress = try section.integer("maxConnectionsPerAddress", in: 1...1_000_000) ?? maxConnectionsPerAddress
+        try section.finish()
+    }
 }

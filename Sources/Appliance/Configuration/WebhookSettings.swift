@@ -17,6 +17,16 @@ public struct WebhookSettings: Sendable, Equatable {
 
     public init() {}
 
+    mutating func read(_ section: inout KeyReader) throws {
+        secret = try section.string("secret") ?? secret
+        maxAttempts = try section.integer("maxAttempts", in: 1...100) ?? maxAttempts
+        retrySeconds = try section.integer("retrySeconds", in: 1...3600) ?? retrySeconds
+        maxRetrySeconds = try section.integer("maxRetrySeconds", in: 1...86400) ?? maxRetrySeconds
+        timeoutSeconds = try section.integer("timeoutSeconds", in: 1...600) ?? timeoutSeconds
+        allowPrivateNetworks = try section.boolean("allowPrivateNetworks") ?? allowPrivateNetworks
+        try section.finish()
+    }
+
     /// The wait before attempt `attempt` (2 for the first retry): `retrySeconds`, doubling, capped.
     public func delay(beforeAttempt attempt: Int) -> Duration {
         let doublings = min(max(0, attempt - 2), 30)

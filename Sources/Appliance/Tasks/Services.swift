@@ -85,15 +85,15 @@ extension Services {
         let user = caller.user
         let generation: GenerationRequest
         do {
-            generation = try GenerationRequest(kind: kind, body: body, limits: configuration.limits)
+            generation = try GenerationRequest(kind: kind, body: body, limits: configuration.limits.generation)
         } catch {
             throw APIError.badRequest(error)
         }
         let pixels = generation.width * generation.height * generation.batchSize * generation.iterations
-        guard pixels <= configuration.maxPixels else {
+        guard pixels <= configuration.limits.maxRequestPixels else {
             throw APIError(
                 .unprocessableContent, "too many pixels",
-                detail: "width × height × batch_size × n_iter is \(pixels); the limit is \(configuration.maxPixels) (limits.maxPixels)",
+                detail: "width × height × batch_size × n_iter is \(pixels); the limit is \(configuration.limits.maxRequestPixels) (limits.maxPixels)",
                 extra: ["field": "width"]
             )
         }
@@ -117,7 +117,7 @@ extension Services {
         let user = caller.user
         let extras: ExtrasRequest
         do {
-            extras = try ExtrasRequest(kind: kind, body: body, limits: configuration.limits)
+            extras = try ExtrasRequest(kind: kind, body: body, limits: configuration.limits.generation)
         } catch {
             throw APIError.badRequest(error)
         }
@@ -125,7 +125,7 @@ extension Services {
         let field = extras.resizeMode == 1 ? "upscaling_resize_w" : "upscaling_resize"
         for (width, height) in sizes {
             let output = extras.outputSize(width: width, height: height)
-            let maxSide = configuration.limits.maxSide
+            let maxSide = configuration.limits.generation.maxSide
             guard output.width <= maxSide, output.height <= maxSide, output.width * output.height <= configuration.images.maxPixels else {
                 throw APIError.badRequest(RequestValidationError(
                     field: field,
@@ -142,17 +142,17 @@ extension Services {
     /// than `limits.maxQueuedBytesPerUser` of storage; 413 when this request alone is over that.
     func admit(_ request: JSONValue, of user: String) throws -> Int {
         let size = request.storageSize
-        let limit = configuration.maxQueuedBytesPerUser
+        let limit = configuration.limits.maxQueuedBytesPerUser
         guard size <= limit else {
             throw APIError(.contentTooLarge, "request too large", detail: "the request takes \(size) bytes stored; the limit is \(limit) (limits.maxQueuedBytesPerUser)")
         }
-        guard let usage = scheduler.runner.usage.admit(user: user, bytes: size, maxTasks: configuration.maxQueuedPerUser, maxBytes: limit) else {
+        guard let usage = scheduler.runner.usage.admit(user: user, bytes: size, maxTasks: configuration.limits.maxQueuedPerUser, maxBytes: limit) else {
             return size
         }
-        if usage.tasks >= configuration.maxQueuedPerUser {
+        if usage.tasks >= configuration.limits.maxQueuedPerUser {
             throw APIError(
                 .tooManyRequests, "queue full",
-                detail: "you have \(configuration.maxQueuedPerUser) tasks queued or running (limits.maxQueuedPerUser); wait for some to finish"
+                detail: "you have \(configuration.limits.maxQueuedPerUser) tasks queued or running (limits.maxQueuedPerUser); wait for some to finish"
             )
         }
         throw APIError(

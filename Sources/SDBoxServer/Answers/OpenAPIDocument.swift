@@ -8,7 +8,7 @@ import SDBoxCore
 /// configured ones. A unit test checks that every route the router has is described here.
 enum OpenAPIDocument {
     static func make(_ configuration: ServerConfiguration) -> JSONValue {
-        let limits = configuration.limits
+        let limits = configuration.limits.generation
         var paths: [String: JSONValue] = [:]
         func add(
             _ method: String, _ path: String, _ summary: String, tag: String, body: JSONValue? = nil, rawBody: JSONValue? = nil,
@@ -82,7 +82,7 @@ enum OpenAPIDocument {
             requestType, ["name": "Task-Flag", "in": "header", "schema": ["type": "string", "enum": ["true", "false"]]],
             ["name": "X-SD-Model", "in": "header", "schema": ["type": "string"]],
         ]
-        for prefix in ["/sdapi/v1"] + configuration.passthroughPrefixes {
+        for prefix in ["/sdapi/v1"] + configuration.passthrough.prefixes {
             for method in ["get", "post", "put", "patch", "delete"] {
                 add(
                     method, "\(prefix)/{path}", "Passthrough: forwarded to a worker of the model (X-SD-Model or stable_diffusion_model), answered as the worker answers" + webhook,

@@ -14,12 +14,12 @@ extension Services {
 
     /// The base of the signed URLs answered to `request`: `publicURL`, else the request's own host.
     func urlBase(for request: Request) -> String {
-        configuration.publicURL.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 } ?? request.head.authority.map { "http://\($0)" } ?? ""
+        configuration.http.publicURL.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 } ?? request.head.authority.map { "http://\($0)" } ?? ""
     }
 
     /// Signed, expiring URLs for object keys under `base`.
     func signedURLs(for keys: [String], base: String) -> [String] {
-        let expires = Int64(Date().timeIntervalSince1970) + Int64(configuration.urlExpirySeconds)
+        let expires = Int64(Date().timeIntervalSince1970) + Int64(configuration.http.urlExpirySeconds)
         return keys.map { base + signer.signedPath(for: $0, expires: expires) }
     }
 

@@ -76,7 +76,7 @@ struct A1111Routes {
         api.get("scripts") { _, _ in Response.json(["txt2img": [], "img2img": []]) }
         api.get("options") { _, context in Response.json(.object(try await options(for: context.user))) }
         api.post("options") { request, context in
-            var changes = try await request.jsonObject(limit: services.configuration.maxBodyBytes)
+            var changes = try await request.jsonObject(limit: services.configuration.http.maxBodyBytes)
             if let checkpoint = changes["sd_model_checkpoint"] {
                 guard let name = checkpoint.stringValue else {
                     throw APIError(.badRequest, "invalid request", detail: "field 'sd_model_checkpoint' must be a string", extra: ["field": "sd_model_checkpoint"])
@@ -92,7 +92,7 @@ struct A1111Routes {
     /// Runs a generation synchronously and answers as A1111: base64 PNGs, parameters, `info` as a JSON string.
     /// An interrupted generation answers with the images made so far, as A1111 does.
     func generate(kind: TaskKind, request: Request, context: SDBoxRequestContext) async throws -> Response {
-        var body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
+        var body = try await request.jsonBody(limit: services.configuration.http.maxBodyBytes)
         let callback = try services.callback(taking: &body, request: request)
         let task = try await services.submitGeneration(kind: kind, body: body, caller: context.caller, userOptions: true, callback: callback)
         if request.headers[.requestType]?.lowercased() == "async" { return try Response.taskAnswer(task) }
@@ -104,7 +104,7 @@ struct A1111Routes {
     /// Runs an extras request synchronously and answers as A1111: `{html_info, image}` for one image,
     /// `{html_info, images}` for a batch.
     func postprocess(kind: TaskKind, request: Request, context: SDBoxRequestContext) async throws -> Response {
-        var body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
+        var body = try await request.jsonBody(limit: services.configuration.http.maxBodyBytes)
         let callback = try services.callback(taking: &body, request: request)
         let task = try await services.submitPostprocessing(kind: kind, body: body, caller: context.caller, callback: callback)
         if request.headers[.requestType]?.lowercased() == "async" { return try Response.taskAnswer(task) }

@@ -75,8 +75,8 @@ struct AdminModelRoutes {
     /// Refuses with 507 an upload whose announced size does not fit on the disk.
     func checkSpace(for request: Request, type: ModelType) throws {
         guard let length = request.headers[.contentLength].flatMap({ Int64($0) }) else { return }
-        if length > services.configuration.maxUploadBytes {
-            throw APIError(.contentTooLarge, "model too large", detail: "the file is over the limit of \(services.configuration.maxUploadBytes) bytes (models.maxUploadBytes)")
+        if length > services.configuration.models.maxUploadBytes {
+            throw APIError(.contentTooLarge, "model too large", detail: "the file is over the limit of \(services.configuration.models.maxUploadBytes) bytes (models.maxUploadBytes)")
         }
         var info = statvfs()
         if statvfs(services.models.folder(of: type), &info) == 0, Int64(info.f_bavail) * Int64(info.f_frsize) < length {
@@ -87,7 +87,7 @@ struct AdminModelRoutes {
     /// Streams a body into an upload and records the model; on any failure nothing is left behind.
     func receive<Body: AsyncSequence>(_ body: Body, as upload: ModelUpload) async throws -> ModelRecord where Body.Element == ByteBuffer {
         do {
-            var writer = try await upload.open(limit: services.configuration.maxUploadBytes, threadPool: .singleton)
+            var writer = try await upload.open(limit: services.configuration.models.maxUploadBytes, threadPool: .singleton)
             do {
                 for try await buffer in body { try await writer.append(buffer) }
             } catch {
@@ -143,7 +143,7 @@ struct AdminModelRoutes {
                                 let overwrite = (fields["overwrite"] ?? request.uri.queryParameters.get("overwrite")) == "true"
                                 let started = try await services.models.beginUpload(type: type, name: name, overwrite: overwrite)
                                 upload = started
-                                writer = try await started.open(limit: services.configuration.maxUploadBytes, threadPool: .singleton)
+                                writer = try await started.open(limit: services.configuration.models.maxUploadBytes, threadPool: .singleton)
                             }
                             try await writer!.append(chunk)
                         } else {

@@ -29,11 +29,11 @@ struct ObjectRoutes {
         }
         router.put("/objects/**") { request, context in
             let key = Self.key(context)
-            let body = try await request.collectBody(limit: services.configuration.maxBodyBytes)
+            let body = try await request.collectBody(limit: services.configuration.http.maxBodyBytes)
             return try await storeInput(Data(body.readableBytesView), key: key, user: context.user)
         }
         router.post("/objects") { request, context in
-            let upload = try await MultipartUpload(request: request, limit: services.configuration.maxBodyBytes)
+            let upload = try await MultipartUpload(request: request, limit: services.configuration.http.maxBodyBytes)
             return try await storeInput(upload.file, key: upload.key, user: context.user)
         }
     }

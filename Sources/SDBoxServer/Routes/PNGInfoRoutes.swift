@@ -14,7 +14,7 @@ struct PNGInfoRoutes {
 
     func register(on router: Router<SDBoxRequestContext>) {
         router.post("/sdapi/v1/png-info") { request, _ in
-            let body = try await request.jsonObject(limit: services.configuration.maxBodyBytes)
+            let body = try await request.jsonObject(limit: services.configuration.http.maxBodyBytes)
             guard let text = body["image"]?.stringValue, !text.isEmpty else {
                 throw APIError(.badRequest, "invalid request", detail: "field 'image' must be a base64 PNG", extra: ["field": "image"])
             }

@@ -33,7 +33,7 @@ struct PassthroughRoutes {
 
     /// Registers the catch-all routes; register them after sdbox's own, which win over them.
     func register(on router: Router<SDBoxRequestContext>) {
-        for prefix in ["/sdapi/v1"] + services.configuration.passthroughPrefixes {
+        for prefix in ["/sdapi/v1"] + services.configuration.passthrough.prefixes {
             for method in Self.methods {
                 router.on(RouterPath("\(prefix)/**"), method: method) { request, context in
                     try await forward(request, context: context)
@@ -44,7 +44,7 @@ struct PassthroughRoutes {
 
     func forward(_ request: Request, context: SDBoxRequestContext) async throws -> Response {
         let path = try workerPath(of: request)
-        var call = try await PassthroughCall(request: request, path: path, limit: services.configuration.maxBodyBytes)
+        var call = try await PassthroughCall(request: request, path: path, limit: services.configuration.http.maxBodyBytes)
         var json = JSONValue.null
         if case .json(let body) = call.body { json = body }
         let callback = try services.callback(taking: &json, request: request)
@@ -54,7 +54,7 @@ struct PassthroughRoutes {
         guard async || request.headers[.taskFlag]?.lowercased() == "true" || callback != nil else {
             return try await stream(call, model: model, user: context.user)
         }
-        let request = try await call.persisted(limit: services.configuration.maxBodyBytes).json
+        let request = try await call.persisted(limit: services.configuration.http.maxBodyBytes).json
         let task = try await services.enqueue(
             kind: .passthrough, model: model, caller: context.caller, workerBody: request, priority: 0, callback: callback
         )
@@ -75,7 +75,7 @@ struct PassthroughRoutes {
         if let endpoint = path.a1111Endpoint, WorkerPath.workerControls.contains(endpoint) {
             throw APIError(.forbidden, "refused", detail: "sdbox starts and stops the worker processes; \(path.decoded) is not passed to them")
         }
-        guard path.isForwarded(method: request.method.rawValue, extensionPrefixes: services.configuration.passthroughPrefixes) else {
+        guard path.isForwarded(method: request.method.rawValue, extensionPrefixes: services.configuration.passthrough.prefixes) else {
             throw APIError(
                 .notFound, "not found",
                 detail: "\(request.method) \(path.decoded) is not an endpoint sdbox answers or forwards to workers (see docs/reliability.md)"

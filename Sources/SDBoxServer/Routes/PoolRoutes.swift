@@ -31,10 +31,10 @@ struct PoolRoutes {
                 "gpus": try JSONValue(encoding: await scheduler.gpus()),
                 "gpuSource": .string(scheduler.inventory.source.rawValue),
                 "cpuSlots": .integer(Int64(scheduler.inventory.cpuSlots)),
-                "maxInstances": .integer(Int64(services.configuration.maxInstances)),
+                "maxInstances": .integer(Int64(services.configuration.scheduler.maxInstances)),
                 "queues": .object(await scheduler.queueDepths().mapValues { .integer(Int64($0)) }),
-                "defaultProfile": .string(services.configuration.defaultProfileName),
-                "referenceWorker": .bool(services.configuration.usesReferenceWorker),
+                "defaultProfile": .string(services.configuration.workers.defaultProfileName),
+                "referenceWorker": .bool(services.configuration.workers.usesReferenceWorker),
             ])
         }
         router.post("/batch_update_sd_resource") { request, _ in

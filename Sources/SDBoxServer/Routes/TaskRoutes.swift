@@ -17,14 +17,14 @@ struct TaskRoutes {
     func register(on router: Router<SDBoxRequestContext>) {
         for kind in TaskKind.generations {
             router.post(RouterPath("/\(kind.rawValue)")) { request, context in
-                var body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
+                var body = try await request.jsonBody(limit: services.configuration.http.maxBodyBytes)
                 let callback = try services.callback(taking: &body, request: request)
                 let task = try await services.submitGeneration(kind: kind, body: body, caller: context.caller, userOptions: false, callback: callback)
                 return try await answer(task, request: request)
             }
         }
         router.post("/extra_images") { request, context in
-            var body = try await request.jsonBody(limit: services.configuration.maxBodyBytes)
+            var body = try await request.jsonBody(limit: services.configuration.http.maxBodyBytes)
             let callback = try services.callback(taking: &body, request: request)
             let task = try await services.submitPostprocessing(kind: .extraSingleImage, body: body, caller: context.caller, callback: callback)
             return try await answer(task, request: request)

@@ -1,0 +1,68 @@
+import Scheduler
+
+/// How workers are started (`workers`): the default launch profile, further named ones, which one pools
+/// use, and the reference worker's pace.
+public struct WorkerSettings: Sendable, Equatable {
+    /// The reference worker's pace: milliseconds per step at 512x512, the floor per step, and extra load time.
+    public struct ReferencePace: Sendable, Equatable {
+        public var stepMilliseconds = 50
+        public var minimumStepMilliseconds = 5
+        public var loadMilliseconds = 0
+
+        public init() {}
+    }
+
+    /// The default launch profile (`workers.launch`); the reference worker when not configured.
+    public var launch: WorkerLaunchProfile?
+    /// Further named launch profiles (`workers.profiles`), chosen per pool.
+    public var profiles: [String: WorkerLaunchProfile] = [:]
+    /// The profile of pools that name none (`workers.defaultProfile`).
+    public var defaultProfile: String?
+    /// `workers.reference`.
+    public var reference = ReferencePace()
+
+    public init() {}
+
+    mutating func read(_ section: inout KeyReader) throws {
+        if var launch = try section.section("launch") {
+            self.launch = try launch.launchProfile()
+        }
+        if var profiles = try section.section("profiles") {
+            for name in profiles.fields.keys.sorted() {
+                guard var profile = try profiles.section(name) else { continue }
+                self.profiles[name] = try profile.launchProfile()
+            }
+        }
+        defaultProfile = try section.string("defaultProfile") ?? defaultProfile
+        if var pace = try section.section("reference") {
+            reference.stepMilliseconds = try pace.integer("stepMilliseconds", in: 0...60000) ?? reference.stepMilliseconds
+            reference.minimumStepMilliseconds = try pace.integer("minimumStepMilliseconds", in: 0...60000) ?? reference.minimumStepMilliseconds
+            reference.loadMilliseconds = try pace.integer("loadMilliseconds", in: 0...3_600_000) ?? reference.loadMilliseconds
+            try pace.finish()
+        }
+        try section.finish()
+    }
+
+    /// Every launch profile by name: `reference` and `sdcpp` (always, unless `workers.profiles` redefines
+    /// them), `default` (from `workers.launch`) and `workers.profiles`.
+    public var launchProfiles: [String: WorkerLaunchProfile] {
+        var all = profiles
+        all["sdcpp"] = all["sdcpp"] ?? .sdcpp
+        all["reference"] = all["reference"] ?? .reference(
+            stepMilliseconds: reference.stepMilliseconds, minimumStepMilliseconds: reference.minimumStepMilliseconds,
+            loadMilliseconds: reference.loadMilliseconds
+        )
+        if let launch { all["default"] = launch }
+        return all
+    }
+
+    /// The name of the profile used by pools that name none.
+    public var defaultProfileName: String {
+        defaultProfile ?? (launch != nil ? "default" : "reference")
+    }
+
+    /// Whether workers are sdbox's own reference workers unless a pool says otherwise.
+    public var usesReferenceWorker: Bool {
+        launchProfiles[defaultProfileName]?.isReferenceWorker ?? false
+    }
+}
