@@ -8,10 +8,7 @@ import Testing
 /// it that test is skipped). And every other spelling of each protected path, with every method, from a
 /// user: none may get past.
 @Suite(.serialized, .timeLimit(.minutes(5))) struct FuzzTests {
-    static var schemathesis: String {
-        let cache = ProcessInfo.processInfo.environment["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")
-        return cache + "/sdbox/schemathesis-venv/bin/st"
-    }
+    static var schemathesis: String { testTool("schemathesis-venv", "st") }
 
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: schemathesis), "schemathesis is not installed (scripts/install-test-deps.sh)"))
     func noServerErrorsFromGeneratedRequests() async throws {

@@ -11,10 +11,7 @@ import Testing
 /// gets at `/internal/calls`. FastAPI and uvicorn come from PyPI, in the virtual environment
 /// `scripts/install-test-deps.sh` makes under `~/.cache/sdbox` (`$XDG_CACHE_HOME/sdbox`).
 enum A1111StandIn {
-    static var python: String {
-        let cache = ProcessInfo.processInfo.environment["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")
-        return cache + "/sdbox/a1111-stand-in-venv/bin/python"
-    }
+    static var python: String { testTool("a1111-stand-in-venv", "python") }
 
     static var isAvailable: Bool { FileManager.default.isExecutableFile(atPath: python) }
 

@@ -187,6 +187,13 @@ func processEnds(_ pid: pid_t, within limit: Duration = .seconds(10)) async thro
     return false
 }
 
+/// A program in one of the virtual environments `scripts/install-test-deps.sh` makes under
+/// `~/.cache/sdbox` (`$XDG_CACHE_HOME/sdbox`), e.g. `testTool("webuiapi-venv", "python")`.
+func testTool(_ venv: String, _ program: String) -> String {
+    let cache = ProcessInfo.processInfo.environment["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")
+    return "\(cache)/sdbox/\(venv)/bin/\(program)"
+}
+
 /// The `Authorization` header for an API key.
 func bearer(_ key: String) -> [(String, String)] { [("Authorization", "Bearer \(key)")] }
 

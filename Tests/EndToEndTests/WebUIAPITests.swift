@@ -4,10 +4,7 @@ import Testing
 /// The `webuiapi` client from PyPI, in the virtual environment `scripts/install-test-deps.sh` makes under
 /// `~/.cache/sdbox` (`$XDG_CACHE_HOME/sdbox`).
 enum WebUIAPIClient {
-    static var python: String {
-        let cache = ProcessInfo.processInfo.environment["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")
-        return cache + "/sdbox/webuiapi-venv/bin/python"
-    }
+    static var python: String { testTool("webuiapi-venv", "python") }
 
     static var isAvailable: Bool { FileManager.default.isExecutableFile(atPath: python) }
 
