@@ -31,8 +31,8 @@ public enum SDBoxApplication {
         }
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
         let database = try Database(path: data + "/db")
-        let tasks = TaskStore(database: database)
-        let catalog = CatalogStore(database: database)
+        let tasks = LMDBTaskStore(database: database)
+        let catalog = LMDBCatalogStore(database: database)
         let objects = try ObjectStore(root: data + "/objects", minimumFreeBytes: Int64(configuration.images.minFreeDiskMiB) << 20)
         let signer = URLSigner(secret: try URLSigner.loadOrCreateSecret(at: data + "/url-signing.key"))
         // The scheduler section, with what it learns at start: the launch profiles, the folder, this executable.
@@ -69,7 +69,7 @@ public enum SDBoxApplication {
         }
         let services = Services(
             configuration: configuration, tasks: tasks, catalog: catalog, models: models, scheduler: scheduler,
-            objects: objects, signer: signer, keys: KeyStore(database: database), logger: logger,
+            objects: objects, signer: signer, keys: LMDBKeyStore(database: database), logger: logger,
             inputs: ImageInputResolver(
                 objects: objects, maxPixels: configuration.images.maxPixels, maxBytes: configuration.images.maxInputMiB << 20
             ), thumbnails: thumbnails

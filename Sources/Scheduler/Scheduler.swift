@@ -21,7 +21,7 @@ import Storage
 /// ``lease(model:user:)``, so a worker never runs two things at once.
 public actor Scheduler: Service {
     let configuration: SchedulerConfiguration
-    let catalog: CatalogStore
+    let catalog: any CatalogStore
     let logger: Logger
     public nonisolated let inventory: GPUInventory
     /// Runs the tasks on the workers granted to them.
@@ -56,7 +56,7 @@ public actor Scheduler: Service {
     var shuttingDown = false
 
     public init(
-        configuration: SchedulerConfiguration, inventory: GPUInventory, tasks: TaskStore, catalog: CatalogStore,
+        configuration: SchedulerConfiguration, inventory: GPUInventory, tasks: any TaskStore, catalog: any CatalogStore,
         objects: ObjectStore, client: any WorkerClient, logger: Logger
     ) {
         self.configuration = configuration

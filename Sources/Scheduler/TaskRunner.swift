@@ -43,7 +43,7 @@ public final class TaskRunner: Sendable {
     }
 
     let configuration: SchedulerConfiguration
-    public let tasks: TaskStore
+    public let tasks: any TaskStore
     let objects: ObjectStore
     let client: any WorkerClient
     let logger: Logger
@@ -56,7 +56,7 @@ public final class TaskRunner: Sendable {
     private let state = Mutex(State())
 
     init(
-        configuration: SchedulerConfiguration, tasks: TaskStore, objects: ObjectStore, client: any WorkerClient, logger: Logger,
+        configuration: SchedulerConfiguration, tasks: any TaskStore, objects: ObjectStore, client: any WorkerClient, logger: Logger,
         events: AsyncStream<SchedulerEvent>.Continuation
     ) {
         self.configuration = configuration

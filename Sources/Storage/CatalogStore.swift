@@ -1,99 +1,27 @@
-import Foundation
 import SDBoxCore
 
 /// Persistent models, per-model pools (the original's functions) and per-user settings.
-public struct CatalogStore: Sendable {
-    let database: Database
-
-    public init(database: Database) {
-        self.database = database
-    }
-
-    // MARK: Models
-
-    static func modelKey(_ type: ModelType, _ name: String) -> String { "\(type.rawValue)/\(name)" }
-
-    public func models() async throws -> [ModelRecord] {
-        try await database.read { txn, tables in try txn.records(ModelRecord.self, in: tables.models) }
-    }
-
-    public func model(_ type: ModelType, named name: String) async throws -> ModelRecord? {
-        try await database.read { txn, tables in
-            try txn.record(ModelRecord.self, in: tables.models, key: Self.modelKey(type, name))
-        }
-    }
-
+/// ``LMDBCatalogStore`` is the embedded one.
+public protocol CatalogStore: Sendable {
+    /// Every model record.
+    func models() async throws -> [ModelRecord]
+    /// The record of model `name` of `type`, if there is one.
+    func model(_ type: ModelType, named name: String) async throws -> ModelRecord?
     /// Writes a model record and makes sure its pool record exists.
-    public func save(_ model: ModelRecord) async throws {
-        try await database.write { txn, tables in
-            try txn.put(tables.models, key: Self.modelKey(model.type, model.name), value: RecordCoding.encode(model))
-            if model.type == .stableDiffusion {
-                let function = PoolRecord(model: model.name)
-                try txn.put(tables.functions, key: function.functionName, value: RecordCoding.encode(function), overwrite: false)
-            }
-        }
-    }
-
+    func save(_ model: ModelRecord) async throws
     /// Removes a model record and its pool record.
-    public func removeModel(_ type: ModelType, named name: String) async throws {
-        try await database.write { txn, tables in
-            try txn.delete(tables.models, key: Self.modelKey(type, name))
-            try txn.delete(tables.functions, key: PoolRecord.name(forModel: name))
-        }
-    }
-
-    // MARK: Pools (the original's "functions")
-
-    public func pools() async throws -> [PoolRecord] {
-        try await database.read { txn, tables in try txn.records(PoolRecord.self, in: tables.functions) }
-    }
-
+    func removeModel(_ type: ModelType, named name: String) async throws
+    /// Every pool record.
+    func pools() async throws -> [PoolRecord]
     /// Changes a model's pool record, creating it first if it is missing, and returns it.
-    public func updatePool(model: String, _ change: @escaping @Sendable (inout PoolRecord) -> Void) async throws -> PoolRecord {
-        try await database.write { txn, tables in
-            let key = PoolRecord.name(forModel: model)
-            var function = try txn.record(PoolRecord.self, in: tables.functions, key: key) ?? PoolRecord(model: model)
-            change(&function)
-            try txn.put(tables.functions, key: key, value: RecordCoding.encode(function))
-            return function
-        }
-    }
-
-    /// Makes sure a model has a pool record (a deleted pool comes back with default settings when
-    /// its model is used again).
-    public func ensurePool(model: String) async throws {
-        let key = PoolRecord.name(forModel: model)
-        let exists = try await database.read { txn, tables in try txn.get(tables.functions, key: key) != nil }
-        if exists { return }
-        _ = try await database.write { txn, tables in
-            try txn.put(tables.functions, key: key, value: RecordCoding.encode(PoolRecord(model: model)), overwrite: false)
-        }
-    }
-
+    func updatePool(model: String, _ change: @escaping @Sendable (inout PoolRecord) -> Void) async throws -> PoolRecord
+    /// Makes sure a model has a pool record.
+    func ensurePool(model: String) async throws
     /// Removes a model's pool record; false if there was none.
     @discardableResult
-    public func removePool(model: String) async throws -> Bool {
-        try await database.write { txn, tables in
-            try txn.delete(tables.functions, key: PoolRecord.name(forModel: model))
-        }
-    }
-
-    // MARK: Settings
-
-    /// A user's A1111 options (`POST /sdapi/v1/options`), empty when never set.
-    public func options(forUser user: String) async throws -> [String: JSONValue] {
-        try await database.read { txn, tables in
-            try txn.record([String: JSONValue].self, in: tables.settings, key: "options/\(user)") ?? [:]
-        }
-    }
-
-    /// Merges `changes` into a user's options and returns the result.
-    public func updateOptions(forUser user: String, _ changes: [String: JSONValue]) async throws -> [String: JSONValue] {
-        try await database.write { txn, tables in
-            var options = try txn.record([String: JSONValue].self, in: tables.settings, key: "options/\(user)") ?? [:]
-            options.merge(changes) { _, new in new }
-            try txn.put(tables.settings, key: "options/\(user)", value: RecordCoding.encode(options))
-            return options
-        }
-    }
+    func removePool(model: String) async throws -> Bool
+    /// A user's A1111 options (`POST /sdapi/v1/options`).
+    func options(forUser user: String) async throws -> [String: JSONValue]
+    /// Merges `changes` into a user's options and returns them.
+    func updateOptions(forUser user: String, _ changes: [String: JSONValue]) async throws -> [String: JSONValue]
 }

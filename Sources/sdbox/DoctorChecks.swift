@@ -109,8 +109,8 @@ struct DoctorChecks: Sendable {
     func database(_ path: String) async -> Finding {
         do {
             let database = try Database(path: path)
-            let active = try await TaskStore(database: database).activeTasks()
-            let models = try await CatalogStore(database: database).models()
+            let active = try await LMDBTaskStore(database: database).activeTasks()
+            let models = try await LMDBCatalogStore(database: database).models()
             return Finding(verdict: .ok, subject: "database", detail: "\(path) readable (\(models.count) models, \(active.count) unfinished tasks)")
         } catch {
             return Finding(verdict: .failure, subject: "database", detail: "\(path): \(error)")

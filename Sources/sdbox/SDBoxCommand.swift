@@ -160,8 +160,8 @@ struct Keys: AsyncParsableCommand {
         @Option(help: "The data folder (default ./sdbox-data).")
         var dataDir = "./sdbox-data"
 
-        func store() throws -> KeyStore {
-            KeyStore(database: try Database(path: URL(fileURLWithPath: dataDir).standardizedFileURL.path + "/db"))
+        func store() throws -> LMDBKeyStore {
+            LMDBKeyStore(database: try Database(path: URL(fileURLWithPath: dataDir).standardizedFileURL.path + "/db"))
         }
     }
 

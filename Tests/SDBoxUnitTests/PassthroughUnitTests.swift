@@ -90,7 +90,7 @@ import Testing
 @Suite struct CallbackStoreTests {
     @Test func pendingCallbacksAreIndexedAndFinalTasksKeepRecordingAttempts() async throws {
         let directory = try TemporaryDirectory()
-        let store = TaskStore(database: try Database(path: directory.path))
+        let store = LMDBTaskStore(database: try Database(path: directory.path))
         var record = TaskRecord(id: TaskID.make(), kind: .passthrough, model: "demo.safetensors", user: "default", request: [:])
         record.callback = TaskCallback(url: "http://127.0.0.1:9/hook", baseURL: nil)
         let task = try await store.insert(record)

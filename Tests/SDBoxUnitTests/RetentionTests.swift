@@ -8,13 +8,13 @@ import Testing
 
 @Suite struct RetentionSweeperTests {
     let directory: TemporaryDirectory
-    let tasks: TaskStore
+    let tasks: any TaskStore
     let objects: ObjectStore
     let day: TimeInterval = 86400
 
     init() throws {
         directory = try TemporaryDirectory()
-        tasks = TaskStore(database: try Database(path: directory.path + "/db"))
+        tasks = LMDBTaskStore(database: try Database(path: directory.path + "/db"))
         objects = try ObjectStore(root: directory.path + "/objects")
     }
 

@@ -22,8 +22,8 @@ struct RouterBench {
         self.configuration = configuration
         let logger = Logger(label: "test")
         let database = try Database(path: directory.path + "/db")
-        let tasks = TaskStore(database: database)
-        let catalog = CatalogStore(database: database)
+        let tasks = LMDBTaskStore(database: database)
+        let catalog = LMDBCatalogStore(database: database)
         let objects = try ObjectStore(root: directory.path + "/objects")
         let scheduler = Scheduler(
             configuration: SchedulerConfiguration(dataDirectory: directory.path, executablePath: "/bin/false"),
@@ -34,7 +34,7 @@ struct RouterBench {
             configuration: configuration, tasks: tasks, catalog: catalog,
             models: try ModelRegistry(catalog: catalog, modelsDirectory: directory.path + "/models", logger: logger),
             scheduler: scheduler, objects: objects, signer: URLSigner(secret: Data(repeating: 1, count: 32)),
-            keys: KeyStore(database: database), logger: logger, inputs: ImageInputResolver(objects: objects, maxPixels: 1 << 20),
+            keys: LMDBKeyStore(database: database), logger: logger, inputs: ImageInputResolver(objects: objects, maxPixels: 1 << 20),
             thumbnails: ThumbnailService(objects: objects, longestSide: 256, quality: 85, logger: logger)
         )
         let events = TaskEventHub(tasks: tasks, scheduler: scheduler, interval: .seconds(1))

@@ -72,7 +72,7 @@ import Testing
 
     @Test func insertUpdateAndActiveIndex() async throws {
         let directory = try TemporaryDirectory()
-        let store = TaskStore(database: try Database(path: directory.path))
+        let store = LMDBTaskStore(database: try Database(path: directory.path))
         let task = try await store.insert(makeTask())
         #expect(try await store.get(task.id) == task)
         #expect(try await store.activeTasks().map(\.id) == [task.id])
@@ -94,7 +94,7 @@ import Testing
 
     @Test func refusesInvalidTransitions() async throws {
         let directory = try TemporaryDirectory()
-        let store = TaskStore(database: try Database(path: directory.path))
+        let store = LMDBTaskStore(database: try Database(path: directory.path))
         let task = try await store.insert(makeTask())
         await #expect(throws: TaskStoreError.invalidTransition(id: task.id, from: .queued, to: .succeeded)) {
             try await store.update(task.id) { $0.state = .succeeded }
@@ -114,7 +114,7 @@ import Testing
 
     @Test func recentListsNewestFirstPerUser() async throws {
         let directory = try TemporaryDirectory()
-        let store = TaskStore(database: try Database(path: directory.path))
+        let store = LMDBTaskStore(database: try Database(path: directory.path))
         let base = Date(timeIntervalSince1970: 1_700_000_000)
         for index in 0..<5 {
             _ = try await store.insert(makeTask("t\(index)", user: index % 2 == 0 ? "alice" : "bob", at: base + Double(index)))
@@ -125,7 +125,7 @@ import Testing
 
     @Test func recentFiltersAndPages() async throws {
         let directory = try TemporaryDirectory()
-        let store = TaskStore(database: try Database(path: directory.path))
+        let store = LMDBTaskStore(database: try Database(path: directory.path))
         let base = Date(timeIntervalSince1970: 1_700_000_000)
         for index in 0..<10 {
             var task = makeTask("t\(index)", user: "alice", at: base + Double(index))
@@ -150,7 +150,7 @@ import Testing
         let odd = try await store.recent(limit: 10, filter: TaskFilter(states: [.queued], model: "odd.safetensors"))
         #expect(odd.tasks.map(\.id) == ["t7", "t5", "t1"])
         // A time as `before` lists tasks created before it; `since` those created at or after it.
-        let window = TaskFilter(before: TaskStore.timeKey(millis: base + 6), since: base + 2)
+        let window = TaskFilter(before: TaskFilter.position(at: base + 6), since: base + 2)
         #expect(try await store.recent(limit: 10, filter: window).tasks.map(\.id) == ["t5", "t4", "t3", "t2"])
         // A rare match stops after the scan limit, with a `next` that resumes the search.
         var sparse = TaskFilter(states: [.cancelled])
@@ -164,7 +164,7 @@ import Testing
 
     @Test func optionsMergePerUser() async throws {
         let directory = try TemporaryDirectory()
-        let catalog = CatalogStore(database: try Database(path: directory.path))
+        let catalog = LMDBCatalogStore(database: try Database(path: directory.path))
         _ = try await catalog.updateOptions(forUser: "alice", ["a": 1])
         let merged = try await catalog.updateOptions(forUser: "alice", ["b": "x"])
         #expect(merged == ["a": 1, "b": "x"])
@@ -176,7 +176,7 @@ import Testing
     @Test func checksKeysAndForgetsRevokedOnes() async throws {
         let directory = try TemporaryDirectory()
         let database = try Database(path: directory.path)
-        let keys = KeyStore(database: database, recheckInterval: .seconds(5))
+        let keys = LMDBKeyStore(database: database, recheckInterval: .seconds(5))
         let (record, key) = APIKeyRecord.make(user: "ann", role: .user)
         try await keys.insert(record)
         #expect(try await keys.authenticate(key)?.user == "ann")
@@ -191,8 +191,8 @@ import Testing
     @Test func aRevocationElsewhereTakesEffectWithinTheInterval() async throws {
         let directory = try TemporaryDirectory()
         let database = try Database(path: directory.path)
-        let server = KeyStore(database: database, recheckInterval: .seconds(5))
-        let command = KeyStore(database: database)
+        let server = LMDBKeyStore(database: database, recheckInterval: .seconds(5))
+        let command = LMDBKeyStore(database: database)
         let (record, key) = APIKeyRecord.make(user: "ann", role: .admin)
         try await command.insert(record)
         let start = ContinuousClock.now

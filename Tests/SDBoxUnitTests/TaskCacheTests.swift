@@ -98,7 +98,7 @@ import Testing
     @Test func theStoreAnswersWhatTheDatabaseHolds() async throws {
         let directory = try TemporaryDirectory()
         let database = try Database(path: directory.path)
-        let store = TaskStore(database: database)
+        let store = LMDBTaskStore(database: database)
         var ids: [String] = []
         for _ in 0..<20 { ids.append(try await store.insert(task(TaskID.make())).id) }
         try await withThrowingTaskGroup(of: Void.self) { group in

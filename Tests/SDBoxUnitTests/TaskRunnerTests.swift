@@ -38,14 +38,14 @@ final class ScriptedWorker: WorkerClient {
 /// A runner on a real task store and object store in a temporary folder, with a scripted worker.
 struct RunnerBench {
     let directory: URL
-    let tasks: TaskStore
+    let tasks: any TaskStore
     let runner: TaskRunner
     let worker: WorkerProcess
 
     init(_ client: ScriptedWorker, maxAttempts: Int = 2) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("sdbox-runner-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        tasks = TaskStore(database: try Database(path: directory.path + "/db"))
+        tasks = LMDBTaskStore(database: try Database(path: directory.path + "/db"))
         let (_, sink) = AsyncStream.makeStream(of: SchedulerEvent.self)
         runner = TaskRunner(
             configuration: SchedulerConfiguration(maxAttempts: maxAttempts, dataDirectory: directory.path, executablePath: "/bin/false"),

@@ -68,7 +68,7 @@ package actor TaskEventHub: Service {
         var lastSent: ContinuousClock.Instant
     }
 
-    let tasks: TaskStore
+    let tasks: any TaskStore
     let scheduler: Scheduler
     let interval: Duration
     /// How long a stream may stay silent before a heartbeat.
@@ -78,7 +78,7 @@ package actor TaskEventHub: Service {
     var looking = false
     var closed = false
 
-    package init(tasks: TaskStore, scheduler: Scheduler, interval: Duration) {
+    package init(tasks: any TaskStore, scheduler: Scheduler, interval: Duration) {
         self.tasks = tasks
         self.scheduler = scheduler
         self.interval = interval

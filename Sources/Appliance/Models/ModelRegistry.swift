@@ -12,7 +12,7 @@ import Storage
 /// Files arrive by upload (``ModelUpload``), by registration of a path already on the box (a symbolic
 /// link in the type's folder), or by being copied into a folder by hand (found by ``refresh()``).
 public actor ModelRegistry {
-    let catalog: CatalogStore
+    let catalog: any CatalogStore
     let root: String
     let logger: Logger
     let threadPool: NIOThreadPool
@@ -23,7 +23,7 @@ public actor ModelRegistry {
     /// first: later, such files belong to uploads in progress (which remove their own when they fail).
     var leftoversRemoved = false
 
-    public init(catalog: CatalogStore, modelsDirectory: String, logger: Logger, threadPool: NIOThreadPool = .singleton) throws {
+    public init(catalog: any CatalogStore, modelsDirectory: String, logger: Logger, threadPool: NIOThreadPool = .singleton) throws {
         self.catalog = catalog
         self.root = modelsDirectory
         self.logger = logger

@@ -12,7 +12,7 @@ import Storage
 /// It sweeps once at start and then every `interval`, until graceful shutdown. `now` and `clock` are
 /// injected so that tests can move time without waiting.
 public struct RetentionSweeper: Service {
-    let tasks: TaskStore
+    let tasks: any TaskStore
     let objects: ObjectStore
     let maxAge: Duration
     let interval: Duration
@@ -39,7 +39,7 @@ public struct RetentionSweeper: Service {
     }
 
     public init(
-        tasks: TaskStore, objects: ObjectStore, maxAge: Duration, interval: Duration, logger: Logger = Logger(label: "sdbox.retention"),
+        tasks: any TaskStore, objects: ObjectStore, maxAge: Duration, interval: Duration, logger: Logger = Logger(label: "sdbox.retention"),
         clock: any Clock<Duration> = ContinuousClock(), now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.tasks = tasks

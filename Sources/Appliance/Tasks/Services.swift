@@ -10,20 +10,20 @@ import Storage
 /// The parts of a running sdbox that routes use, bundled so each route file takes one value.
 public struct Services: Sendable {
     public let configuration: ServerConfiguration
-    public let tasks: TaskStore
-    public let catalog: CatalogStore
+    public let tasks: any TaskStore
+    public let catalog: any CatalogStore
     public let models: ModelRegistry
     public let scheduler: Scheduler
     public let objects: ObjectStore
     public let signer: URLSigner
-    public let keys: KeyStore
+    public let keys: any KeyStore
     public let logger: Logger
     public let inputs: ImageInputResolver
     public let thumbnails: ThumbnailService
 
     public init(
-        configuration: ServerConfiguration, tasks: TaskStore, catalog: CatalogStore, models: ModelRegistry,
-        scheduler: Scheduler, objects: ObjectStore, signer: URLSigner, keys: KeyStore, logger: Logger,
+        configuration: ServerConfiguration, tasks: any TaskStore, catalog: any CatalogStore, models: ModelRegistry,
+        scheduler: Scheduler, objects: ObjectStore, signer: URLSigner, keys: any KeyStore, logger: Logger,
         inputs: ImageInputResolver, thumbnails: ThumbnailService
     ) {
         self.keys = keys

@@ -15,7 +15,7 @@ import Storage
 /// the task. Pending deliveries are indexed in the task store, so they resume after a restart; they run
 /// in their own tasks, never in the scheduler's.
 package actor WebhookDelivery: Service {
-    let tasks: TaskStore
+    let tasks: any TaskStore
     let settings: WebhookSettings
     let key: SymmetricKey
     /// The body POSTed for a task.
@@ -25,7 +25,7 @@ package actor WebhookDelivery: Service {
     let dueContinuation: AsyncStream<String>.Continuation
     var delivering: Set<String> = []
 
-    package init(tasks: TaskStore, settings: WebhookSettings, secret: String, logger: Logger, payload: @escaping @Sendable (TaskRecord) -> JSONValue) {
+    package init(tasks: any TaskStore, settings: WebhookSettings, secret: String, logger: Logger, payload: @escaping @Sendable (TaskRecord) -> JSONValue) {
         self.tasks = tasks
         self.settings = settings
         self.key = SymmetricKey(data: Data(secret.utf8))

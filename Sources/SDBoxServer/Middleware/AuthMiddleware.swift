@@ -14,7 +14,7 @@ import Synchronization
 /// not required, a request without a key acts as the `default` admin; a key that is given is still checked.
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = SDBoxRequestContext
-    let keys: KeyStore
+    let keys: any KeyStore
     let required: Bool
     let limiter: RateLimiter?
 

@@ -7,7 +7,7 @@ import Storage
 /// API keys for admins: `GET /admin/keys`, `POST /admin/keys {user, role}` (the key is in the answer,
 /// shown this once) and `DELETE /admin/keys/{id}`.
 struct KeyRoutes {
-    let keys: KeyStore
+    let keys: any KeyStore
 
     func register(on router: Router<SDBoxRequestContext>) {
         router.get("/admin/keys") { _, _ in

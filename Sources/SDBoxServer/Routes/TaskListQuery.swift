@@ -26,7 +26,7 @@ enum TaskListQuery {
             if isCursor(before) {
                 filter.before = before
             } else {
-                filter.before = TaskStore.timeKey(millis: try time(before, field: "before"))
+                filter.before = TaskFilter.position(at: try time(before, field: "before"))
             }
         }
         return filter
