@@ -16,8 +16,8 @@ struct ReferenceRequest: Sendable {
     let height: Int
     let batchSize: Int
     let iterations: Int
-    let samplerName: String
-    let scheduler: String
+    /// The sampler's name and its schedule type, as A1111 reports them.
+    let sampler: (name: String, schedule: String)
     let denoisingStrength: Double?
     /// An img2img request's picture to start from and its inpainting mask (white is repainted).
     let source: (image: PixelImage, mask: PixelImage?)?
@@ -41,8 +41,9 @@ struct ReferenceRequest: Sendable {
         self.height = Int(clamping: max(8, integer("height", 512)))
         self.batchSize = Int(clamping: max(1, integer("batch_size", 1)))
         self.iterations = Int(clamping: max(1, integer("n_iter", 1)))
-        self.samplerName = body["sampler_name"]?.stringValue ?? body["sampler_index"]?.stringValue ?? "Euler a"
-        self.scheduler = body["scheduler"]?.stringValue ?? "Automatic"
+        self.sampler = (
+            body["sampler_name"]?.stringValue ?? body["sampler_index"]?.stringValue ?? "Euler a", body["scheduler"]?.stringValue ?? "Automatic"
+        )
         guard width * height * batchSize <= 64 << 20 else {
             throw GenerationInputError(description: "image of \(width)x\(height) x \(batchSize) is too large")
         }
@@ -68,7 +69,7 @@ struct ReferenceRequest: Sendable {
         parameters["batch_size"] = .integer(Int64(batchSize))
         parameters["n_iter"] = .integer(Int64(iterations))
         parameters["cfg_scale"] = .number(cfgScale)
-        parameters["sampler_name"] = .string(samplerName)
+        parameters["sampler_name"] = .string(sampler.name)
         if kind == .img2img {
             parameters["denoising_strength"] = denoisingStrength.map { .number($0) } ?? .null
             if body["include_init_images"]?.boolValue != true {
@@ -125,7 +126,7 @@ struct ReferenceRequest: Sendable {
     /// A1111's infotext for image `index`.
     func infotext(imageIndex index: Int) -> String {
         var fields: [(String, String)] = [
-            ("Steps", "\(steps)"), ("Sampler", samplerName), ("Schedule type", scheduler),
+            ("Steps", "\(steps)"), ("Sampler", sampler.name), ("Schedule type", sampler.schedule),
             ("CFG scale", Self.format(cfgScale)), ("Seed", "\(seed(ofImage: index))"), ("Size", "\(width)x\(height)"),
             ("Model hash", checkpoint.shortHash), ("Model", checkpoint.modelName),
         ]
@@ -150,7 +151,7 @@ struct ReferenceRequest: Sendable {
             "seed": .integer(seed), "all_seeds": .array(seeds),
             "subseed": .integer(subseed), "all_subseeds": .array(subseeds),
             "subseed_strength": 0, "width": .integer(Int64(width)), "height": .integer(Int64(height)),
-            "sampler_name": .string(samplerName), "cfg_scale": .number(cfgScale), "steps": .integer(Int64(steps)),
+            "sampler_name": .string(sampler.name), "cfg_scale": .number(cfgScale), "steps": .integer(Int64(steps)),
             "batch_size": .integer(Int64(batchSize)), "restore_faces": false, "face_restoration_model": nil,
             "sd_model_name": .string(checkpoint.modelName), "sd_model_hash": .string(checkpoint.shortHash),
             "sd_vae_name": nil, "sd_vae_hash": nil, "seed_resize_from_w": -1, "seed_resize_from_h": -1,
