@@ -8,8 +8,10 @@ struct ReferenceRequest: Sendable {
     let checkpoint: Checkpoint
     let prompt: String
     let negativePrompt: String
-    let seed: Int64
-    let subseed: Int64
+    /// The seed and A1111's variation subseed (random ones drawn when the request asks for -1).
+    let seeds: (seed: Int64, subseed: Int64)
+    var seed: Int64 { seeds.seed }
+    var subseed: Int64 { seeds.subseed }
     let steps: Int
     let cfgScale: Double
     let width: Int
@@ -32,9 +34,11 @@ struct ReferenceRequest: Sendable {
         self.prompt = body["prompt"]?.stringValue ?? ""
         self.negativePrompt = body["negative_prompt"]?.stringValue ?? ""
         let requestedSeed = integer("seed", -1)
-        self.seed = requestedSeed == -1 ? Int64.random(in: 0..<4_294_967_296) : requestedSeed
         let requestedSubseed = integer("subseed", -1)
-        self.subseed = requestedSubseed == -1 ? Int64.random(in: 0..<4_294_967_296) : requestedSubseed
+        self.seeds = (
+            requestedSeed == -1 ? Int64.random(in: 0..<4_294_967_296) : requestedSeed,
+            requestedSubseed == -1 ? Int64.random(in: 0..<4_294_967_296) : requestedSubseed
+        )
         self.steps = Int(clamping: max(1, integer("steps", 50)))
         self.cfgScale = body["cfg_scale"]?.doubleValue ?? 7.0
         self.width = Int(clamping: max(8, integer("width", 512)))
