@@ -58,7 +58,7 @@ func expectLifeStepByStep(_ events: [(name: String, data: JSONValue)], steps: In
     // Each step lasts some 25 looks, so on a quiet machine every step is seen; a machine loaded by the rest
     // of the suite can starve the server for seconds, so what is checked is that the steps come in order,
     // each once, and that the stream saw the task sample.
-    #expect(!seen.isEmpty && seen == seen.sorted() && Set(seen).count == seen.count && seen.allSatisfy { (0..<Int64(steps)).contains($0) }, "\(seen)", sourceLocation: sourceLocation)
+    #expect(!seen.isEmpty && seen == seen.sorted() && Set(seen).count == seen.count && seen.allSatisfy { (0...Int64(steps)).contains($0) }, "\(seen)", sourceLocation: sourceLocation)
     #expect(events.contains { $0.name == "preview" && ($0.data["image"]?.stringValue?.hasPrefix("iVBORw0KGgo") ?? false) }, sourceLocation: sourceLocation)
     #expect(names.last == "finished", "\(names)", sourceLocation: sourceLocation)
     #expect(events.last?.data["images"]?.arrayValue?.count == 1, sourceLocation: sourceLocation)
