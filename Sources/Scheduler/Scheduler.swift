@@ -206,14 +206,14 @@ public actor Scheduler: Service {
     /// worker a few calls a second, and neither queue on the scheduler nor wait for the worker).
     public nonisolated func progress(of id: String) async -> TaskProgress {
         if let report = runner.postedProgress(of: id) { return .running(report) }
-        if let (model, position) = await queuePosition(of: id) {
-            return .queued(position: position, eta: await estimatedWait(model: model, position: position))
-        }
+        if let queued = await queuedProgress(of: id) { return queued }
         return await runner.progress(of: id) ?? .notActive
     }
 
-    func queuePosition(of id: String) -> (model: String, position: Int)? {
-        planner.position(of: id)
+    /// A queued task's place and estimated time, in one visit to the actor; nil when it is not queued.
+    func queuedProgress(of id: String) -> TaskProgress? {
+        guard let (model, position) = planner.position(of: id) else { return nil }
+        return .queued(position: position, eta: estimatedWait(model: model, position: position))
     }
 
     /// Seconds until the task at `position` in `model`'s queue is done, from the model's recent pace.
