@@ -16,9 +16,11 @@ public struct PoolPolicy: Sendable, Equatable {
 }
 
 /// The scheduling policy, as plain data and pure decisions: which queued task goes to which worker, when
-/// a worker starts and on which GPU, and which worker stops. It owns no process and reads no clock; the
-/// ``Scheduler`` feeds it events, asks it to ``plan(now:)``, and carries out the ``Decision``s. This
-/// keeps every rule testable deterministically.
+/// a worker starts and on which GPU, and which worker stops. It reads no clock and starts or stops no
+/// process; the ``Scheduler`` feeds it events, asks it to ``plan(now:)``, and carries out the
+/// ``Decision``s. This keeps every rule testable deterministically. Its ``workers`` are the box's one
+/// worker table: each entry also carries the scheduler's handle to the worker's process, which the
+/// planner never uses.
 ///
 /// Rules, in the order `plan` applies them:
 /// 1. **Fairness**: a model with waiting tasks, no worker and no room, whose oldest task has waited at
@@ -62,15 +64,23 @@ public struct DispatchPlanner: Sendable {
         case gpu(Int)
     }
 
-    /// A worker as the planner sees it.
-    public struct Worker: Sendable, Equatable {
+    /// A worker: what the planner decides on, and what the scheduler reports of it.
+    public struct Worker: Sendable {
         public let id: Int
         public let model: String
         public var state: WorkerState
         public let gpu: Int?
         public let memoryMiB: Int
+        /// When it last took or finished a task (or became ready): the order of idle timeouts and evictions.
         public var lastUsed: Date
         public var taskID: String?
+        /// When it was planned, and when it entered its current state.
+        public let startedAt: Date
+        public var since: Date
+        /// Tasks and leases it has finished.
+        public var tasksServed = 0
+        /// The scheduler's handle to its process, once started (see ``attach(_:to:)``).
+        public internal(set) var process: WorkerProcess?
     }
 
     public let inventory: GPUInventory
@@ -155,23 +165,32 @@ public struct DispatchPlanner: Sendable {
 
     // MARK: Worker events
 
+    /// The process started for a worker the planner decided to start.
+    mutating func attach(_ process: WorkerProcess, to id: Int) {
+        workers[id]?.process = process
+    }
+
     public mutating func workerReady(_ id: Int, now: Date) {
         guard workers[id]?.state == .starting else { return }
         workers[id]?.state = .ready
         workers[id]?.lastUsed = now
+        workers[id]?.since = now
     }
 
-    /// The worker's task ended; a healthy worker is idle again, another one must stop.
+    /// The worker's task (or lease) ended; a healthy worker is idle again, another one must stop.
     public mutating func taskDone(workerID: Int, healthy: Bool, now: Date) {
         guard let worker = workers[workerID] else { return }
         workers[workerID]?.taskID = nil
         workers[workerID]?.lastUsed = now
+        workers[workerID]?.since = now
+        workers[workerID]?.tasksServed += 1
         if worker.state == .busy { workers[workerID]?.state = healthy ? .ready : .stopping }
     }
 
     /// The worker is asked to stop outside of a plan (e.g. its pool was deleted).
-    public mutating func markStopping(_ id: Int) {
+    public mutating func markStopping(_ id: Int, now: Date) {
         workers[id]?.state = .stopping
+        workers[id]?.since = now
     }
 
     /// The worker's process has ended; its resources are free.
@@ -231,7 +250,7 @@ public struct DispatchPlanner: Sendable {
                 return theirs.enqueuedAt > head.enqueuedAt
             }
             if let victim = candidates.min(by: { ($0.lastUsed, $0.id) < ($1.lastUsed, $1.id) }) {
-                decisions.append(stop(victim.id, reason: .fairness, makingRoomFor: model))
+                decisions.append(stop(victim.id, reason: .fairness, makingRoomFor: model, now: now))
             }
         }
         return decisions
@@ -245,6 +264,7 @@ public struct DispatchPlanner: Sendable {
             workers[worker.id]?.state = .busy
             workers[worker.id]?.taskID = next.id
             workers[worker.id]?.lastUsed = now
+            workers[worker.id]?.since = now
             decisions.append(.assign(taskID: next.id, workerID: worker.id))
         }
         return decisions
@@ -265,7 +285,7 @@ public struct DispatchPlanner: Sendable {
                     continue
                 }
                 if !makingRoom.values.contains(model), let victim = idleVictim(for: model) {
-                    decisions.append(stop(victim.id, reason: .makeRoom, makingRoomFor: model))
+                    decisions.append(stop(victim.id, reason: .makeRoom, makingRoomFor: model, now: now))
                 }
                 break
             }
@@ -278,7 +298,7 @@ public struct DispatchPlanner: Sendable {
         for worker in workers.values.sorted(by: { ($0.lastUsed, $0.id) < ($1.lastUsed, $1.id) }) where worker.state == .ready {
             let policy = policy(for: worker.model)
             if now.timeIntervalSince(worker.lastUsed) >= policy.idleTimeout && liveWorkers(model: worker.model).count > policy.minInstances {
-                decisions.append(stop(worker.id, reason: .idle, makingRoomFor: nil))
+                decisions.append(stop(worker.id, reason: .idle, makingRoomFor: nil, now: now))
             }
         }
         return decisions
@@ -345,13 +365,14 @@ public struct DispatchPlanner: Sendable {
         nextWorkerID += 1
         let gpu: Int? = if case .gpu(let index) = placement { index } else { nil }
         workers[id] = Worker(
-            id: id, model: model, state: .starting, gpu: gpu, memoryMiB: gpu == nil ? 0 : policy(for: model).gpuMemoryMiB, lastUsed: now
+            id: id, model: model, state: .starting, gpu: gpu, memoryMiB: gpu == nil ? 0 : policy(for: model).gpuMemoryMiB, lastUsed: now,
+            startedAt: now, since: now
         )
         return .start(workerID: id, model: model, gpu: gpu)
     }
 
-    mutating func stop(_ id: Int, reason: StopReason, makingRoomFor model: String?) -> Decision {
-        workers[id]?.state = .stopping
+    mutating func stop(_ id: Int, reason: StopReason, makingRoomFor model: String?, now: Date) -> Decision {
+        markStopping(id, now: now)
         if let model { makingRoom[id] = model }
         return .stop(workerID: id, reason: reason)
     }

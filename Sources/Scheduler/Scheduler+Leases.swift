@@ -128,7 +128,7 @@ extension Scheduler {
     public func warmWorkerPort(model: String) -> Int? {
         let warm = planner.liveWorkers(model: model).filter { $0.state == .ready || $0.state == .busy }
         guard let worker = warm.min(by: { ($0.state == .ready ? 0 : 1, $0.id) < ($1.state == .ready ? 0 : 1, $1.id) }) else { return nil }
-        return handles[worker.id]?.process.port
+        return worker.process?.port
     }
 
     /// Models that have a warm worker, the most recently used first.
@@ -141,7 +141,7 @@ extension Scheduler {
 
     /// The ports of every warm worker.
     public func warmWorkerPorts() -> [Int] {
-        planner.workers.values.filter { $0.state == .ready || $0.state == .busy }.compactMap { handles[$0.id]?.process.port }
+        planner.workers.values.filter { $0.state == .ready || $0.state == .busy }.compactMap { $0.process?.port }
     }
 
     /// Stops the idle workers of `model` (A1111's unload-checkpoint); busy ones finish their task. Returns
@@ -150,9 +150,8 @@ extension Scheduler {
         let idle = planner.liveWorkers(model: model).filter { $0.state == .ready }
         for worker in idle {
             logger.info("stopping worker", metadata: ["worker": "\(worker.id)", "reason": "unload-checkpoint"])
-            planner.markStopping(worker.id)
-            handles[worker.id]?.since = Date()
-            handles[worker.id]?.process.stop()
+            planner.markStopping(worker.id, now: Date())
+            worker.process?.stop()
         }
         dispatch()
         return idle.count

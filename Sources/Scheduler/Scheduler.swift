@@ -29,21 +29,13 @@ public actor Scheduler: Service {
     /// Model states, stored images and finished tasks, in order (see ``SchedulerEvent``).
     public nonisolated let events: AsyncStream<SchedulerEvent>
 
-    /// A live worker process and what the planner does not track.
-    struct WorkerHandle {
-        let process: WorkerProcess
-        var since: Date
-        var tasksServed = 0
-        let startedAt: ContinuousClock.Instant
-    }
-
     enum Job: Sendable {
         case supervise(WorkerProcess)
         case execute(taskID: String, worker: WorkerProcess)
     }
 
+    /// The rules, and the one table of workers.
     var planner: DispatchPlanner
-    var handles: [Int: WorkerHandle] = [:]
     /// Each pool's own settings, as stored in its pool record.
     var poolSettings: [String: PoolSettings] = [:]
     var models: [String: ModelHistory] = [:]
@@ -127,7 +119,7 @@ public actor Scheduler: Service {
         runner.shutDown()
         failWaitingLeases(reason: "sdbox is shutting down")
         jobs?.finish()
-        for handle in handles.values { handle.process.stop() }
+        for worker in planner.workers.values { worker.process?.stop() }
     }
 
     /// Puts unfinished tasks of a previous run back in their queues in their original order; a task that
@@ -228,11 +220,11 @@ public actor Scheduler: Service {
     /// Every live worker.
     public func workers() -> [WorkerInfo] {
         planner.workers.values.compactMap { worker -> WorkerInfo? in
-            guard let handle = handles[worker.id] else { return nil }
+            guard let process = worker.process else { return nil }
             return WorkerInfo(
                 id: worker.id, model: worker.model, function: PoolRecord.name(forModel: worker.model), gpu: worker.gpu,
-                gpuMemoryMiB: worker.memoryMiB, port: handle.process.port, pid: handle.process.processID, state: worker.state,
-                since: handle.since, tasksServed: handle.tasksServed, taskId: worker.taskID.flatMap { leases[$0] == nil ? $0 : nil }
+                gpuMemoryMiB: worker.memoryMiB, port: process.port, pid: process.processID, state: worker.state,
+                since: worker.since, tasksServed: worker.tasksServed, taskId: worker.taskID.flatMap { leases[$0] == nil ? $0 : nil }
             )
         }.sorted { $0.id < $1.id }
     }
@@ -285,8 +277,8 @@ public actor Scheduler: Service {
         await failQueued(planner.removeAll(model: model), reason: reason)
         if stopRunning { runner.abort(model: model, reason: reason) }
         for worker in planner.liveWorkers(model: model) {
-            planner.markStopping(worker.id)
-            if worker.state != .busy || stopRunning { handles[worker.id]?.process.stop() }
+            planner.markStopping(worker.id, now: Date())
+            if worker.state != .busy || stopRunning { worker.process?.stop() }
         }
         dispatch()
     }
@@ -305,18 +297,16 @@ public actor Scheduler: Service {
         for decision in planner.plan(now: Date()) {
             switch decision {
             case .assign(let taskID, let workerID):
-                guard let handle = handles[workerID] else { continue }
-                handles[workerID]?.since = Date()
-                if grantLease(taskID, workerID: workerID, port: handle.process.port, model: handle.process.model) { continue }
-                runner.register(taskID, on: handle.process)
-                jobs?.yield(.execute(taskID: taskID, worker: handle.process))
+                guard let process = planner.workers[workerID]?.process else { continue }
+                if grantLease(taskID, workerID: workerID, port: process.port, model: process.model) { continue }
+                runner.register(taskID, on: process)
+                jobs?.yield(.execute(taskID: taskID, worker: process))
             case .start(let workerID, let model, let gpu):
                 startWorker(workerID, for: model, gpu: gpu)
             case .stop(let workerID, let reason):
                 logger.info("stopping worker", metadata: ["worker": "\(workerID)", "reason": "\(reason.rawValue)"])
                 metrics.workerStopped(reason: reason)
-                handles[workerID]?.since = Date()
-                handles[workerID]?.process.stop()
+                planner.workers[workerID]?.process?.stop()
             case .reject(let taskIDs, let model, let reason):
                 logger.error("tasks cannot be placed", metadata: ["model": "\(model)", "reason": "\(reason)"])
                 Task { await self.failQueued(taskIDs, reason: reason) }
@@ -348,7 +338,7 @@ public actor Scheduler: Service {
             logPath: "\(configuration.logDirectory)/worker-\(id)-\(String(safeName)).log",
             runDirectory: configuration.runDirectory
         )
-        handles[id] = WorkerHandle(process: process, since: Date(), startedAt: .now)
+        planner.attach(process, to: id)
         metrics.workerStarted(model: model)
         logger.info("starting worker", metadata: ["worker": "\(id)", "model": "\(model)", "gpu": "\(gpu.map(String.init) ?? "none")", "profile": "\(profileName)"])
         jobs?.yield(.supervise(process))
@@ -381,20 +371,19 @@ public actor Scheduler: Service {
     }
 
     func workerReady(_ id: Int) {
-        guard let handle = handles[id] else { return }
-        planner.workerReady(id, now: Date())
-        handles[id]?.since = Date()
-        models[handle.process.model, default: ModelHistory()].startFailures = 0
-        let loadSeconds = handle.startedAt.duration(to: .now).seconds
-        models[handle.process.model, default: ModelHistory()].pace.recordLoad(seconds: loadSeconds)
-        logger.info("worker ready", metadata: ["worker": "\(id)", "model": "\(handle.process.model)", "loadSeconds": "\(loadSeconds)"])
+        guard let worker = planner.workers[id] else { return }
+        let now = Date()
+        planner.workerReady(id, now: now)
+        models[worker.model, default: ModelHistory()].startFailures = 0
+        let loadSeconds = now.timeIntervalSince(worker.startedAt)
+        models[worker.model, default: ModelHistory()].pace.recordLoad(seconds: loadSeconds)
+        logger.info("worker ready", metadata: ["worker": "\(id)", "model": "\(worker.model)", "loadSeconds": "\(loadSeconds)"])
         dispatch()
     }
 
     func workerExited(_ worker: WorkerProcess, _ exit: WorkerExit) async {
         let state = planner.workers[worker.id]?.state
         planner.workerGone(worker.id)
-        handles[worker.id] = nil
         let expected = state == .stopping || shuttingDown
         let output = exit.lastOutput.suffix(5).joined(separator: " | ")
         if expected {
@@ -428,12 +417,8 @@ public actor Scheduler: Service {
 
     /// A worker's task or lease ended: it takes the next one, or stops if it misbehaved or must go.
     func workerFreed(_ workerID: Int, healthy: Bool) {
-        if handles[workerID] != nil {
-            handles[workerID]?.tasksServed += 1
-            handles[workerID]?.since = Date()
-            planner.taskDone(workerID: workerID, healthy: healthy, now: Date())
-            if planner.workers[workerID]?.state == .stopping { handles[workerID]?.process.stop() }
-        }
+        planner.taskDone(workerID: workerID, healthy: healthy, now: Date())
+        if let worker = planner.workers[workerID], worker.state == .stopping { worker.process?.stop() }
         dispatch()
     }
 }

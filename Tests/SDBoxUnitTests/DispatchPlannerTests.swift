@@ -42,6 +42,21 @@ import Testing
         #expect(planned5 == [.assign(taskID: "a2", workerID: 1)])
     }
 
+    @Test func theWorkerTableKeepsWhenEachStateBeganAndTasksServed() {
+        var p = planner(policy: PoolPolicy(idleTimeout: 5))
+        p.enqueue("a1", model: "A", user: "u", enqueuedAt: at(0))
+        _ = p.plan(now: at(0))
+        #expect(p.workers[1]?.startedAt == at(0) && p.workers[1]?.since == at(0) && p.workers[1]?.state == .starting)
+        p.workerReady(1, now: at(2))
+        #expect(p.workers[1]?.since == at(2))
+        _ = p.plan(now: at(3))
+        #expect(p.workers[1]?.state == .busy && p.workers[1]?.since == at(3) && p.workers[1]?.tasksServed == 0)
+        p.taskDone(workerID: 1, healthy: true, now: at(4))
+        #expect(p.workers[1]?.state == .ready && p.workers[1]?.since == at(4) && p.workers[1]?.tasksServed == 1)
+        #expect(p.plan(now: at(9)) == [.stop(workerID: 1, reason: .idle)])
+        #expect(p.workers[1]?.state == .stopping && p.workers[1]?.since == at(9) && p.workers[1]?.startedAt == at(0))
+    }
+
     @Test func scalesUpToThePoolAndGlobalCaps() {
         var p = planner(maxInstances: 3, policy: PoolPolicy(maxInstances: 2))
         for i in 0..<5 { p.enqueue("a\(i)", model: "A", user: "u", enqueuedAt: at(Double(i))) }
