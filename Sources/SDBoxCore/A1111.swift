@@ -8,8 +8,8 @@ public enum A1111 {
         public var progress: Double
         public var eta_relative: Double
         public var state: State
-        public var current_image: String?
-        public var textinfo: String?
+        @ExplicitNull public var current_image: String?
+        @ExplicitNull public var textinfo: String?
 
         public init(progress: Double, eta_relative: Double, state: State, current_image: String? = nil, textinfo: String? = nil) {
             self.progress = progress
@@ -21,16 +21,6 @@ public enum A1111 {
 
         /// The answer when nothing is running.
         public static let idle = Progress(progress: 0, eta_relative: 0, state: State())
-
-        public func encode(to encoder: any Encoder) throws {
-            // A1111 sends `null` for absent values rather than leaving keys out.
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(progress, forKey: .progress)
-            try container.encode(eta_relative, forKey: .eta_relative)
-            try container.encode(state, forKey: .state)
-            try container.encode(current_image, forKey: .current_image)
-            try container.encode(textinfo, forKey: .textinfo)
-        }
     }
 
     /// The `state` object of a progress answer (A1111's `shared.state.dict()`).
@@ -78,10 +68,10 @@ public enum A1111 {
     public struct SDModel: Codable, Sendable, Equatable {
         public var title: String
         public var model_name: String
-        public var hash: String?
-        public var sha256: String?
+        @ExplicitNull public var hash: String?
+        @ExplicitNull public var sha256: String?
         public var filename: String
-        public var config: String?
+        @ExplicitNull public var config: String?
 
         public init(checkpoint: Checkpoint) {
             self.title = checkpoint.title
@@ -102,16 +92,6 @@ public enum A1111 {
             self.filename = path
             self.config = nil
         }
-
-        public func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(title, forKey: .title)
-            try container.encode(model_name, forKey: .model_name)
-            try container.encode(hash, forKey: .hash)
-            try container.encode(sha256, forKey: .sha256)
-            try container.encode(filename, forKey: .filename)
-            try container.encode(config, forKey: .config)
-        }
     }
 
     /// An entry of `GET /sdapi/v1/samplers`.
@@ -125,7 +105,7 @@ public enum A1111 {
     public struct Scheduler: Codable, Sendable, Equatable {
         public var name: String
         public var label: String
-        public var aliases: [String]?
+        @ExplicitNull public var aliases: [String]?
         public var default_rho: Double
         public var need_inner_model: Bool
     }
@@ -133,10 +113,10 @@ public enum A1111 {
     /// An entry of `GET /sdapi/v1/upscalers`.
     public struct Upscaler: Codable, Sendable, Equatable {
         public var name: String
-        public var model_name: String?
-        public var model_path: String?
-        public var model_url: String?
-        public var scale: Double?
+        @ExplicitNull public var model_name: String?
+        @ExplicitNull public var model_path: String?
+        @ExplicitNull public var model_url: String?
+        @ExplicitNull public var scale: Double?
 
         public init(name: String, model_name: String?, model_path: String?, model_url: String?, scale: Double?) {
             self.name = name

@@ -101,9 +101,10 @@ extension JSONValue {
         try JSONDecoder().decode(T.self, from: encoded())
     }
 
-    /// Encodes an `Encodable` value into a ``JSONValue``.
+    /// Encodes an `Encodable` value into a ``JSONValue`` (through its JSON bytes: for documents that are
+    /// kept or edited as values; answers are encoded straight to bytes).
     public init(encoding value: some Encodable) throws {
-        self = try JSONValueEncoder().encode(value)
+        self = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(value))
     }
 
     public subscript(key: String) -> JSONValue? {

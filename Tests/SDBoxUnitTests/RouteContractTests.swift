@@ -41,6 +41,32 @@ import Testing
         }
     }
 
+    @Test func a1111AnswersWriteEveryKeyIncludingNulls() async throws {
+        let bench = try RouterBench()
+        let (status, upscalers) = try await answer(bench, .get, "/sdapi/v1/upscalers")
+        #expect(status == .ok)
+        for upscaler in upscalers.arrayValue ?? [] {
+            for key in ["name", "model_name", "model_path", "model_url", "scale"] {
+                #expect(upscaler.objectValue?.keys.contains(key) == true, "upscaler without '\(key)': \(upscaler)")
+            }
+        }
+        #expect(upscalers.arrayValue?.first?["model_url"] == .null)
+        let (_, progress) = try await answer(bench, .get, "/sdapi/v1/progress")
+        #expect(progress.objectValue?.keys.sorted() == ["current_image", "eta_relative", "progress", "state", "textinfo"])
+        #expect(progress["current_image"] == .null && progress["textinfo"] == .null)
+        let (_, schedulers) = try await answer(bench, .get, "/sdapi/v1/schedulers")
+        #expect(schedulers.arrayValue?.allSatisfy { $0.objectValue?.keys.contains("aliases") == true } == true)
+    }
+
+    @Test func explicitNullsReadBackAsAbsent() throws {
+        let written = try JSONEncoder().encode(A1111.Progress.idle)
+        #expect(String(decoding: written, as: UTF8.self).contains("\"current_image\":null"))
+        #expect(try JSONDecoder().decode(A1111.Progress.self, from: written) == .idle)
+        let withoutKeys = #"{"progress": 0.5, "eta_relative": 1, "state": {"skipped": false, "interrupted": false, "stopping_generation": false, "job": "", "job_count": 0, "job_timestamp": "0", "job_no": 0, "sampling_step": 0, "sampling_steps": 0}}"#
+        let progress = try JSONDecoder().decode(A1111.Progress.self, from: Data(withoutKeys.utf8))
+        #expect(progress.current_image == nil && progress.progress == 0.5)
+    }
+
     @Test func publicRoutesAnswerWithoutAKeyAndNoOthersDo() async throws {
         var configuration = ServerConfiguration()
         configuration.auth.required = true

@@ -19,13 +19,13 @@ package actor WebhookDelivery: Service {
     let settings: WebhookSettings
     let key: SymmetricKey
     /// The body POSTed for a task.
-    let payload: @Sendable (TaskRecord) -> JSONValue
+    let payload: @Sendable (TaskRecord) throws -> Data
     let logger: Logger
     let due: AsyncStream<String>
     let dueContinuation: AsyncStream<String>.Continuation
     var delivering: Set<String> = []
 
-    package init(tasks: any TaskStore, settings: WebhookSettings, secret: String, logger: Logger, payload: @escaping @Sendable (TaskRecord) -> JSONValue) {
+    package init(tasks: any TaskStore, settings: WebhookSettings, secret: String, logger: Logger, payload: @escaping @Sendable (TaskRecord) throws -> Data) {
         self.tasks = tasks
         self.settings = settings
         self.key = SymmetricKey(data: Data(secret.utf8))
@@ -118,7 +118,7 @@ package actor WebhookDelivery: Service {
         }
         let body: Data
         do {
-            body = try payload(task).encoded()
+            body = try payload(task)
         } catch {
             return outcome(nil, "cannot encode the result: \(error)")
         }

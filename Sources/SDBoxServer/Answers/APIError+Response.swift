@@ -11,6 +11,6 @@ import Storage
 
 extension APIError: HTTPResponseError {
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        .json(body, status: status)
+        try .json(body, status: status)
     }
 }

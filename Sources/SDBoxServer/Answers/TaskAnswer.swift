@@ -1,35 +1,47 @@
 import Appliance
 import Hummingbird
 import SDBoxCore
+import Scheduler
 
 /// The task API's short answer: a task's id and where it stands (`{taskId, status}`), as an async
-/// submission, a cancellation and the original's clients get it.
+/// submission and a cancellation get it; a synchronous submission's also carries `ossUrl`, the signed
+/// URLs of its images, and `error` when it ended without success.
 struct TaskAnswer: Encodable {
     let taskId: String
     let status: TaskState
+    var ossUrl: [String]?
+    var error: String?
 
-    init(_ task: TaskRecord) {
+    init(_ task: TaskRecord, ossUrl: [String]? = nil) {
         taskId = task.id
         status = task.state
+        self.ossUrl = ossUrl
+        error = task.error
     }
 }
 
-extension Response {
-    /// `{taskId, status}` for `task`.
-    static func taskAnswer(_ task: TaskRecord) throws -> Response {
-        try .json(encoding: TaskAnswer(task))
+extension Services {
+    /// The answer to a submitted task, for every submission route: `{taskId, status}` at once with
+    /// `Request-Type: async`; else, once the task is final, what `whenFinal` makes of it. A task that
+    /// failed with nothing to give (a passthrough call's worker answer is something) is a 500 with its
+    /// reason and id.
+    func answer(
+        _ task: TaskRecord, request: Request, whenFinal: (TaskRecord) async throws -> Response
+    ) async throws -> Response {
+        if request.headers[.requestType]?.lowercased() == "async" { return try .json(TaskAnswer(task)) }
+        guard let final = await scheduler.runner.waitUntilFinal(task.id) else { throw APIError.taskNotFound(task.id) }
+        if final.state == .failed && final.result == nil { throw APIError.taskDidNotSucceed(final) }
+        return try await whenFinal(final)
     }
 }
 
 extension APIError {
     /// A synchronous caller's answer when its task did not succeed: 500 with the reason, the task's id
-    /// and `extra` (`task failed`, or `task cancelled` with no result to give).
-    static func taskDidNotSucceed(_ task: TaskRecord, extra: [String: JSONValue] = [:]) -> APIError {
-        var fields = extra
-        fields["taskId"] = .string(task.id)
-        return APIError(
+    /// and status (`task failed`, or `task cancelled` with no result to give).
+    static func taskDidNotSucceed(_ task: TaskRecord) -> APIError {
+        APIError(
             .internalServerError, task.state == .failed ? "task failed" : "task \(task.state.rawValue)", detail: task.error ?? "",
-            extra: fields
+            extra: ["taskId": .string(task.id), "status": .string(task.state.rawValue)]
         )
     }
 }

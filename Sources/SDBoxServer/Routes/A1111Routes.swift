@@ -30,40 +30,32 @@ struct A1111Routes {
         api.get("progress") { request, context in
             var progress = try await currentProgress(user: context.user)
             if request.skipsCurrentImage { progress.current_image = nil }
-            return try Response.json(encoding: progress)
+            return try Response.json(progress)
         }
         api.post("interrupt") { _, context in
             for task in try await runningTasks(of: context.user) { _ = try await services.scheduler.cancel(task.id) }
-            return Response.json([:])
+            return try Response.json(A1111.Empty())
         }
-        api.post("skip") { _, _ in Response.json([:]) }
+        api.post("skip") { _, _ in try Response.json(A1111.Empty()) }
         api.get("sd-models") { _, _ in
             let models = try await services.models.refresh().filter { $0.type == .stableDiffusion }
-            return try Response.json(encoding: models.map { $0.checkpoint.map(A1111.SDModel.init(checkpoint:)) ?? A1111.SDModel(path: $0.ossPath) })
+            return try Response.json(models.map { $0.checkpoint.map(A1111.SDModel.init(checkpoint:)) ?? A1111.SDModel(path: $0.ossPath) })
         }
         api.get("sd-vae") { _, _ in
             let vaes = try await services.models.refresh().filter { $0.type == .sdVae }
-            return Response.json(.array(vaes.map { ["model_name": .string($0.name), "filename": .string($0.ossPath)] }))
+            return try Response.json(vaes.map { A1111.SDVae(model_name: $0.name, filename: $0.ossPath) })
         }
         api.get("loras") { _, _ in
             let loras = try await services.models.refresh().filter { $0.type == .lora }
-            return Response.json(.array(loras.map { lora in
-                let name = JSONValue.string((lora.name as NSString).deletingPathExtension)
-                return ["name": name, "alias": name, "path": .string(lora.ossPath), "metadata": [:]]
-            }))
+            return try Response.json(loras.map { A1111.Lora(name: ($0.name as NSString).deletingPathExtension, path: $0.ossPath) })
         }
         api.get("embeddings") { _, _ in
             let embeddings = try await services.models.refresh().filter { $0.type == .embedding }
-            var loaded: [String: JSONValue] = [:]
-            for embedding in embeddings {
-                loaded[(embedding.name as NSString).deletingPathExtension] = [
-                    "step": .null, "sd_checkpoint": .null, "sd_checkpoint_name": .null, "shape": .null, "vectors": .null,
-                ]
-            }
-            return Response.json(["loaded": .object(loaded), "skipped": [:]])
+            let loaded = embeddings.map { (($0.name as NSString).deletingPathExtension, A1111.Embedding()) }
+            return try Response.json(A1111.Embeddings(loaded: Dictionary(loaded) { first, _ in first }))
         }
-        api.get("samplers") { _, _ in try Response.json(encoding: A1111.samplers) }
-        api.get("schedulers") { _, _ in try Response.json(encoding: A1111.schedulers) }
+        api.get("samplers") { _, _ in try Response.json(A1111.samplers) }
+        api.get("schedulers") { _, _ in try Response.json(A1111.schedulers) }
         api.get("upscalers") { _, _ in
             let registered = try await services.models.refresh().filter { $0.type == .upscaler }.map { model in
                 A1111.Upscaler(
@@ -71,10 +63,10 @@ struct A1111Routes {
                     model_url: nil, scale: 4
                 )
             }
-            return try Response.json(encoding: A1111.upscalers + registered)
+            return try Response.json(A1111.upscalers + registered)
         }
-        api.get("scripts") { _, _ in Response.json(["txt2img": [], "img2img": []]) }
-        api.get("options") { _, context in Response.json(.object(try await options(for: context.user))) }
+        api.get("scripts") { _, _ in try Response.json(A1111.Scripts()) }
+        api.get("options") { _, context in try Response.json(try await options(for: context.user)) }
         api.post("options") { request, context in
             var changes = try await request.jsonObject(limit: services.configuration.http.maxBodyBytes)
             if let checkpoint = changes["sd_model_checkpoint"] {
@@ -85,7 +77,7 @@ struct A1111Routes {
             }
             changes["sd_checkpoint_hash"] = nil
             _ = try await services.catalog.updateOptions(forUser: context.user, changes)
-            return Response.json(nil)
+            return try Response.json(JSONValue.null)
         }
     }
 
@@ -95,10 +87,11 @@ struct A1111Routes {
         var body = try await request.jsonBody(limit: services.configuration.http.maxBodyBytes)
         let callback = try services.callback(taking: &body, request: request)
         let task = try await services.submitGeneration(kind: kind, body: body, caller: context.caller, userOptions: true, callback: callback)
-        if request.headers[.requestType]?.lowercased() == "async" { return try Response.taskAnswer(task) }
-        let (result, images) = try await outcome(of: task)
-        let info = try result.info.stringValue ?? String(decoding: result.info.encoded(), as: UTF8.self)
-        return Response.json(["images": .array(images), "parameters": result.parameters, "info": .string(info)])
+        return try await services.answer(task, request: request) { final in
+            let (result, images) = try await outcome(of: final)
+            let info = try result.info.stringValue ?? String(decoding: result.info.encoded(), as: UTF8.self)
+            return try Response.json(A1111.GenerationResponse(images: images, parameters: result.parameters, info: info))
+        }
     }
 
     /// Runs an extras request synchronously and answers as A1111: `{html_info, image}` for one image,
@@ -107,24 +100,22 @@ struct A1111Routes {
         var body = try await request.jsonBody(limit: services.configuration.http.maxBodyBytes)
         let callback = try services.callback(taking: &body, request: request)
         let task = try await services.submitPostprocessing(kind: kind, body: body, caller: context.caller, callback: callback)
-        if request.headers[.requestType]?.lowercased() == "async" { return try Response.taskAnswer(task) }
-        let (result, images) = try await outcome(of: task)
-        let html = result.info["html_info"] ?? ""
-        if kind == .extraSingleImage {
-            return Response.json(["html_info": html, "image": images.first ?? ""])
+        return try await services.answer(task, request: request) { final in
+            let (result, images) = try await outcome(of: final)
+            let html = result.info["html_info"]?.stringValue ?? ""
+            if kind == .extraSingleImage {
+                return try Response.json(A1111.ExtrasSingleImageResponse(html_info: html, image: images.first ?? ""))
+            }
+            return try Response.json(A1111.ExtrasBatchImagesResponse(html_info: html, images: images))
         }
-        return Response.json(["html_info": html, "images": .array(images)])
     }
 
-    /// Waits for a task and returns its result with its images as base64; a failed task is a 500.
-    func outcome(of task: TaskRecord) async throws -> (TaskResult, [JSONValue]) {
-        guard let final = await services.scheduler.runner.waitUntilFinal(task.id) else { throw APIError.taskNotFound(task.id) }
-        guard final.state != .failed, let result = final.result else {
-            throw APIError.taskDidNotSucceed(final)
-        }
-        var images: [JSONValue] = []
+    /// A final task's result with its images as base64; a task cancelled before any image is a 500.
+    func outcome(of final: TaskRecord) async throws -> (TaskResult, [String]) {
+        guard let result = final.result else { throw APIError.taskDidNotSucceed(final) }
+        var images: [String] = []
         for key in result.images {
-            images.append(.string(try await services.objects.get(key).base64EncodedString()))
+            images.append(try await services.objects.get(key).base64EncodedString())
         }
         return (result, images)
     }

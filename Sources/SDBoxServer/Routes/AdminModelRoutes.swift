@@ -25,7 +25,7 @@ struct AdminModelRoutes {
             try checkSpace(for: request, type: type)
             let upload = try await services.models.beginUpload(type: type, name: name, overwrite: overwrite)
             let record = try await receive(request.body, as: upload)
-            return try Response.json(encoding: CatalogRoutes.ModelView(record), status: .created)
+            return try Response.json(CatalogRoutes.ModelView(record), status: .created)
         }
         admin.post("") { request, context in
             try await multipartUpload(request)
@@ -37,7 +37,7 @@ struct AdminModelRoutes {
                 throw APIError(.badRequest, "invalid request", detail: "field 'path' must be the absolute path of a model file", extra: ["field": "path"])
             }
             let record = try await services.models.register(type: type, path: path, name: body["name"]?.stringValue)
-            return try Response.json(encoding: CatalogRoutes.ModelView(record), status: .created)
+            return try Response.json(CatalogRoutes.ModelView(record), status: .created)
         }
         admin.delete(":type/:name") { request, context in
             let type = try Self.modelType(try context.parameters.require("type"))
@@ -50,7 +50,7 @@ struct AdminModelRoutes {
                 try await services.scheduler.removePool(model: name, reason: "the model \(name) was deleted", stopRunning: true)
             }
             try await services.models.delete(type: type, name: name)
-            return Response.json(["status": "deleted", "type": .string(type.rawValue), "name": .string(name)])
+            return try Response.json(["status": "deleted", "type": type.rawValue, "name": name])
         }
     }
 
@@ -178,7 +178,7 @@ struct AdminModelRoutes {
         guard let record else {
             throw APIError(.badRequest, "invalid request", detail: "the form has no 'file' field with a file name", extra: ["field": "file"])
         }
-        return try Response.json(encoding: CatalogRoutes.ModelView(record), status: .created)
+        return try Response.json(CatalogRoutes.ModelView(record), status: .created)
     }
 
     /// What the multipart parser reported, in order.

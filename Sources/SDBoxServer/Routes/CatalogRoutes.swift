@@ -20,7 +20,7 @@ struct CatalogRoutes {
                 .filter { type == nil || $0.type == type }
                 .map { ModelView($0, status: status(of: $0, workers: workers)) }
                 .filter { wantedStatus == nil || $0.status.rawValue == wantedStatus }
-            return try Response.json(encoding: views)
+            return try Response.json(views)
         }
     }
 

@@ -29,8 +29,8 @@ struct EventRoutes {
                 body: ResponseBody { writer in
                     for await event in events {
                         let text: String
-                        if let json = render(event, taskID: task.id, base: base), let name = json["event"]?.stringValue {
-                            text = "event: \(name)\ndata: \(String(decoding: try json.encoded(), as: UTF8.self))\n\n"
+                        if let answer = render(event, taskID: task.id, base: base) {
+                            text = "event: \(answer.name)\ndata: \(String(decoding: try Response.jsonBytes(answer), as: UTF8.self))\n\n"
                         } else {
                             text = ": keep-alive\n\n"
                         }
@@ -43,11 +43,11 @@ struct EventRoutes {
         router.ws("/ws") { inbound, outbound, context in
             let caller = context.requestContext.caller
             let base = services.urlBase(for: context.request)
-            let (messages, sink) = AsyncStream.makeStream(of: JSONValue.self)
+            let (messages, sink) = AsyncStream.makeStream(of: TaskEventAnswer.self)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     for await message in messages {
-                        try await outbound.write(.text(String(decoding: try message.encoded(), as: UTF8.self)))
+                        try await outbound.write(.text(String(decoding: try Response.jsonBytes(message), as: UTF8.self)))
                     }
                 }
                 var subscriptions: [String: Task<Void, Never>] = [:]
@@ -56,7 +56,7 @@ struct EventRoutes {
                     guard case .text(let text) = message, let command = try? JSONValue(parsing: Data(text.utf8)),
                         command["subscribe"] != nil || command["unsubscribe"] != nil
                     else {
-                        sink.yield(["event": "error", "error": "expected {\"subscribe\": [task ids]} or {\"unsubscribe\": [task ids]}"])
+                        sink.yield(.error(taskId: nil, message: "expected {\"subscribe\": [task ids]} or {\"unsubscribe\": [task ids]}"))
                         continue
                     }
                     for id in (command["unsubscribe"]?.arrayValue ?? []).compactMap(\.stringValue) {
@@ -64,13 +64,13 @@ struct EventRoutes {
                     }
                     for id in (command["subscribe"]?.arrayValue ?? []).compactMap(\.stringValue) where subscriptions[id] == nil {
                         guard (try? await services.task(id, for: caller)) != nil else {
-                            sink.yield(["event": "error", "taskId": .string(id), "error": "task not found"])
+                            sink.yield(.error(taskId: id, message: "task not found"))
                             continue
                         }
                         let events = await hub.subscribe(id)
                         subscriptions[id] = Task {
                             for await event in events {
-                                if let json = render(event, taskID: id, base: base) { sink.yield(json) }
+                                if let answer = render(event, taskID: id, base: base) { sink.yield(answer) }
                             }
                         }
                     }
@@ -81,29 +81,9 @@ struct EventRoutes {
         }
     }
 
-    /// An event as JSON; nil for a heartbeat (which SSE sends as a comment and WebSocket pings cover).
-    func render(_ event: TaskEvent, taskID: String, base: String) -> JSONValue? {
-        let fields: [String: JSONValue]
-        switch event {
-        case .queued(let position, let eta):
-            fields = ["event": "queued", "position": .integer(Int64(position)), "etaRelative": eta.map { .number($0) } ?? .null]
-        case .started(let attempt):
-            fields = ["event": "started", "attempt": .integer(Int64(attempt))]
-        case .progress(let step, let steps, let job, let jobs, let fraction, let eta):
-            fields = [
-                "event": "progress", "step": .integer(Int64(step)), "steps": .integer(Int64(steps)), "jobNo": .integer(Int64(job)),
-                "jobCount": .integer(Int64(jobs)), "progress": .number(fraction), "etaRelative": .number(eta),
-            ]
-        case .preview(let image):
-            fields = ["event": "preview", "image": .string(image)]
-        case .heartbeat:
-            return nil
-        case .final(let task):
-            var result = services.resultBody(of: task, base: base, webhook: false)
-            result["event"] = .string(task.state == .succeeded ? "finished" : task.state.rawValue)
-            fields = result
-        }
-        return .object(fields.merging(["taskId": .string(taskID)]) { own, _ in own })
+    /// An event as sent; nil for a heartbeat.
+    func render(_ event: TaskEvent, taskID: String, base: String) -> TaskEventAnswer? {
+        TaskEventAnswer(event, taskId: taskID) { services.resultAnswer(of: $0, base: base, webhook: false) }
     }
 
     static let accelBuffering = HTTPField.Name("X-Accel-Buffering")!

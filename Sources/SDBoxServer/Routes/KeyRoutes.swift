@@ -11,7 +11,7 @@ struct KeyRoutes {
 
     func register(on router: Router<SDBoxRequestContext>) {
         router.get("/admin/keys") { _, _ in
-            Response.json(["keys": .array(try await keys.list().map(Self.view))])
+            try Response.json(["keys": try await keys.list().map(KeyView.init)])
         }
         router.post("/admin/keys") { request, _ in
             let body = try await request.jsonObject(limit: 1 << 16)
@@ -24,25 +24,34 @@ struct KeyRoutes {
             }
             let (record, key) = APIKeyRecord.make(user: user, role: role)
             try await keys.insert(record)
-            var answer = Self.view(record)
-            answer["key"] = .string(key)
-            return Response.json(answer, status: .created)
+            var answer = KeyView(record)
+            answer.key = key
+            return try Response.json(answer, status: .created)
         }
         router.delete("/admin/keys/:id") { _, context in
             let id = try context.parameters.require("id")
             guard TaskID.isWellFormed(id), let revoked = try await keys.revoke(id) else {
                 throw APIError(.notFound, "key not found", detail: "no API key with id '\(id)'")
             }
-            return Response.json(Self.view(revoked))
+            return try Response.json(KeyView(revoked))
         }
     }
+}
 
-    /// A key as listed: never its secret.
-    static func view(_ key: APIKeyRecord) -> JSONValue {
-        [
-            "id": .string(key.id), "user": .string(key.user), "role": .string(key.role.rawValue),
-            "createdAt": .string(key.createdAt.ISO8601Format()),
-            "revokedAt": key.revokedAt.map { .string($0.ISO8601Format()) } ?? .null,
-        ]
+/// An API key as listed: never its secret, which only the answer that made it carries (`key`).
+struct KeyView: Encodable {
+    let id: String
+    let user: String
+    let role: Role
+    let createdAt: String
+    @ExplicitNull var revokedAt: String?
+    var key: String?
+
+    init(_ record: APIKeyRecord) {
+        id = record.id
+        user = record.user
+        role = record.role
+        createdAt = record.createdAt.ISO8601Format()
+        revokedAt = record.revokedAt?.ISO8601Format()
     }
 }

@@ -36,7 +36,7 @@ struct ModelWideRoutes {
                 let ports = await services.scheduler.warmWorkerPorts()
                 let logger = services.logger
                 Task { await Self.broadcast("/sdapi/v1/\(path)", to: ports, logger: logger) }
-                return Response.json(nil)
+                return try Response.json(JSONValue.null)
             }
         }
         api.post("reload-checkpoint") { request, context in
@@ -49,12 +49,12 @@ struct ModelWideRoutes {
                     throw APIError(.serviceUnavailable, "no worker", detail: error.description)
                 }
             }
-            return Response.json(nil)
+            return try Response.json(JSONValue.null)
         }
         api.post("unload-checkpoint") { request, context in
             let model = try await model(of: request, context: context)
             _ = await services.scheduler.stopIdleWorkers(model: model)
-            return Response.json(nil)
+            return try Response.json(JSONValue.null)
         }
     }
 

@@ -79,8 +79,8 @@ struct ObjectRoutes {
             let body = try await fileIO.loadFile(path: info.path, range: bytes, context: context)
             return Response(status: .partialContent, headers: headers, body: body)
         case .unsatisfiable:
-            var response = Response.json(
-                ["error": "range not satisfiable", "detail": .string("the object has \(info.size) bytes; asked: \(request.headers[.range] ?? "")")],
+            var response = try Response.json(
+                ["error": "range not satisfiable", "detail": "the object has \(info.size) bytes; asked: \(request.headers[.range] ?? "")"],
                 status: .rangeNotSatisfiable
             )
             response.headers[.contentRange] = "bytes */\(info.size)"
@@ -110,7 +110,7 @@ struct ObjectRoutes {
         } catch ObjectStoreError.invalidKey {
             throw APIError(.badRequest, "invalid object key", detail: "'\(key)' is not a key inside the object store")
         }
-        return Response.json(["key": .string(key)], status: .created)
+        return try Response.json(["key": key], status: .created)
     }
 }
 

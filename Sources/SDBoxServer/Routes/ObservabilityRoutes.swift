@@ -17,7 +17,7 @@ struct ObservabilityRoutes {
     let registry: PrometheusCollectorRegistry
 
     func register(on router: Router<SDBoxRequestContext>) {
-        router.get("/healthz") { _, _ in Response.json(["status": "ok"]) }
+        router.get("/healthz") { _, _ in try Response.json(["status": "ok"]) }
         router.get("/readyz") { _, _ in
             var problems: [String] = []
             do {
@@ -29,9 +29,9 @@ struct ObservabilityRoutes {
             guard problems.isEmpty else {
                 throw APIError(.serviceUnavailable, "not ready", detail: problems.joined(separator: "; "))
             }
-            return Response.json(["status": "ready"])
+            return try Response.json(["status": "ready"])
         }
-        let document = Response.json(OpenAPIDocument.make(services.configuration))
+        let document = (try? Response.json(OpenAPIDocument.make(services.configuration))) ?? Response(status: .internalServerError)
         router.get("/openapi.json") { _, _ in document }
         router.get("/metrics") { _, _ in
             Response(

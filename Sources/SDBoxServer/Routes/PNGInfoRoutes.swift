@@ -37,7 +37,7 @@ struct PNGInfoRoutes {
                     "parameters": .object(info.isEmpty ? [:] : Infotext.parse(info)),
                 ]
             }
-            return Response.json(answer)
+            return try Response.json(answer)
         }
     }
 }

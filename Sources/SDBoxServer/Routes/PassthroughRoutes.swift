@@ -50,17 +50,14 @@ struct PassthroughRoutes {
         let callback = try services.callback(taking: &json, request: request)
         if case .json = call.body { call.body = .json(json) }
         let model = try await model(named: call.model, user: context.user)
-        let async = request.headers[.requestType]?.lowercased() == "async"
-        guard async || request.headers[.taskFlag]?.lowercased() == "true" || callback != nil else {
+        guard request.headers[.requestType]?.lowercased() == "async" || request.headers[.taskFlag]?.lowercased() == "true" || callback != nil else {
             return try await stream(call, model: model, user: context.user)
         }
-        let request = try await call.persisted(limit: services.configuration.http.maxBodyBytes).json
+        let workerBody = try await call.persisted(limit: services.configuration.http.maxBodyBytes).json
         let task = try await services.enqueue(
-            kind: .passthrough, model: model, caller: context.caller, workerBody: request, priority: 0, callback: callback
+            kind: .passthrough, model: model, caller: context.caller, workerBody: workerBody, priority: 0, callback: callback
         )
-        if async { return try Response.taskAnswer(task) }
-        guard let final = await services.scheduler.runner.waitUntilFinal(task.id) else { throw APIError.taskNotFound(task.id) }
-        return try await answer(of: final)
+        return try await services.answer(task, request: request) { try await answer(of: $0) }
     }
 
     /// The request's path as the worker would read it, if sdbox forwards it: 400 for a path that cannot be

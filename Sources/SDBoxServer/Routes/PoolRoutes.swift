@@ -14,28 +14,21 @@ struct PoolRoutes {
     func register(on router: Router<SDBoxRequestContext>) {
         router.get("/list/sdapi/functions") { _, _ in
             try await services.models.refresh()
-            var functions: [JSONValue] = []
+            var functions: [PoolList.Pool] = []
             for function in try await services.catalog.pools().sorted(by: { $0.model < $1.model }) {
                 let settings = await services.scheduler.settings(ofPool: function.model)
-                functions.append([
-                    "functionName": .string(function.functionName), "model": .string(function.model),
-                    "settings": try JSONValue(encoding: settings), "ownSettings": try JSONValue(encoding: function.settings),
-                ])
+                functions.append(.init(functionName: function.functionName, model: function.model, settings: settings, ownSettings: function.settings))
             }
-            return Response.json(["functions": .array(functions), "status": "success"])
+            return try Response.json(PoolList(functions: functions))
         }
         router.get("/workers") { _, _ in
             let scheduler = services.scheduler
-            return Response.json([
-                "workers": try JSONValue(encoding: await scheduler.workers()),
-                "gpus": try JSONValue(encoding: await scheduler.gpus()),
-                "gpuSource": .string(scheduler.inventory.source.rawValue),
-                "cpuSlots": .integer(Int64(scheduler.inventory.cpuSlots)),
-                "maxInstances": .integer(Int64(services.configuration.scheduler.maxInstances)),
-                "queues": .object(await scheduler.queueDepths().mapValues { .integer(Int64($0)) }),
-                "defaultProfile": .string(services.configuration.workers.defaultProfileName),
-                "referenceWorker": .bool(services.configuration.workers.usesReferenceWorker),
-            ])
+            return try Response.json(WorkersAnswer(
+                workers: await scheduler.workers(), gpus: await scheduler.gpus(), gpuSource: scheduler.inventory.source.rawValue,
+                cpuSlots: scheduler.inventory.cpuSlots, maxInstances: services.configuration.scheduler.maxInstances,
+                queues: await scheduler.queueDepths(), defaultProfile: services.configuration.workers.defaultProfileName,
+                referenceWorker: services.configuration.workers.usesReferenceWorker
+            ))
         }
         router.post("/batch_update_sd_resource") { request, _ in
             try await batchUpdate(try await request.jsonObject(limit: 1 << 20))
@@ -57,9 +50,9 @@ struct PoolRoutes {
         } else {
             names = try await services.catalog.pools().map(\.model).sorted()
         }
-        var failed: [JSONValue] = []
-        var messages: [JSONValue] = []
-        var updated: [JSONValue] = []
+        var failed: [String] = []
+        var messages: [String] = []
+        var updated: [String] = []
         for name in names {
             do {
                 guard let model = try await services.models.resolve(name) else {
@@ -67,22 +60,21 @@ struct PoolRoutes {
                 }
                 let current = try await services.catalog.pools().first { $0.model == model.name }?.settings ?? PoolSettings()
                 let function = try await services.scheduler.configurePool(model: model.name, settings: update.applied(to: current))
-                updated.append(.string(function.functionName))
+                updated.append(function.functionName)
             } catch {
-                failed.append(.string(PoolRecord.name(forModel: name)))
-                messages.append(.string("\(name): \(error)"))
+                failed.append(PoolRecord.name(forModel: name))
+                messages.append("\(name): \(error)")
             }
         }
-        var answer: [String: JSONValue] = [
-            "status": failed.isEmpty ? "success" : "fail", "failFuncList": .array(failed), "errMsg": .array(messages),
-            "updated": .array(updated), "ignored": .array(update.ignored.map { .string($0) }),
-        ]
+        var answer = PoolUpdateAnswer(
+            status: failed.isEmpty ? "success" : "fail", failFuncList: failed, errMsg: messages, updated: updated, ignored: update.ignored
+        )
         guard failed.isEmpty else {
-            answer["error"] = "some pools were not updated"
-            answer["detail"] = .string(messages.compactMap(\.stringValue).joined(separator: "; "))
-            return Response.json(.object(answer), status: .badRequest)
+            answer.error = "some pools were not updated"
+            answer.detail = messages.joined(separator: "; ")
+            return try Response.json(answer, status: .badRequest)
         }
-        return Response.json(.object(answer))
+        return try Response.json(answer)
     }
 
     /// Deletes pools by function name (or model name): their queued tasks fail, their workers stop.
@@ -91,21 +83,20 @@ struct PoolRoutes {
             throw APIError(.badRequest, "invalid request", detail: "field 'functions' must be a non-empty array of function names", extra: ["field": "functions"])
         }
         let functions = try await services.catalog.pools()
-        var fails: [JSONValue] = []
+        var fails: [PoolDeletionAnswer.Failure] = []
         for name in names {
             guard let function = functions.first(where: { $0.functionName == name || $0.model == name }) else {
-                fails.append(["functionName": .string(name), "err": .string("no function named '\(name)'")])
+                fails.append(.init(functionName: name, err: "no function named '\(name)'"))
                 continue
             }
             try await services.scheduler.removePool(model: function.model, reason: "the pool \(function.functionName) was deleted")
         }
         guard fails.isEmpty else {
-            return Response.json(
-                ["status": "fail", "fails": .array(fails), "error": "function not found", "detail": "some functions do not exist"],
-                status: .notFound
+            return try Response.json(
+                PoolDeletionAnswer(status: "fail", fails: fails, error: "function not found", detail: "some functions do not exist"), status: .notFound
             )
         }
-        return Response.json(["status": "success"])
+        return try Response.json(PoolDeletionAnswer(status: "success"))
     }
 }
 

@@ -35,19 +35,15 @@ struct TaskRoutes {
             // Admins see every user's tasks (or one user's with ?user=); users their own.
             let user = context.isAdmin ? query.get("user") : context.user
             let page = try await services.tasks.recent(limit: limit, user: user, filter: try TaskListQuery.filter(query))
-            var body: [String: JSONValue] = ["tasks": .array(page.tasks.map(summary))]
-            if let next = page.next { body["next"] = .string(next) }
-            return Response.json(.object(body))
+            return try Response.json(TaskPage(tasks: page.tasks.map { TaskSummary($0) }, next: page.next))
         }
         router.get("/tasks/:id") { _, context in
             let task = try await services.task(try context.parameters.require("id"), for: context.caller)
-            var body = summary(task)
-            body["request"] = task.request
-            return Response.json(body)
+            return try Response.json(TaskSummary(task, withRequest: true))
         }
         router.get("/tasks/:id/result") { request, context in
             let task = try await services.task(try context.parameters.require("id"), for: context.caller)
-            return Response.json(.object(services.resultBody(of: task, base: services.urlBase(for: request))))
+            return try Response.json(services.resultAnswer(of: task, base: services.urlBase(for: request)))
         }
         router.get("/tasks/:id/thumbnails") { request, context in
             let task = try await services.task(try context.parameters.require("id"), for: context.caller)
@@ -59,16 +55,13 @@ struct TaskRoutes {
                     throw APIError(.notFound, "image not found", detail: "image '\(image)' of task \(task.id) is no longer stored")
                 }
             }
-            return Response.json([
-                "taskId": .string(task.id), "status": .string(task.state.rawValue),
-                "thumbnails": .array(services.signedURLs(for: keys, request: request).map { .string($0) }),
-            ])
+            return try Response.json(TaskThumbnails(taskId: task.id, status: task.state, thumbnails: services.signedURLs(for: keys, request: request)))
         }
         router.get("/tasks/:id/progress") { request, context in
             let task = try await services.task(try context.parameters.require("id"), for: context.caller)
-            var body = try await progress(of: task)
-            if request.skipsCurrentImage { body["currentImage"] = "" }
-            return Response.json(.object(body))
+            var answer = await progress(of: task)
+            if request.skipsCurrentImage { answer.currentImage = "" }
+            return try Response.json(answer)
         }
         router.post("/tasks/:id/cancellation") { _, context in
             let id = try context.parameters.require("id")
@@ -78,27 +71,20 @@ struct TaskRoutes {
                 // The worker was interrupted; it lets go within a step.
                 task = await services.scheduler.runner.waitUntilFinal(id, timeout: .seconds(30)) ?? task
             }
-            return try Response.taskAnswer(task)
+            return try Response.json(TaskAnswer(task))
         }
     }
 
-    /// The answer to a submitted task: its id at once with `Request-Type: async`, else its outcome when final.
+    /// The answer to a submitted task: its id at once with `Request-Type: async`, else its outcome when
+    /// final with the signed URLs of its images.
     func answer(_ task: TaskRecord, request: Request) async throws -> Response {
-        if request.headers[.requestType]?.lowercased() == "async" {
-            return try Response.taskAnswer(task)
+        try await services.answer(task, request: request) { final in
+            try Response.json(TaskAnswer(final, ossUrl: services.signedURLs(for: final.result?.images ?? [], request: request)))
         }
-        guard let final = await services.scheduler.runner.waitUntilFinal(task.id) else { throw APIError.taskNotFound(task.id) }
-        var answer: [String: JSONValue] = [
-            "taskId": .string(final.id), "status": .string(final.state.rawValue),
-            "ossUrl": .array(services.signedURLs(for: final.result?.images ?? [], request: request).map { .string($0) }),
-        ]
-        if final.state == .failed { throw APIError.taskDidNotSucceed(final, extra: answer) }
-        if let error = final.error { answer["error"] = .string(error) }
-        return Response.json(.object(answer))
     }
 
     /// `GET /tasks/{id}/progress`: A1111's progress with the original's camel-case keys.
-    func progress(of task: TaskRecord) async throws -> [String: JSONValue] {
+    func progress(of task: TaskRecord) async -> TaskProgressAnswer {
         var progress = A1111.Progress.idle
         var position: Int?
         // A finished task is not in the scheduler: no need to ask it.
@@ -114,27 +100,18 @@ struct TaskRoutes {
                 progress.progress = 1
             }
         }
-        var body: [String: JSONValue] = [
-            "taskId": .string(task.id), "status": .string(task.state.rawValue),
-            "progress": .number(task.state == .succeeded ? 1 : progress.progress),
-            "etaRelative": .number(progress.eta_relative),
-            "currentImage": progress.current_image.map { .string($0) } ?? .string(""),
-            "state": try JSONValue(encoding: progress.state),
-        ]
-        if let position { body["queuePosition"] = .integer(Int64(position)) }
-        return body
+        return TaskProgressAnswer(
+            taskId: task.id, status: task.state, progress: task.state == .succeeded ? 1 : progress.progress,
+            etaRelative: progress.eta_relative, currentImage: progress.current_image ?? "", state: progress.state, queuePosition: position
+        )
     }
+}
 
-    func summary(_ task: TaskRecord) -> JSONValue {
-        [
-            "taskId": .string(task.id), "kind": .string(task.kind.rawValue), "model": .string(task.model), "user": .string(task.user),
-            "status": .string(task.state.rawValue), "attempts": .integer(Int64(task.attempts)),
-            "createdAt": .string(task.createdAt.ISO8601Format()), "error": task.error.map { .string($0) } ?? .null,
-            "startedAt": task.startedAt.map { .number($0.timeIntervalSince1970) } ?? .null,
-            "finishedAt": task.finishedAt.map { .number($0.timeIntervalSince1970) } ?? .null,
-            "priority": .integer(Int64(task.priority)),
-        ]
-    }
+/// `GET /tasks/{id}/thumbnails`: signed URLs of the task's images' thumbnails (JPEG).
+struct TaskThumbnails: Encodable {
+    let taskId: String
+    let status: TaskState
+    let thumbnails: [String]
 }
 
 extension Request {

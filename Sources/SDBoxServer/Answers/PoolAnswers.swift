@@ -1,0 +1,56 @@
+import SDBoxCore
+import Scheduler
+
+/// `GET /list/sdapi/functions`: every pool by its function name, with its effective and its own settings.
+struct PoolList: Encodable {
+    /// One pool: `settings` with every value decided, `ownSettings` as stored (unset values left out).
+    struct Pool: Encodable {
+        let functionName: String
+        let model: String
+        let settings: PoolSettings
+        let ownSettings: PoolSettings
+    }
+
+    let functions: [Pool]
+    var status = "success"
+}
+
+/// `GET /workers`: every live worker, the GPUs with the memory planned on them, and the queues.
+struct WorkersAnswer: Encodable {
+    let workers: [WorkerInfo]
+    let gpus: [GPUUsage]
+    let gpuSource: String
+    let cpuSlots: Int
+    let maxInstances: Int
+    let queues: [String: Int]
+    let defaultProfile: String
+    let referenceWorker: Bool
+}
+
+/// `POST /batch_update_sd_resource`, as the original answers: `status`, the functions that failed and
+/// why (`failFuncList`, `errMsg`), with sdbox's `updated` and `ignored` (cloud-only fields); a failure
+/// also carries `error` and `detail`.
+struct PoolUpdateAnswer: Encodable {
+    let status: String
+    let failFuncList: [String]
+    let errMsg: [String]
+    let updated: [String]
+    let ignored: [String]
+    var error: String?
+    var detail: String?
+}
+
+/// `POST /del/sd/functions`, as the original answers: `status`, and on failure the names that were not
+/// found (`fails`) with `error` and `detail`.
+struct PoolDeletionAnswer: Encodable {
+    /// A name that matched no pool, and why.
+    struct Failure: Encodable {
+        let functionName: String
+        let err: String
+    }
+
+    let status: String
+    var fails: [Failure]?
+    var error: String?
+    var detail: String?
+}
