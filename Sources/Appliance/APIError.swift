@@ -2,8 +2,10 @@ import HTTPTypes
 import SDBoxCore
 
 /// A request sdbox refuses, or a failure it reports, with the HTTP status and the JSON fields it is
-/// answered with (`{"error": ..., "detail": ...}` and any `extra`). The HTTP module turns it into the
-/// answer; what refuses it does not need to know about HTTP beyond the status.
+/// answered with: `error` (what went wrong, short), `detail` (why, for a person), the original's `message`
+/// (the detail, else the error: what its clients show) and `code` (the HTTP status, as the original's
+/// error schema has it), with any `extra`. The HTTP module turns it into the answer; what refuses it does
+/// not need to know about HTTP beyond the status.
 public struct APIError: Error, Sendable {
     public let status: HTTPResponse.Status
     public let error: String
@@ -23,6 +25,8 @@ public struct APIError: Error, Sendable {
         var body = extra
         body["error"] = .string(error)
         body["detail"] = .string(detail)
+        body["message"] = .string(detail.isEmpty ? error : detail)
+        body["code"] = .integer(Int64(status.code))
         return .object(body)
     }
 

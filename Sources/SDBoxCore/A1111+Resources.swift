@@ -37,15 +37,19 @@ extension A1111 {
         }
     }
 
-    /// One embedding: what A1111 knows once it has read it; sdbox, which does not read them, sends nulls.
+    /// One embedding: its training step and checkpoint when known (sdbox reads neither: nulls), the
+    /// width of its vectors (`shape`) and how many it has (`vectors`), 0 when its file cannot be read.
     public struct Embedding: Codable, Sendable, Equatable {
         @ExplicitNull public var step: Int?
         @ExplicitNull public var sd_checkpoint: String?
         @ExplicitNull public var sd_checkpoint_name: String?
-        @ExplicitNull public var shape: Int?
-        @ExplicitNull public var vectors: Int?
+        public var shape: Int
+        public var vectors: Int
 
-        public init() {}
+        public init(shape: Int, vectors: Int) {
+            self.shape = shape
+            self.vectors = vectors
+        }
     }
 
     /// `GET /sdapi/v1/scripts`: the names of the scripts each generation kind can run.

@@ -44,16 +44,8 @@ public struct Checkpoint: Sendable, Equatable {
         let ext = (fileExtension ?? (path as NSString).pathExtension).lowercased()
         switch ext {
         case "safetensors":
-            guard size >= 8, let prefix = try? handle.read(upToCount: 8), prefix.count == 8 else {
-                throw CheckpointError("\(path) is too short to be a safetensors file")
-            }
-            let headerLength = prefix.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
-            guard headerLength > 1, headerLength <= 100_000_000, 8 + Int(headerLength) <= size,
-                let header = try? handle.read(upToCount: Int(headerLength))
-            else {
-                throw CheckpointError("\(path) has an invalid safetensors header length")
-            }
-            try SafetensorsHeader.check(header, dataSize: size - 8 - Int(headerLength), path: path)
+            let header = try SafetensorsHeader.read(handle, size: size, path: path)
+            try SafetensorsHeader.check(header, dataSize: size - 8 - header.count, path: path)
         case "ckpt", "pt", "pth", "bin":
             // PyTorch checkpoints are zip archives (or legacy pickles starting with the PROTO opcode).
             guard let magic = try? handle.read(upToCount: 2), magic == Data([0x50, 0x4B]) || magic.first == 0x80 else {
@@ -78,8 +70,40 @@ public struct Checkpoint: Sendable, Equatable {
     }
 }
 
+extension Checkpoint {
+    /// A textual-inversion embedding's size as A1111 reports it: how many vectors it puts in a prompt, and
+    /// the width of each (the first and last dimension of its tensor); nil for a file that is not a
+    /// readable safetensors embedding.
+    public static func embeddingShape(ofFileAt path: String) -> (vectors: Int, width: Int)? {
+        guard path.lowercased().hasSuffix(".safetensors"), let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? handle.close() }
+        let size = (try? handle.seekToEnd()).map { Int($0) } ?? 0
+        try? handle.seek(toOffset: 0)
+        guard let header = try? SafetensorsHeader.read(handle, size: size, path: path),
+            let tensors = (try? JSONValue(parsing: header))?.objectValue,
+            let shape = tensors.filter({ $0.key != "__metadata__" }).min(by: { $0.key < $1.key })?.value["shape"]?.arrayValue?.compactMap(\.integerValue),
+            let first = shape.first, let last = shape.last
+        else { return nil }
+        return (shape.count > 1 ? Int(first) : 1, Int(last))
+    }
+}
+
 /// The JSON header at the start of a `.safetensors` file.
 enum SafetensorsHeader {
+    /// The JSON header of a safetensors file of `size` bytes, read from its start.
+    static func read(_ handle: FileHandle, size: Int, path: String) throws(CheckpointError) -> Data {
+        guard size >= 8, let prefix = try? handle.read(upToCount: 8), prefix.count == 8 else {
+            throw CheckpointError("\(path) is too short to be a safetensors file")
+        }
+        let headerLength = prefix.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        guard headerLength > 1, headerLength <= 100_000_000, 8 + Int(headerLength) <= size,
+            let header = try? handle.read(upToCount: Int(headerLength)), header.count == Int(headerLength)
+        else {
+            throw CheckpointError("\(path) has an invalid safetensors header length")
+        }
+        return header
+    }
+
     static let dtypeSizes: [String: Int] = [
         "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
         "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,

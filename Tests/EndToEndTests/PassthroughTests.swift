@@ -121,7 +121,7 @@ func firstPixel(_ base64: String) throws -> [UInt8] {
         // reload-checkpoint answers once a worker holds the model.
         let (reloaded, reloadAnswer) = try await server.json(.POST, "/sdapi/v1/reload-checkpoint")
         #expect(reloaded == 200)
-        #expect(reloadAnswer == .null)
+        #expect(reloadAnswer == [:], "A1111 answers {} to reload-checkpoint")
         #expect(try await workers().map { $0["state"] } == ["ready"])
         #expect(try await server.json(.POST, "/sdapi/v1/refresh-loras").0 == 200)
         // unload-checkpoint stops the idle worker.

@@ -219,6 +219,22 @@ import Testing
         try file.write(to: URL(fileURLWithPath: path))
         #expect(throws: CheckpointError.self) { try Checkpoint.validate(path: path) }
     }
+
+    @Test func anEmbeddingsSizeIsReadFromItsHeader() throws {
+        let directory = try TemporaryDirectory()
+        let header = Data("{\"emb_params\":{\"dtype\":\"F16\",\"shape\":[4,768],\"data_offsets\":[0,6144]}}".utf8)
+        var file = Data()
+        withUnsafeBytes(of: UInt64(header.count).littleEndian) { file.append(contentsOf: $0) }
+        file.append(header)
+        file.append(Data(count: 6144))
+        let path = directory.path + "/style.safetensors"
+        try file.write(to: URL(fileURLWithPath: path))
+        let size = try #require(Checkpoint.embeddingShape(ofFileAt: path))
+        #expect(size.vectors == 4 && size.width == 768)
+        try Data("not an embedding".utf8).write(to: URL(fileURLWithPath: directory.path + "/bad.safetensors"))
+        #expect(Checkpoint.embeddingShape(ofFileAt: directory.path + "/bad.safetensors") == nil)
+        #expect(Checkpoint.embeddingShape(ofFileAt: directory.path + "/missing.pt") == nil)
+    }
 }
 
 @Suite struct ConfigurationTests {

@@ -38,6 +38,7 @@ import Testing
             let (got, json) = try await answer(bench, method, uri, body: body)
             #expect(got == status, "\(method) \(uri): \(got) \(json)")
             #expect(json["error"]?.stringValue?.isEmpty == false && json["detail"] != nil, "\(method) \(uri): \(json)")
+            #expect(json["message"]?.stringValue?.isEmpty == false && json["code"]?.integerValue == Int64(status.code), "\(method) \(uri): \(json)")
         }
     }
 

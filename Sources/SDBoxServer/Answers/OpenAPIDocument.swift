@@ -164,8 +164,11 @@ enum OpenAPIDocument {
                 "securitySchemes": ["bearer": ["type": "http", "scheme": "bearer"], "apiKey": ["type": "apiKey", "in": "header", "name": "X-API-Key"]],
                 "schemas": [
                     "Error": [
-                        "type": "object", "required": ["error", "detail"],
-                        "properties": ["error": ["type": "string"], "detail": ["type": "string"], "field": ["type": "string"]],
+                        "type": "object", "required": ["error", "detail", "message", "code"],
+                        "properties": [
+                            "error": ["type": "string"], "detail": ["type": "string"], "message": ["type": "string"],
+                            "code": ["type": "integer"], "field": ["type": "string"],
+                        ],
                     ]
                 ],
             ],

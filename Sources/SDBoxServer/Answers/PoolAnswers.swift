@@ -38,6 +38,8 @@ struct PoolUpdateAnswer: Encodable {
     let ignored: [String]
     var error: String?
     var detail: String?
+    var message: String?
+    var code: Int?
 }
 
 /// `POST /del/sd/functions`, as the original answers: `status`, and on failure the names that were not
@@ -53,4 +55,6 @@ struct PoolDeletionAnswer: Encodable {
     var fails: [Failure]?
     var error: String?
     var detail: String?
+    var message: String?
+    var code: Int?
 }

@@ -219,7 +219,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         // The decoder cannot read the request (an unknown method, a malformed head): answer and close,
         // rather than leave the client, and a shutdown, waiting.
         disarm()
-        let body = ByteBuffer(string: #"{"detail":"the request is not valid HTTP/1.1","error":"bad request","message":"bad request"}"#)
+        let body = ByteBuffer(string: #"{"code":400,"detail":"the request is not valid HTTP/1.1","error":"bad request","message":"the request is not valid HTTP/1.1"}"#)
         var headers = HTTPHeaders([("Content-Type", "application/json"), ("Connection", "close")])
         headers.add(name: "Content-Length", value: "\(body.readableBytes)")
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .badRequest, headers: headers))), promise: nil)

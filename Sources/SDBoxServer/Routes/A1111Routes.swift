@@ -51,7 +51,10 @@ struct A1111Routes {
         }
         api.get("embeddings") { _, _ in
             let embeddings = try await services.models.refresh().filter { $0.type == .embedding }
-            let loaded = embeddings.map { (($0.name as NSString).deletingPathExtension, A1111.Embedding()) }
+            let loaded = embeddings.map { embedding in
+                let size = Checkpoint.embeddingShape(ofFileAt: embedding.ossPath)
+                return ((embedding.name as NSString).deletingPathExtension, A1111.Embedding(shape: size?.width ?? 0, vectors: size?.vectors ?? 0))
+            }
             return try Response.json(A1111.Embeddings(loaded: Dictionary(loaded) { first, _ in first }))
         }
         api.get("samplers") { _, _ in try Response.json(A1111.samplers) }

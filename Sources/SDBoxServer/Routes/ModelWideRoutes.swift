@@ -49,12 +49,12 @@ struct ModelWideRoutes {
                     throw APIError(.serviceUnavailable, "no worker", detail: error.description)
                 }
             }
-            return try Response.json(JSONValue.null)
+            return try Response.json(A1111.Empty())
         }
         api.post("unload-checkpoint") { request, context in
             let model = try await model(of: request, context: context)
             _ = await services.scheduler.stopIdleWorkers(model: model)
-            return try Response.json(JSONValue.null)
+            return try Response.json(A1111.Empty())
         }
     }
 

@@ -72,6 +72,8 @@ struct PoolRoutes {
         guard failed.isEmpty else {
             answer.error = "some pools were not updated"
             answer.detail = messages.joined(separator: "; ")
+            answer.message = answer.detail
+            answer.code = 400
             return try Response.json(answer, status: .badRequest)
         }
         return try Response.json(answer)
@@ -93,7 +95,10 @@ struct PoolRoutes {
         }
         guard fails.isEmpty else {
             return try Response.json(
-                PoolDeletionAnswer(status: "fail", fails: fails, error: "function not found", detail: "some functions do not exist"), status: .notFound
+                PoolDeletionAnswer(
+                    status: "fail", fails: fails, error: "function not found", detail: "some functions do not exist",
+                    message: "some functions do not exist", code: 404
+                ), status: .notFound
             )
         }
         return try Response.json(PoolDeletionAnswer(status: "success"))
