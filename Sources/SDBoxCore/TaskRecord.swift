@@ -4,6 +4,16 @@ import Foundation
 public enum TaskState: String, Codable, Sendable, CaseIterable {
     case queued, running, succeeded, failed, cancelled
 
+    /// The state as the task API names it, the original's names: `waiting` for a queued task. The stored
+    /// records, the configuration and the event streams' `queued` event keep `queued`; `?state=` filters
+    /// accept both.
+    public var apiName: String { self == .queued ? "waiting" : rawValue }
+
+    /// The state an API name or a stored name stands for (`waiting` and `queued` alike).
+    public init?(apiName: String) {
+        self.init(rawValue: apiName == "waiting" ? "queued" : apiName)
+    }
+
     public var isFinal: Bool {
         switch self {
         case .succeeded, .failed, .cancelled: true

@@ -88,7 +88,7 @@ let pacedWorkers = """
             headers: [("Request-Type", "async")]
         )
         #expect(status == 200)
-        #expect(accepted["status"] == "queued")
+        #expect(accepted["status"] == "waiting")
         let id = try #require(accepted["taskId"]?.stringValue)
 
         var seen: [Double] = []
@@ -133,13 +133,21 @@ let pacedWorkers = """
             try await Task.sleep(for: .milliseconds(30))
         }
         let (_, queuedProgress) = try await server.json(.GET, "/tasks/\(queued)/progress")
-        #expect(queuedProgress["status"] == "queued")
+        #expect(queuedProgress["status"] == "waiting")
         #expect(queuedProgress["queuePosition"] == 1)
+        // The original's shapes: a waiting task's result has its (empty) fields; filters take both names.
+        let (_, waitingResult) = try await server.json(.GET, "/tasks/\(queued)/result")
+        #expect(waitingResult["status"] == "waiting" && waitingResult["images"] == [] && waitingResult["ossUrl"] == [])
+        #expect(waitingResult["info"] == [:] && waitingResult["parameters"] == [:])
+        for name in ["waiting", "queued"] {
+            let (_, listed) = try await server.json(.GET, "/tasks?state=\(name)")
+            #expect(listed["tasks"]?.arrayValue?.compactMap { $0["taskId"]?.stringValue } == [queued], "?state=\(name)")
+        }
 
         let (status, cancelled) = try await server.json(.POST, "/tasks/\(running)/cancellation")
         #expect(status == 200)
         // The answer comes once the interrupted worker let go of the task, far from its 150 steps.
-        #expect(cancelled["status"] == "cancelled")
+        #expect(cancelled["status"] == "cancelled" && cancelled["message"] == "success")
         #expect(try await server.json(.GET, "/tasks/\(running)/result").1["status"] == "cancelled")
 
         let (_, dropped) = try await server.json(.POST, "/tasks/\(queued)/cancellation")

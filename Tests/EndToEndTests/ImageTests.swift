@@ -245,7 +245,7 @@ func multipart(_ parts: [(String, String?, Data)], boundary: String = "sdbox-tes
         let (_, result) = try await server.json(.GET, "/tasks/\(id)/result")
         #expect(result["status"] == "failed")
         #expect(result["error"]?.stringValue?.contains("disk full") == true, "\(result)")
-        #expect(result["images"] == nil)
+        #expect(result["images"] == [] && result["ossUrl"] == [], "no image kept")
         let images = (try? FileManager.default.contentsOfDirectory(atPath: server.dataDirectory + "/objects/images/default")) ?? []
         #expect(images.isEmpty, "\(images)")
         let (uploadStatus, upload) = try await server.upload(try PNGCodec.encode(PixelImage(width: 8, height: 8)), key: "inputs/default/x.png")

@@ -38,7 +38,7 @@ import Testing
             for try await state in group { states.append(state) }
         }
         let elapsed = start.duration(to: .now)
-        #expect(states.count == 400 && states.allSatisfy { ["queued", "running"].contains($0) }, "\(Set(states))")
+        #expect(states.count == 400 && states.allSatisfy { ["waiting", "running"].contains($0) }, "\(Set(states))")
         let samples = Self.samples(String(decoding: try await server.request(.GET, "/metrics").1, as: UTF8.self))
         let calls = Self.total(samples, "sdbox_worker_progress_calls_total")
         // One call per 0.1 s at most, however many polls came in that time.

@@ -117,7 +117,7 @@ struct PassthroughSecurityTests {
                     #expect(!text.contains(secret), "GET \(spelling) by another user while Alice's task runs: \(progress.status) \(text)")
                 }
                 checksWhileRunning += 1
-            } else if state != "queued" {
+            } else if state != "waiting" {
                 break
             }
             try await Task.sleep(for: .milliseconds(50))

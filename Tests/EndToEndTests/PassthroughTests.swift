@@ -78,7 +78,7 @@ func firstPixel(_ base64: String) throws -> [UInt8] {
 
         let (accepted, submitted) = try await server.json(.POST, "/controlnet/detect", body, headers: [("Request-Type", "async")])
         #expect(accepted == 200)
-        #expect(submitted["status"] == "queued")
+        #expect(submitted["status"] == "waiting")
         let id = try #require(submitted["taskId"]?.stringValue)
         let result = try await server.waitForTask(id)
         #expect(result["status"] == "succeeded", "\(result)")

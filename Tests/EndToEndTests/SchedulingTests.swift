@@ -139,7 +139,7 @@ import Testing
         var ids: [String] = []
         for _ in 0..<3 { ids.append(try await submit(server, model: "demo")) }
         let (_, progress) = try await server.json(.GET, "/tasks/\(ids[2])/progress")
-        #expect(progress["status"] == "queued")
+        #expect(progress["status"] == "waiting")
         #expect(progress["queuePosition"]?.integerValue ?? 0 >= 1)
         #expect(progress["etaRelative"]?.doubleValue ?? 0 > 0, "\(progress)")
         for id in ids { #expect(try await server.waitForTask(id)["status"] == "succeeded") }

@@ -114,7 +114,7 @@ struct WebPagesTests {
         let queued = try await generate(server, slow, async: true)
         try await withPage(server) { page in
             try await page.open(server.baseURL + "/#tasks")
-            try await page.waitFor("document.querySelector('tr[data-task=\"\(running)\"]')?.dataset.status === 'running' && document.querySelector('tr[data-task=\"\(queued)\"]')?.dataset.status === 'queued'", "the running and the queued task")
+            try await page.waitFor("document.querySelector('tr[data-task=\"\(running)\"]')?.dataset.status === 'running' && document.querySelector('tr[data-task=\"\(queued)\"]')?.dataset.status === 'waiting'", "the running and the waiting task")
             #expect(try await page.evaluate("document.querySelectorAll('tbody tr[data-task]').length") == 4)
             try await page.screenshot(Self.screenshots + "/tasks.png")
 

@@ -10,7 +10,7 @@ export function progressView(label) {
   const element = h('div', { class: 'stack' }, bar, text);
   const update = (progress) => {
     text.textContent = describe(progress);
-    if (progress.status === 'queued') {
+    if (progress.status === 'waiting') {
       bar.removeAttribute('value'); // indeterminate while waiting
     } else {
       bar.value = Math.round((progress.progress ?? 0) * 100);
@@ -22,7 +22,7 @@ export function progressView(label) {
 function describe(progress) {
   const state = progress.state ?? {};
   switch (progress.status) {
-    case 'queued': {
+    case 'waiting': {
       const place = progress.queuePosition ? `, number ${progress.queuePosition} in line` : '';
       const eta = progress.etaRelative > 0 ? ` · done in about ${format.duration(progress.etaRelative)}` : '';
       return `Queued${place}${eta}`;

@@ -4,19 +4,22 @@ import SDBoxCore
 import Scheduler
 
 /// The task API's short answer: a task's id and where it stands (`{taskId, status}`), as an async
-/// submission and a cancellation get it; a synchronous submission's also carries `ossUrl`, the signed
-/// URLs of its images, and `error` when it ended without success.
+/// submission gets it; a synchronous submission's also carries `ossUrl`, the signed URLs of its images;
+/// `message` (the original's) and `error` say why a task ended without success, and a cancellation's
+/// `message` is the original's `success`.
 struct TaskAnswer: Encodable {
     let taskId: String
-    let status: TaskState
+    let status: String
     var ossUrl: [String]?
     var error: String?
+    var message: String?
 
-    init(_ task: TaskRecord, ossUrl: [String]? = nil) {
+    init(_ task: TaskRecord, ossUrl: [String]? = nil, message: String? = nil) {
         taskId = task.id
-        status = task.state
+        status = task.state.apiName
         self.ossUrl = ossUrl
         error = task.error
+        self.message = message ?? task.error
     }
 }
 
@@ -41,7 +44,7 @@ extension APIError {
     static func taskDidNotSucceed(_ task: TaskRecord) -> APIError {
         APIError(
             .internalServerError, task.state == .failed ? "task failed" : "task \(task.state.rawValue)", detail: task.error ?? "",
-            extra: ["taskId": .string(task.id), "status": .string(task.state.rawValue)]
+            extra: ["taskId": .string(task.id), "status": .string(task.state.apiName)]
         )
     }
 }

@@ -32,7 +32,7 @@ enum TaskEventAnswer: Encodable {
         case .started: "started"
         case .progress: "progress"
         case .preview: "preview"
-        case .final(let result): result.status == .succeeded ? "finished" : result.status.rawValue
+        case .final(let result): result.status == TaskState.succeeded.apiName ? "finished" : result.status
         case .error: "error"
         }
     }

@@ -4,7 +4,7 @@ import SDBoxCore
 /// and its place in its queue while it waits.
 struct TaskProgressAnswer: Encodable {
     let taskId: String
-    let status: TaskState
+    let status: String
     let progress: Double
     let etaRelative: Double
     /// The live preview (base64), or `""` when there is none or the caller skipped it.

@@ -8,7 +8,7 @@ struct TaskSummary: Encodable {
     let kind: TaskKind
     let model: String
     let user: String
-    let status: TaskState
+    let status: String
     let attempts: Int
     let createdAt: String
     @ExplicitNull var error: String?
@@ -23,7 +23,7 @@ struct TaskSummary: Encodable {
         kind = task.kind
         model = task.model
         user = task.user
-        status = task.state
+        status = task.state.apiName
         attempts = task.attempts
         createdAt = task.createdAt.ISO8601Format()
         error = task.error

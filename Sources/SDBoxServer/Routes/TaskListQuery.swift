@@ -12,8 +12,8 @@ enum TaskListQuery {
         var filter = TaskFilter()
         if let states = query.get("state"), !states.isEmpty {
             for name in states.split(separator: ",") {
-                guard let state = TaskState(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
-                    throw invalid("state", "one or more of \(TaskState.allCases.map(\.rawValue).joined(separator: ", ")), comma-separated")
+                guard let state = TaskState(apiName: name.trimmingCharacters(in: .whitespaces)) else {
+                    throw invalid("state", "one or more of \(TaskState.allCases.map(\.apiName).joined(separator: ", ")) (or queued), comma-separated")
                 }
                 filter.states.insert(state)
             }

@@ -55,7 +55,7 @@ struct TaskRoutes {
                     throw APIError(.notFound, "image not found", detail: "image '\(image)' of task \(task.id) is no longer stored")
                 }
             }
-            return try Response.json(TaskThumbnails(taskId: task.id, status: task.state, thumbnails: services.signedURLs(for: keys, request: request)))
+            return try Response.json(TaskThumbnails(taskId: task.id, status: task.state.apiName, thumbnails: services.signedURLs(for: keys, request: request)))
         }
         router.get("/tasks/:id/progress") { request, context in
             let task = try await services.task(try context.parameters.require("id"), for: context.caller)
@@ -71,7 +71,7 @@ struct TaskRoutes {
                 // The worker was interrupted; it lets go within a step.
                 task = await services.scheduler.runner.waitUntilFinal(id, timeout: .seconds(30)) ?? task
             }
-            return try Response.json(TaskAnswer(task))
+            return try Response.json(TaskAnswer(task, message: "success"))
         }
     }
 
@@ -101,7 +101,7 @@ struct TaskRoutes {
             }
         }
         return TaskProgressAnswer(
-            taskId: task.id, status: task.state, progress: task.state == .succeeded ? 1 : progress.progress,
+            taskId: task.id, status: task.state.apiName, progress: task.state == .succeeded ? 1 : progress.progress,
             etaRelative: progress.eta_relative, currentImage: progress.current_image ?? "", state: progress.state, queuePosition: position
         )
     }
@@ -110,7 +110,7 @@ struct TaskRoutes {
 /// `GET /tasks/{id}/thumbnails`: signed URLs of the task's images' thumbnails (JPEG).
 struct TaskThumbnails: Encodable {
     let taskId: String
-    let status: TaskState
+    let status: String
     let thumbnails: [String]
 }
 

@@ -196,7 +196,7 @@ export async function mount(view, { signal }) {
     generate.disabled = true;
     replace(results);
     resultInfo.textContent = '';
-    progress.update({ status: 'queued' });
+    progress.update({ status: 'waiting' });
     poll(controller.signal, 500, async () => {
       const state = await api(`/tasks/${encodeURIComponent(id)}/progress`, { signal: controller.signal });
       progress.update(state);

@@ -10,8 +10,8 @@ import { progressView } from '../progress.js';
 
 export const title = 'Tasks';
 
-const STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
-const STATE_TONES = { queued: 'info', running: 'accent', succeeded: 'ok', failed: 'bad', cancelled: 'warn' };
+const STATES = ['waiting', 'running', 'succeeded', 'failed', 'cancelled'];
+const STATE_TONES = { waiting: 'info', running: 'accent', succeeded: 'ok', failed: 'bad', cancelled: 'warn' };
 const FINAL = new Set(['succeeded', 'failed', 'cancelled']);
 
 // The filters and page survive a visit to a task's detail.
