@@ -14,7 +14,10 @@ extension HTTPField.Name {
     static let sdModel = Self("X-SD-Model")!
     /// The task a `Task-Flag` call was persisted as.
     static let taskID = Self("Task-Id")!
+    /// The original's `taskId`: on a submission, the id the client chooses for its task (which makes the
+    /// submission idempotent); on the answer, the task's id.
+    static let clientTaskID = Self("taskId")!
 
     /// sdbox's own request headers, which are never forwarded to a worker.
-    static let sdboxRequestHeaders: [HTTPField.Name] = [.apiKey, .requestType, .taskFlag, .callbackURL, .sdModel]
+    static let sdboxRequestHeaders: [HTTPField.Name] = [.apiKey, .requestType, .taskFlag, .callbackURL, .sdModel, .clientTaskID]
 }

@@ -6,6 +6,9 @@ import SDBoxCore
 public protocol TaskStore: Sendable {
     /// Writes a new task. The id must be new; a clash (astronomically unlikely) gets a fresh id.
     func insert(_ task: TaskRecord) async throws -> TaskRecord
+    /// Writes a new task under the id its client chose, unless a task with that id exists: then, in the
+    /// same transaction, nothing is written and the existing task is returned (`inserted` false).
+    func insertUnlessPresent(_ task: TaskRecord) async throws -> (task: TaskRecord, inserted: Bool)
     /// The task `id`, if there is one.
     func get(_ id: String) async throws -> TaskRecord?
     /// Changes a task in one transaction; a change of state must be one the task's state allows, and a final

@@ -3,7 +3,8 @@ enum PassthroughPrefix {
     /// Top-level path segments of sdbox's own API, which no prefix may take over.
     static let reserved: Set<String> = [
         "sdapi", "tasks", "txt2img", "img2img", "models", "admin", "objects", "web", "ws", "healthz", "readyz",
-        "metrics", "list", "batch_update_sd_resource", "del", "workers",
+        "metrics", "list", "batch_update_sd_resource", "del", "workers", "options", "login", "restart", "extra_images",
+        "openapi.json",
     ]
 
     /// The prefix without a trailing slash, or an error naming `key` when it is not a plain path

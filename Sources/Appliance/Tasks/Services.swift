@@ -74,15 +74,27 @@ extension Services {
         throw APIError(.notFound, "model not found", detail: "no checkpoint named '\(name)' in the models folder")
     }
 
-    /// Validates a generation request of `caller`, persists it as a task and queues it.
-    ///
-    /// - Parameter userOptions: Whether to apply the user's A1111 options (`POST /sdapi/v1/options`) as
-    ///   `override_settings`, as the A1111-compatible routes do.
-    /// - Parameter callback: The webhook to call when the task ends.
-    package func submitGeneration(
-        kind: TaskKind, body: JSONValue, caller: Caller, userOptions: Bool, callback: TaskCallback? = nil
-    ) async throws -> TaskRecord {
-        let user = caller.user
+    /// Changes a user's options (A1111's, as `POST /sdapi/v1/options` and the original's `POST /options`
+    /// take them): `sd_model_checkpoint` must name a checkpoint (404 otherwise) and is kept as its file
+    /// name; `sd_checkpoint_hash` follows from it and is not stored.
+    package func updateOptions(_ changes: [String: JSONValue], for user: String) async throws {
+        var changes = changes
+        if let checkpoint = changes["sd_model_checkpoint"] {
+            guard let name = checkpoint.stringValue else {
+                throw APIError(.badRequest, "invalid request", detail: "field 'sd_model_checkpoint' must be a string", extra: ["field": "sd_model_checkpoint"])
+            }
+            changes["sd_model_checkpoint"] = .string(try await resolveModel(name).name)
+        }
+        changes["sd_checkpoint_hash"] = nil
+        _ = try await catalog.updateOptions(forUser: user, changes)
+    }
+
+    /// Validates a generation request, persists it as a task and queues it, with the user's options
+    /// (`POST /options`, `POST /sdapi/v1/options`) as `override_settings` under the request's own; a
+    /// client-chosen id that names a task already returns that task.
+    package func submitGeneration(kind: TaskKind, body: JSONValue, submission: Submission) async throws -> TaskRecord {
+        if let existing = try await existingTask(for: submission) { return existing }
+        let user = submission.caller.user
         let generation: GenerationRequest
         do {
             generation = try GenerationRequest(kind: kind, body: body, limits: configuration.limits.generation)
@@ -99,22 +111,21 @@ extension Services {
         }
         let model = try await model(named: generation.model, for: user)
         var workerBody = try await inputs.resolveGeneration(generation.workerBody, user: user)
-        if userOptions {
-            let options = try await catalog.options(forUser: user).filter { !Self.checkpointOptions.contains($0.key) }
-            if !options.isEmpty {
-                let requested = workerBody["override_settings"]?.objectValue ?? [:]
-                workerBody["override_settings"] = .object(options.merging(requested) { _, own in own })
-            }
+        let options = try await catalog.options(forUser: user).filter { !Self.checkpointOptions.contains($0.key) }
+        if !options.isEmpty {
+            let requested = workerBody["override_settings"]?.objectValue ?? [:]
+            workerBody["override_settings"] = .object(options.merging(requested) { _, own in own })
         }
         try await checkModelReferences(in: &workerBody)
-        return try await enqueue(kind: kind, model: model.name, caller: caller, workerBody: workerBody, priority: generation.priority, callback: callback)
+        return try await enqueue(kind: kind, model: model.name, workerBody: workerBody, priority: generation.priority, submission: submission)
     }
 
     /// Validates a post-processing (extras) request, resolves its images, checks the size of what it
     /// would make, persists it as a task and queues it on the post-processing pool: the request's
     /// `stable_diffusion_model`, else `images.postprocessingModel`, else the caller's default checkpoint.
-    package func submitPostprocessing(kind: TaskKind, body: JSONValue, caller: Caller, callback: TaskCallback? = nil) async throws -> TaskRecord {
-        let user = caller.user
+    package func submitPostprocessing(kind: TaskKind, body: JSONValue, submission: Submission) async throws -> TaskRecord {
+        if let existing = try await existingTask(for: submission) { return existing }
+        let user = submission.caller.user
         let extras: ExtrasRequest
         do {
             extras = try ExtrasRequest(kind: kind, body: body, limits: configuration.limits.generation)
@@ -134,7 +145,7 @@ extension Services {
             }
         }
         let model = try await model(named: extras.model ?? configuration.images.postprocessingModel, for: user)
-        return try await enqueue(kind: kind, model: model.name, caller: caller, workerBody: workerBody, priority: extras.priority, callback: callback)
+        return try await enqueue(kind: kind, model: model.name, workerBody: workerBody, priority: extras.priority, submission: submission)
     }
 
     /// Counts a request in its user's share of the queue, or refuses it: 429 when the user already has
@@ -161,25 +172,34 @@ extension Services {
         )
     }
 
-    /// Persists a task of `caller` for the model's pool, with its webhook if any, and queues it. An admin's
-    /// `priority` orders the task against every user's; anyone else's orders their own tasks only.
+    /// Persists a task for the model's pool, with its webhook if any, and queues it. An admin's `priority`
+    /// orders the task against every user's; anyone else's orders their own tasks only. A client-chosen
+    /// id that a concurrent submission took first returns that task (or 409 if it is another user's).
     package func enqueue(
-        kind: TaskKind, model: String, caller: Caller, workerBody: JSONValue, priority: Int, callback: TaskCallback?
+        kind: TaskKind, model: String, workerBody: JSONValue, priority: Int, submission: Submission
     ) async throws -> TaskRecord {
+        let caller = submission.caller
         let size = try admit(workerBody, of: caller.user)
-        var record = TaskRecord(id: TaskID.make(), kind: kind, model: model, user: caller.user, request: workerBody, priority: priority)
+        var record = TaskRecord(
+            id: submission.taskID ?? TaskID.make(), kind: kind, model: model, user: caller.user, request: workerBody, priority: priority
+        )
         record.priorityAcrossUsers = caller.isAdmin && priority != 0 ? true : nil
-        record.callback = callback
-        let task: TaskRecord
+        record.callback = submission.callback
+        let stored: (task: TaskRecord, inserted: Bool)
         do {
             try await catalog.ensurePool(model: model)
-            task = try await tasks.insert(record)
+            stored = submission.taskID == nil ? (try await tasks.insert(record), true) : try await tasks.insertUnlessPresent(record)
         } catch {
             scheduler.runner.usage.withdraw(user: caller.user, bytes: size)
             throw error
         }
-        await scheduler.submit(task)
-        return task
+        guard stored.inserted else {
+            scheduler.runner.usage.withdraw(user: caller.user, bytes: size)
+            guard let existing = try await existingTask(for: submission) else { throw APIError.taskNotFound(record.id) }
+            return existing
+        }
+        await scheduler.submit(stored.task)
+        return stored.task
     }
 
     /// Checks the VAE (`override_settings.sd_vae`) and the LoRAs a prompt names (`<lora:name:weight>`)

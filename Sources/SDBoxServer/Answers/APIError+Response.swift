@@ -11,6 +11,9 @@ import Storage
 
 extension APIError: HTTPResponseError {
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        try .json(body, status: status)
+        var response = try Response.json(body, status: status)
+        // A failed task's id is in the header too, as on every answer to a submission.
+        if let id = extra["taskId"]?.stringValue { response.headers[.clientTaskID] = id }
+        return response
     }
 }

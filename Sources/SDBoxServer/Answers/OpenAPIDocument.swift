@@ -34,14 +34,17 @@ enum OpenAPIDocument {
         let generation = generationSchema(limits: limits, img2img: false)
         let img2img = generationSchema(limits: limits, img2img: true)
         let requestType: JSONValue = ["name": "Request-Type", "in": "header", "schema": ["type": "string", "enum": ["sync", "async"]]]
-        let taskID: JSONValue = ["type": "string", "pattern": "^[0-9A-Za-z_-]{1,64}$"]
+        let taskID: JSONValue = [
+            "name": "taskId", "in": "header", "description": "the id the client chooses for its task: the same id again returns that task",
+            "schema": ["type": "string", "pattern": "^[0-9A-Za-z_-]{1,64}$"],
+        ]
         let anyObject: JSONValue = ["type": "object"]
 
         // Webhooks (`callback_url` in the body, or an `X-Callback-URL` header) are described in words only, so
         // that request generators never make sdbox call out to URLs they invent.
         let webhook = "; with callback_url (body) or X-Callback-URL (header), the result is POSTed there when the task ends"
-        add("post", "/txt2img", "Generate images from a prompt (task API)" + webhook, tag: "tasks", body: generation, query: [requestType])
-        add("post", "/img2img", "Generate images from images (task API)" + webhook, tag: "tasks", body: img2img, query: [requestType])
+        add("post", "/txt2img", "Generate images from a prompt (task API)" + webhook, tag: "tasks", body: generation, query: [requestType, taskID])
+        add("post", "/img2img", "Generate images from images (task API)" + webhook, tag: "tasks", body: img2img, query: [requestType, taskID])
         add("get", "/tasks", "List tasks, newest first", tag: "tasks", query: [
             ["name": "limit", "in": "query", "schema": ["type": "integer", "minimum": 1, "maximum": 500]],
             ["name": "state", "in": "query", "schema": ["type": "string"]], ["name": "model", "in": "query", "schema": ["type": "string"]],
@@ -55,8 +58,10 @@ enum OpenAPIDocument {
         add("get", "/tasks/{id}/thumbnails", "Signed URLs of a task's JPEG thumbnails, one per output image", tag: "tasks")
         add("get", "/tasks/{id}/events", "A task's live progress as Server-Sent Events, ending with its result", tag: "tasks")
         add("get", "/ws", "WebSocket: send {\"subscribe\": [task ids]}, receive their live progress events", tag: "tasks", responses: ["405": "not a WebSocket upgrade"])
-        add("post", "/extra_images", "Upscale one image (task API): status, taskId, ossUrl" + webhook, tag: "tasks", body: extrasSchema(limits: limits, batch: false), query: [requestType])
-        _ = taskID
+        add("post", "/extra_images", "Upscale one image (task API): status, taskId, ossUrl" + webhook, tag: "tasks", body: extrasSchema(limits: limits, batch: false), query: [requestType, taskID])
+        add("post", "/options", "Set the caller's options ({\"data\": {...}}), used by all its generations", tag: "tasks", body: [
+            "type": "object", "required": ["data"], "properties": ["data": anyObject],
+        ])
 
         for kind in TaskKind.generations {
             add(
@@ -64,8 +69,8 @@ enum OpenAPIDocument {
                 body: kind == .img2img ? img2img : generation, query: [requestType]
             )
         }
-        add("post", "/sdapi/v1/extra-single-image", "A1111 extras: one image upscaled, {html_info, image}" + webhook, tag: "a1111", body: extrasSchema(limits: limits, batch: false), query: [requestType])
-        add("post", "/sdapi/v1/extra-batch-images", "A1111 extras: images upscaled, {html_info, images}" + webhook, tag: "a1111", body: extrasSchema(limits: limits, batch: true), query: [requestType])
+        add("post", "/sdapi/v1/extra-single-image", "A1111 extras: one image upscaled, {html_info, image}" + webhook, tag: "a1111", body: extrasSchema(limits: limits, batch: false), query: [requestType, taskID])
+        add("post", "/sdapi/v1/extra-batch-images", "A1111 extras: images upscaled, {html_info, images}" + webhook, tag: "a1111", body: extrasSchema(limits: limits, batch: true), query: [requestType, taskID])
         for path in ["progress", "sd-models", "sd-vae", "loras", "embeddings", "samplers", "schedulers", "upscalers", "scripts", "options"] {
             add("get", "/sdapi/v1/\(path)", "A1111 \(path)", tag: "a1111")
         }

@@ -25,16 +25,23 @@ struct TaskAnswer: Encodable {
 
 extension Services {
     /// The answer to a submitted task, for every submission route: `{taskId, status}` at once with
-    /// `Request-Type: async`; else, once the task is final, what `whenFinal` makes of it. A task that
+    /// `Request-Type: async`; else, once the task is final, what `whenFinal` makes of it; either with the
+    /// task's id in the `taskId` header. A task that
     /// failed with nothing to give (a passthrough call's worker answer is something) is a 500 with its
     /// reason and id.
     func answer(
         _ task: TaskRecord, request: Request, whenFinal: (TaskRecord) async throws -> Response
     ) async throws -> Response {
-        if request.headers[.requestType]?.lowercased() == "async" { return try .json(TaskAnswer(task)) }
-        guard let final = await scheduler.runner.waitUntilFinal(task.id) else { throw APIError.taskNotFound(task.id) }
-        if final.state == .failed && final.result == nil { throw APIError.taskDidNotSucceed(final) }
-        return try await whenFinal(final)
+        var response: Response
+        if request.headers[.requestType]?.lowercased() == "async" {
+            response = try .json(TaskAnswer(task))
+        } else {
+            guard let final = await scheduler.runner.waitUntilFinal(task.id) else { throw APIError.taskNotFound(task.id) }
+            if final.state == .failed && final.result == nil { throw APIError.taskDidNotSucceed(final) }
+            response = try await whenFinal(final)
+        }
+        response.headers[.clientTaskID] = task.id
+        return response
     }
 }
 

@@ -71,15 +71,7 @@ struct A1111Routes {
         api.get("scripts") { _, _ in try Response.json(A1111.Scripts()) }
         api.get("options") { _, context in try Response.json(try await options(for: context.user)) }
         api.post("options") { request, context in
-            var changes = try await request.jsonObject(limit: services.configuration.http.maxBodyBytes)
-            if let checkpoint = changes["sd_model_checkpoint"] {
-                guard let name = checkpoint.stringValue else {
-                    throw APIError(.badRequest, "invalid request", detail: "field 'sd_model_checkpoint' must be a string", extra: ["field": "sd_model_checkpoint"])
-                }
-                changes["sd_model_checkpoint"] = .string(try await services.resolveModel(name).name)
-            }
-            changes["sd_checkpoint_hash"] = nil
-            _ = try await services.catalog.updateOptions(forUser: context.user, changes)
+            try await services.updateOptions(try await request.jsonObject(limit: services.configuration.http.maxBodyBytes), for: context.user)
             return try Response.json(JSONValue.null)
         }
     }
@@ -88,8 +80,8 @@ struct A1111Routes {
     /// An interrupted generation answers with the images made so far, as A1111 does.
     func generate(kind: TaskKind, request: Request, context: SDBoxRequestContext) async throws -> Response {
         var body = try await request.jsonBody(limit: services.configuration.http.maxBodyBytes)
-        let callback = try services.callback(taking: &body, request: request)
-        let task = try await services.submitGeneration(kind: kind, body: body, caller: context.caller, userOptions: true, callback: callback)
+        let submission = try services.submission(taking: &body, request: request, context: context)
+        let task = try await services.submitGeneration(kind: kind, body: body, submission: submission)
         return try await services.answer(task, request: request) { final in
             let (result, images) = try await outcome(of: final)
             let info = try result.info.stringValue ?? String(decoding: result.info.encoded(), as: UTF8.self)
@@ -101,8 +93,8 @@ struct A1111Routes {
     /// `{html_info, images}` for a batch.
     func postprocess(kind: TaskKind, request: Request, context: SDBoxRequestContext) async throws -> Response {
         var body = try await request.jsonBody(limit: services.configuration.http.maxBodyBytes)
-        let callback = try services.callback(taking: &body, request: request)
-        let task = try await services.submitPostprocessing(kind: kind, body: body, caller: context.caller, callback: callback)
+        let submission = try services.submission(taking: &body, request: request, context: context)
+        let task = try await services.submitPostprocessing(kind: kind, body: body, submission: submission)
         return try await services.answer(task, request: request) { final in
             let (result, images) = try await outcome(of: final)
             let html = result.info["html_info"]?.stringValue ?? ""

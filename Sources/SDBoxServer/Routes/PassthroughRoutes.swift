@@ -47,16 +47,18 @@ struct PassthroughRoutes {
         var call = try await PassthroughCall(request: request, path: path, limit: services.configuration.http.maxBodyBytes)
         var json = JSONValue.null
         if case .json(let body) = call.body { json = body }
-        let callback = try services.callback(taking: &json, request: request)
+        let submission = try services.submission(taking: &json, request: request, context: context)
         if case .json = call.body { call.body = .json(json) }
         let model = try await model(named: call.model, user: context.user)
-        guard request.headers[.requestType]?.lowercased() == "async" || request.headers[.taskFlag]?.lowercased() == "true" || callback != nil else {
+        guard request.headers[.requestType]?.lowercased() == "async" || request.headers[.taskFlag]?.lowercased() == "true" || submission.callback != nil
+        else {
             return try await stream(call, model: model, user: context.user)
         }
+        if let existing = try await services.existingTask(for: submission) {
+            return try await services.answer(existing, request: request) { try await answer(of: $0) }
+        }
         let workerBody = try await call.persisted(limit: services.configuration.http.maxBodyBytes).json
-        let task = try await services.enqueue(
-            kind: .passthrough, model: model, caller: context.caller, workerBody: workerBody, priority: 0, callback: callback
-        )
+        let task = try await services.enqueue(kind: .passthrough, model: model, workerBody: workerBody, priority: 0, submission: submission)
         return try await services.answer(task, request: request) { try await answer(of: $0) }
     }
 

@@ -9,8 +9,9 @@ import SDBoxCore
 import Scheduler
 import Storage
 
-/// The task API of the original serverless edition: `/txt2img`, `/img2img`, `/tasks/{id}/...`, with
-/// `Request-Type: sync|async`.
+/// The task API of the original serverless edition: `/txt2img`, `/img2img`, `/extra_images`,
+/// `/tasks/{id}/...` and the caller's options (`POST /options {"data": {...}}`), with
+/// `Request-Type: sync|async` and the `taskId` header.
 struct TaskRoutes {
     let services: Services
 
@@ -18,16 +19,24 @@ struct TaskRoutes {
         for kind in TaskKind.generations {
             router.post(RouterPath("/\(kind.rawValue)")) { request, context in
                 var body = try await request.jsonBody(limit: services.configuration.http.maxBodyBytes)
-                let callback = try services.callback(taking: &body, request: request)
-                let task = try await services.submitGeneration(kind: kind, body: body, caller: context.caller, userOptions: false, callback: callback)
+                let submission = try services.submission(taking: &body, request: request, context: context)
+                let task = try await services.submitGeneration(kind: kind, body: body, submission: submission)
                 return try await answer(task, request: request)
             }
         }
         router.post("/extra_images") { request, context in
             var body = try await request.jsonBody(limit: services.configuration.http.maxBodyBytes)
-            let callback = try services.callback(taking: &body, request: request)
-            let task = try await services.submitPostprocessing(kind: .extraSingleImage, body: body, caller: context.caller, callback: callback)
+            let submission = try services.submission(taking: &body, request: request, context: context)
+            let task = try await services.submitPostprocessing(kind: .extraSingleImage, body: body, submission: submission)
             return try await answer(task, request: request)
+        }
+        router.post("/options") { request, context in
+            let body = try await request.jsonObject(limit: services.configuration.http.maxBodyBytes)
+            guard let data = body["data"]?.objectValue else {
+                throw APIError(.badRequest, "invalid request", detail: "the body must be {\"data\": {option: value, ...}}", extra: ["field": "data"])
+            }
+            try await services.updateOptions(data, for: context.user)
+            return try Response.json(["message": "success"])
         }
         router.get("/tasks") { request, context in
             let query = request.uri.queryParameters

@@ -17,15 +17,27 @@ public struct LMDBTaskStore: TaskStore {
             while try txn.get(tables.tasks, key: task.id) != nil {
                 task.id = TaskID.make()
             }
-            let encoded = try RecordCoding.encode(task)
-            try txn.put(tables.tasks, key: task.id, value: encoded, overwrite: false)
-            try txn.put(tables.tasksByTime, key: Self.timeKey(task), value: Array(task.id.utf8))
-            if !task.state.isFinal {
-                try txn.put(tables.activeTasks, key: task.id, value: [UInt8]())
-            }
-            try Self.indexCallback(of: task, txn: txn, tables: tables)
-            return try changes.stored(encoded)
+            return try Self.put(task, txn: txn, tables: tables, changes: &changes)
         }
+    }
+
+    public func insertUnlessPresent(_ task: TaskRecord) async throws -> (task: TaskRecord, inserted: Bool) {
+        try await write { txn, tables, changes in
+            if let existing = try txn.record(TaskRecord.self, in: tables.tasks, key: task.id) { return (existing, false) }
+            return (try Self.put(task, txn: txn, tables: tables, changes: &changes), true)
+        }
+    }
+
+    /// Writes a task whose id is free, with its indexes.
+    private static func put(_ task: TaskRecord, txn: LMDBTransaction, tables: Database.Tables, changes: inout TaskCache.Changes) throws -> TaskRecord {
+        let encoded = try RecordCoding.encode(task)
+        try txn.put(tables.tasks, key: task.id, value: encoded, overwrite: false)
+        try txn.put(tables.tasksByTime, key: timeKey(task), value: Array(task.id.utf8))
+        if !task.state.isFinal {
+            try txn.put(tables.activeTasks, key: task.id, value: [UInt8]())
+        }
+        try indexCallback(of: task, txn: txn, tables: tables)
+        return try changes.stored(encoded)
     }
 
     /// The task `id`, from the cache when it has it.

@@ -1,0 +1,61 @@
+import Foundation
+import NIOHTTP1
+import SDBoxCore
+import Testing
+
+/// What clients of the original serverless edition rely on beyond the shapes: the `taskId` header and
+/// the caller's options.
+@Suite(.serialized, .timeLimit(.minutes(2))) struct OriginalClientTests {
+    @Test func aClientChosenTaskIdMakesTheSubmissionIdempotent() async throws {
+        let server = try await ServerProcess(config: fastWorkers + "\nauth: {required: true}")
+        defer { server.destroy() }
+        let alice = try await server.addKey(user: "alice", role: "user")
+        let bob = try await server.addKey(user: "bob", role: "user")
+        let body = try (["prompt": "fox", "steps": 2, "width": 64, "height": 64] as JSONValue).encoded()
+
+        let first = try await server.response(.POST, "/txt2img", body: body, headers: bearer(alice) + [("taskId", "order-1234"), ("Request-Type", "async")])
+        #expect(first.status == 200)
+        #expect(first.headers.first(name: "taskId") == "order-1234")
+        let accepted = try JSONValue(parsing: first.body)
+        #expect(accepted["taskId"] == "order-1234" && accepted["status"] == "waiting")
+        // The same id again, sync this time: the one task's outcome, never a second task.
+        let again = try await server.response(.POST, "/txt2img", body: body, headers: bearer(alice) + [("taskId", "order-1234")])
+        let answer = try JSONValue(parsing: again.body)
+        #expect(again.status == 200 && answer["taskId"] == "order-1234" && answer["status"] == "succeeded", "\(answer)")
+        #expect(again.headers.first(name: "taskId") == "order-1234")
+        let (_, listed) = try await server.json(.GET, "/tasks", headers: bearer(alice))
+        #expect(listed["tasks"]?.arrayValue?.count == 1)
+        // Without the header, each submission is its own task with the id in the header.
+        let fresh = try await server.response(.POST, "/txt2img", body: body, headers: bearer(alice) + [("Request-Type", "async")])
+        let freshAnswer = try JSONValue(parsing: fresh.body)
+        let freshID = try #require(freshAnswer["taskId"]?.stringValue)
+        #expect(freshID != "order-1234" && fresh.headers.first(name: "taskId") == freshID)
+
+        // Another user's id is not handed out; a malformed id is refused.
+        let stolen = try await server.response(.POST, "/txt2img", body: body, headers: bearer(bob) + [("taskId", "order-1234")])
+        #expect(stolen.status == 409, "\(String(decoding: stolen.body, as: UTF8.self))")
+        let malformed = try await server.response(.POST, "/txt2img", body: body, headers: bearer(alice) + [("taskId", "../x")])
+        let refusal = try JSONValue(parsing: malformed.body)
+        #expect(malformed.status == 400 && refusal["field"] == "taskId")
+        #expect(try await server.json(.GET, "/tasks", headers: bearer(bob)).1["tasks"]?.arrayValue?.count == 0)
+    }
+
+    @Test func optionsSetWithTheOriginalsRouteApplyToTaskAPIGenerations() async throws {
+        let server = try await ServerProcess(config: fastWorkers)
+        defer { server.destroy() }
+        let (status, answer) = try await server.json(.POST, "/options", ["data": ["CLIP_stop_at_last_layers": 2, "eta_noise_seed_delta": 31337]])
+        #expect(status == 200 && answer == ["message": "success"])
+        #expect(try await server.json(.POST, "/options", ["CLIP_stop_at_last_layers": 2]).0 == 400, "options outside data")
+        #expect(try await server.json(.POST, "/options", ["data": ["sd_model_checkpoint": "nope.safetensors"]]).0 == 404)
+
+        // The request's own override_settings win over the stored options.
+        let (_, done) = try await server.json(.POST, "/txt2img", [
+            "prompt": "fox", "steps": 2, "width": 64, "height": 64, "override_settings": ["eta_noise_seed_delta": 7],
+        ])
+        let id = try #require(done["taskId"]?.stringValue)
+        let overrides = try await server.json(.GET, "/tasks/\(id)/result").1["parameters"]?["override_settings"]
+        #expect(overrides?["CLIP_stop_at_last_layers"] == 2 && overrides?["eta_noise_seed_delta"] == 7, "\(String(describing: overrides))")
+        // The A1111 routes read the same options.
+        #expect(try await server.json(.GET, "/sdapi/v1/options").1["CLIP_stop_at_last_layers"] == 2)
+    }
+}
