@@ -105,6 +105,19 @@ public struct TaskRecord: Codable, Sendable, Equatable, Identifiable {
     }
 }
 
+extension TaskRecord {
+    /// The key of a stored generation request under which sdbox keeps what it adds to the result's `info`
+    /// (the LoRAs the box lacks, as A1111's "Networks not found"); never sent to the worker.
+    public static let infoAdditionsKey = "sdbox_info"
+
+    /// What the worker is sent of the stored request: all of it but ``infoAdditionsKey``.
+    public var workerRequest: JSONValue {
+        var request = request
+        if request[Self.infoAdditionsKey] != nil { request[Self.infoAdditionsKey] = nil }
+        return request
+    }
+}
+
 /// Short, URL-safe, random task identifiers such as `1HmyrbhBJD`.
 public enum TaskID {
     static let alphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")

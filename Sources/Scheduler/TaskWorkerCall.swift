@@ -9,7 +9,7 @@ extension WorkerCall {
     init(task: TaskRecord) throws {
         switch task.kind {
         case .txt2img, .img2img, .extraSingleImage, .extraBatchImages:
-            self.init(method: .POST, path: task.kind.workerPath, contentType: "application/json", body: try task.request.encoded())
+            self.init(method: .POST, path: task.kind.workerPath, contentType: "application/json", body: try task.workerRequest.encoded())
         case .passthrough:
             let request = try PassthroughRequest(task.request)
             // A call stored by an older sdbox was not judged as calls are now: its path must be one read

@@ -19,6 +19,7 @@ struct WorkerAnswer {
             images = response.images
             info = (try? JSONValue(parsing: Data(response.info.utf8))) ?? .string(response.info)
             parameters = response.parameters
+            if let additions = request[TaskRecord.infoAdditionsKey]?.objectValue { add(additions) }
         case .extraSingleImage:
             let response = try decoder.decode(A1111.ExtrasSingleImageResponse.self, from: answer)
             images = [response.image]
@@ -37,5 +38,18 @@ struct WorkerAnswer {
             // A passthrough call's answer is kept as the worker gave it (PassthroughResult), never read here.
             throw WorkerCallError.rejected(status: 200, detail: "a passthrough answer is not a generation's")
         }
+    }
+
+    /// Adds sdbox's fields to `info`; `comments` are appended to the worker's, as A1111 joins its comments.
+    mutating func add(_ additions: [String: JSONValue]) {
+        guard case .object(var fields) = info else { return }
+        for (key, value) in additions {
+            if key == "comments", let own = fields[key]?.stringValue, let added = value.stringValue {
+                fields[key] = .string(own + added)
+            } else {
+                fields[key] = value
+            }
+        }
+        info = .object(fields)
     }
 }

@@ -58,4 +58,15 @@ import Testing
         // The A1111 routes read the same options.
         #expect(try await server.json(.GET, "/sdapi/v1/options").1["CLIP_stop_at_last_layers"] == 2)
     }
+
+    @Test func strictLorasKeepsRefusingALoraTheBoxLacks() async throws {
+        let server = try await ServerProcess(config: fastWorkers + "\nlimits: {strictLoras: true}")
+        defer { server.destroy() }
+        let (status, answer) = try await server.json(.POST, "/txt2img", ["prompt": "x <lora:ghost:0.7>", "steps": 1, "width": 64, "height": 64])
+        #expect(status == 400 && answer["field"] == "prompt" && answer["detail"]?.stringValue?.contains("ghost") == true, "\(answer)")
+        // A client cannot write sdbox's own info fields.
+        let (_, done) = try await server.json(.POST, "/txt2img", ["prompt": "x", "steps": 1, "width": 64, "height": 64, "sdbox_info": ["lorasNotFound": ["forged"]]])
+        let info = try await server.json(.GET, "/tasks/\(done["taskId"]?.stringValue ?? "")/result").1["info"]
+        #expect(info?["lorasNotFound"] == nil, "\(String(describing: info))")
+    }
 }

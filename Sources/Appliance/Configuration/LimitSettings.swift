@@ -14,6 +14,9 @@ public struct LimitSettings: Sendable, Equatable {
     public var maxQueuedBytesPerUser = 256 << 20
     /// Requests a minute per API key; 0 for no limit (`limits.requestsPerMinute`).
     public var requestsPerMinute = 0
+    /// Whether a prompt naming a LoRA the box lacks is refused with 400 (`limits.strictLoras`); by default
+    /// the image is made without it and the miss is reported in `info`, as A1111 does.
+    public var strictLoras = false
 
     public init() {}
 
@@ -26,6 +29,7 @@ public struct LimitSettings: Sendable, Equatable {
         maxQueuedPerUser = try section.integer("maxQueuedPerUser", in: 1...1_000_000) ?? maxQueuedPerUser
         maxQueuedBytesPerUser = try section.integer("maxQueuedBytesPerUser", in: 1 << 20...(1 << 40)) ?? maxQueuedBytesPerUser
         maxRequestPixels = try section.integer("maxPixels", in: 4096...(1 << 40)) ?? maxRequestPixels
+        strictLoras = try section.boolean("strictLoras") ?? strictLoras
         try section.finish()
     }
 }

@@ -203,8 +203,12 @@ extension Services {
     }
 
     /// Checks the VAE (`override_settings.sd_vae`) and the LoRAs a prompt names (`<lora:name:weight>`)
-    /// against the registry, refusing unknown ones with 400, and writes the VAE's file name as A1111 wants.
+    /// against the registry, and writes the VAE's file name as A1111 wants. An unknown VAE is a 400. A
+    /// LoRA the box lacks does what A1111 does: the image is made without it and the result's `info`
+    /// says so (`comments: "Networks not found: ..."`, `lorasNotFound`); with `limits.strictLoras` it is
+    /// a 400.
     func checkModelReferences(in body: inout JSONValue) async throws {
+        body[TaskRecord.infoAdditionsKey] = nil
         if var overrides = body["override_settings"]?.objectValue, let vae = overrides["sd_vae"]?.stringValue,
             !["", "Automatic", "None"].contains(vae)
         {
@@ -214,11 +218,23 @@ extension Services {
             overrides["sd_vae"] = .string(record.name)
             body["override_settings"] = .object(overrides)
         }
+        var missing: [String] = []
         for field in ["prompt", "negative_prompt"] {
             guard let prompt = body[field]?.stringValue, prompt.contains("<lora:") else { continue }
             for name in LoraTags.names(in: prompt) where try await models.resolve(name, type: .lora) == nil {
-                throw APIError(.badRequest, "unknown LoRA", detail: "the \(field) names LoRA '\(name)', which is not in the models folder (Lora/)", extra: ["field": .string(field)])
+                guard !configuration.limits.strictLoras else {
+                    throw APIError(
+                        .badRequest, "unknown LoRA", detail: "the \(field) names LoRA '\(name)', which is not in the models folder (Lora/)",
+                        extra: ["field": .string(field)]
+                    )
+                }
+                if !missing.contains(name) { missing.append(name) }
             }
+        }
+        if !missing.isEmpty {
+            body[TaskRecord.infoAdditionsKey] = [
+                "comments": .string("Networks not found: \(missing.joined(separator: ", "))\n"), "lorasNotFound": .array(missing.map { .string($0) }),
+            ]
         }
     }
 
