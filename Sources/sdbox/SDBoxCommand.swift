@@ -237,8 +237,15 @@ struct Worker: AsyncParsableCommand {
 
     @OptionGroup var logging: LoggingOptions
 
+    @Argument(
+        parsing: .allUnrecognized,
+        help: "A1111's own flags (--api, --nowebui, ...), which a pool's extraArgs may carry: accepted and ignored."
+    )
+    var a1111Flags: [String] = []
+
     func run() async throws {
         let logger = logging.bootstrap(label: "sdbox.worker")
+        if !a1111Flags.isEmpty { logger.info("ignoring A1111 flags", metadata: ["flags": "\(a1111Flags)"]) }
         if let parentPid {
             // A worker whose sdbox died must not linger holding a port and a GPU.
             Task.detached {

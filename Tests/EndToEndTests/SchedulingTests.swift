@@ -185,6 +185,30 @@ import Testing
         #expect(unknownAnswer["failFuncList"]?.arrayValue?.count == 1)
         let (unknownProfile, _) = try await server.json(.POST, "/batch_update_sd_resource", ["models": ["alpha"], "image": "no-such-profile"])
         #expect(unknownProfile == 400)
+        let (unbalanced, unbalancedAnswer) = try await server.json(.POST, "/batch_update_sd_resource", ["models": ["beta"], "extraArgs": "--x 'open"])
+        #expect(unbalanced == 400 && unbalancedAnswer["field"] == "extraArgs")
+
+        // The original's own resource.py body: extraArgs as one string, a container image and cloud-only
+        // fields (ignored and listed); env is merged into the pool's. The pool's workers start with those
+        // arguments (the reference worker ignores A1111's flags, as A1111 variants do each other's).
+        for env: JSONValue in [["FIRST": "1", "GONE": "x"], ["SECOND": "two words", "GONE": nil]] {
+            let (status, answer) = try await server.json(.POST, "/batch_update_sd_resource", [
+                "models": ["beta.safetensors"], "extraArgs": "--api --nowebui --sd-name 'a b'", "env": env, "cpu": 8, "memorySize": 32768,
+                "image": "registry.example.com/sd/a1111:v1", "instanceType": "fc.gpu.tesla.1", "diskSize": 10240,
+                "vpcConfig": ["vpcId": "vpc-1", "vSwitchIds": ["vsw-1"], "securityGroupId": "sg-1"],
+                "ossMountConfig": ["mountPoints": [["bucketName": "b", "bucketPath": "/", "mountDir": "/mnt/oss"]]],
+            ])
+            #expect(status == 200, "\(answer)")
+            #expect(answer["ignored"] == ["cpu", "diskSize", "image", "instanceType", "memorySize", "ossMountConfig", "vpcConfig"], "\(answer)")
+        }
+        let betaTask = try await submit(server, model: "beta", steps: 2, size: 64)
+        #expect(try await server.waitForTask(betaTask)["status"] == "succeeded")
+        let betaWorker = try #require(try await waitForWorkers(server) { $0.contains { $0["model"] == "beta.safetensors" } }.first { $0["model"] == "beta.safetensors" })
+        let betaPID = try #require(betaWorker["pid"]?.integerValue)
+        let arguments = (FileManager.default.contents(atPath: "/proc/\(betaPID)/cmdline") ?? Data()).split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        #expect(arguments.suffix(4) == ["--api", "--nowebui", "--sd-name", "a b"], "\(arguments)")
+        let betaEnvironment = String(decoding: FileManager.default.contents(atPath: "/proc/\(betaPID)/environ") ?? Data(), as: UTF8.self).split(separator: "\0")
+        #expect(betaEnvironment.contains("FIRST=1") && betaEnvironment.contains("SECOND=two words") && !betaEnvironment.contains("GONE=x"))
 
         // Deleting the pool: a running task finishes, queued ones fail with a clear reason, workers stop.
         let running = try await submit(server, model: "alpha", steps: 40)

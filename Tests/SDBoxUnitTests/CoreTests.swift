@@ -318,3 +318,15 @@ import Testing
         #expect(try ServerConfiguration.load(yaml: "") == ServerConfiguration())
     }
 }
+
+@Suite struct ShellWordsTests {
+    @Test func splitsAsAShellDoes() throws {
+        #expect(try ShellWords.split("--api --nowebui") == ["--api", "--nowebui"])
+        #expect(try ShellWords.split("  --a  'b c'\t\"d \\\"e\\\" \\n\" f\\ g ''") == ["--a", "b c", "d \"e\" \\n", "f g", ""])
+        #expect(try ShellWords.split("x'y'\"z\"") == ["xyz"])
+        #expect(try ShellWords.split("") == [])
+        for bad in ["'open", "\"open", "end\\"] {
+            #expect(throws: ShellWords.Error.self, "\(bad)") { try ShellWords.split(bad) }
+        }
+    }
+}

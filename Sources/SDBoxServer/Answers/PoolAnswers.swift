@@ -27,13 +27,15 @@ struct WorkersAnswer: Encodable {
     let referenceWorker: Bool
 }
 
-/// `POST /batch_update_sd_resource`, as the original answers: `status`, the functions that failed and
-/// why (`failFuncList`, `errMsg`), with sdbox's `updated` and `ignored` (cloud-only fields); a failure
-/// also carries `error` and `detail`.
+/// `POST /batch_update_sd_resource`, as the original answers: `status`, the functions that failed
+/// (`failFuncList`) and, on failure, why in one string (`errMsg`, joined with `|` as the original joins
+/// them), with sdbox's `errors` (the same, one per pool), `updated` and `ignored` (cloud-only fields); a
+/// failure also carries `error`, `detail`, `message` and `code`.
 struct PoolUpdateAnswer: Encodable {
     let status: String
     let failFuncList: [String]
-    let errMsg: [String]
+    var errMsg: String?
+    var errors: [String]?
     let updated: [String]
     let ignored: [String]
     var error: String?

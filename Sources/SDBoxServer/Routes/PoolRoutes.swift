@@ -39,11 +39,18 @@ struct PoolRoutes {
     }
 
     /// Fields of the original's `batch_update_sd_resource` that only meant something on the cloud.
-    static let cloudOnlyFields: Set<String> = ["cpu", "memorySize", "instanceType", "vpcConfig", "nasConfig", "mountPoints"]
+    static let cloudOnlyFields: Set<String> = [
+        "cpu", "memorySize", "instanceType", "diskSize", "instanceConcurrency", "vpcConfig", "nasConfig", "ossMountConfig", "mountPoints",
+    ]
 
-    /// Applies resource settings to the named pools (all pools when `models` is absent).
+    /// Applies resource settings to the named pools (all pools when `models` is absent). An `image` that
+    /// names no launch profile but looks like a container image (the original's) is ignored and listed.
     func batchUpdate(_ body: [String: JSONValue]) async throws -> Response {
-        let update = try PoolUpdate(body)
+        var update = try PoolUpdate(body)
+        if let image = update.settings.profile, services.configuration.scheduler.profiles[image] == nil, image.contains(where: { "/:".contains($0) }) {
+            update.settings.profile = nil
+            update.ignored.append("image")
+        }
         let names: [String]
         if let models = update.models {
             names = models
@@ -66,10 +73,10 @@ struct PoolRoutes {
                 messages.append("\(name): \(error)")
             }
         }
-        var answer = PoolUpdateAnswer(
-            status: failed.isEmpty ? "success" : "fail", failFuncList: failed, errMsg: messages, updated: updated, ignored: update.ignored
-        )
+        var answer = PoolUpdateAnswer(status: failed.isEmpty ? "success" : "fail", failFuncList: failed, updated: updated, ignored: update.ignored.sorted())
         guard failed.isEmpty else {
+            answer.errMsg = messages.joined(separator: "|")
+            answer.errors = messages
             answer.error = "some pools were not updated"
             answer.detail = messages.joined(separator: "; ")
             answer.message = answer.detail
@@ -109,8 +116,8 @@ struct PoolRoutes {
 struct PoolUpdate {
     var models: [String]?
     var settings = PoolSettings()
-    /// Whether `env` was given (it then replaces the pool's environment).
-    var replacesEnvironment = false
+    /// Environment variables to remove from the pool's (`null` values in `env`).
+    var removedEnvironment: [String] = []
     var ignored: [String] = []
 
     init(_ body: [String: JSONValue]) throws {
@@ -146,7 +153,11 @@ struct PoolUpdate {
         }
         if let extra = body["extraArgs"], !extra.isNull {
             if let text = extra.stringValue {
-                settings.extraArgs = text.split(whereSeparator: \.isWhitespace).map(String.init)
+                do {
+                    settings.extraArgs = try ShellWords.split(text)
+                } catch {
+                    throw invalid("extraArgs", "arguments as a shell would read them (\(error))")
+                }
             } else if let items = extra.arrayValue?.compactMap(\.stringValue), items.count == extra.arrayValue?.count {
                 settings.extraArgs = items
             } else {
@@ -156,24 +167,33 @@ struct PoolUpdate {
         if let env = body["env"], !env.isNull {
             guard let object = env.objectValue else { throw invalid("env", "an object of strings") }
             var environment: [String: String] = [:]
-            for (key, value) in object {
-                guard let text = value.stringValue ?? value.integerValue.map(String.init), !key.isEmpty, !key.contains("=") else {
-                    throw invalid("env", "an object of strings")
+            for (key, value) in object.sorted(by: { $0.key < $1.key }) {
+                guard !key.isEmpty, !key.contains("=") else { throw invalid("env", "an object of strings (null removes a variable)") }
+                if value.isNull {
+                    removedEnvironment.append(key)
+                    continue
+                }
+                guard let text = value.stringValue ?? value.integerValue.map(String.init) else {
+                    throw invalid("env", "an object of strings (null removes a variable)")
                 }
                 environment[key] = text
             }
             settings.environment = environment
-            replacesEnvironment = true
         }
         if let min = settings.minInstances, let max = settings.maxInstances, min > max {
             throw invalid("minInstances", "at most maxInstances")
         }
     }
 
-    /// A pool's own settings with this update's fields set over them.
+    /// A pool's own settings with this update's fields set over them; `env` is merged into the pool's
+    /// environment, as the original merges it.
     func applied(to current: PoolSettings) -> PoolSettings {
         var result = settings.merged(over: current)
-        if replacesEnvironment { result.environment = settings.environment }
+        if settings.environment != nil || !removedEnvironment.isEmpty {
+            var environment = (current.environment ?? [:]).merging(settings.environment ?? [:]) { _, new in new }
+            for key in removedEnvironment { environment[key] = nil }
+            result.environment = environment
+        }
         return result
     }
 }

@@ -44,9 +44,12 @@ def main(argv=None):
     parser.add_argument("--upscaler", action="append", default=[], help="an ESRGAN model to offer for upscaling (repeatable)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads for the engine (default: all)")
     parser.add_argument("--parent-pid", type=int, help="exit when the process with this id is gone (sdbox passes its own)")
-    arguments = parser.parse_args(argv)
+    # A pool's extraArgs may carry A1111's own flags (--api, --nowebui, ...): accepted and ignored.
+    arguments, a1111_flags = parser.parse_known_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if a1111_flags:
+        logging.getLogger("sdcpp_worker").info("ignoring A1111 flags: %s", " ".join(a1111_flags))
     if arguments.parent_pid:
         threading.Thread(target=watch_parent, args=(arguments.parent_pid,), name="parent-watch", daemon=True).start()
     if not os.path.isfile(arguments.ckpt):
