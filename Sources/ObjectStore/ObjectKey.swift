@@ -4,14 +4,19 @@ import Foundation
 /// a passthrough call's answer, and a user's uploaded input images. Every key starts with its kind and
 /// the user it belongs to, so what a user may read is a matter of prefixes.
 public enum ObjectKey {
+    /// The folder of every user's output images.
+    public static let imagesRoot = "images/"
+    /// The folder of every user's uploaded input images.
+    public static let inputsRoot = "inputs/"
+
     /// Output image `index` (1-based) of a task: `images/<user>/<taskId>_<index>.<ext>`.
     public static func image(user: String, taskID: String, index: Int, fileExtension: String = "png") -> String {
-        "images/\(user)/\(taskID)_\(index).\(fileExtension)"
+        images(of: user) + "\(taskID)_\(index).\(fileExtension)"
     }
 
     /// The JPEG thumbnail of an image: `images/<user>/<name>.png` → `thumbnails/<user>/<name>.jpg`.
     public static func thumbnail(ofImage key: String) -> String {
-        let withoutFolder = key.hasPrefix("images/") ? String(key.dropFirst("images/".count)) : key
+        let withoutFolder = key.hasPrefix(imagesRoot) ? String(key.dropFirst(imagesRoot.count)) : key
         return "thumbnails/" + (withoutFolder as NSString).deletingPathExtension + ".jpg"
     }
 
@@ -26,8 +31,8 @@ public enum ObjectKey {
     }
 
     /// The prefix of a user's uploaded inputs.
-    public static func inputs(of user: String) -> String { "inputs/\(user)/" }
+    public static func inputs(of user: String) -> String { inputsRoot + user + "/" }
 
     /// The prefix of a user's output images.
-    public static func images(of user: String) -> String { "images/\(user)/" }
+    public static func images(of user: String) -> String { imagesRoot + user + "/" }
 }

@@ -46,6 +46,33 @@ import Testing
         #expect(fromStored["alwayson_scripts"]?["controlnet"]?["args"]?.arrayValue?.first?["image"] == .string(base64))
     }
 
+    @Test func storedKeysAnywhereInAnExtensionsArgumentsAreResolved() async throws {
+        try await objects.put(png, key: "inputs/default/face.png")
+        try await objects.put(png, key: "images/bob/secret_1.png")
+        let base64 = JSONValue.string(png.base64EncodedString())
+        let body: JSONValue = [
+            "prompt": "fox",
+            "alwayson_scripts": [
+                "ADetailer": ["args": [true, ["ad_model": "face_yolov8n.pt", "ad_prompt": "a face", "ad_reference": "inputs/default/face.png"]]],
+                "controlnet": ["args": [["image": ["image": "inputs/default/face.png", "mask": ""], "model": "control_v11p_sd15_canny.pth"]]],
+            ],
+        ]
+        let resolved = try await resolver.resolveGeneration(body, user: "default")
+        let scripts = resolved["alwayson_scripts"]
+        #expect(scripts?["ADetailer"]?["args"]?.arrayValue?.last?["ad_reference"] == base64)
+        #expect(scripts?["ADetailer"]?["args"]?.arrayValue?.last?["ad_model"] == "face_yolov8n.pt", "a model name is left alone")
+        #expect(scripts?["controlnet"]?["args"]?.arrayValue?.first?["image"] == ["image": base64, "mask": ""])
+        #expect(scripts?["controlnet"]?["args"]?.arrayValue?.first?["model"] == "control_v11p_sd15_canny.pth")
+        // Another user's image is refused by name, wherever it is.
+        let stolen: JSONValue = ["alwayson_scripts": ["IP-Adapter": ["args": [["image": "images/bob/secret_1.png"]]]]]
+        await #expect(throws: APIError.self) { try await resolver.resolveGeneration(stolen, user: "default") }
+        do {
+            _ = try await resolver.resolveGeneration(stolen, user: "default")
+        } catch {
+            #expect(field(of: error) == "alwayson_scripts.IP-Adapter.args[0].image")
+        }
+    }
+
     @Test func emptyMasksMeanNone() async throws {
         let body: JSONValue = ["init_images": [.string(png.base64EncodedString())], "mask": "", "alwayson_scripts": ["controlnet": ["args": [["image": ""]]]]]
         let resolved = try await resolver.resolveGeneration(body, user: "default")

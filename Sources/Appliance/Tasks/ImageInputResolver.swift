@@ -7,9 +7,11 @@ import SDBoxCore
 
 /// Turns the image fields of a request into what A1111 workers expect, before the task is persisted.
 ///
-/// Every image field (`init_images[]`, `mask`, `alwayson_scripts.controlnet.args[].image`, the extras'
-/// `image` and `imageList[].data`) may hold base64 (with or without a `data:` prefix) or the key of a stored
-/// image of the caller (`inputs/<user>/...` or `images/<user>/...`, ending in png, jpg, jpeg or webp). Each
+/// Every image field (`init_images[]`, `mask`, `alwayson_scripts.controlnet.args[].image` (a string, or
+/// `{image, mask}`), the extras' `image` and `imageList[].data`) may hold base64 (with or without a
+/// `data:` prefix) or the key of a stored image of the caller (`inputs/<user>/...` or `images/<user>/...`,
+/// ending in png, jpg, jpeg or webp); anywhere else in `alwayson_scripts` (ADetailer, IP-Adapter, any
+/// extension's arguments), a string that is such a key is resolved too, as the original resolves them. Each
 /// image is decoded and checked (format, size against `images.maxPixels`, intact pixels); the worker
 /// receives plain base64 PNG: a PNG as it was given (so its text chunks survive), a JPEG or WebP re-encoded.
 /// A bad image is refused with 400 naming the field; an empty `mask` or ControlNet `image` means none, as in A1111.
@@ -50,11 +52,49 @@ public struct ImageInputResolver: Sendable {
         if var units = body["alwayson_scripts"]?["controlnet"]?["args"]?.arrayValue {
             for index in units.indices {
                 guard let image = units[index]["image"], !image.isNull, image != "" else { continue }
-                units[index]["image"] = try await resolveField(image, field: "alwayson_scripts.controlnet.args[\(index)].image", user: user)
+                let field = "alwayson_scripts.controlnet.args[\(index)].image"
+                if var pair = image.objectValue {
+                    for part in ["image", "mask"] {
+                        guard let value = pair[part], !value.isNull, value != "" else { continue }
+                        pair[part] = try await resolveField(value, field: field + "." + part, user: user)
+                    }
+                    units[index]["image"] = .object(pair)
+                } else {
+                    units[index]["image"] = try await resolveField(image, field: field, user: user)
+                }
             }
             body["alwayson_scripts"]?["controlnet"]?["args"] = .array(units)
         }
+        if let scripts = body["alwayson_scripts"], !scripts.isNull {
+            body["alwayson_scripts"] = try await resolvingStoredKeys(in: scripts, field: "alwayson_scripts", user: user)
+        }
         return body
+    }
+
+    /// `value` with every string in it that names a stored image (`images/...` or `inputs/...`, with an
+    /// image extension) replaced by the image as base64 PNG; other strings are left as they are.
+    func resolvingStoredKeys(in value: JSONValue, field: String, user: String) async throws -> JSONValue {
+        switch value {
+        case .string(let text) where Self.namesStoredImage(text):
+            return .string(try await resolve(text, field: field, user: user).base64)
+        case .array(let items):
+            var resolved: [JSONValue] = []
+            for (index, item) in items.enumerated() { resolved.append(try await resolvingStoredKeys(in: item, field: "\(field)[\(index)]", user: user)) }
+            return .array(resolved)
+        case .object(let members):
+            var resolved: [String: JSONValue] = [:]
+            for (key, member) in members { resolved[key] = try await resolvingStoredKeys(in: member, field: "\(field).\(key)", user: user) }
+            return .object(resolved)
+        default:
+            return value
+        }
+    }
+
+    /// Whether a string in an extension's arguments is the key of a stored image (of anyone: another
+    /// user's is then refused by name rather than sent on as text).
+    static func namesStoredImage(_ text: String) -> Bool {
+        (text.hasPrefix(ObjectKey.imagesRoot) || text.hasPrefix(ObjectKey.inputsRoot)) && text.utf8.count <= 1024
+            && ImageFormat(fileExtension: (text as NSString).pathExtension) != nil
     }
 
     /// The body of an extras request with its images resolved, and the size of each image.
