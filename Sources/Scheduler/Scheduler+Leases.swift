@@ -144,6 +144,20 @@ extension Scheduler {
         planner.workers.values.filter { $0.state == .ready || $0.state == .busy }.compactMap { $0.process?.port }
     }
 
+    /// Restarts every worker (the original's `POST /restart`): idle and starting ones stop now, busy ones
+    /// when their task or lease ends; no task fails, queued ones wait for the new workers the planner
+    /// starts. Returns how many workers were asked to stop.
+    public func restartWorkers() -> Int {
+        let live = planner.workers.values.filter { $0.state != .stopping }
+        for worker in live {
+            logger.info("stopping worker", metadata: ["worker": "\(worker.id)", "reason": "restart"])
+            planner.markStopping(worker.id, now: Date())
+            if worker.state != .busy { worker.process?.stop() }
+        }
+        dispatch()
+        return live.count
+    }
+
     /// Stops the idle workers of `model` (A1111's unload-checkpoint); busy ones finish their task. Returns
     /// how many were stopped. A pool kept warm (`minInstances`) starts them again.
     public func stopIdleWorkers(model: String) -> Int {

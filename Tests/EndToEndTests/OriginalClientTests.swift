@@ -69,4 +69,24 @@ import Testing
         let info = try await server.json(.GET, "/tasks/\(done["taskId"]?.stringValue ?? "")/result").1["info"]
         #expect(info?["lorasNotFound"] == nil, "\(String(describing: info))")
     }
+
+    @Test func restartRenewsEveryWorkerWithoutFailingATask() async throws {
+        let server = try await ServerProcess(config: pacedWorkers)
+        defer { server.destroy() }
+        let body: JSONValue = ["prompt": "slow", "steps": 30, "width": 256, "height": 256]
+        let (_, first) = try await server.json(.POST, "/txt2img", body, headers: [("Request-Type", "async")])
+        let (_, second) = try await server.json(.POST, "/txt2img", body, headers: [("Request-Type", "async")])
+        let running = try #require(first["taskId"]?.stringValue)
+        let waiting = try #require(second["taskId"]?.stringValue)
+        while try await server.json(.GET, "/tasks/\(running)/progress").1["status"] != "running" {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let before = server.workerPIDs()
+        let (status, answer) = try await server.json(.POST, "/restart")
+        #expect(status == 200 && answer == ["message": "success"])
+        #expect(try await server.waitForTask(running)["status"] == "succeeded", "the running task finished first")
+        #expect(try await server.waitForTask(waiting)["status"] == "succeeded", "the waiting task ran on a new worker")
+        let after = server.workerPIDs()
+        #expect(!after.isEmpty && Set(after).isDisjoint(with: before), "before \(before), after \(after)")
+    }
 }

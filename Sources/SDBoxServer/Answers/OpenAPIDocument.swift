@@ -97,6 +97,7 @@ enum OpenAPIDocument {
             }
         }
 
+        add("post", "/restart", "Restart every pool's workers; running tasks finish first, queued ones wait (admin)", tag: "pools")
         add("get", "/models", "Models with type, status, hashes", tag: "models", query: [
             ["name": "type", "in": "query", "schema": ["type": "string", "enum": .array(ModelType.allCases.map { .string($0.rawValue) })]],
             ["name": "status", "in": "query", "schema": ["type": "string"]],

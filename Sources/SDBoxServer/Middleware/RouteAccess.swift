@@ -17,7 +17,7 @@ enum RouteAccess: Hashable {
     static let publicRoutes: Set<String> = ["/", "/healthz", "/readyz", "/openapi.json", "/objects/**"]
     /// Routes, and route prefixes ending in `/`, only admins may call.
     static let adminRoutes: Set<String> = [
-        "/batch_update_sd_resource", "/del/sd/functions", "/workers", "/list/sdapi/functions", "/metrics",
+        "/batch_update_sd_resource", "/del/sd/functions", "/workers", "/list/sdapi/functions", "/metrics", "/restart",
         "/sdapi/v1/reload-checkpoint", "/sdapi/v1/unload-checkpoint", "/sdapi/v1/refresh-checkpoints", "/sdapi/v1/refresh-vae",
         "/sdapi/v1/refresh-loras", "/sdapi/v1/refresh-embeddings",
     ]

@@ -7,7 +7,8 @@ import Scheduler
 import Storage
 
 /// Worker pools ("functions", one per checkpoint) and the workers in them: `GET /list/sdapi/functions`,
-/// `POST /batch_update_sd_resource`, `POST /del/sd/functions` (the original's) and `GET /workers`.
+/// `POST /batch_update_sd_resource`, `POST /del/sd/functions`, `POST /restart` (the original's) and
+/// `GET /workers`.
 struct PoolRoutes {
     let services: Services
 
@@ -29,6 +30,11 @@ struct PoolRoutes {
                 queues: await scheduler.queueDepths(), defaultProfile: services.configuration.workers.defaultProfileName,
                 referenceWorker: services.configuration.workers.usesReferenceWorker
             ))
+        }
+        router.post("/restart") { _, _ in
+            // The original's: every pool's workers start afresh; running tasks finish first.
+            _ = await services.scheduler.restartWorkers()
+            return try Response.json(["message": "success"])
         }
         router.post("/batch_update_sd_resource") { request, _ in
             try await batchUpdate(try await request.jsonObject(limit: 1 << 20))
