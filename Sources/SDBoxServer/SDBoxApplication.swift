@@ -100,6 +100,7 @@ public enum SDBoxApplication {
         services: Services, events: TaskEventHub, metrics: PrometheusCollectorRegistry, webRoot: String?
     ) -> Router<SDBoxRequestContext> {
         let router = Router(context: SDBoxRequestContext.self)
+        if !services.configuration.cors.allowOrigins.isEmpty { router.add(middleware: CORSMiddleware(settings: services.configuration.cors)) }
         router.add(middleware: RequestMetricsMiddleware())
         router.add(middleware: JSONErrorMiddleware())
         let configuration = services.configuration

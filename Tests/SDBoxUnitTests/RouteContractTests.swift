@@ -68,6 +68,35 @@ import Testing
         #expect(progress.current_image == nil && progress.progress == 0.5)
     }
 
+    @Test func corsPreflightsAreAnsweredAndAllowedOriginsReadAnswers() async throws {
+        var configuration = ServerConfiguration()
+        configuration.auth.required = true
+        configuration.cors = try ServerConfiguration.load(yaml: "cors: {allowOrigins: ['https://studio.example']}").cors
+        let bench = try RouterBench(configuration: configuration)
+        try await Application(router: bench.router).test(.router) { client in
+            let preflight: HTTPFields = [.origin: "https://studio.example", .accessControlRequestMethod: "POST", .accessControlRequestHeaders: "authorization, taskid"]
+            try await client.execute(uri: "/txt2img", method: .options, headers: preflight) { response in
+                #expect(response.status == .noContent, "a preflight needs no key")
+                #expect(response.headers[.accessControlAllowOrigin] == "https://studio.example")
+                #expect(response.headers[.accessControlAllowHeaders] == "authorization, taskid")
+                #expect(response.headers[.accessControlAllowMethods]?.contains("POST") == true)
+            }
+            // An answer, even a refusal, is readable by the allowed origin, with the headers clients read.
+            try await client.execute(uri: "/tasks", method: .get, headers: [.origin: "https://studio.example"]) { response in
+                #expect(response.status == .unauthorized)
+                #expect(response.headers[.accessControlAllowOrigin] == "https://studio.example")
+                #expect(response.headers[.accessControlExposeHeaders]?.contains("taskId") == true)
+            }
+            try await client.execute(uri: "/tasks", method: .get, headers: [.origin: "https://elsewhere.example"]) { response in
+                #expect(response.headers[.accessControlAllowOrigin] == nil)
+            }
+            try await client.execute(uri: "/txt2img", method: .options, headers: [.origin: "https://elsewhere.example", .accessControlRequestMethod: "POST"]) { response in
+                #expect(response.status != .noContent && response.headers[.accessControlAllowOrigin] == nil)
+            }
+        }
+        #expect(throws: ConfigurationError.self) { try ServerConfiguration.load(yaml: "cors: {allowOrigins: ['https://x.example/path']}") }
+    }
+
     @Test func publicRoutesAnswerWithoutAKeyAndNoOthersDo() async throws {
         var configuration = ServerConfiguration()
         configuration.auth.required = true

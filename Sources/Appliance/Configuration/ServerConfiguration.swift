@@ -29,6 +29,7 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var passthrough = PassthroughSettings()
     public var webhooks = WebhookSettings()
     public var events = EventSettings()
+    public var cors = CORSSettings()
 
     public init() {}
 
@@ -94,6 +95,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         if var section = try reader.section("passthrough") { try config.passthrough.read(&section) }
         if var section = try reader.section("webhooks") { try config.webhooks.read(&section) }
         if var section = try reader.section("events") { try config.events.read(&section) }
+        if var section = try reader.section("cors") { try config.cors.read(&section) }
         if let name = config.workers.defaultProfile, config.workers.launchProfiles[name] == nil {
             throw ConfigurationError("workers.defaultProfile: no profile named '\(name)'")
         }
