@@ -144,11 +144,11 @@ extension Scheduler {
         planner.workers.values.filter { $0.state == .ready || $0.state == .busy }.compactMap { $0.process?.port }
     }
 
-    /// Restarts every worker (the original's `POST /restart`): idle and starting ones stop now, busy ones
-    /// when their task or lease ends; no task fails, queued ones wait for the new workers the planner
-    /// starts. Returns how many workers were asked to stop.
-    public func restartWorkers() -> Int {
-        let live = planner.workers.values.filter { $0.state != .stopping }
+    /// Restarts every worker, or `model`'s (the original's `POST /restart`, a re-pointed model): idle and
+    /// starting ones stop now, busy ones when their task or lease ends; no task fails, queued ones wait for
+    /// the new workers the planner starts. Returns how many workers were asked to stop.
+    public func restartWorkers(model: String? = nil) -> Int {
+        let live = planner.workers.values.filter { $0.state != .stopping && (model == nil || $0.model == model) }
         for worker in live {
             logger.info("stopping worker", metadata: ["worker": "\(worker.id)", "reason": "restart"])
             planner.markStopping(worker.id, now: Date())

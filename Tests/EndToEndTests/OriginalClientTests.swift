@@ -89,4 +89,46 @@ import Testing
         let after = server.workerPIDs()
         #expect(!after.isEmpty && Set(after).isDisjoint(with: before), "before \(before), after \(after)")
     }
+
+    @Test func theOriginalsModelRoutesRegisterRepointAndDelete() async throws {
+        let server = try await ServerProcess(config: fastWorkers)
+        defer { server.destroy() }
+        // A checkpoint where the original's bucket had it, as a key of the object store.
+        let stored = server.dataDirectory + "/objects/models/Stable-diffusion"
+        try FileManager.default.createDirectory(atPath: stored, withIntermediateDirectories: true)
+        try DemoCheckpoint.contents().write(to: URL(fileURLWithPath: stored + "/fox.safetensors"))
+        let register: JSONValue = ["type": "stableDiffusion", "name": "fox.safetensors", "ossPath": "models/Stable-diffusion/fox.safetensors"]
+        #expect(try await server.json(.POST, "/models", register).1 == ["message": "register success"])
+        #expect(try await server.json(.POST, "/models", register).1 == ["message": "models existed"])
+        let (missing, refusal) = try await server.json(.POST, "/models", ["type": "stableDiffusion", "name": "x.safetensors"])
+        #expect(missing == 400 && refusal["field"] == "ossPath" && refusal["message"]?.stringValue?.isEmpty == false)
+        #expect(try await server.json(.POST, "/models", ["type": "stableDiffusion", "name": "y.safetensors", "ossPath": "nowhere/y.safetensors"]).0 == 400)
+
+        let (found, model) = try await server.json(.GET, "/models/fox.safetensors")
+        #expect(found == 200 && model["name"] == "fox.safetensors" && model["type"] == "stableDiffusion" && model["ossPath"]?.stringValue != nil)
+        #expect(try await server.json(.GET, "/models/nope.safetensors").0 == 404)
+        let (_, made) = try await server.json(.POST, "/txt2img", ["stable_diffusion_model": "fox.safetensors", "prompt": "fox", "steps": 2, "width": 64, "height": 64])
+        #expect(made["status"] == "succeeded", "\(made)")
+
+        // PUT points the model at another file (an absolute path on the box); its record is hashed again.
+        let other = server.dataDirectory + "/other.safetensors"
+        try DemoCheckpoint.contents().write(to: URL(fileURLWithPath: other))
+        #expect(try await server.json(.PUT, "/models/fox.safetensors", ["ossPath": .string(other)]).1 == ["message": "success"])
+        #expect(try await server.json(.PUT, "/models/fox.safetensors", ["ossPath": .string(other)]).1 == ["message": "models existed and not change"])
+        let (unregistered, notRegistered) = try await server.json(.PUT, "/models/ghost.safetensors", ["ossPath": .string(other)])
+        #expect(unregistered == 404 && notRegistered["message"]?.stringValue?.contains("register first") == true)
+        let relinked = try FileManager.default.destinationOfSymbolicLink(atPath: server.dataDirectory + "/models/Stable-diffusion/fox.safetensors")
+        #expect(relinked == other)
+
+        // DELETE keeps the record as deleted; the model is gone for generations.
+        #expect(try await server.json(.DELETE, "/models/fox.safetensors").1 == ["message": "delete success"])
+        #expect(try await server.json(.GET, "/models/fox.safetensors").1["status"] == "deleted")
+        #expect(try await server.json(.GET, "/models").1.arrayValue?.contains { $0["name"] == "fox.safetensors" && $0["status"] == "deleted" } == true)
+        #expect(try await server.json(.GET, "/sdapi/v1/sd-models").1.arrayValue?.contains { $0["filename"]?.stringValue?.hasSuffix("fox.safetensors") == true } == false)
+        #expect(try await server.json(.DELETE, "/models/fox.safetensors").0 == 404)
+        #expect(try await server.json(.POST, "/txt2img", ["stable_diffusion_model": "fox.safetensors", "prompt": "fox", "steps": 2, "width": 64, "height": 64]).0 == 404)
+        // Registering it again brings it back.
+        #expect(try await server.json(.POST, "/models", register).1 == ["message": "register success"])
+        #expect(try await server.json(.GET, "/models/fox.safetensors").1["status"] != "deleted")
+    }
 }

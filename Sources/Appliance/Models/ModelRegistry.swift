@@ -74,7 +74,9 @@ public actor ModelRegistry {
     }
 
     /// Brings the records in line with the folders: new or changed files are (re)hashed, records of
-    /// removed files are dropped. Leftovers of uploads a crash cut off are removed (on the first call). Returns the records.
+    /// removed files are dropped (a `deleted` record, the original's tombstone, stays until a file of its
+    /// name comes back). Leftovers of uploads a crash cut off are removed (on the first call). Returns the
+    /// records of the files there are.
     @discardableResult
     public func refresh() async throws -> [ModelRecord] {
         let root = self.root
@@ -98,7 +100,9 @@ public actor ModelRegistry {
         var records = Dictionary(uniqueKeysWithValues: try await catalog.models().map { (Self.key($0.type, $0.name), $0) })
         for file in files {
             let key = Self.key(file.type, file.name)
-            if let record = records[key], file.matches(record), !record.etag.isEmpty || hashing.contains(key) || record.status == .failed {
+            if let record = records[key], record.status != .deleted, file.matches(record),
+                !record.etag.isEmpty || hashing.contains(key) || record.status == .failed
+            {
                 continue
             }
             let record = ModelRecord(
@@ -111,7 +115,7 @@ public actor ModelRegistry {
         }
         let present = Set(files.map { Self.key($0.type, $0.name) })
         for (key, record) in records where !present.contains(key) && !uploading.contains(key) {
-            try await catalog.removeModel(record.type, named: record.name)
+            if record.status != .deleted { try await catalog.removeModel(record.type, named: record.name) }
             records[key] = nil
         }
         return records.values.sorted { ($0.type.rawValue, $0.name) < ($1.type.rawValue, $1.name) }
@@ -176,9 +180,10 @@ public actor ModelRegistry {
         }
     }
 
-    /// The records as they stand, of one type or all.
+    /// The records of the models there are, of one type or all (``deleted`` tombstones left out).
     public func models(type: ModelType? = nil) async throws -> [ModelRecord] {
-        try await catalog.models().filter { type == nil || $0.type == type }.sorted { ($0.type.rawValue, $0.name) < ($1.type.rawValue, $1.name) }
+        try await catalog.models().filter { (type == nil || $0.type == type) && $0.status != .deleted }
+            .sorted { ($0.type.rawValue, $0.name) < ($1.type.rawValue, $1.name) }
     }
 
     /// Finds a model the way A1111 does: by file name, name without extension, title (`name [hash]`), or

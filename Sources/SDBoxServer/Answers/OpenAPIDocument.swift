@@ -102,6 +102,19 @@ enum OpenAPIDocument {
             ["name": "type", "in": "query", "schema": ["type": "string", "enum": .array(ModelType.allCases.map { .string($0.rawValue) })]],
             ["name": "status", "in": "query", "schema": ["type": "string"]],
         ])
+        let modelBody: JSONValue = [
+            "type": "object", "required": ["type", "name", "ossPath"],
+            "properties": [
+                "type": ["type": "string", "enum": .array(ModelType.allCases.map { .string($0.rawValue) })], "name": ["type": "string"],
+                "ossPath": ["type": "string", "description": "a key of the object store, a path under the models folder, or an absolute path on the box"],
+                "etag": ["type": "string"], "status": ["type": "string"],
+            ],
+        ]
+        let typeQuery: [JSONValue] = [["name": "type", "in": "query", "schema": ["type": "string", "enum": .array(ModelType.allCases.map { .string($0.rawValue) })]]]
+        add("post", "/models", "Register a model (the original's; admin): {message}", tag: "models", body: modelBody, responses: ["409": "registered with another file"])
+        add("get", "/models/{name}", "One model, deleted ones included (?type= when names repeat across types)", tag: "models", query: typeQuery)
+        add("put", "/models/{name}", "Point a registered model at another file (admin); its workers restart on it", tag: "models", body: modelBody, query: typeQuery)
+        add("delete", "/models/{name}", "Delete a model; its record stays as deleted (admin; 409 while in use unless ?force=true)", tag: "models", query: typeQuery, responses: ["409": "in use"])
         let binary: JSONValue = ["required": true, "content": ["application/octet-stream": ["schema": ["type": "string", "format": "binary"]]]]
         add(
             "put", "/admin/models/{type}/{name}", "Upload a model file (streamed; ?overwrite=true to replace)", tag: "models", rawBody: binary,

@@ -22,6 +22,8 @@ enum RouteAccess: Hashable {
         "/sdapi/v1/refresh-loras", "/sdapi/v1/refresh-embeddings",
     ]
     static let adminPrefixes = ["/admin/"]
+    /// Routes anyone with a key may read, but only admins may change (the original's model registry).
+    static let adminWrites: Set<String> = ["/models", "/models/{name}"]
 
     /// - Parameter route: The matched route's pattern; nil when no route matched.
     init(route: String?, method: HTTPRequest.Method) {
@@ -31,7 +33,7 @@ enum RouteAccess: Hashable {
             self = reads ? .public : .user
             return
         }
-        if Self.adminRoutes.contains(route) || Self.adminPrefixes.contains(where: route.hasPrefix) {
+        if Self.adminRoutes.contains(route) || Self.adminPrefixes.contains(where: route.hasPrefix) || (!reads && Self.adminWrites.contains(route)) {
             self = .admin
         } else if reads && Self.publicRoutes.contains(route) {
             self = .public

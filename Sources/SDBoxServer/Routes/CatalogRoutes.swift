@@ -1,14 +1,72 @@
 import Appliance
 import Foundation
 import Hummingbird
+import ObjectStore
 import SDBoxCore
 import Scheduler
+import Storage
 
-/// The models catalogue: `GET /models`, optionally filtered with `?type=` and `?status=`.
+/// The models catalogue as the original has it: `GET /models` (optionally filtered with `?type=` and
+/// `?status=`), `GET /models/{name}`, and for admins `POST /models {type, name, ossPath}` (register),
+/// `PUT /models/{name}` (point at another file; its workers restart on it) and `DELETE /models/{name}`
+/// (the record stays, `deleted`). A name without `?type=` is looked up over the types in turn.
 struct CatalogRoutes {
     let services: Services
 
     func register(on router: Router<SDBoxRequestContext>) {
+        router.get("/models/:name") { request, context in
+            let record = try await existing(try AdminModelRoutes.modelName(context.parameters.require("name")), request: request)
+            return try Response.json(ModelView(record, status: status(of: record, workers: await services.scheduler.workers())))
+        }
+        router.post("/models") { request, _ in
+            let body = try await request.jsonObject(limit: 1 << 20)
+            let fields = try ["type", "name", "ossPath"].map { key in
+                guard let value = body[key]?.stringValue, !value.isEmpty else {
+                    throw APIError(.badRequest, "invalid request", detail: "bad request body: '\(key)' is required (type, name and ossPath)", extra: ["field": .string(key)])
+                }
+                return value
+            }
+            let type = try AdminModelRoutes.modelType(fields[0])
+            let path = try await services.models.file(forOSSPath: fields[2], objectsRoot: services.objects.root)
+            if let known = try await services.models.record(named: fields[1], type: type), known.status != .deleted {
+                guard services.models.target(of: known) == URL(fileURLWithPath: path).resolvingSymlinksInPath().path else {
+                    throw APIError(.conflict, "model exists", detail: "\(type.rawValue)/\(fields[1]) is registered with another file; PUT /models/\(fields[1]) points it at this one")
+                }
+                return try Response.json(["message": "models existed"])
+            }
+            _ = try await services.models.register(type: type, path: path, name: fields[1])
+            return try Response.json(["message": "register success"])
+        }
+        router.put("/models/:name") { request, context in
+            let name = try AdminModelRoutes.modelName(context.parameters.require("name"))
+            let type = try request.uri.queryParameters.get("type").map(AdminModelRoutes.modelType)
+            guard let record = try await services.models.record(named: name, type: type), record.status != .deleted else {
+                throw APIError(.notFound, "model not found", detail: "model not register, please register first (POST /models)")
+            }
+            let body = try await request.jsonObject(limit: 1 << 20)
+            guard let ossPath = body["ossPath"]?.stringValue, !ossPath.isEmpty else {
+                throw APIError(.badRequest, "invalid request", detail: "bad request body: 'ossPath' is required", extra: ["field": "ossPath"])
+            }
+            let path = try await services.models.file(forOSSPath: ossPath, objectsRoot: services.objects.root)
+            if services.models.target(of: record) == URL(fileURLWithPath: path).resolvingSymlinksInPath().path {
+                return try Response.json(["message": "models existed and not change"])
+            }
+            _ = try await services.models.repoint(record, to: path)
+            if record.type == .stableDiffusion { _ = await services.scheduler.restartWorkers(model: record.name) }
+            return try Response.json(["message": "success"])
+        }
+        router.delete("/models/:name") { request, context in
+            let record = try await existing(try AdminModelRoutes.modelName(context.parameters.require("name")), request: request)
+            guard record.status != .deleted else { throw APIError(.notFound, "model not found", detail: "model not exist: \(record.name) is deleted") }
+            if record.type == .stableDiffusion {
+                if await services.scheduler.hasWork(model: record.name), request.uri.queryParameters.get("force") != "true" {
+                    throw APIError(.conflict, "model in use", detail: "tasks for \(record.name) are queued or running; add ?force=true to fail them and delete")
+                }
+                try await services.scheduler.removePool(model: record.name, reason: "the model \(record.name) was deleted", stopRunning: true)
+            }
+            _ = try await services.models.markDeleted(record)
+            return try Response.json(["message": "delete success"])
+        }
         router.get("/models") { request, _ in
             let type = try request.uri.queryParameters.get("type").map(AdminModelRoutes.modelType)
             let wantedStatus = request.uri.queryParameters.get("status")
@@ -16,12 +74,23 @@ struct CatalogRoutes {
                 throw APIError(.badRequest, "invalid request", detail: "unknown status '\(wantedStatus)'", extra: ["field": "status"])
             }
             let workers = await services.scheduler.workers()
-            let views = try await services.models.refresh()
+            let tombstones = try await services.catalog.models().filter { $0.status == .deleted }
+            let views = try await (services.models.refresh() + tombstones).sorted { ($0.type.rawValue, $0.name) < ($1.type.rawValue, $1.name) }
                 .filter { type == nil || $0.type == type }
                 .map { ModelView($0, status: status(of: $0, workers: workers)) }
                 .filter { wantedStatus == nil || $0.status.rawValue == wantedStatus }
             return try Response.json(views)
         }
+    }
+
+    /// The record of a model named in a path (with `?type=`, of that type), `deleted` ones included; 404
+    /// when there is none.
+    func existing(_ name: String, request: Request) async throws -> ModelRecord {
+        let type = try request.uri.queryParameters.get("type").map(AdminModelRoutes.modelType)
+        guard let record = try await services.models.record(named: name, type: type) else {
+            throw APIError(.notFound, "model not found", detail: "model not exist: no model named '\(name)'")
+        }
+        return record
     }
 
     /// A model's status: its record's, unless a worker holds it (`loaded`) or is loading it (`loading`).
