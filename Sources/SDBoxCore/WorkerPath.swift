@@ -16,8 +16,7 @@ public struct WorkerPath: Equatable, Sendable {
     /// under `/sdapi/v1` stays away from the shared workers: options, progress, model loading, the
     /// server-* controls and training are answered or refused by sdbox.
     public static let forwardedA1111: [String: Set<String>] = [
-        "cmd-flags": ["GET"], "latent-upscale-modes": ["GET"], "hypernetworks": ["GET"], "face-restorers": ["GET"],
-        "realesrgan-models": ["GET"], "prompt-styles": ["GET"], "memory": ["GET"], "script-info": ["GET"],
+        "cmd-flags": ["GET"], "hypernetworks": ["GET"], "face-restorers": ["GET"], "realesrgan-models": ["GET"], "script-info": ["GET"],
         "extensions": ["GET"], "interrogate": ["POST"],
     ]
     /// A1111 endpoints that would stop or restart a worker behind the scheduler's back.

@@ -114,6 +114,7 @@ public enum SDBoxApplication {
         ObservabilityRoutes(services: services, registry: metrics).register(on: router)
         TaskRoutes(services: services).register(on: router)
         A1111Routes(services: services).register(on: router)
+        StyleRoutes(services: services).register(on: router)
         ModelWideRoutes(services: services).register(on: router)
         PNGInfoRoutes(services: services).register(on: router)
         EventRoutes(services: services, hub: events).register(on: router)

@@ -208,6 +208,27 @@ struct WebPagesTests {
         }
     }
 
+    @Test func modelsPageEditsThePromptStylesA1111Lists() async throws {
+        let server = try await ServerProcess(config: Self.config, models: Self.models)
+        defer { server.destroy() }
+        try await withPage(server) { page in
+            try await page.open(server.baseURL + "/#models")
+            try await page.waitFor("document.getElementById('styles-title')", "the styles card")
+            try await page.click("form:has(table.styles) button[type=button]")
+            try await page.fill("table.styles tbody tr:last-child [name=name]", "Cinematic, \"wide\"")
+            try await page.fill("table.styles tbody tr:last-child [name=prompt]", "cinematic still of {prompt}, 35mm")
+            try await page.click("form:has(table.styles) button[type=submit]")
+            try await page.waitFor("document.querySelector('table.styles tr[data-style]')?.dataset.style === 'Cinematic, \"wide\"'", "the saved style")
+        }
+        let (status, styles) = try await server.json(.GET, "/sdapi/v1/prompt-styles")
+        #expect(status == 200 && styles == [["name": "Cinematic, \"wide\"", "prompt": "cinematic still of {prompt}, 35mm", "negative_prompt": nil]])
+        // Kept in A1111's own file format.
+        let csv = try String(contentsOfFile: server.dataDirectory + "/styles.csv", encoding: .utf8)
+        #expect(csv == "name,prompt,negative_prompt\n\"Cinematic, \"\"wide\"\"\",\"cinematic still of {prompt}, 35mm\",\"\"\n")
+        let (duplicate, _) = try await server.json(.PUT, "/admin/styles", [["name": "a"], ["name": "a"]])
+        #expect(duplicate == 400)
+    }
+
     @Test func modelsPageUploadsReplacesDeletesAndRegistersModels() async throws {
         let server = try await ServerProcess(config: Self.config, models: Self.models)
         defer { server.destroy() }

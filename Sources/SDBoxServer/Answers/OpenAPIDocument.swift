@@ -71,9 +71,18 @@ enum OpenAPIDocument {
         }
         add("post", "/sdapi/v1/extra-single-image", "A1111 extras: one image upscaled, {html_info, image}" + webhook, tag: "a1111", body: extrasSchema(limits: limits, batch: false), query: [requestType, taskID])
         add("post", "/sdapi/v1/extra-batch-images", "A1111 extras: images upscaled, {html_info, images}" + webhook, tag: "a1111", body: extrasSchema(limits: limits, batch: true), query: [requestType, taskID])
-        for path in ["progress", "sd-models", "sd-vae", "loras", "embeddings", "samplers", "schedulers", "upscalers", "scripts", "options"] {
+        for path in [
+            "progress", "sd-models", "sd-vae", "loras", "embeddings", "samplers", "schedulers", "upscalers", "scripts", "options", "prompt-styles",
+            "latent-upscale-modes", "memory",
+        ] {
             add("get", "/sdapi/v1/\(path)", "A1111 \(path)", tag: "a1111")
         }
+        let styles: JSONValue = [
+            "type": "array",
+            "items": ["type": "object", "required": ["name"], "properties": ["name": ["type": "string"], "prompt": ["type": "string"], "negative_prompt": ["type": "string"]]],
+        ]
+        add("get", "/admin/styles", "The box's prompt styles (styles.csv)", tag: "models")
+        add("put", "/admin/styles", "Replace the box's prompt styles", tag: "models", body: styles)
         add("post", "/sdapi/v1/options", "Set the caller's A1111 options (sd_model_checkpoint chooses the default model)", tag: "a1111", body: anyObject)
         for path in ["interrupt", "skip", "refresh-checkpoints", "refresh-vae", "refresh-loras", "refresh-embeddings"] {
             add("post", "/sdapi/v1/\(path)", "A1111 \(path)", tag: "a1111")

@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import NIOPosix
 import ObjectStore
 import SDBoxCore
 import Scheduler
@@ -68,6 +69,8 @@ struct A1111Routes {
             }
             return try Response.json(A1111.upscalers + registered)
         }
+        api.get("latent-upscale-modes") { _, _ in try Response.json(A1111.latentUpscaleModes) }
+        api.get("memory") { _, _ in try Response.json(await memory()) }
         api.get("scripts") { _, _ in try Response.json(A1111.Scripts()) }
         api.get("options") { _, context in try Response.json(try await options(for: context.user)) }
         api.post("options") { request, context in
@@ -128,6 +131,29 @@ struct A1111Routes {
         guard let latest = try await runningTasks(of: user).last else { return .idle }
         if case .running(let report?) = await services.scheduler.progress(of: latest.id) { return report }
         return .idle
+    }
+
+    /// The box's memory as A1111 reports a process's: RAM from `/proc/meminfo` (bytes), and the GPUs' total
+    /// with what sdbox has planned on them as used, or A1111's `{error}` when there is no GPU.
+    func memory() async -> A1111.Memory {
+        let meminfo = await (try? NIOThreadPool.singleton.runIfActive { try String(contentsOfFile: "/proc/meminfo", encoding: .utf8) }) ?? ""
+        var kibibytes: [String: Int64] = [:]
+        for line in meminfo.split(separator: "\n") {
+            let parts = line.split(whereSeparator: { $0 == ":" || $0 == " " })
+            if parts.count >= 2, let value = Int64(parts[1]) { kibibytes[String(parts[0])] = value }
+        }
+        let total = (kibibytes["MemTotal"] ?? 0) * 1024
+        let free = (kibibytes["MemAvailable"] ?? kibibytes["MemFree"] ?? 0) * 1024
+        let gpus = services.scheduler.inventory.gpus
+        guard !gpus.isEmpty else {
+            return A1111.Memory(ram: ["free": free, "used": total - free, "total": total], cuda: ["error": "no CUDA device on this box"])
+        }
+        let planned = await services.scheduler.gpus().reduce(Int64(0)) { $0 + Int64($1.plannedMiB) << 20 }
+        let gpuTotal = gpus.reduce(Int64(0)) { $0 + Int64($1.memoryMiB) << 20 }
+        return A1111.Memory(
+            ram: ["free": free, "used": total - free, "total": total],
+            cuda: ["system": ["free": .integer(gpuTotal - planned), "used": .integer(planned), "total": .integer(gpuTotal)]]
+        )
     }
 
     /// The user's options over the defaults a fresh A1111 reports, with the default checkpoint's title.

@@ -1,5 +1,6 @@
 // Models: every model file by type with its status, size, hash and last use; upload by drag and drop or
-// file picker (streamed, with bytes, speed and time left), delete with confirmation, register a path.
+// file picker (streamed, with bytes, speed and time left), delete with confirmation, register a path;
+// and the box's prompt styles (A1111's styles.csv), edited as a table.
 
 import { api, upload } from '../api.js';
 import { badge, confirmDialog, field, h, replace, syncChildren, toast } from '../dom.js';
@@ -25,7 +26,8 @@ export async function mount(view, { signal }) {
       h('div', {}, h('h1', { tabindex: -1, text: 'Models' }), summary),
       field('Show', typeFilter)),
     h('div', { class: 'grid two' }, uploadCard(signal), registerCard()),
-    lists);
+    lists,
+    stylesCard(signal));
 
   let models = [];
   let lastUsed = new Map();
@@ -321,4 +323,51 @@ function registerCard() {
     }
   });
   return h('section', { class: 'card', 'aria-labelledby': 'register-title' }, h('h2', { id: 'register-title', text: 'Register a path' }), form);
+}
+
+function stylesCard(signal) {
+  const rows = h('tbody', {});
+  const message = h('p', { class: 'error-text', role: 'alert', hidden: true });
+  const row = (style = {}) => {
+    const input = (name, value, label) => h('input', { name, value: value ?? '', 'aria-label': label, autocomplete: 'off', spellcheck: 'false' });
+    const tr = h('tr', { dataset: { style: style.name ?? '' } },
+      h('td', {}, input('name', style.name, 'Style name')),
+      h('td', {}, input('prompt', style.prompt, 'Prompt ({prompt} is where the request\'s prompt goes)')),
+      h('td', {}, input('negative_prompt', style.negative_prompt, 'Negative prompt')),
+      h('td', {}, h('button', { type: 'button', class: 'danger small', text: 'Remove', onclick: () => tr.remove() })));
+    return tr;
+  };
+  const add = h('button', { type: 'button', text: 'Add a style', onclick: () => rows.append(row()) });
+  const save = h('button', { type: 'submit', class: 'primary', text: 'Save styles' });
+  const form = h('form', { class: 'stack' },
+    h('p', { class: 'muted', text: 'Named prompts, as A1111\'s styles.csv: listed by /sdapi/v1/prompt-styles, applied by workers started with --styles-file {data_dir}/styles.csv.' }),
+    h('div', { class: 'table-wrap' }, h('table', { class: 'styles' },
+      h('thead', {}, h('tr', {}, ['Name', 'Prompt', 'Negative prompt', ''].map((name) => h('th', { scope: 'col', text: name })))),
+      rows)),
+    message,
+    h('div', { class: 'actions' }, add, save));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    message.hidden = true;
+    save.disabled = true;
+    const styles = [...rows.querySelectorAll('tr')].map((tr) => {
+      const value = (name) => tr.querySelector(`[name="${name}"]`).value;
+      return { name: value('name').trim(), prompt: value('prompt') || null, negative_prompt: value('negative_prompt') || null };
+    }).filter((style) => style.name || style.prompt || style.negative_prompt);
+    try {
+      const saved = await api('/admin/styles', { method: 'PUT', body: styles });
+      replace(rows, ...saved.map(row));
+      toast(`Saved ${saved.length} style${saved.length === 1 ? '' : 's'}`);
+    } catch (error) {
+      message.textContent = error.message;
+      message.hidden = false;
+    } finally {
+      save.disabled = false;
+    }
+  });
+  api('/admin/styles', { signal }).then((styles) => replace(rows, ...styles.map(row))).catch((error) => {
+    message.textContent = error.message;
+    message.hidden = false;
+  });
+  return h('section', { class: 'card', 'aria-labelledby': 'styles-title' }, h('h2', { id: 'styles-title', text: 'Prompt styles' }), form);
 }
