@@ -21,6 +21,13 @@ public struct WorkerPath: Equatable, Sendable {
     ]
     /// A1111 endpoints that would stop or restart a worker behind the scheduler's back.
     public static let workerControls: Set<String> = ["server-kill", "server-restart", "server-stop"]
+    /// First path segments of a worker's own internals and of its web UI (A1111's `/internal/*`, gradio's
+    /// files, queue and config), which would reach past the scheduler or read the worker's files: never
+    /// forwarded.
+    public static let workerInternals: Set<String> = [
+        "internal", "file", "run", "api", "queue", "config", "token", "startup-events", "docs", "redoc", "openapi.json", "login",
+        "logout", "login_check", "heartbeat", "upload", "reset", "assets", "info", "theme.css", "user.css", "javascript",
+    ]
 
     /// Reads `raw` (a request's path, without its query).
     public init(raw: String) throws(WorkerPathError) {
@@ -39,13 +46,26 @@ public struct WorkerPath: Equatable, Sendable {
         encoded = "/" + segments.map(Self.percentEncoded).joined(separator: "/")
     }
 
-    /// Whether sdbox forwards a call to this path: an A1111 endpoint of ``forwardedA1111`` with its method,
-    /// or any path under one of the configured extension prefixes.
+    /// Whether sdbox forwards a call to this path, as the original forwards every path it does not answer:
+    /// under `/sdapi/`, an A1111 endpoint of ``forwardedA1111`` with its method; elsewhere any path whose
+    /// first segment is neither sdbox's own (`reserved`) nor a worker's internals (``isWorkerInternal``).
     ///
     /// - Parameter method: The HTTP method, e.g. `GET`.
-    public func isForwarded(method: String, extensionPrefixes: [String]) -> Bool {
-        if extensionPrefixes.contains(where: { decoded.hasPrefix($0 + "/") }) { return true }
-        return isForwardedA1111(method: method)
+    public func isForwarded(method: String, reserved: Set<String>) -> Bool {
+        guard let first = firstSegment else { return false }
+        if first == "sdapi" { return isForwardedA1111(method: method) }
+        return !reserved.contains(first) && !isWorkerInternal
+    }
+
+    /// The first segment of the path, e.g. `controlnet`; nil for `/`.
+    public var firstSegment: String? {
+        decoded.split(separator: "/").first.map(String.init)
+    }
+
+    /// Whether the path is one of a worker's internals or of its web UI (see ``workerInternals``).
+    public var isWorkerInternal: Bool {
+        guard let first = firstSegment else { return false }
+        return Self.workerInternals.contains(first) || first.hasPrefix("file=")
     }
 
     /// Whether this is an A1111 endpoint sdbox forwards with `method`.

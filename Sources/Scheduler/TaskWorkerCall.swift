@@ -16,7 +16,8 @@ extension WorkerCall {
             // the way `WorkerPath` writes it, and not an A1111 endpoint sdbox keeps from the workers.
             let path = String(request.path.prefix { $0 != "?" })
             let judged = try WorkerPath(raw: path)
-            guard judged.encoded == path, judged.a1111Endpoint == nil || judged.isForwardedA1111(method: request.method) else {
+            guard judged.encoded == path, !judged.isWorkerInternal, judged.a1111Endpoint == nil || judged.isForwardedA1111(method: request.method)
+            else {
                 throw WorkerPathError.notForwarded(judged.decoded)
             }
             self.init(

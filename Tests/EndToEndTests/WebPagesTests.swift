@@ -213,7 +213,7 @@ struct WebPagesTests {
         defer { server.destroy() }
         try await withPage(server) { page in
             try await page.open(server.baseURL + "/#models")
-            try await page.waitFor("document.getElementById('styles-title')", "the styles card")
+            try await page.waitFor("document.querySelector('form:has(table.styles) button[type=button]')?.disabled === false", "the styles loaded")
             try await page.click("form:has(table.styles) button[type=button]")
             try await page.fill("table.styles tbody tr:last-child [name=name]", "Cinematic, \"wide\"")
             try await page.fill("table.styles tbody tr:last-child [name=prompt]", "cinematic still of {prompt}, 35mm")

@@ -89,9 +89,9 @@ func randomStrings(alphabet: [String], count: Int, maxLength: Int, seed: UInt64)
         #expect(throws: WorkerPathError.self) { try WorkerPath(raw: raw) }
     }
 
-    @Test func onlyTheAllowListIsForwarded() throws {
+    @Test func everyPathButSdboxsOwnAndTheWorkersInternalsIsForwarded() throws {
         func forwarded(_ raw: String, _ method: HTTPRequest.Method) throws -> Bool {
-            try WorkerPath(raw: raw).isForwarded(method: method.rawValue, extensionPrefixes: ["/controlnet"])
+            try WorkerPath(raw: raw).isForwarded(method: method.rawValue, reserved: ["tasks", "admin", "web", "login"])
         }
         #expect(try forwarded("/sdapi/v1/cmd-flags", .get))
         #expect(try forwarded("/sdapi/v1/interrogate", .post))
@@ -101,8 +101,15 @@ func randomStrings(alphabet: [String], count: Int, maxLength: Int, seed: UInt64)
             #expect(try !forwarded("/sdapi/v1/\(control)", .post), "\(control)")
             #expect(try !forwarded("/sdapi/v1/\(control)", .get), "\(control)")
         }
-        #expect(try !forwarded("/controlnet", .get))
-        #expect(try !forwarded("/controlnetx/detect", .get))
+        #expect(try forwarded("/controlnet", .get))
+        #expect(try forwarded("/adetailer/v1/version", .get), "any extension's API, as the original forwards it")
+        for own in ["/tasks/x", "/admin/keys", "/web/index.html", "/", "/login", "/sdapi/v2/x"] {
+            #expect(try !forwarded(own, .get), "\(own)")
+        }
+        for inner in ["/internal/ping", "/internal/sysinfo", "/file=/etc/passwd", "/file/x", "/queue/join", "/api/predict", "/config", "/x/../internal/ping"] {
+            #expect(try !forwarded(inner, .get), "\(inner)")
+            #expect(try WorkerPath(raw: inner).isWorkerInternal, "\(inner)")
+        }
     }
 }
 
@@ -121,6 +128,12 @@ func randomStrings(alphabet: [String], count: Int, maxLength: Int, seed: UInt64)
         #expect(RouteAccess(route: "/tasks/{id}/result", method: .get) == .user)
         #expect(RouteAccess(route: nil, method: .get) == .public)
         #expect(RouteAccess(route: nil, method: .post) == .user)
+        // The passthrough catch-all: the web pages' files are public, and exactly those are never forwarded.
+        #expect(RouteAccess(route: "/**", method: .get, path: "/web/js/app.js") == .public)
+        #expect(RouteAccess(route: "/**", method: .get, path: "//web/js/app.js") == .public && RouteAccess.isWebAsset(path: "//web/js/app.js"))
+        #expect(RouteAccess(route: "/**", method: .post, path: "/web/x") == .user)
+        #expect(RouteAccess(route: "/**", method: .get, path: "/adetailer/v1/version") == .user)
+        #expect(RouteAccess(route: "/**", method: .get, path: "/webx/y") == .user)
     }
 }
 

@@ -1,10 +1,10 @@
 /// A path prefix of a worker extension's API (`passthrough.prefixes`), e.g. `/controlnet`.
-enum PassthroughPrefix {
+package enum PassthroughPrefix {
     /// Top-level path segments of sdbox's own API, which no prefix may take over.
-    static let reserved: Set<String> = [
+    package static let reserved: Set<String> = [
         "sdapi", "tasks", "txt2img", "img2img", "models", "admin", "objects", "web", "ws", "healthz", "readyz",
         "metrics", "list", "batch_update_sd_resource", "del", "workers", "options", "login", "restart", "extra_images",
-        "openapi.json",
+        "openapi.json", "favicon.svg",
     ]
 
     /// The prefix without a trailing slash, or an error naming `key` when it is not a plain path

@@ -96,7 +96,7 @@ enum OpenAPIDocument {
             requestType, ["name": "Task-Flag", "in": "header", "schema": ["type": "string", "enum": ["true", "false"]]],
             ["name": "X-SD-Model", "in": "header", "schema": ["type": "string"]],
         ]
-        for prefix in ["/sdapi/v1"] + configuration.passthrough.prefixes {
+        for prefix in ["/sdapi/v1", ""] {
             for method in ["get", "post", "put", "patch", "delete"] {
                 add(
                     method, "\(prefix)/{path}", "Passthrough: forwarded to a worker of the model (X-SD-Model or stable_diffusion_model), answered as the worker answers" + webhook,

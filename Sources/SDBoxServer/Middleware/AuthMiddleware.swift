@@ -19,7 +19,7 @@ struct AuthMiddleware: RouterMiddleware {
     let limiter: RateLimiter?
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let access = RouteAccess(route: context.endpointPath, method: request.method)
+        let access = RouteAccess(route: context.endpointPath, method: request.method, path: request.uri.path)
         // Signed object URLs and the web pages are fetched without a key, as the least-privileged caller.
         if access == .public { return try await next(request, context) }
         var context = context

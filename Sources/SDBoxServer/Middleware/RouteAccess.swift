@@ -25,9 +25,21 @@ enum RouteAccess: Hashable {
     /// Routes anyone with a key may read, but only admins may change (the original's model registry).
     static let adminWrites: Set<String> = ["/models", "/models/{name}"]
 
+    /// Whether a raw request path is one of the web pages' files (`/web/...`): the passthrough catch-all
+    /// lets these through without a key to the file middleware, and never forwards them. One function for
+    /// both, so that what is public is exactly what is never forwarded.
+    static func isWebAsset(path: String) -> Bool {
+        path.split(separator: "/", omittingEmptySubsequences: true).first == "web"
+    }
+
     /// - Parameter route: The matched route's pattern; nil when no route matched.
-    init(route: String?, method: HTTPRequest.Method) {
+    /// - Parameter path: The raw request path (for the passthrough catch-all, which also meets the web pages' files).
+    init(route: String?, method: HTTPRequest.Method, path: String = "") {
         let reads = method == .get || method == .head
+        if route == "/**", reads, Self.isWebAsset(path: path) {
+            self = .public
+            return
+        }
         guard let route else {
             // Only the web pages' static files (or a 404) answer an unmatched GET.
             self = reads ? .public : .user

@@ -31,11 +31,12 @@ struct PassthroughRoutes {
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "content-length", "date", "server",
     ]
 
-    /// Registers the catch-all routes; register them after sdbox's own, which win over them.
+    /// Registers the catch-all routes; register them after sdbox's own, which win over them, and after
+    /// the web pages' file middleware, which serves `/web/...` when the catch-all answers 404.
     func register(on router: Router<SDBoxRequestContext>) {
-        for prefix in ["/sdapi/v1"] + services.configuration.passthrough.prefixes {
+        for prefix in ["/sdapi/v1/**", "/**"] {
             for method in Self.methods {
-                router.on(RouterPath("\(prefix)/**"), method: method) { request, context in
+                router.on(RouterPath(prefix), method: method) { request, context in
                     try await forward(request, context: context)
                 }
             }
@@ -63,8 +64,12 @@ struct PassthroughRoutes {
     }
 
     /// The request's path as the worker would read it, if sdbox forwards it: 400 for a path that cannot be
-    /// read, 403 for the worker's server controls, 404 for any other path not on the allow-list.
+    /// read, 403 for the worker's server controls and internals, 404 for sdbox's own paths (the web pages'
+    /// files among them, which the file middleware then serves) and A1111 endpoints sdbox keeps.
     func workerPath(of request: Request) throws -> WorkerPath {
+        if RouteAccess.isWebAsset(path: request.uri.path) {
+            throw APIError(.notFound, "not found", detail: "no web page file at \(request.uri.path)")
+        }
         let path: WorkerPath
         do {
             path = try WorkerPath(raw: request.uri.path)
@@ -74,7 +79,10 @@ struct PassthroughRoutes {
         if let endpoint = path.a1111Endpoint, WorkerPath.workerControls.contains(endpoint) {
             throw APIError(.forbidden, "refused", detail: "sdbox starts and stops the worker processes; \(path.decoded) is not passed to them")
         }
-        guard path.isForwarded(method: request.method.rawValue, extensionPrefixes: services.configuration.passthrough.prefixes) else {
+        if path.isWorkerInternal {
+            throw APIError(.forbidden, "refused", detail: "\(path.decoded) is a worker's internal or web UI path, which sdbox does not pass on")
+        }
+        guard path.isForwarded(method: request.method.rawValue, reserved: PassthroughPrefix.reserved) else {
             throw APIError(
                 .notFound, "not found",
                 detail: "\(request.method) \(path.decoded) is not an endpoint sdbox answers or forwards to workers (see docs/reliability.md)"

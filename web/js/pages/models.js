@@ -337,8 +337,9 @@ function stylesCard(signal) {
       h('td', {}, h('button', { type: 'button', class: 'danger small', text: 'Remove', onclick: () => tr.remove() })));
     return tr;
   };
-  const add = h('button', { type: 'button', text: 'Add a style', onclick: () => rows.append(row()) });
-  const save = h('button', { type: 'submit', class: 'primary', text: 'Save styles' });
+  // Editable once the saved styles are in, so that loading them never replaces an edit.
+  const add = h('button', { type: 'button', text: 'Add a style', disabled: true, onclick: () => rows.append(row()) });
+  const save = h('button', { type: 'submit', class: 'primary', text: 'Save styles', disabled: true });
   const form = h('form', { class: 'stack' },
     h('p', { class: 'muted', text: 'Named prompts, as A1111\'s styles.csv: listed by /sdapi/v1/prompt-styles, applied by workers started with --styles-file {data_dir}/styles.csv.' }),
     h('div', { class: 'table-wrap' }, h('table', { class: 'styles' },
@@ -365,7 +366,11 @@ function stylesCard(signal) {
       save.disabled = false;
     }
   });
-  api('/admin/styles', { signal }).then((styles) => replace(rows, ...styles.map(row))).catch((error) => {
+  api('/admin/styles', { signal }).then((styles) => {
+    replace(rows, ...styles.map(row));
+    add.disabled = false;
+    save.disabled = false;
+  }).catch((error) => {
     message.textContent = error.message;
     message.hidden = false;
   });
