@@ -18,6 +18,9 @@ extension HTTPField.Name {
     /// submission idempotent); on the answer, the task's id.
     static let clientTaskID = Self("taskId")!
 
+    /// The original's session token (from `POST /login`).
+    static let token = Self("Token")!
+
     /// sdbox's own request headers, which are never forwarded to a worker.
-    static let sdboxRequestHeaders: [HTTPField.Name] = [.apiKey, .requestType, .taskFlag, .callbackURL, .sdModel, .clientTaskID]
+    static let sdboxRequestHeaders: [HTTPField.Name] = [.apiKey, .requestType, .taskFlag, .callbackURL, .sdModel, .clientTaskID, .token]
 }

@@ -69,7 +69,8 @@ public enum SDBoxApplication {
         }
         let services = Services(
             configuration: configuration, tasks: tasks, catalog: catalog, models: models, scheduler: scheduler,
-            objects: objects, signer: signer, keys: LMDBKeyStore(database: database), logger: logger,
+            objects: objects, signer: signer, keys: LMDBKeyStore(database: database),
+            accounts: UserAccounts(store: LMDBUserStore(database: database), sessionSeconds: configuration.auth.sessionSeconds), logger: logger,
             inputs: ImageInputResolver(
                 objects: objects, maxPixels: configuration.images.maxPixels, maxBytes: configuration.images.maxInputMiB << 20
             ), thumbnails: thumbnails
@@ -106,11 +107,12 @@ public enum SDBoxApplication {
         let configuration = services.configuration
         router.add(
             middleware: AuthMiddleware(
-                keys: services.keys, required: configuration.auth.required,
+                keys: services.keys, accounts: services.accounts, required: configuration.auth.required,
                 limiter: configuration.limits.requestsPerMinute > 0 ? RateLimiter(perMinute: configuration.limits.requestsPerMinute) : nil
             )
         )
         KeyRoutes(keys: services.keys).register(on: router)
+        UserRoutes(accounts: services.accounts).register(on: router)
         ObservabilityRoutes(services: services, registry: metrics).register(on: router)
         TaskRoutes(services: services).register(on: router)
         A1111Routes(services: services).register(on: router)

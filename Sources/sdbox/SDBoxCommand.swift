@@ -17,7 +17,7 @@ struct SDBoxCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sdbox",
         abstract: "A Stable Diffusion API appliance: one GPU box, many models, an A1111-compatible API.",
-        subcommands: [Serve.self, Worker.self, Doctor.self, Keys.self, Models.self],
+        subcommands: [Serve.self, Worker.self, Doctor.self, Keys.self, Users.self, Models.self],
         defaultSubcommand: Serve.self
     )
 }

@@ -131,4 +131,56 @@ import Testing
         #expect(try await server.json(.POST, "/models", register).1 == ["message": "register success"])
         #expect(try await server.json(.GET, "/models/fox.safetensors").1["status"] != "deleted")
     }
+
+    @Test func usersSignInWithTheOriginalsLoginAndTokenHeader() async throws {
+        let server = try await ServerProcess(config: fastWorkers + "\nauth: {required: true, sessionSeconds: 2}")
+        defer { server.destroy() }
+        // An operator adds a user; the password comes on standard input, never on the command line.
+        let log = server.dataDirectory + "/users-add.log"
+        let pid = try spawn(
+            ["/bin/sh", "-c", "printf '%s\\n' \"$PASSWORD\" | \"$SDBOX\" users add alice --data-dir \"$DATA\""], output: log,
+            environment: ["PASSWORD": "correct horse", "SDBOX": ServerProcess.binary, "DATA": server.dataDirectory]
+        )
+        var status: Int32 = 0
+        while waitpid(pid, &status, WNOHANG) == 0 { try await Task.sleep(for: .milliseconds(20)) }
+        #expect((status >> 8) & 0xff == 0, "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+
+        // As the original's login.py sends it: capitalised keys, no Content-Type.
+        let login = try await server.response(.POST, "/login", body: Data(#"{"UserName": "alice", "Password": "correct horse"}"#.utf8))
+        let signedIn = try JSONValue(parsing: login.body)
+        #expect(login.status == 200 && signedIn["userName"] == "alice" && signedIn["message"] == "login success", "\(signedIn)")
+        let token = try #require(signedIn["token"]?.stringValue)
+        #expect(token.count == 64)
+        let (wrong, refusal) = try await server.json(.POST, "/login", ["userName": "alice", "password": "wrong horse"])
+        #expect(wrong == 401 && refusal["message"]?.stringValue?.contains("login fail") == true)
+        #expect(try await server.json(.POST, "/login", ["userName": "nobody", "password": "correct horse"]).0 == 401)
+
+        // The token works in the original's header and as a bearer key, as alice.
+        let (made, task) = try await server.json(.POST, "/txt2img", ["prompt": "fox", "steps": 1, "width": 64, "height": 64], headers: [("token", token)])
+        #expect(made == 200 && task["status"] == "succeeded", "\(task)")
+        #expect(try await server.json(.GET, "/tasks", headers: bearer(token)).1["tasks"]?.arrayValue?.first?["user"] == "alice")
+        #expect(try await server.json(.GET, "/workers", headers: [("token", token)]).0 == 403, "a user's session is not an admin's")
+
+        // Renewed by use; expired after sessionSeconds unused: the original's 410.
+        for _ in 0..<3 {
+            try await Task.sleep(for: .milliseconds(900))
+            #expect(try await server.json(.GET, "/tasks", headers: [("token", token)]).0 == 200)
+        }
+        try await Task.sleep(for: .milliseconds(2800))
+        let (expired, gone) = try await server.json(.GET, "/tasks", headers: [("token", token)])
+        #expect(expired == 410 && gone["message"]?.stringValue?.contains("login") == true, "\(gone)")
+        #expect(try await server.json(.GET, "/tasks", headers: bearer(token)).0 == 401)
+        #expect(try await server.json(.GET, "/tasks", headers: [("token", "made-up")]).0 == 410)
+
+        // Admins manage users by API too; hashes are never shown.
+        let admin = try await server.addKey(user: "boss", role: "admin")
+        let (created, bob) = try await server.json(.POST, "/admin/users", ["userName": "bob", "password": "battery staple", "role": "admin"], headers: bearer(admin))
+        #expect(created == 201 && bob == ["userName": "bob", "role": "admin", "createdAt": bob["createdAt"] ?? nil])
+        #expect(try await server.json(.POST, "/admin/users", ["userName": "carol", "password": "short"], headers: bearer(admin)).0 == 400)
+        let (_, users) = try await server.json(.GET, "/admin/users", headers: bearer(admin))
+        #expect(users.arrayValue?.compactMap { $0["userName"]?.stringValue } == ["alice", "bob"])
+        #expect(!String(describing: users).contains("$2"), "no bcrypt hash in the answer")
+        #expect(try await server.json(.DELETE, "/admin/users/alice", headers: bearer(admin)).0 == 200)
+        #expect(try await server.json(.POST, "/login", ["userName": "alice", "password": "correct horse"]).0 == 401)
+    }
 }

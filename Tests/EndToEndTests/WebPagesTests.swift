@@ -208,6 +208,21 @@ struct WebPagesTests {
         }
     }
 
+    @Test func usersPageAddsAUserWhoThenSignsIn() async throws {
+        let server = try await ServerProcess(config: Self.config, models: Self.models)
+        defer { server.destroy() }
+        try await withPage(server) { page in
+            try await page.open(server.baseURL + "/#users")
+            try await page.waitFor("document.querySelector('table.users tbody td')?.textContent.includes('No users')", "the empty list")
+            try await page.fill("form [name=userName]", "dora")
+            try await page.fill("form [name=password]", "a long password")
+            try await page.click("form button[type=submit]")
+            try await page.waitFor("document.querySelector('tr[data-user=\"dora\"]')", "the new user listed")
+        }
+        let (status, answer) = try await server.json(.POST, "/login", ["userName": "dora", "password": "a long password"])
+        #expect(status == 200 && answer["userName"] == "dora", "\(answer)")
+    }
+
     @Test func modelsPageEditsThePromptStylesA1111Lists() async throws {
         let server = try await ServerProcess(config: Self.config, models: Self.models)
         defer { server.destroy() }

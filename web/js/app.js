@@ -9,8 +9,9 @@ import * as workers from './pages/workers.js';
 import * as tasks from './pages/tasks.js';
 import * as gallery from './pages/gallery.js';
 import * as playground from './pages/playground.js';
+import * as users from './pages/users.js';
 
-const pages = { models, workers, tasks, gallery, playground };
+const pages = { models, workers, tasks, gallery, playground, users };
 const main = document.getElementById('main');
 let current = null;
 

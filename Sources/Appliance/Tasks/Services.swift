@@ -17,16 +17,19 @@ public struct Services: Sendable {
     public let objects: ObjectStore
     public let signer: URLSigner
     public let keys: any KeyStore
+    /// Users who sign in with a password, and their sessions.
+    public let accounts: UserAccounts
     public let logger: Logger
     public let inputs: ImageInputResolver
     public let thumbnails: ThumbnailService
 
     public init(
         configuration: ServerConfiguration, tasks: any TaskStore, catalog: any CatalogStore, models: ModelRegistry,
-        scheduler: Scheduler, objects: ObjectStore, signer: URLSigner, keys: any KeyStore, logger: Logger,
+        scheduler: Scheduler, objects: ObjectStore, signer: URLSigner, keys: any KeyStore, accounts: UserAccounts, logger: Logger,
         inputs: ImageInputResolver, thumbnails: ThumbnailService
     ) {
         self.keys = keys
+        self.accounts = accounts
         self.logger = logger
         self.configuration = configuration
         self.tasks = tasks

@@ -106,6 +106,15 @@ enum OpenAPIDocument {
             }
         }
 
+        add("post", "/login", "Sign in with a password: {token, userName, message}; the token goes in the Token header or as a bearer key", tag: "users", body: [
+            "type": "object", "required": ["userName", "password"], "properties": ["userName": ["type": "string"], "password": ["type": "string"]],
+        ], responses: ["401": "wrong user name or password"])
+        add("get", "/admin/users", "Users who sign in with a password (never their hashes)", tag: "users")
+        add("post", "/admin/users", "Add a user, or set a user's password and role", tag: "users", body: [
+            "type": "object", "required": ["userName", "password"],
+            "properties": ["userName": ["type": "string"], "password": ["type": "string", "minLength": 8], "role": ["type": "string", "enum": ["admin", "user"]]],
+        ], responses: ["201": "saved"])
+        add("delete", "/admin/users/{name}", "Remove a user and end its sessions", tag: "users")
         add("post", "/restart", "Restart every pool's workers; running tasks finish first, queued ones wait (admin)", tag: "pools")
         add("get", "/models", "Models with type, status, hashes", tag: "models", query: [
             ["name": "type", "in": "query", "schema": ["type": "string", "enum": .array(ModelType.allCases.map { .string($0.rawValue) })]],
@@ -189,7 +198,10 @@ enum OpenAPIDocument {
             ],
             "paths": .object(paths),
             "components": [
-                "securitySchemes": ["bearer": ["type": "http", "scheme": "bearer"], "apiKey": ["type": "apiKey", "in": "header", "name": "X-API-Key"]],
+                "securitySchemes": [
+                    "bearer": ["type": "http", "scheme": "bearer"], "apiKey": ["type": "apiKey", "in": "header", "name": "X-API-Key"],
+                    "token": ["type": "apiKey", "in": "header", "name": "Token"],
+                ],
                 "schemas": [
                     "Error": [
                         "type": "object", "required": ["error", "detail", "message", "code"],
@@ -200,7 +212,7 @@ enum OpenAPIDocument {
                     ]
                 ],
             ],
-            "security": [["bearer": []], ["apiKey": []]],
+            "security": [["bearer": []], ["apiKey": []], ["token": []]],
         ]
     }
 

@@ -15,6 +15,7 @@ import Synchronization
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = SDBoxRequestContext
     let keys: any KeyStore
+    let accounts: UserAccounts
     let required: Bool
     let limiter: RateLimiter?
 
@@ -23,15 +24,32 @@ struct AuthMiddleware: RouterMiddleware {
         // Signed object URLs and the web pages are fetched without a key, as the least-privileged caller.
         if access == .public { return try await next(request, context) }
         var context = context
-        if let presented = Self.presentedKey(request) {
-            guard let key = try await keys.authenticate(presented) else {
-                throw APIError(.unauthorized, "invalid API key", detail: "the API key is unknown or revoked")
+        if let token = request.headers[.token].map({ Self.trimmingSpaces($0.utf8[...]) }), !token.isEmpty {
+            // The original's session header: an unknown or expired token is its 410, "log in again".
+            guard let session = try await accounts.session(token: token) else {
+                throw APIError(.gone, "login expired", detail: "please login first or login expired (POST /login)")
             }
-            context.user = key.user
-            context.role = key.role
-            context.keyID = key.id
+            context.user = session.user
+            context.role = session.role
+            context.keyID = "session:" + session.user
+        } else if let presented = Self.presentedKey(request) {
+            if APIKeyRecord.parse(presented) == nil, let session = try await accounts.session(token: presented) {
+                context.user = session.user
+                context.role = session.role
+                context.keyID = "session:" + session.user
+            } else {
+                guard let key = try await keys.authenticate(presented) else {
+                    throw APIError(.unauthorized, "invalid API key", detail: "the API key or session token is unknown, revoked or expired")
+                }
+                context.user = key.user
+                context.role = key.role
+                context.keyID = key.id
+            }
         } else if required {
-            throw APIError(.unauthorized, "API key required", detail: "send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'; keys are made with `sdbox keys add`")
+            throw APIError(
+                .unauthorized, "API key required",
+                detail: "send 'Authorization: Bearer <key>' or 'X-API-Key: <key>' (keys are made with `sdbox keys add`), or a session token from POST /login in 'Token'"
+            )
         } else {
             context.user = SDBoxRequestContext.keylessUser
             context.role = .admin

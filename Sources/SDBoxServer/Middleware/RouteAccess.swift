@@ -15,6 +15,8 @@ enum RouteAccess: Hashable {
 
     /// Routes anyone may read without a key (GET and HEAD only).
     static let publicRoutes: Set<String> = ["/", "/healthz", "/readyz", "/openapi.json", "/objects/**"]
+    /// Routes anyone may post to without a key: signing in.
+    static let publicPosts: Set<String> = ["/login"]
     /// Routes, and route prefixes ending in `/`, only admins may call.
     static let adminRoutes: Set<String> = [
         "/batch_update_sd_resource", "/del/sd/functions", "/workers", "/list/sdapi/functions", "/metrics", "/restart",
@@ -47,7 +49,7 @@ enum RouteAccess: Hashable {
         }
         if Self.adminRoutes.contains(route) || Self.adminPrefixes.contains(where: route.hasPrefix) || (!reads && Self.adminWrites.contains(route)) {
             self = .admin
-        } else if reads && Self.publicRoutes.contains(route) {
+        } else if (reads && Self.publicRoutes.contains(route)) || (method == .post && Self.publicPosts.contains(route)) {
             self = .public
         } else {
             self = .user

@@ -2,7 +2,7 @@ import Foundation
 import NIOPosix
 import SDBoxCore
 
-/// sdbox's LMDB database: typed tables for tasks, models, functions, settings and API keys, reached through async
+/// sdbox's LMDB database: typed tables for tasks, models, functions, settings, API keys, users and sessions, reached through async
 /// methods that run each transaction on a thread pool, never on an event loop.
 public final class Database: Sendable {
     let environment: LMDBEnvironment
@@ -24,6 +24,10 @@ public final class Database: Sendable {
         let settings: LMDBTable
         /// API keys by id.
         let keys: LMDBTable
+        /// Users who sign in with a password, by name.
+        let users: LMDBTable
+        /// Their sessions, by the sha256 of the token.
+        let sessions: LMDBTable
     }
 
     /// Opens the database in the folder `path`.
@@ -39,7 +43,9 @@ public final class Database: Sendable {
             models: try environment.openTable(named: "models"),
             functions: try environment.openTable(named: "functions"),
             settings: try environment.openTable(named: "settings"),
-            keys: try environment.openTable(named: "keys")
+            keys: try environment.openTable(named: "keys"),
+            users: try environment.openTable(named: "users"),
+            sessions: try environment.openTable(named: "sessions")
         )
     }
 
