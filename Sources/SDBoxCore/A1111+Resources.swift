@@ -136,7 +136,7 @@ extension A1111 {
         public var branch: String
         public var commit_hash: String
         public var version: String
-        public var commit_date: Int
+        public var commit_date: String
         public var enabled: Bool
     }
 
