@@ -97,6 +97,10 @@ public enum ReferenceWorkerServer {
         router.get("/sdapi/v1/schedulers") { _, _ in json(try JSONValue(encoding: A1111.schedulers)) }
         router.get("/sdapi/v1/upscalers") { _, _ in json(try JSONValue(encoding: A1111.upscalers)) }
         ReferenceExtensionRoutes.register(on: router, engine: engine, configuration: configuration)
+        // Any other path: FastAPI's 404, as A1111 answers it.
+        for method: HTTPRequest.Method in [.get, .post, .put, .patch, .delete] {
+            router.on("/**", method: method) { _, _ in json(["detail": "Not Found"], status: .notFound) }
+        }
         return router
     }
 

@@ -28,9 +28,12 @@ import Testing
         #expect(try await server.json(.GET, "/tasks/doesnotexist/result").0 == 404)
         #expect(try await server.json(.GET, "/tasks/..%2F..%2Fetc/result").0 == 404)
         #expect(try await server.json(.POST, "/tasks/doesnotexist/cancellation").0 == 404)
+        // A path sdbox does not know goes to a worker, as the original forwards it; the worker's 404 comes back.
         let (noRoute, route) = try await server.json(.GET, "/no/such/route")
         #expect(noRoute == 404)
-        #expect(route["error"] == "not found")
+        #expect(route["detail"] == "Not Found")
+        let (noEndpoint, endpoint) = try await server.json(.GET, "/sdapi/v1/no-such-endpoint")
+        #expect(noEndpoint == 404 && endpoint["error"] == "not found", "sdbox's own 404 for /sdapi/v1")
         #expect(try await server.json(.GET, "/objects/../../etc/passwd?expires=9999999999&sig=00").0 >= 400)
 
         // Huge numbers, and unicode and traversal in names.

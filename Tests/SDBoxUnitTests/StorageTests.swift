@@ -203,6 +203,40 @@ import Testing
     }
 }
 
+@Suite struct UserStoreTests {
+    /// A session lives `lifetime` past its last use; a use renews it (written at most four times a lifetime).
+    @Test func sessionsExpireUnusedAndAreRenewedByUse() async throws {
+        let directory = try TemporaryDirectory()
+        let store = LMDBUserStore(database: try Database(path: directory.path))
+        let user = UserRecord(name: "ann", role: .user, passwordHash: "x")
+        try await store.save(user)
+        let t0 = Date(timeIntervalSince1970: 1_000_000)
+        let (session, token) = SessionRecord.make(for: user, now: t0)
+        try await store.insert(session)
+        let key = SessionRecord.hash(token)
+        #expect(token.count == 64 && key != token)
+        #expect(try await store.useSession(tokenHash: key, now: t0.addingTimeInterval(80), lifetime: 100)?.user == "ann")
+        #expect(try await store.useSession(tokenHash: key, now: t0.addingTimeInterval(170), lifetime: 100) != nil, "renewed at 80")
+        #expect(try await store.useSession(tokenHash: key, now: t0.addingTimeInterval(280), lifetime: 100) == nil, "unused since 170")
+        #expect(try await store.useSession(tokenHash: key, now: t0.addingTimeInterval(281), lifetime: 100) == nil, "and gone")
+    }
+
+    @Test func removingAUserEndsItsSessionsAndOddNamesAreNobody() async throws {
+        let directory = try TemporaryDirectory()
+        let store = LMDBUserStore(database: try Database(path: directory.path))
+        let user = UserRecord(name: "ann", role: .admin, passwordHash: "x")
+        try await store.save(user)
+        let (session, token) = SessionRecord.make(for: user)
+        try await store.insert(session)
+        #expect(try await store.removeUser(named: "ann"))
+        #expect(try await store.useSession(tokenHash: SessionRecord.hash(token), now: Date(), lifetime: 3600) == nil)
+        for odd in ["", String(repeating: "x", count: 600)] {
+            #expect(try await store.user(named: odd) == nil)
+            #expect(try await store.removeUser(named: odd) == false)
+        }
+    }
+}
+
 @Suite struct TaskStateTests {
     @Test(arguments: TaskState.allCases)
     func finalStatesGoNowhere(state: TaskState) {

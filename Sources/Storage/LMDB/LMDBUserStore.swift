@@ -22,7 +22,8 @@ public final class LMDBUserStore: UserStore {
     }
 
     public func user(named name: String) async throws -> UserRecord? {
-        try await database.read { txn, tables in try txn.record(UserRecord.self, in: tables.users, key: name) }
+        guard Self.isStorable(name) else { return nil }
+        return try await database.read { txn, tables in try txn.record(UserRecord.self, in: tables.users, key: name) }
     }
 
     public func users() async throws -> [UserRecord] {
@@ -30,7 +31,8 @@ public final class LMDBUserStore: UserStore {
     }
 
     public func removeUser(named name: String) async throws -> Bool {
-        try await database.write { txn, tables in
+        guard Self.isStorable(name) else { return false }
+        return try await database.write { txn, tables in
             guard try txn.get(tables.users, key: name) != nil else { return false }
             _ = try txn.delete(tables.users, key: name)
             for session in try txn.records(SessionRecord.self, in: tables.sessions) where session.user == name {
@@ -38,6 +40,11 @@ public final class LMDBUserStore: UserStore {
             }
             return true
         }
+    }
+
+    /// Whether a name can be a key of the users table (LMDB takes 1 to 511 bytes); no user has another.
+    static func isStorable(_ name: String) -> Bool {
+        (1...511).contains(name.utf8.count)
     }
 
     public func insert(_ session: SessionRecord) async throws {
