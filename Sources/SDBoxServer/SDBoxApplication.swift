@@ -79,7 +79,7 @@ public enum SDBoxApplication {
             tasks: tasks, settings: configuration.webhooks,
             secret: try configuration.webhooks.secret ?? WebhookDelivery.loadOrCreateSecret(at: data + "/webhook-secret"), logger: logger
         ) { task in
-            try Response.jsonBytes(services.resultAnswer(of: task, base: task.callback?.baseURL ?? "", webhook: false))
+            Data(try Response.jsonBytes(services.resultAnswer(of: task, base: task.callback?.baseURL ?? "", webhook: false)))
         }
         let schedulerEvents = SchedulerEventHandler(events: scheduler.events, models: models, thumbnails: thumbnails, webhooks: webhooks)
         let events = TaskEventHub(tasks: tasks, scheduler: scheduler, interval: .milliseconds(configuration.events.intervalMilliseconds))
