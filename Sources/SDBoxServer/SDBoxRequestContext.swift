@@ -17,6 +17,8 @@ public struct SDBoxRequestContext: RequestContext, WebSocketRequestContext {
     /// The id of the API key used, if any.
     public var keyID: String?
     public let webSocket = WebSocketHandlerReference<SDBoxRequestContext>()
+    /// The client's IP address, when the connection has one.
+    public let remoteAddress: String?
 
     /// Who a request without a key acts for when keys are not required.
     public static let keylessUser = "default"
@@ -28,6 +30,7 @@ public struct SDBoxRequestContext: RequestContext, WebSocketRequestContext {
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
+        self.remoteAddress = source.channel.remoteAddress?.ipAddress
     }
 
     /// Bodies are read by the routes with the configured limit (see ``ServerConfiguration/maxBodyBytes``).

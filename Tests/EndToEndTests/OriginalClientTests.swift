@@ -170,6 +170,13 @@ import Testing
         #expect(try await server.json(.GET, "/tasks", headers: bearer(token)).0 == 401)
         #expect(try await server.json(.GET, "/tasks", headers: [("token", "made-up")]).0 == 410)
 
+        // Guessing is slowed: after five wrong passwords, the next try waits (429), even with the right one.
+        for _ in 0..<5 { #expect(try await server.json(.POST, "/login", ["userName": "alice", "password": "guess guess"]).0 == 401) }
+        let (throttled, wait) = try await server.json(.POST, "/login", ["userName": "alice", "password": "correct horse"])
+        #expect(throttled == 429 && wait["retryAfter"]?.integerValue == 1, "\(wait)")
+        try await Task.sleep(for: .milliseconds(1100))
+        #expect(try await server.json(.POST, "/login", ["userName": "alice", "password": "correct horse"]).0 == 200)
+
         // Admins manage users by API too; hashes are never shown.
         let admin = try await server.addKey(user: "boss", role: "admin")
         let (created, bob) = try await server.json(.POST, "/admin/users", ["userName": "bob", "password": "battery staple", "role": "admin"], headers: bearer(admin))

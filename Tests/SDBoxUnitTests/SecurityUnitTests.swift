@@ -3,6 +3,7 @@ import HTTPTypes
 @testable import SDBoxCore
 @testable import Scheduler
 import Testing
+@testable import Appliance
 
 @testable import SDBoxServer
 
@@ -110,6 +111,29 @@ func randomStrings(alphabet: [String], count: Int, maxLength: Int, seed: UInt64)
             #expect(try !forwarded(inner, .get), "\(inner)")
             #expect(try WorkerPath(raw: inner).isWorkerInternal, "\(inner)")
         }
+    }
+}
+
+@Suite struct LoginThrottleTests {
+    @Test func guessesWaitLongerAndLongerAndASuccessClears() throws {
+        let throttle = LoginThrottle()
+        let t0 = Date(timeIntervalSince1970: 1_000_000)
+        for second in 0..<5 {
+            try throttle.check(name: "ann", address: "10.0.0.9", now: t0.addingTimeInterval(Double(second)))
+            throttle.failed(name: "ann", address: "10.0.0.9", now: t0.addingTimeInterval(Double(second)))
+        }
+        // Five failures, the last at 4 s: the next try waits 1 s, then 2 s after the sixth failure.
+        #expect(throws: APIError.self) { try throttle.check(name: "ann", address: "10.0.0.9", now: t0.addingTimeInterval(4.5)) }
+        #expect(throws: APIError.self) { try throttle.check(name: "ANN", address: "10.0.0.9", now: t0.addingTimeInterval(4.5)) }
+        try throttle.check(name: "ann", address: "10.0.0.9", now: t0.addingTimeInterval(5.1))
+        throttle.failed(name: "ann", address: "10.0.0.9", now: t0.addingTimeInterval(5.1))
+        #expect(throws: APIError.self) { try throttle.check(name: "ann", address: "10.0.0.9", now: t0.addingTimeInterval(6.5)) }
+        try throttle.check(name: "ann", address: "10.0.0.9", now: t0.addingTimeInterval(7.2))
+        // Another address is not slowed by these guesses; a success clears them.
+        try throttle.check(name: "ann", address: "10.0.0.7", now: t0.addingTimeInterval(6.5))
+        throttle.succeeded(name: "ann", address: "10.0.0.9")
+        try throttle.check(name: "ann", address: "10.0.0.9", now: t0.addingTimeInterval(6.5))
+        #expect(LoginThrottle.wait(afterFailures: 40) == LoginThrottle.longestWait)
     }
 }
 

@@ -14,6 +14,8 @@ public struct UserAccounts: Sendable {
     package let store: any UserStore
     let sessionSeconds: Int
     let threadPool: NIOThreadPool
+    /// Slows password guessing (see ``LoginThrottle``).
+    let throttle = LoginThrottle()
 
     static let cost: UInt8 = 12
     /// Shortest password taken.
@@ -43,12 +45,18 @@ public struct UserAccounts: Sendable {
         return user
     }
 
-    /// Signs a user in: a new session's token, or nil when the name or password is wrong.
-    package func signIn(name: String, password: String) async throws -> (user: UserRecord, token: String)? {
+    /// Signs a user in: a new session's token, or nil when the name or password is wrong; 429 while
+    /// `name` from `address` has failed too often (``LoginThrottle``).
+    package func signIn(name: String, password: String, from address: String? = nil) async throws -> (user: UserRecord, token: String)? {
+        try throttle.check(name: name, address: address)
         let user = try await store.user(named: name)
         let hash = user?.passwordHash ?? Self.unknownUserHash
         let matches = try await threadPool.runIfActive { Bcrypt.verify(password, hash: hash) }
-        guard let user, matches else { return nil }
+        guard let user, matches else {
+            throttle.failed(name: name, address: address)
+            return nil
+        }
+        throttle.succeeded(name: name, address: address)
         let (session, token) = SessionRecord.make(for: user)
         try await store.insert(session)
         return (user, token)

@@ -12,7 +12,7 @@ struct UserRoutes {
     let accounts: UserAccounts
 
     func register(on router: Router<SDBoxRequestContext>) {
-        router.post("/login") { request, _ in
+        router.post("/login") { request, context in
             // The original's client sends `UserName` and `Password`; its server reads keys in any case.
             let body = try await request.jsonObject(limit: 1 << 16)
             func field(_ name: String) -> String? {
@@ -21,7 +21,7 @@ struct UserRoutes {
             guard let name = field("userName"), let password = field("password") else {
                 throw APIError(.badRequest, "invalid request", detail: "bad request body: userName and password are required", extra: ["field": "userName"])
             }
-            guard let (user, token) = try await accounts.signIn(name: name, password: password) else {
+            guard let (user, token) = try await accounts.signIn(name: name, password: password, from: context.remoteAddress) else {
                 throw APIError(.unauthorized, "login failed", detail: "login fail: wrong user name or password")
             }
             return try Response.json(["token": token, "userName": user.name, "message": "login success"])
