@@ -66,11 +66,7 @@ import Testing
         let server = try await ServerProcess(config: fastWorkers)
         defer { server.destroy() }
         // Something in every list: a VAE, a LoRA, an embedding (4 vectors of 768), an upscaler, a style.
-        let embedding = Data(#"{"emb_params":{"dtype":"F32","shape":[4,768],"data_offsets":[0,12288]}}"#.utf8)
-        var embeddingFile = Data()
-        withUnsafeBytes(of: UInt64(embedding.count).littleEndian) { embeddingFile.append(contentsOf: $0) }
-        embeddingFile.append(embedding)
-        embeddingFile.append(Data(count: 12288))
+        let embeddingFile = ModelManagementTests.safetensors(tensor: "emb_params", shape: [4, 768])
         for (type, name, file) in [
             ("sdVae", "vae-ft-mse.safetensors", ModelManagementTests.safetensors(bytes: 4096)), ("lora", "watercolor.safetensors", ModelManagementTests.safetensors(bytes: 4096)),
             ("embedding", "easynegative.safetensors", embeddingFile), ("upscaler", "4x-UltraSharp.safetensors", ModelManagementTests.safetensors(bytes: 4096)),

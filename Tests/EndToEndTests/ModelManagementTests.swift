@@ -11,12 +11,16 @@ import Testing
     /// A valid safetensors file of about `size` bytes (one tensor of zeros).
     static func safetensors(bytes size: Int) -> Data {
         let count = max(1, size / 4)
-        let header = Data(#"{"w":{"dtype":"F32","shape":[\#(count)],"data_offsets":[0,\#(count * 4)]}}"#.utf8)
+        return safetensors(tensor: "w", shape: [count])
+    }
+
+    /// A valid safetensors file holding one F32 tensor of zeros of `shape`.
+    static func safetensors(tensor name: String, shape: [Int]) -> Data {
+        let bytes = shape.reduce(4, *)
+        let header = Data(#"{"\#(name)":{"dtype":"F32","shape":\#(shape),"data_offsets":[0,\#(bytes)]}}"#.utf8)
         var file = Data()
         withUnsafeBytes(of: UInt64(header.count).littleEndian) { file.append(contentsOf: $0) }
-        file.append(header)
-        file.append(Data(count: count * 4))
-        return file
+        return file + header + Data(count: bytes)
     }
 
     func upload(_ server: ServerProcess, _ path: String, _ data: Data) async throws -> (Int, JSONValue) {

@@ -209,26 +209,26 @@ import Testing
             #expect(throws: CheckpointError.self, "\(name)") { try Checkpoint.validate(path: path) }
         }
         // A tensor whose offsets run past the file is refused.
-        var header = Data("{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}".utf8)
+        let path = directory.path + "/truncated.safetensors"
+        try Self.safetensors(header: #"{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, dataBytes: 8).write(to: URL(fileURLWithPath: path))
+        #expect(throws: CheckpointError.self) { try Checkpoint.validate(path: path) }
+    }
+
+    /// A safetensors file: its header's length, the header (padded to 8 bytes, as writers pad it) and
+    /// `dataBytes` zero bytes of tensor data.
+    static func safetensors(header text: String, dataBytes: Int) -> Data {
+        var header = Data(text.utf8)
         while header.count % 8 != 0 { header.append(0x20) }
         var file = Data()
         withUnsafeBytes(of: UInt64(header.count).littleEndian) { file.append(contentsOf: $0) }
-        file.append(header)
-        file.append(Data(count: 8))
-        let path = directory.path + "/truncated.safetensors"
-        try file.write(to: URL(fileURLWithPath: path))
-        #expect(throws: CheckpointError.self) { try Checkpoint.validate(path: path) }
+        return file + header + Data(count: dataBytes)
     }
 
     @Test func anEmbeddingsSizeIsReadFromItsHeader() throws {
         let directory = try TemporaryDirectory()
-        let header = Data("{\"emb_params\":{\"dtype\":\"F16\",\"shape\":[4,768],\"data_offsets\":[0,6144]}}".utf8)
-        var file = Data()
-        withUnsafeBytes(of: UInt64(header.count).littleEndian) { file.append(contentsOf: $0) }
-        file.append(header)
-        file.append(Data(count: 6144))
         let path = directory.path + "/style.safetensors"
-        try file.write(to: URL(fileURLWithPath: path))
+        let header = #"{"emb_params":{"dtype":"F16","shape":[4,768],"data_offsets":[0,6144]}}"#
+        try Self.safetensors(header: header, dataBytes: 6144).write(to: URL(fileURLWithPath: path))
         let size = try #require(Checkpoint.embeddingShape(ofFileAt: path))
         #expect(size.vectors == 4 && size.width == 768)
         try Data("not an embedding".utf8).write(to: URL(fileURLWithPath: directory.path + "/bad.safetensors"))
