@@ -255,6 +255,9 @@ struct SDCppWorkerTests {
         #expect(models.arrayValue?.first?["sha256"] == .string(sha256))
         #expect(models.arrayValue?.first?["title"] == .string((checkpoint as NSString).lastPathComponent + " [\(sha256.prefix(10))]"))
         #expect(try await worker.json(.GET, "/sdapi/v1/samplers").1.arrayValue?.contains { $0["name"] == "Euler a" } == true)
+        for list in ["face-restorers", "realesrgan-models", "hypernetworks", "extensions", "script-info"] {
+            #expect(try await worker.json(.GET, "/sdapi/v1/\(list)") == (200, []), "GET \(list): A1111's list, empty")
+        }
         #expect(try await worker.json(.GET, "/sdapi/v1/schedulers").1.arrayValue?.contains { $0["label"] == "Karras" } == true)
         let upscalerName = ((upscaler as NSString).lastPathComponent as NSString).deletingPathExtension
         #expect(try await worker.json(.GET, "/sdapi/v1/upscalers").1.arrayValue?.map { $0["name"]?.stringValue ?? "" } == ["None", "Lanczos", "Nearest", upscalerName])

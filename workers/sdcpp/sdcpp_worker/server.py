@@ -35,6 +35,12 @@ class Handler(BaseHTTPRequestHandler):
             "/sdapi/v1/samplers": a1111.sampler_list,
             "/sdapi/v1/schedulers": a1111.scheduler_list,
             "/sdapi/v1/upscalers": engine.upscalers.listing,
+            # A1111's lists of what this engine does not have: none of each, in A1111's shapes.
+            "/sdapi/v1/face-restorers": list,
+            "/sdapi/v1/realesrgan-models": list,
+            "/sdapi/v1/hypernetworks": list,
+            "/sdapi/v1/extensions": list,
+            "/sdapi/v1/script-info": list,
         }
         self._answer(routes.get(urlsplit(self.path).path))
 
