@@ -40,15 +40,7 @@ extension ModelRegistry {
     /// Points a registered model at another file: its link is replaced at once (a new link renamed over
     /// it) and the file hashed again. An uploaded model's file is replaced by the link.
     package func repoint(_ record: ModelRecord, to path: String) async throws -> ModelRecord {
-        let target = URL(fileURLWithPath: path).standardizedFileURL.path
-        guard let facts = Self.facts(type: record.type, name: record.name, path: target) else {
-            throw APIError(.badRequest, "file not found", detail: "\(path) is not a readable regular file", extra: ["field": "ossPath"])
-        }
-        do {
-            try Checkpoint.validate(path: target)
-        } catch {
-            throw APIError(.badRequest, "invalid model file", detail: error.description, extra: ["field": "ossPath"])
-        }
+        let (target, facts) = try Self.modelFile(at: path, type: record.type, name: record.name, field: "ossPath")
         let link = folder(of: record.type) + "/" + record.name
         let temporary = link + ".repoint-\(UUID().uuidString)"
         try await threadPool.runIfActive {
@@ -73,9 +65,10 @@ extension ModelRegistry {
         return updated
     }
 
-    /// Where a registered model's file is: the target of its link, or the file itself.
-    package nonisolated func target(of record: ModelRecord) -> String {
+    /// Whether a registered model's file (the target of its link, or the file itself) is the file at `path`.
+    package nonisolated func model(_ record: ModelRecord, isFileAt path: String) -> Bool {
         URL(fileURLWithPath: folder(of: record.type) + "/" + record.name).resolvingSymlinksInPath().path
+            == URL(fileURLWithPath: path).resolvingSymlinksInPath().path
     }
 
     /// Removes a model's file (or link) and keeps its record as `deleted`, as the original does.

@@ -76,9 +76,9 @@ public actor ModelRegistry {
     /// Brings the records in line with the folders: new or changed files are (re)hashed, records of
     /// removed files are dropped (a `deleted` record, the original's tombstone, stays until a file of its
     /// name comes back). Leftovers of uploads a crash cut off are removed (on the first call). Returns the
-    /// records of the files there are.
+    /// records of the files there are, and with `includingDeleted` the `deleted` records too.
     @discardableResult
-    public func refresh() async throws -> [ModelRecord] {
+    public func refresh(includingDeleted: Bool = false) async throws -> [ModelRecord] {
         let root = self.root
         let removeLeftovers = !leftoversRemoved
         leftoversRemoved = true
@@ -115,7 +115,11 @@ public actor ModelRegistry {
         }
         let present = Set(files.map { Self.key($0.type, $0.name) })
         for (key, record) in records where !present.contains(key) && !uploading.contains(key) {
-            if record.status != .deleted { try await catalog.removeModel(record.type, named: record.name) }
+            if record.status == .deleted {
+                if includingDeleted { continue }
+            } else {
+                try await catalog.removeModel(record.type, named: record.name)
+            }
             records[key] = nil
         }
         return records.values.sorted { ($0.type.rawValue, $0.name) < ($1.type.rawValue, $1.name) }
@@ -251,16 +255,8 @@ public actor ModelRegistry {
             throw APIError(.badRequest, "invalid model name", detail: problem, extra: ["field": "name"])
         }
         let link = folder(of: type) + "/" + name
-        let target = URL(fileURLWithPath: path).standardizedFileURL.path
-        guard let facts = Self.facts(type: type, name: name, path: target) else {
-            throw APIError(.badRequest, "file not found", detail: "\(path) is not a readable regular file", extra: ["field": "path"])
-        }
+        let (target, facts) = try Self.modelFile(at: path, type: type, name: name, field: "path")
         guard target != link else { throw APIError(.conflict, "model exists", detail: "\(path) is already in the models folder") }
-        do {
-            try Checkpoint.validate(path: target)
-        } catch {
-            throw APIError(.badRequest, "invalid model file", detail: error.description, extra: ["field": "path"])
-        }
         guard symlink(target, link) == 0 else {
             if errno == EEXIST { throw APIError(.conflict, "model exists", detail: "\(type.rawValue)/\(name) exists") }
             throw APIError(.internalServerError, "cannot register", detail: "symlink \(link): \(String(cString: strerror(errno)))")
@@ -272,6 +268,21 @@ public actor ModelRegistry {
         try await catalog.save(record)
         startHashing(record)
         return record
+    }
+
+    /// The file at `path` (made absolute and normalised), with its size and time, if it is a readable
+    /// model file: 400 naming `field` when it is missing or is not a checkpoint of its extension.
+    static func modelFile(at path: String, type: ModelType, name: String, field: String) throws -> (target: String, facts: FileFacts) {
+        let target = URL(fileURLWithPath: path).standardizedFileURL.path
+        guard let facts = facts(type: type, name: name, path: target) else {
+            throw APIError(.badRequest, "file not found", detail: "\(path) is not a readable regular file", extra: ["field": .string(field)])
+        }
+        do {
+            try Checkpoint.validate(path: target)
+        } catch {
+            throw APIError(.badRequest, "invalid model file", detail: error.description, extra: ["field": .string(field)])
+        }
+        return (target, facts)
     }
 
     /// Removes a model's file (or its registration link) and its record together.

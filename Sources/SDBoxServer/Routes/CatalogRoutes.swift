@@ -29,7 +29,7 @@ struct CatalogRoutes {
             let type = try AdminModelRoutes.modelType(fields[0])
             let path = try await services.models.file(forOSSPath: fields[2], objectsRoot: services.objects.root)
             if let known = try await services.models.record(named: fields[1], type: type), known.status != .deleted {
-                guard services.models.target(of: known) == URL(fileURLWithPath: path).resolvingSymlinksInPath().path else {
+                guard services.models.model(known, isFileAt: path) else {
                     throw APIError(.conflict, "model exists", detail: "\(type.rawValue)/\(fields[1]) is registered with another file; PUT /models/\(fields[1]) points it at this one")
                 }
                 return try Response.json(["message": "models existed"])
@@ -38,17 +38,15 @@ struct CatalogRoutes {
             return try Response.json(["message": "register success"])
         }
         router.put("/models/:name") { request, context in
-            let name = try AdminModelRoutes.modelName(context.parameters.require("name"))
-            let type = try request.uri.queryParameters.get("type").map(AdminModelRoutes.modelType)
-            guard let record = try await services.models.record(named: name, type: type), record.status != .deleted else {
-                throw APIError(.notFound, "model not found", detail: "model not register, please register first (POST /models)")
-            }
+            let unregistered = "model not register, please register first (POST /models)"
+            let record = try await existing(try AdminModelRoutes.modelName(context.parameters.require("name")), request: request, missing: unregistered)
+            guard record.status != .deleted else { throw APIError(.notFound, "model not found", detail: unregistered) }
             let body = try await request.jsonObject(limit: 1 << 20)
             guard let ossPath = body["ossPath"]?.stringValue, !ossPath.isEmpty else {
                 throw APIError(.badRequest, "invalid request", detail: "bad request body: 'ossPath' is required", extra: ["field": "ossPath"])
             }
             let path = try await services.models.file(forOSSPath: ossPath, objectsRoot: services.objects.root)
-            if services.models.target(of: record) == URL(fileURLWithPath: path).resolvingSymlinksInPath().path {
+            if services.models.model(record, isFileAt: path) {
                 return try Response.json(["message": "models existed and not change"])
             }
             _ = try await services.models.repoint(record, to: path)
@@ -74,8 +72,7 @@ struct CatalogRoutes {
                 throw APIError(.badRequest, "invalid request", detail: "unknown status '\(wantedStatus)'", extra: ["field": "status"])
             }
             let workers = await services.scheduler.workers()
-            let tombstones = try await services.catalog.models().filter { $0.status == .deleted }
-            let views = try await (services.models.refresh() + tombstones).sorted { ($0.type.rawValue, $0.name) < ($1.type.rawValue, $1.name) }
+            let views = try await services.models.refresh(includingDeleted: true)
                 .filter { type == nil || $0.type == type }
                 .map { ModelView($0, status: status(of: $0, workers: workers)) }
                 .filter { wantedStatus == nil || $0.status.rawValue == wantedStatus }
@@ -84,11 +81,11 @@ struct CatalogRoutes {
     }
 
     /// The record of a model named in a path (with `?type=`, of that type), `deleted` ones included; 404
-    /// when there is none.
-    func existing(_ name: String, request: Request) async throws -> ModelRecord {
+    /// with `missing` (by default the original's "model not exist") when there is none.
+    func existing(_ name: String, request: Request, missing: String? = nil) async throws -> ModelRecord {
         let type = try request.uri.queryParameters.get("type").map(AdminModelRoutes.modelType)
         guard let record = try await services.models.record(named: name, type: type) else {
-            throw APIError(.notFound, "model not found", detail: "model not exist: no model named '\(name)'")
+            throw APIError(.notFound, "model not found", detail: missing ?? "model not exist: no model named '\(name)'")
         }
         return record
     }
