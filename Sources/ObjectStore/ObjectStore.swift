@@ -189,7 +189,10 @@ public struct ObjectStore: Sendable {
         }
     }
 
-    static func writeAtomically(_ data: Data, to path: String, key: String) throws {
+    /// Writes `data` at `path` so that readers see the old file or the whole new one, never part of it, and
+    /// a crash keeps one of the two: a temporary file in the same folder, fsync, rename, fsync of the
+    /// folder. A full disk is ``ObjectStoreError/diskFull(key:reason:)``; `key` names what was written.
+    public static func writeAtomically(_ data: Data, to path: String, key: String) throws {
         let folder = (path as NSString).deletingLastPathComponent
         do {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)

@@ -1,13 +1,14 @@
 import Foundation
 import HTTPTypes
 import NIOPosix
+import ObjectStore
 import SDBoxCore
 
 /// The box's prompt styles, in A1111's own file format (`styles.csv`: a header `name,prompt,negative_prompt`
 /// and one quoted CSV row per style), kept at `<data dir>/styles.csv`: what `GET /sdapi/v1/prompt-styles`
 /// lists and the admin pages edit. A1111 workers apply them to a request's `styles` when their launch
-/// profile passes `--styles-file {data_dir}/styles.csv`. Written whole, atomically (temporary file, fsync,
-/// rename).
+/// profile passes `--styles-file {data_dir}/styles.csv`. Written whole, atomically
+/// (``ObjectStore/writeAtomically(_:to:key:)``).
 package struct PromptStyles: Sendable {
     let path: String
     let threadPool: NIOThreadPool
@@ -53,21 +54,7 @@ package struct PromptStyles: Sendable {
         }
         let path = self.path
         let data = Data(text.utf8)
-        try await threadPool.runIfActive {
-            let temporary = path + ".tmp-\(UUID().uuidString)"
-            guard FileManager.default.createFile(atPath: temporary, contents: data) else {
-                throw APIError(.insufficientStorage, "cannot save styles", detail: "cannot write \(temporary)")
-            }
-            let descriptor = open(temporary, O_RDONLY)
-            if descriptor >= 0 {
-                fsync(descriptor)
-                close(descriptor)
-            }
-            guard rename(temporary, path) == 0 else {
-                unlink(temporary)
-                throw APIError(.internalServerError, "cannot save styles", detail: "rename to \(path): \(String(cString: strerror(errno)))")
-            }
-        }
+        try await threadPool.runIfActive { try ObjectStore.writeAtomically(data, to: path, key: "styles.csv") }
     }
 
     /// A CSV field, quoted (quotes doubled) as Python's csv module writes A1111's file.
