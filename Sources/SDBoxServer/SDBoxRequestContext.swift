@@ -33,6 +33,13 @@ public struct SDBoxRequestContext: RequestContext, WebSocketRequestContext {
         self.remoteAddress = source.channel.remoteAddress?.ipAddress
     }
 
+    /// Acts for a signed-in session's user, with its role; its rate limit is the user's.
+    mutating func act(as session: SessionRecord) {
+        user = session.user
+        role = session.role
+        keyID = "session:" + session.user
+    }
+
     /// Bodies are read by the routes with the configured limit (see ``ServerConfiguration/maxBodyBytes``).
     public var maxUploadSize: Int { 1 << 40 }
 }

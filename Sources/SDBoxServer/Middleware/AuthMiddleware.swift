@@ -29,21 +29,16 @@ struct AuthMiddleware: RouterMiddleware {
             guard let session = try await accounts.session(token: token) else {
                 throw APIError(.gone, "login expired", detail: "please login first or login expired (POST /login)")
             }
-            context.user = session.user
-            context.role = session.role
-            context.keyID = "session:" + session.user
+            context.act(as: session)
         } else if let presented = Self.presentedKey(request) {
-            if APIKeyRecord.parse(presented) == nil, let session = try await accounts.session(token: presented) {
-                context.user = session.user
-                context.role = session.role
-                context.keyID = "session:" + session.user
-            } else {
-                guard let key = try await keys.authenticate(presented) else {
-                    throw APIError(.unauthorized, "invalid API key", detail: "the API key or session token is unknown, revoked or expired")
-                }
+            if let key = try await keys.authenticate(presented) {
                 context.user = key.user
                 context.role = key.role
                 context.keyID = key.id
+            } else if APIKeyRecord.parse(presented) == nil, let session = try await accounts.session(token: presented) {
+                context.act(as: session)
+            } else {
+                throw APIError(.unauthorized, "invalid API key", detail: "the API key or session token is unknown, revoked or expired")
             }
         } else if required {
             throw APIError(
