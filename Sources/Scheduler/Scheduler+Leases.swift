@@ -149,12 +149,7 @@ extension Scheduler {
     /// the new workers the planner starts. Returns how many workers were asked to stop.
     public func restartWorkers(model: String? = nil) -> Int {
         let live = planner.workers.values.filter { $0.state != .stopping && (model == nil || $0.model == model) }
-        for worker in live {
-            logger.info("stopping worker", metadata: ["worker": "\(worker.id)", "reason": "restart"])
-            planner.markStopping(worker.id, now: Date())
-            if worker.state != .busy { worker.process?.stop() }
-        }
-        dispatch()
+        retire(Array(live), reason: "restart")
         return live.count
     }
 
@@ -162,12 +157,7 @@ extension Scheduler {
     /// how many were stopped. A pool kept warm (`minInstances`) starts them again.
     public func stopIdleWorkers(model: String) -> Int {
         let idle = planner.liveWorkers(model: model).filter { $0.state == .ready }
-        for worker in idle {
-            logger.info("stopping worker", metadata: ["worker": "\(worker.id)", "reason": "unload-checkpoint"])
-            planner.markStopping(worker.id, now: Date())
-            worker.process?.stop()
-        }
-        dispatch()
+        retire(idle, reason: "unload-checkpoint")
         return idle.count
     }
 }

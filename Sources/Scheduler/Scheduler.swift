@@ -276,11 +276,7 @@ public actor Scheduler: Service {
         planner.policies[model] = nil
         await failQueued(planner.removeAll(model: model), reason: reason)
         if stopRunning { runner.abort(model: model, reason: reason) }
-        for worker in planner.liveWorkers(model: model) {
-            planner.markStopping(worker.id, now: Date())
-            if worker.state != .busy || stopRunning { worker.process?.stop() }
-        }
-        dispatch()
+        retire(planner.liveWorkers(model: model), reason: "pool deleted", interruptingBusy: stopRunning)
     }
 
     func apply(_ settings: PoolSettings, to model: String) {
@@ -360,6 +356,17 @@ public actor Scheduler: Service {
     }
 
     // MARK: Workers
+
+    /// Stops workers outside of a plan, then plans again: each is marked stopping at once; an idle or
+    /// starting one stops now, a busy one when its task or lease ends (or now, with `interruptingBusy`).
+    func retire(_ workers: [DispatchPlanner.Worker], reason: String, interruptingBusy: Bool = false) {
+        for worker in workers {
+            logger.info("stopping worker", metadata: ["worker": "\(worker.id)", "reason": "\(reason)"])
+            planner.markStopping(worker.id, now: Date())
+            if worker.state != .busy || interruptingBusy { worker.process?.stop() }
+        }
+        dispatch()
+    }
 
     func supervise(_ worker: WorkerProcess) async {
         let exit = await worker.run(
