@@ -52,10 +52,10 @@ public struct GenerationLimits: Codable, Sendable, Equatable {
 
 /// A validated txt2img or img2img request.
 ///
-/// The body is an A1111 request plus sdbox's own fields (`stable_diffusion_model`, `sd_vae`, `priority`, and the original's
-/// `save_dir`, which images stored per user make moot). Every field
-/// A1111 defines is checked for its JSON type, so a wrong type is refused with the field's name before
-/// any worker sees it; fields sdbox does not know travel to the worker as they are.
+/// The body is an A1111 request plus sdbox's own fields (`stable_diffusion_model`, `sd_vae`, `priority`, the
+/// original's `save_dir`, which images stored per user make moot, and `sdbox_info`, which only sdbox
+/// writes). Every field A1111 defines is checked for its JSON type, so a wrong type is refused with the
+/// field's name before any worker sees it; fields sdbox does not know travel to the worker as they are.
 public struct GenerationRequest: Sendable, Equatable {
     public let kind: TaskKind
     /// The checkpoint asked for, as the client wrote it; `nil` when the client relies on its default.
@@ -71,7 +71,7 @@ public struct GenerationRequest: Sendable, Equatable {
     public let priority: Int
 
     /// Fields that belong to sdbox and are not forwarded to workers.
-    public static let sdboxFields: Set<String> = ["stable_diffusion_model", "sd_vae", "priority", "save_dir"]
+    public static let sdboxFields: Set<String> = ["stable_diffusion_model", "sd_vae", "priority", "save_dir", TaskRecord.infoAdditionsKey]
 
     public init(kind: TaskKind, body: JSONValue, limits: GenerationLimits = GenerationLimits()) throws(RequestValidationError) {
         guard var fields = body.objectValue else {

@@ -211,7 +211,6 @@ extension Services {
     /// says so (`comments: "Networks not found: ..."`, `lorasNotFound`); with `limits.strictLoras` it is
     /// a 400.
     func checkModelReferences(in body: inout JSONValue) async throws {
-        body[TaskRecord.infoAdditionsKey] = nil
         if var overrides = body["override_settings"]?.objectValue, let vae = overrides["sd_vae"]?.stringValue,
             !["", "Automatic", "None"].contains(vae)
         {
