@@ -52,9 +52,12 @@ struct A1111Routes {
         }
         api.get("embeddings") { _, _ in
             let embeddings = try await services.models.refresh().filter { $0.type == .embedding }
-            let loaded = embeddings.map { embedding in
-                let size = Checkpoint.embeddingShape(ofFileAt: embedding.ossPath)
-                return ((embedding.name as NSString).deletingPathExtension, A1111.Embedding(shape: size?.width ?? 0, vectors: size?.vectors ?? 0))
+            // Each file's header is read, off the event loops.
+            let loaded = try await NIOThreadPool.singleton.runIfActive {
+                embeddings.map { embedding in
+                    let size = Checkpoint.embeddingShape(ofFileAt: embedding.ossPath)
+                    return ((embedding.name as NSString).deletingPathExtension, A1111.Embedding(shape: size?.width ?? 0, vectors: size?.vectors ?? 0))
+                }
             }
             return try Response.json(A1111.Embeddings(loaded: Dictionary(loaded) { first, _ in first }))
         }
@@ -144,15 +147,13 @@ struct A1111Routes {
         }
         let total = (kibibytes["MemTotal"] ?? 0) * 1024
         let free = (kibibytes["MemAvailable"] ?? kibibytes["MemFree"] ?? 0) * 1024
-        let gpus = services.scheduler.inventory.gpus
-        guard !gpus.isEmpty else {
-            return A1111.Memory(ram: ["free": free, "used": total - free, "total": total], cuda: ["error": "no CUDA device on this box"])
-        }
-        let planned = await services.scheduler.gpus().reduce(Int64(0)) { $0 + Int64($1.plannedMiB) << 20 }
+        let ram = ["free": free, "used": total - free, "total": total]
+        let gpus = await services.scheduler.gpus()
+        guard !gpus.isEmpty else { return A1111.Memory(ram: ram, cuda: ["error": "no CUDA device on this box"]) }
+        let planned = gpus.reduce(Int64(0)) { $0 + Int64($1.plannedMiB) << 20 }
         let gpuTotal = gpus.reduce(Int64(0)) { $0 + Int64($1.memoryMiB) << 20 }
         return A1111.Memory(
-            ram: ["free": free, "used": total - free, "total": total],
-            cuda: ["system": ["free": .integer(gpuTotal - planned), "used": .integer(planned), "total": .integer(gpuTotal)]]
+            ram: ram, cuda: ["system": ["free": .integer(gpuTotal - planned), "used": .integer(planned), "total": .integer(gpuTotal)]]
         )
     }
 
