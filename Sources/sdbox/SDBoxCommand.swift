@@ -160,8 +160,13 @@ struct Keys: AsyncParsableCommand {
         @Option(help: "The data folder (default ./sdbox-data).")
         var dataDir = "./sdbox-data"
 
+        /// The data folder's database.
+        func database() throws -> Database {
+            try Database(path: URL(fileURLWithPath: dataDir).standardizedFileURL.path + "/db")
+        }
+
         func store() throws -> LMDBKeyStore {
-            LMDBKeyStore(database: try Database(path: URL(fileURLWithPath: dataDir).standardizedFileURL.path + "/db"))
+            LMDBKeyStore(database: try database())
         }
     }
 

@@ -85,6 +85,6 @@ struct TerminalEcho {
 extension Keys.Location {
     /// The users of the data folder's database.
     func accounts() throws -> UserAccounts {
-        UserAccounts(store: LMDBUserStore(database: try Database(path: URL(fileURLWithPath: dataDir).standardizedFileURL.path + "/db")), sessionSeconds: 3600)
+        UserAccounts(store: LMDBUserStore(database: try database()), sessionSeconds: 3600)
     }
 }
