@@ -116,13 +116,6 @@ struct TaskRoutes {
     }
 }
 
-/// `GET /tasks/{id}/thumbnails`: signed URLs of the task's images' thumbnails (JPEG).
-struct TaskThumbnails: Encodable {
-    let taskId: String
-    let status: String
-    let thumbnails: [String]
-}
-
 extension Request {
     /// Whether the caller asked for progress without the live preview (`?skip_current_image=true`, as A1111).
     var skipsCurrentImage: Bool {
