@@ -1,6 +1,8 @@
 /// Worker extensions' APIs forwarded to workers as they come (`passthrough`).
 public struct PassthroughSettings: Sendable, Equatable {
-    /// Path prefixes of extension APIs (`passthrough.prefixes`), besides A1111's own forwarded endpoints.
+    /// Path prefixes of extension APIs (`passthrough.prefixes`), still read and checked so that configurations
+    /// written for older sdbox start; every path that is not sdbox's own is forwarded now, so they change
+    /// nothing.
     public var prefixes = ["/controlnet"]
 
     public init() {}

@@ -10,8 +10,8 @@ import Scheduler
 import SDBoxCore
 import Storage
 
-/// Passthrough: every `/sdapi/v1` endpoint sdbox does not answer itself, and the extension APIs under
-/// `passthrough.prefixes` (`/controlnet/...` by default), forwarded to a worker of the checkpoint the call
+/// Passthrough: the `/sdapi/v1` endpoints sdbox forwards, and every path that is neither sdbox's own nor a
+/// worker's internals (`/controlnet/...`, any extension's API), as the original forwards them, to a worker of the checkpoint the call
 /// names (`X-SD-Model`, or `stable_diffusion_model` in a JSON body), else of the caller's chosen default
 /// model, else of a warm worker's model, else of the first checkpoint.
 ///
