@@ -6,6 +6,9 @@ struct SDBoxBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sdbox-bench",
         abstract: "Benchmarks for sdbox; each prints its figures.",
-        subcommands: [SchedulingBenchmark.self, UploadBenchmark.self, ThumbnailBenchmark.self, SDCppBenchmark.self]
+        subcommands: [
+            SchedulingBenchmark.self, UploadBenchmark.self, ThumbnailBenchmark.self, SDCppBenchmark.self, OverheadBenchmark.self,
+            ControlPlaneBenchmark.self,
+        ]
     )
 }

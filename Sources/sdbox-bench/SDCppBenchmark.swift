@@ -58,7 +58,7 @@ struct SDCppBenchmark: AsyncParsableCommand {
         configuration.timeout.read = .seconds(3600)
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         do {
-            let model = try checkpoint.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? writeTestCheckpoint(venv: venv, workspace: workspace)
+            let model = try checkpoint.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? Self.writeTestCheckpoint(venv: venv, workspace: workspace)
             try await measure(http: http, binary: binary, worker: worker, model: model, workspace: workspace)
         } catch {
             try? await http.shutdown()
@@ -67,7 +67,7 @@ struct SDCppBenchmark: AsyncParsableCommand {
         try await http.shutdown()
     }
 
-    func writeTestCheckpoint(venv: String, workspace: String) throws -> String {
+    static func writeTestCheckpoint(venv: String, workspace: String) throws -> String {
         let path = workspace + "/sdxs-noise.safetensors"
         let process = Process()
         process.executableURL = URL(fileURLWithPath: venv + "/bin/sdbox-make-test-checkpoint")
@@ -115,18 +115,19 @@ struct SDCppBenchmark: AsyncParsableCommand {
             [binary, "serve", "--port", "\(sdboxPort)", "--data-dir", data, "--config", data + "/sdbox.yaml", "--log-level", "warning"],
             log: data + "/server.log"
         )
-        var directTimes: [Double] = []
-        var sdboxTimes: [Double] = []
+        let times: [PairedGenerations.Path: [Double]]
         do {
             try await http.waitUntilAnswering(port: sdboxPort, path: "/healthz", timeout: .seconds(300))
             try await http.waitUntilAnswering(port: workerPort, path: "/internal/ping", timeout: .seconds(300))
-            // Warm both: the first request through sdbox also waits for its hash of the file and its worker.
-            try await generate(http, port: sdboxPort, seed: 0)
-            try await generate(http, port: workerPort, seed: 0)
-            for index in 1...images {
-                directTimes.append(try await generate(http, port: workerPort, seed: index))
-                sdboxTimes.append(try await generate(http, port: sdboxPort, seed: index))
-            }
+            // The warm-up round also waits for sdbox's hash of the file and its worker.
+            let paired = PairedGenerations(
+                http: http, workerPort: workerPort, sdboxPort: sdboxPort,
+                fields: [
+                    "prompt": "a lighthouse at dusk", "steps": .integer(Int64(steps)), "width": .integer(Int64(size)),
+                    "height": .integer(Int64(size)), "cfg_scale": .number(cfgScale),
+                ]
+            )
+            times = try await paired.measure(rounds: images, paths: [.direct, .a1111])
         } catch {
             await server.stop()
             await direct.stop()
@@ -134,50 +135,26 @@ struct SDCppBenchmark: AsyncParsableCommand {
         }
         await server.stop()
         await direct.stop()
+        let directTimes = times[.direct] ?? []
+        let sdboxTimes = times[.a1111] ?? []
 
         let differences = zip(sdboxTimes, directTimes).map { $0 - $1 }
-        let directMedian = Self.median(directTimes)
-        print(String(format: "worker start to ready:       %6.2f s median of 3 (engine load %.2f s; the rest is Python and imports)", Self.median(loads), engineLoad ?? .nan))
+        let directMedian = directTimes.median
+        print(String(format: "worker start to ready:       %6.2f s median of 3 (engine load %.2f s; the rest is Python and imports)", loads.median, engineLoad ?? .nan))
         print(String(format: "per image, worker directly:  %6.3f s median, %6.3f s best", directMedian, directTimes.min() ?? 0))
-        print(String(format: "per image, through sdbox:    %6.3f s median, %6.3f s best", Self.median(sdboxTimes), sdboxTimes.min() ?? 0))
+        print(String(format: "per image, through sdbox:    %6.3f s median, %6.3f s best", sdboxTimes.median, sdboxTimes.min() ?? 0))
         print(String(
             format: "sdbox overhead:              %+6.0f ms median of the %d paired differences = %+.1f%% of the direct median; best vs best %+.1f%%",
-            Self.median(differences) * 1000, images, Self.median(differences) / directMedian * 100,
+            differences.median * 1000, images, differences.median / directMedian * 100,
             ((sdboxTimes.min() ?? 0) / (directTimes.min() ?? 1) - 1) * 100
         ))
     }
 
     var threadArguments: [String] { threads.map { ["--threads", "\($0)"] } ?? [] }
 
-    /// Sends one txt2img and returns the seconds it took; sdbox and the worker both speak `/sdapi/v1/txt2img`.
-    @discardableResult
-    func generate(_ http: HTTPClient, port: Int, seed: Int) async throws -> Double {
-        let body: JSONValue = [
-            "prompt": "a lighthouse at dusk", "seed": .integer(Int64(seed)), "steps": .integer(Int64(steps)),
-            "width": .integer(Int64(size)), "height": .integer(Int64(size)), "cfg_scale": .number(cfgScale),
-        ]
-        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/sdapi/v1/txt2img")
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.body = .bytes(ByteBuffer(bytes: try body.encoded()))
-        let started = ContinuousClock.now
-        let response = try await http.execute(request, timeout: .seconds(3600))
-        let answer = try await response.body.collect(upTo: 64 << 20)
-        guard response.status == .ok else {
-            throw BenchmarkError("port \(port) answered \(response.status.code): \(String(buffer: answer).prefix(300))")
-        }
-        return started.duration(to: .now).seconds
-    }
-
     /// The worker's own figure for loading the model ("Model loaded in 1.23s").
     static func engineLoadSeconds(log: String) -> Double? {
         guard let text = try? String(contentsOfFile: log, encoding: .utf8), let range = text.range(of: "Model loaded in ") else { return nil }
         return Double(text[range.upperBound...].prefix { $0.isNumber || $0 == "." })
-    }
-
-    static func median(_ values: [Double]) -> Double {
-        let sorted = values.sorted()
-        guard !sorted.isEmpty else { return 0 }
-        return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
     }
 }

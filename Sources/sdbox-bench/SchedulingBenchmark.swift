@@ -103,11 +103,7 @@ struct Measurement {
     let makespan: Double
     var note = ""
 
-    func percentile(_ p: Double) -> Double {
-        let sorted = latencies.sorted()
-        guard !sorted.isEmpty else { return 0 }
-        return sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
-    }
+    func percentile(_ p: Double) -> Double { latencies.percentile(p) }
 
     static func printTable(_ rows: [Measurement], baseline: Measurement, ideal: Measurement) {
         func pad(_ text: String, _ width: Int) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }

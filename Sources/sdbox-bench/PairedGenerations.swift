@@ -1,0 +1,79 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import SDBoxCore
+
+/// The same generations sent to a worker directly and through sdbox, one at a time and interleaved, so
+/// that changes in the machine's load fall on every path alike; what sdbox adds is read from the paired
+/// differences (each sdbox request against the direct one of its round), which such changes disturb less
+/// than a difference of means.
+struct PairedGenerations {
+    /// Where a generation is sent.
+    enum Path: String, CaseIterable {
+        /// The worker's own `POST /sdapi/v1/txt2img`.
+        case direct = "worker directly"
+        /// sdbox's A1111 route, `POST /sdapi/v1/txt2img` (base64 images in the answer).
+        case a1111 = "sdbox /sdapi/v1/txt2img"
+        /// sdbox's task API, `POST /txt2img` synchronous (signed image URLs in the answer).
+        case taskAPI = "sdbox /txt2img (sync)"
+    }
+
+    let http: HTTPClient
+    let workerPort: Int
+    let sdboxPort: Int
+    /// The generation's fields; each request adds its own `seed`.
+    let fields: [String: JSONValue]
+
+    /// Seconds each request took, per path, `rounds` rounds of one request per path (the order rotating
+    /// between rounds), after one warm-up round.
+    func measure(rounds: Int, paths: [Path] = Path.allCases) async throws -> [Path: [Double]] {
+        for path in paths { try await send(path, seed: 0) }
+        var times: [Path: [Double]] = [:]
+        for round in 1...rounds {
+            let rotated = Array(paths[(round % paths.count)...] + paths[..<(round % paths.count)])
+            for path in rotated { times[path, default: []].append(try await send(path, seed: round)) }
+        }
+        return times
+    }
+
+    /// Sends one generation and returns the seconds until its whole answer was read.
+    @discardableResult
+    func send(_ path: Path, seed: Int) async throws -> Double {
+        var body = fields
+        body["seed"] = .integer(Int64(seed))
+        let (port, route) = switch path {
+        case .direct: (workerPort, "/sdapi/v1/txt2img")
+        case .a1111: (sdboxPort, "/sdapi/v1/txt2img")
+        case .taskAPI: (sdboxPort, "/txt2img")
+        }
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(route)")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(bytes: try JSONValue.object(body).encoded()))
+        let started = ContinuousClock.now
+        let response = try await http.execute(request, timeout: .seconds(3600))
+        let answer = try await response.body.collect(upTo: 64 << 20)
+        let seconds = started.duration(to: .now).seconds
+        guard response.status == .ok else {
+            throw BenchmarkError("\(path.rawValue) answered \(response.status.code): \(String(buffer: answer).prefix(300))")
+        }
+        return seconds
+    }
+
+    /// A table of each path's times and, for sdbox's, what it adds over the direct request of each round.
+    static func report(_ times: [Path: [Double]]) {
+        let direct = times[.direct] ?? []
+        print("path                         median      p90   | added: median      p90   ratio of medians")
+        for path in Path.allCases {
+            guard let own = times[path] else { continue }
+            var line = path.rawValue.padding(toLength: 25, withPad: " ", startingAt: 0)
+                + String(format: "  %7.2f ms %7.2f ms", own.median * 1000, own.percentile(0.9) * 1000)
+            if path != .direct {
+                let added = zip(own, direct).map { $0 - $1 }
+                line += String(format: "   |     %+7.2f ms %+7.2f ms   %.3f", added.median * 1000, added.percentile(0.9) * 1000, own.median / max(direct.median, 1e-9))
+            }
+            print(line)
+        }
+    }
+}
