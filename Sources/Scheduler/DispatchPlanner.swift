@@ -140,21 +140,19 @@ public struct DispatchPlanner: Sendable {
 
     /// Takes every queued task of a model out, returning their ids in queue order.
     public mutating func removeAll(model: String) -> [String] {
-        guard var queue = queues.removeValue(forKey: model) else { return [] }
-        return queue.order().map(\.id)
+        queues.removeValue(forKey: model)?.order().map(\.id) ?? []
     }
 
     /// A queued task's model and its place in that model's queue (1 = next).
-    public mutating func position(of id: String) -> (model: String, position: Int)? {
-        for model in queues.keys where queues[model]?.contains(id) == true {
-            guard let index = queues[model]?.order().firstIndex(where: { $0.id == id }) else { return nil }
-            return (model, index + 1)
+    public func position(of id: String) -> (model: String, position: Int)? {
+        for (model, queue) in queues {
+            if let index = queue.index(of: id) { return (model, index + 1) }
         }
         return nil
     }
 
     /// The ids of a model's queued tasks in the order they would run.
-    public mutating func queuedIDs(model: String) -> [String] {
+    public func queuedIDs(model: String) -> [String] {
         queues[model]?.order().map(\.id) ?? []
     }
 

@@ -1,3 +1,4 @@
+import DequeModule
 import Foundation
 
 /// One model's queued work, in the order it runs: fair between users, by priority within each user's own.
@@ -23,67 +24,97 @@ struct ModelQueue: Sendable {
         let sequence: UInt64
     }
 
-    /// Tasks ahead of the ring (admins' positive cross-user priority), in order.
+    /// Tasks ahead of the ring (admins' positive cross-user priority), in order; few.
     private var express: [Entry] = []
-    /// Each user's tasks, in their own order.
-    private var byUser: [String: [Entry]] = [:]
+    /// Each user's tasks, in their own order (by rank, then sequence).
+    private var byUser: [String: Deque<Entry>] = [:]
     /// Users with queued tasks, whose turn is next first.
-    private var ring: [String] = []
-    /// The whole order, made when first asked for after a change.
-    private var cachedOrder: [Entry]?
+    private var ring: Deque<String> = []
+    /// Every queued task by id, to find, place and remove one without a scan.
+    private var entries: [String: Entry] = [:]
 
-    var count: Int { express.count + byUser.values.reduce(0) { $0 + $1.count } }
-    var isEmpty: Bool { express.isEmpty && ring.isEmpty }
+    var count: Int { entries.count }
+    var isEmpty: Bool { entries.isEmpty }
 
     /// The task that runs next.
     var first: Entry? {
         express.first ?? ring.first.flatMap { byUser[$0]?.first }
     }
 
-    /// Every queued task in the order it would run if nothing else came.
-    mutating func order() -> [Entry] {
-        if let cachedOrder { return cachedOrder }
+    /// Every queued task in the order it would run if nothing else came (O(n): for listings, not per poll).
+    func order() -> [Entry] {
         var order = express
+        order.reserveCapacity(count)
         var round = 0
         var more = true
         while more {
             more = false
             for user in ring {
-                guard let entries = byUser[user], round < entries.count else { continue }
-                order.append(entries[round])
-                more = more || round + 1 < entries.count
+                guard let queue = byUser[user], round < queue.count else { continue }
+                order.append(queue[round])
+                more = more || round + 1 < queue.count
             }
             round += 1
         }
-        cachedOrder = order
         return order
     }
 
+    /// Where a task stands in ``order()`` (0 = next), without making the order: the express tasks, then
+    /// for a task `k`-th in its user's queue, `min(k, their count)` tasks of each user in the ring and one
+    /// more of each user ahead in the ring with more than `k` tasks. O(users + log n).
+    func index(of id: String) -> Int? {
+        guard let entry = entries[id] else { return nil }
+        if entry.crossUserPriority > 0 { return express.firstIndex { $0.id == id } }
+        guard let queue = byUser[entry.user] else { return nil }
+        let k = Self.insertionIndex(of: entry, in: queue) - 1
+        var index = express.count
+        var ahead = true
+        for user in ring {
+            let theirs = byUser[user]?.count ?? 0
+            if user == entry.user { ahead = false }
+            index += min(k, theirs) + (ahead && theirs > k ? 1 : 0)
+        }
+        return index
+    }
+
     mutating func insert(_ entry: Entry) {
-        cachedOrder = nil
+        entries[entry.id] = entry
         if entry.crossUserPriority > 0 {
             let key = (-entry.crossUserPriority, entry.rank, entry.sequence)
             express.insert(entry, at: express.firstIndex { (-$0.crossUserPriority, $0.rank, $0.sequence) > key } ?? express.endIndex)
             return
         }
         if byUser[entry.user] == nil { ring.append(entry.user) }
-        let key = (entry.rank, entry.sequence)
-        let index = byUser[entry.user]?.firstIndex { ($0.rank, $0.sequence) > key } ?? byUser[entry.user]?.endIndex ?? 0
+        // Usually the last place (tasks come in time order): the search is quick and the insert an append.
+        let index = Self.insertionIndex(of: entry, in: byUser[entry.user] ?? [])
         byUser[entry.user, default: []].insert(entry, at: index)
+    }
+
+    /// The index in a user's queue after every task that runs before `entry` or is it (binary search).
+    private static func insertionIndex(of entry: Entry, in queue: Deque<Entry>) -> Int {
+        let key = (entry.rank, entry.sequence)
+        var low = 0
+        var high = queue.count
+        while low < high {
+            let middle = (low + high) / 2
+            if (queue[middle].rank, queue[middle].sequence) <= key { low = middle + 1 } else { high = middle }
+        }
+        return low
     }
 
     /// Takes the next task out; its user goes to the back of the ring.
     mutating func removeFirst() -> Entry? {
-        cachedOrder = nil
-        if !express.isEmpty { return express.removeFirst() }
-        guard !ring.isEmpty else { return nil }
-        let user = ring.removeFirst()
-        guard var entries = byUser[user], !entries.isEmpty else { return nil }
-        let next = entries.removeFirst()
-        if entries.isEmpty {
+        if !express.isEmpty {
+            let next = express.removeFirst()
+            entries[next.id] = nil
+            return next
+        }
+        guard let user = ring.popFirst() else { return nil }
+        guard let next = byUser[user]?.popFirst() else { return nil }
+        entries[next.id] = nil
+        if byUser[user]?.isEmpty == true {
             byUser[user] = nil
         } else {
-            byUser[user] = entries
             ring.append(user)
         }
         return next
@@ -91,28 +122,21 @@ struct ModelQueue: Sendable {
 
     /// Takes a task out wherever it is; false if it is not queued here.
     mutating func remove(_ id: String) -> Bool {
-        if let index = express.firstIndex(where: { $0.id == id }) {
-            cachedOrder = nil
-            express.remove(at: index)
+        guard let entry = entries.removeValue(forKey: id) else { return false }
+        if entry.crossUserPriority > 0 {
+            express.removeAll { $0.id == id }
             return true
         }
-        for (user, var entries) in byUser {
-            guard let index = entries.firstIndex(where: { $0.id == id }) else { continue }
-            cachedOrder = nil
-            entries.remove(at: index)
-            if entries.isEmpty {
-                byUser[user] = nil
-                ring.removeAll { $0 == user }
-            } else {
-                byUser[user] = entries
-            }
-            return true
+        guard var queue = byUser.removeValue(forKey: entry.user) else { return true }
+        queue.remove(at: Self.insertionIndex(of: entry, in: queue) - 1)
+        if queue.isEmpty {
+            ring.removeAll { $0 == entry.user }
+        } else {
+            byUser[entry.user] = queue
         }
-        return false
+        return true
     }
 
-    /// Whether a task is queued here (without making the order).
-    func contains(_ id: String) -> Bool {
-        express.contains { $0.id == id } || byUser.values.contains { $0.contains { $0.id == id } }
-    }
+    /// Whether a task is queued here.
+    func contains(_ id: String) -> Bool { entries[id] != nil }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import SDBoxCore
 import Scheduler
 import Testing
 
@@ -235,6 +236,46 @@ import Testing
         let drained = p.removeAll(model: "B")
         #expect(drained == ["b1"])
         #expect(p.queueDepths == ["A": 1])
+    }
+}
+
+extension DispatchPlannerTests {
+    /// A queued task's position, counted without making the queue's order, is its place in that order,
+    /// whatever mix of users, priorities, admins' cross-user priorities, removals and dispatches came before.
+    @Test(arguments: [1, 2, 3, 4, 5] as [UInt64])
+    func positionsMatchTheOrderUnderRandomChanges(seed: UInt64) {
+        var random = SplitMix64(seed: seed)
+        var p = planner(maxInstances: 1)
+        var queued: [String] = []
+        for step in 0..<400 {
+            let roll = random.next() % 10
+            if roll < 6 || queued.isEmpty {
+                let id = "t\(step)"
+                let priority = Int(random.next() % 3) - 1
+                p.enqueue(
+                    id, model: "A", user: "u\(random.next() % 4)", priority: priority, crossUserPriority: random.next() % 20 == 0,
+                    enqueuedAt: at(Double(random.next() % 100))
+                )
+                queued.append(id)
+            } else if roll < 8 {
+                let id = queued.remove(at: Int(random.next() % UInt64(queued.count)))
+                let removed = p.remove(id)
+                #expect(removed)
+            } else {
+                // Dispatch: the one worker finishes its task, if any, and takes the queue's head.
+                if let busy = p.workers.values.first(where: { $0.state == .busy }) { p.taskDone(workerID: busy.id, healthy: true, now: at(200)) }
+                for decision in p.plan(now: at(200)) {
+                    if case .start(let id, _, _) = decision { p.workerReady(id, now: at(200)) }
+                    if case .assign(let id, _) = decision { queued.removeAll { $0 == id } }
+                }
+                for case .assign(let id, _) in p.plan(now: at(200)) { queued.removeAll { $0 == id } }
+            }
+            let order = p.queuedIDs(model: "A")
+            #expect(Set(order) == Set(queued))
+            for (index, id) in order.enumerated() {
+                #expect(p.position(of: id)?.position == index + 1, "step \(step), task \(id)")
+            }
+        }
     }
 }
 
