@@ -92,6 +92,36 @@ import Testing
         #expect(try await store.get(task.id)?.result?.images.count == 1)
     }
 
+    /// Concurrent writes are committed in groups: each caller gets its own outcome, a write that fails
+    /// (here a forbidden move) undoes only its own changes, and everything answered is on disk.
+    @Test func concurrentWritesCommitTogetherAndFailAlone() async throws {
+        let directory = try TemporaryDirectory()
+        let ids: [String]
+        do {
+            let store = LMDBTaskStore(database: try Database(path: directory.path))
+            let done = try await store.insert(makeTask())
+            try await store.update(done.id) { $0.state = .running }
+            try await store.update(done.id) { $0.state = .succeeded }
+            ids = try await withThrowingTaskGroup(of: String?.self) { group in
+                for index in 0..<200 {
+                    group.addTask {
+                        if index % 10 == 0 {
+                            // Refused: a finished task cannot run again; the writes beside it stand.
+                            await #expect(throws: TaskStoreError.self) { try await store.update(done.id) { task in task.state = .running } }
+                            return nil
+                        }
+                        return try await store.insert(makeTask()).id
+                    }
+                }
+                return try await group.reduce(into: []) { if let id = $1 { $0.append(id) } }
+            }
+            #expect(ids.count == 180)
+            #expect(try await store.get(done.id)?.state == .succeeded)
+        }
+        let reopened = LMDBTaskStore(database: try Database(path: directory.path))
+        #expect(Set(try await reopened.activeTasks().map(\.id)) == Set(ids))
+    }
+
     @Test func refusesInvalidTransitions() async throws {
         let directory = try TemporaryDirectory()
         let store = LMDBTaskStore(database: try Database(path: directory.path))

@@ -8,6 +8,8 @@ public final class Database: Sendable {
     let environment: LMDBEnvironment
     let threadPool: NIOThreadPool
     let tables: Tables
+    /// Where write transactions wait to be committed together.
+    let commits: GroupCommit
     /// The tasks this process wrote or read lately (``TaskStore`` keeps it true).
     let taskCache = TaskCache()
 
@@ -35,6 +37,7 @@ public final class Database: Sendable {
         let environment = try LMDBEnvironment(path: path)
         self.environment = environment
         self.threadPool = threadPool
+        self.commits = GroupCommit(environment: environment, threadPool: threadPool)
         self.tables = Tables(
             tasks: try environment.openTable(named: "tasks"),
             activeTasks: try environment.openTable(named: "tasks.active"),
@@ -56,11 +59,11 @@ public final class Database: Sendable {
         return try await threadPool.runIfActive { try environment.read { try body($0, tables) } }
     }
 
-    /// Runs a write transaction on the thread pool.
+    /// Runs a write on the thread pool, committed with the writes that arrive meanwhile (``GroupCommit``);
+    /// returns once it is on disk. A write that throws changes nothing.
     func write<R: Sendable>(_ body: @escaping @Sendable (LMDBTransaction, Tables) throws -> R) async throws -> R {
-        let environment = self.environment
         let tables = self.tables
-        return try await threadPool.runIfActive { try environment.write { try body($0, tables) } }
+        return try await commits.write { try body($0, tables) }
     }
 }
 

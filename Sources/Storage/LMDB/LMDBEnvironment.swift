@@ -100,11 +100,22 @@ public struct LMDBTable: Sendable {
 public struct LMDBTransaction {
     let handle: OpaquePointer
 
-    init(environment: OpaquePointer, readOnly: Bool) throws(LMDBError) {
+    init(environment: OpaquePointer, readOnly: Bool, parent: LMDBTransaction? = nil) throws(LMDBError) {
         var txn: OpaquePointer?
-        try check(mdb_txn_begin(environment, nil, readOnly ? UInt32(MDB_RDONLY) : 0, &txn), "txn_begin")
+        try check(mdb_txn_begin(environment, parent?.handle, readOnly ? UInt32(MDB_RDONLY) : 0, &txn), "txn_begin")
         guard let txn else { throw LMDBError(EINVAL, "txn_begin") }
         self.handle = txn
+    }
+
+    /// Runs `body` in a transaction nested in this write transaction: its changes join this one's when it
+    /// returns true, and are undone when it returns false.
+    func nested(_ body: (LMDBTransaction) -> Bool) throws(LMDBError) {
+        let child = try LMDBTransaction(environment: mdb_txn_env(handle), readOnly: false, parent: self)
+        if body(child) {
+            try check(mdb_txn_commit(child.handle), "txn_commit(nested)")
+        } else {
+            mdb_txn_abort(child.handle)
+        }
     }
 
     /// The value stored under `key`, or `nil`.
