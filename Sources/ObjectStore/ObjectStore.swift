@@ -76,12 +76,34 @@ public struct ObjectStore: Sendable {
 
     /// Stores `data` under `key`, atomically.
     public func put(_ data: Data, key: String) async throws {
-        let path = try path(for: key)
+        try await put([(data, key)])
+    }
+
+    /// Stores several objects (a task's images), each atomically, with one sync of each folder for them
+    /// all; when one cannot be written, none of them is left.
+    public func put(_ objects: [(data: Data, key: String)]) async throws {
+        let paths = try objects.map { try path(for: $0.key) }
         let (realRoot, reserve) = (self.realRoot, minimumFreeBytes)
         try await threadPool.runIfActive {
-            try Self.checkStaysInside(realRoot, path: path, key: key)
-            try Self.checkFreeSpace(at: realRoot, adding: data.count, reserve: reserve, key: key)
-            try Self.writeAtomically(data, to: path, key: key)
+            var placed: [String] = []
+            var temporaries: [String] = []
+            do {
+                for (object, path) in zip(objects, paths) {
+                    try Self.checkStaysInside(realRoot, path: path, key: object.key)
+                }
+                try Self.checkFreeSpace(at: realRoot, adding: objects.reduce(0) { $0 + $1.data.count }, reserve: reserve, key: objects.first?.key ?? "")
+                for (object, path) in zip(objects, paths) {
+                    temporaries.append(try Self.writeTemporary(object.data, beside: path, key: object.key))
+                }
+                for (index, (object, path)) in zip(objects, paths).enumerated() {
+                    guard rename(temporaries[index], path) == 0 else { throw Self.failure(errno, key: object.key) }
+                    placed.append(path)
+                }
+            } catch {
+                for path in temporaries.dropFirst(placed.count) + placed { unlink(path) }
+                throw error
+            }
+            for folder in Set(paths.map { ($0 as NSString).deletingLastPathComponent }) { Self.syncFolder(folder) }
         }
     }
 
@@ -193,6 +215,18 @@ public struct ObjectStore: Sendable {
     /// a crash keeps one of the two: a temporary file in the same folder, fsync, rename, fsync of the
     /// folder. A full disk is ``ObjectStoreError/diskFull(key:reason:)``; `key` names what was written.
     public static func writeAtomically(_ data: Data, to path: String, key: String) throws {
+        let temporary = try writeTemporary(data, beside: path, key: key)
+        guard rename(temporary, path) == 0 else {
+            let code = errno
+            unlink(temporary)
+            throw failure(code, key: key)
+        }
+        syncFolder((path as NSString).deletingLastPathComponent)
+    }
+
+    /// Writes `data` to a new temporary file in the folder of `path` (made if missing) and syncs it to disk;
+    /// returns the temporary file's path, to be renamed to `path`.
+    static func writeTemporary(_ data: Data, beside path: String, key: String) throws -> String {
         let folder = (path as NSString).deletingLastPathComponent
         do {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
@@ -217,11 +251,15 @@ public struct ObjectStore: Sendable {
         }
         if failed == nil && fsync(fd) != 0 { failed = errno }
         if close(fd) != 0 && failed == nil { failed = errno }  // NFS reports write errors at close
-        if failed == nil && rename(temporary, path) != 0 { failed = errno }
         if let failed {
             unlink(temporary)
             throw failure(failed, key: key)
         }
+        return temporary
+    }
+
+    /// Syncs a folder, so that the names renamed into it survive a crash.
+    static func syncFolder(_ folder: String) {
         let dirfd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dirfd >= 0 {
             fsync(dirfd)
