@@ -36,6 +36,8 @@ public final class TaskRunner: Sendable {
         /// The progress call under way to the worker of each running task; polls that come meanwhile share it.
         var progressPolls: [String: Task<A1111.Progress?, Never>] = [:]
         var waiters: [String: [Int: CheckedContinuation<TaskRecord?, Never>]] = [:]
+        /// Callers waiting for a generation's answer (``waitForAnswer(_:)``).
+        var answerWaiters: [String: [Int: CheckedContinuation<WorkerAnswer?, Never>]] = [:]
         var nextWaiterID = 1
         /// Task changes held in memory because the disk is full (see ``persist(_:_:)``).
         var changesWaitingForDisk = 0
@@ -113,15 +115,16 @@ public final class TaskRunner: Sendable {
     func run(of id: String) -> Run? { state.withLock { $0.runs[id] } }
 
     /// Runs task `id` on `worker` (registered with ``register(_:on:)``) and records the outcome.
+    ///
+    /// Nothing a caller does not wait for delays the worker: the task is marked running on disk while its
+    /// worker works (its outcome is written after that), and a generation's answer goes to the callers
+    /// waiting for its images (``waitForAnswer(_:)``) before the images are stored.
     func run(_ id: String, on worker: WorkerProcess, timeoutSeconds: Int) async -> Ending {
         defer { forget(id) }
         let task: TaskRecord
         do {
-            task = try await persist(id) {
-                $0.state = .running
-                $0.attempts += 1
-                $0.startedAt = Date()
-            }
+            guard let queued = try await tasks.get(id) else { throw TaskStoreError.notFound(id) }
+            task = queued
         } catch {
             logger.error("task could not start", metadata: ["task": "\(id)", "error": "\(ErrorSummary(error))"])
             return Ending(healthy: true)
@@ -130,51 +133,89 @@ public final class TaskRunner: Sendable {
             await finish(id, state: .cancelled, error: nil)
             return Ending(healthy: true)
         }
-        logger.info("task started", metadata: ["task": "\(id)", "model": "\(task.model)", "worker": "\(worker.id)", "attempt": "\(task.attempts)"])
+        let marking = Task {
+            try await self.persist(id) {
+                $0.state = .running
+                $0.attempts += 1
+                $0.startedAt = Date()
+            }
+        }
+        logger.info("task started", metadata: ["task": "\(id)", "model": "\(task.model)", "worker": "\(worker.id)", "attempt": "\(task.attempts + 1)"])
+        let started = ContinuousClock.now
+        let outcome = await call(task, on: worker, timeoutSeconds: timeoutSeconds)
+        let seconds = started.duration(to: .now).seconds
+        let running: TaskRecord
+        do {
+            running = try await marking.value
+        } catch {
+            // Not even marked running: nothing about the task can be recorded (it was removed, or sdbox stops).
+            logger.error("task could not be marked running", metadata: ["task": "\(id)", "error": "\(ErrorSummary(error))"])
+            return Ending(healthy: true)
+        }
+        let run = run(of: id)
+        let cancelled = run?.cancelRequested ?? false
+        switch outcome {
+        case .unsendable(let reason):
+            await finish(id, state: .failed, error: "the task's request cannot be sent: \(reason)")
+        case .rejected(let status, let detail):
+            await finish(id, state: cancelled ? .cancelled : .failed, error: run?.abortReason ?? (cancelled ? nil : "worker error (\(status)): \(detail)"))
+        case .lost(let error):
+            return await workerLost(running, error: error)
+        case .answered(let answer, let read):
+            if let reason = run?.abortReason {
+                await finish(id, state: .failed, error: reason)
+                break
+            }
+            do {
+                let result = try await store(answer, read: read, of: running)
+                let failure = answer.isSuccess ? nil : "worker answered \(answer.status): \(answer.detail)"
+                await finish(id, state: cancelled ? .cancelled : failure == nil ? .succeeded : .failed, error: failure, result: result)
+            } catch {
+                await finish(id, state: .failed, error: "could not store the result: \(error)")
+            }
+            // A generation's time teaches the model's pace; a cancelled one or a passthrough call's does not.
+            return Ending(healthy: true, generationSeconds: !cancelled && task.kind != .passthrough ? seconds : nil)
+        }
+        return Ending(healthy: true)
+    }
+
+    /// How a worker call ended.
+    enum CallOutcome {
+        /// The worker answered: a generation's answer is also read (`read`, nil for a passthrough call).
+        case answered(WorkerResponse, read: Result<WorkerAnswer, any Error>?)
+        /// The worker refused the task (an error status for a generation).
+        case rejected(status: Int, detail: String)
+        /// The worker died or stopped answering under the task.
+        case lost(WorkerCallError)
+        /// The task's stored request cannot be made into a call.
+        case unsendable(String)
+    }
+
+    /// Sends a task to its worker while watching that the worker still answers. A generation's answer is
+    /// read at once and handed to the callers waiting for it (unless the task must fail whatever it is).
+    func call(_ task: TaskRecord, on worker: WorkerProcess, timeoutSeconds: Int) async -> CallOutcome {
         let call: WorkerCall
         do {
             call = try WorkerCall(task: task)
         } catch {
-            await finish(id, state: .failed, error: "the task's request cannot be sent: \(error)")
-            return Ending(healthy: true)
+            return .unsendable("\(error)")
         }
-        let started = ContinuousClock.now
-        let answer: WorkerResponse
         let watchdog = Task { await self.watch(worker) }
         defer { watchdog.cancel() }
+        let answer: WorkerResponse
         do throws(WorkerCallError) {
             answer = try await worker.whileAlive { () async throws(WorkerCallError) -> WorkerResponse in
                 try await self.client.send(call, port: worker.port, timeout: .seconds(Int64(timeoutSeconds)))
             }
-            // A generation must succeed; a passthrough call's answer is its result, whatever its status.
-            if task.kind != .passthrough && !answer.isSuccess { throw .rejected(status: answer.status, detail: answer.detail) }
-        } catch .rejected(let status, let detail) {
-            let run = run(of: id)
-            let cancelled = run?.cancelRequested ?? false
-            await finish(
-                id, state: cancelled ? .cancelled : .failed,
-                error: run?.abortReason ?? (cancelled ? nil : "worker error (\(status)): \(detail)")
-            )
-            return Ending(healthy: true)
         } catch {
-            return await workerLost(task, error: error)
+            return .lost(error)
         }
-        let run = run(of: id)
-        if let reason = run?.abortReason {
-            await finish(id, state: .failed, error: reason)
-            return Ending(healthy: true)
-        }
-        let cancelled = run?.cancelRequested ?? false
-        let seconds = !cancelled && task.kind != .passthrough ? started.duration(to: .now).seconds : nil
-        do {
-            let result = task.kind == .passthrough
-                ? try await PassthroughResult.store(answer, of: task, in: objects) : try await store(answer.body, of: task)
-            let failure = answer.isSuccess ? nil : "worker answered \(answer.status): \(answer.detail)"
-            await finish(id, state: cancelled ? .cancelled : failure == nil ? .succeeded : .failed, error: failure, result: result)
-        } catch {
-            await finish(id, state: .failed, error: "could not store the result: \(error)")
-        }
-        return Ending(healthy: true, generationSeconds: seconds)
+        // A generation must succeed; a passthrough call's answer is its result, whatever its status.
+        guard task.kind != .passthrough else { return .answered(answer, read: nil) }
+        guard answer.isSuccess else { return .rejected(status: answer.status, detail: answer.detail) }
+        let read = Result { try WorkerAnswer(kind: task.kind, answer: answer.body, request: task.request) }
+        if case .success(let output) = read, run(of: task.id)?.abortReason == nil { publish(output, of: task.id) }
+        return .answered(answer, read: read)
     }
 
     /// Pings a busy worker every `livenessSeconds`; one that fails `livenessFailures` pings in a row has
@@ -364,35 +405,63 @@ public final class TaskRunner: Sendable {
     func taskEnded(_ task: TaskRecord) {
         metrics.taskFinished(task)
         usage.withdraw(user: task.user, bytes: task.request.storageSize)
-        let waiting = state.withLock { $0.waiters.removeValue(forKey: task.id) }
+        let (waiting, waitingForAnswer) = state.withLock { ($0.waiters.removeValue(forKey: task.id), $0.answerWaiters.removeValue(forKey: task.id)) }
         for waiter in (waiting ?? [:]).values { waiter.resume(returning: task) }
+        for waiter in (waitingForAnswer ?? [:]).values { waiter.resume(returning: nil) }
         events.yield(.taskFinished(task))
     }
 
-    /// Saves a generation's or extras' answer: images into the object store, `info` parsed from its JSON
-    /// string. When an image cannot be saved (disk full), the ones already saved are removed, so nothing is
-    /// half written. The images stored are then announced.
-    func store(_ answer: Data, of task: TaskRecord) async throws -> TaskResult {
-        let output = try WorkerAnswer(kind: task.kind, answer: answer, request: task.request)
-        var keys: [String] = []
-        do {
-            for (index, image) in output.images.enumerated() {
-                guard let data = Data(base64Encoded: image, options: .ignoreUnknownCharacters) else {
-                    throw WorkerCallError.rejected(status: 200, detail: "image \(index + 1) is not valid base64")
-                }
-                let key = ObjectKey.image(user: task.user, taskID: task.id, index: index + 1)
-                try await objects.put(data, key: key)
-                keys.append(key)
+    /// Saves a worker's answer as the task's result: a generation's or extras' images into the object store
+    /// (all at once), `info` parsed from its JSON string; a passthrough call's as ``PassthroughResult``
+    /// keeps it. When an image cannot be saved (disk full), the ones already saved are removed, so nothing
+    /// is half written. The images stored are then announced.
+    func store(_ answer: WorkerResponse, read: Result<WorkerAnswer, any Error>?, of task: TaskRecord) async throws -> TaskResult {
+        guard let read else { return try await PassthroughResult.store(answer, of: task, in: objects) }
+        let output = try read.get()
+        var files: [(data: Data, key: String)] = []
+        for (index, image) in output.images.enumerated() {
+            guard let data = Data(base64Encoded: image, options: .ignoreUnknownCharacters) else {
+                throw WorkerCallError.rejected(status: 200, detail: "image \(index + 1) is not valid base64")
             }
-        } catch {
-            for key in keys { try? await objects.delete(key) }
-            throw error
+            files.append((data, ObjectKey.image(user: task.user, taskID: task.id, index: index + 1)))
         }
+        try await objects.put(files)
+        let keys = files.map(\.key)
         events.yield(.imagesStored(task: task, keys: keys))
         return TaskResult(images: keys, info: output.info, parameters: output.parameters)
     }
 
     // MARK: Waiting
+
+    /// Waits for a generation's answer from its worker and returns it as soon as it came, while its images
+    /// are stored: what a caller of the A1111 API, which answers with the images themselves, needs. Nil
+    /// when the task ends without one (it failed, or was final already): its final record tells the rest.
+    public func waitForAnswer(_ id: String) async -> WorkerAnswer? {
+        await withCheckedContinuation { continuation in
+            let waiterID = state.withLock { state in
+                let waiterID = state.nextWaiterID
+                state.nextWaiterID += 1
+                state.answerWaiters[id, default: [:]][waiterID] = continuation
+                return waiterID
+            }
+            Task {
+                // Final before the wait began: nothing will be handed over.
+                guard (try? await self.tasks.get(id))??.state.isFinal != false else { return }
+                let waiter = self.state.withLock { state -> CheckedContinuation<WorkerAnswer?, Never>? in
+                    let waiter = state.answerWaiters[id]?.removeValue(forKey: waiterID)
+                    if state.answerWaiters[id]?.isEmpty == true { state.answerWaiters[id] = nil }
+                    return waiter
+                }
+                waiter?.resume(returning: nil)
+            }
+        }
+    }
+
+    /// Hands a generation's answer to the callers waiting for it.
+    func publish(_ answer: WorkerAnswer, of id: String) {
+        let waiting = state.withLock { $0.answerWaiters.removeValue(forKey: id) }
+        for waiter in (waiting ?? [:]).values { waiter.resume(returning: answer) }
+    }
 
     /// Waits until a task is final and returns it; `nil` if it does not exist. With a `timeout`, returns
     /// the task as it stands when the time is up.

@@ -2,11 +2,13 @@ import Foundation
 import SDBoxCore
 
 /// A worker's answer to a task, read according to the task's kind: the images it made (base64) and what
-/// the task records beside them.
-struct WorkerAnswer {
-    var images: [String]
-    var info: JSONValue
-    var parameters: JSONValue
+/// the task records beside them. Callers of the A1111 API get it as it comes (``TaskRunner/waitForAnswer(_:)``).
+public struct WorkerAnswer: Sendable {
+    /// The images, base64, as the worker sent them.
+    public var images: [String]
+    /// A1111's `info`, parsed from its JSON string, with sdbox's additions.
+    public var info: JSONValue
+    public var parameters: JSONValue
 
     /// Reads txt2img/img2img answers (`images`, `parameters`, `info` as a JSON string) and extras answers
     /// (`image` or `images`, with `html_info`). An extras task records its request without the image

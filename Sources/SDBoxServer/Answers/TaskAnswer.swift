@@ -25,16 +25,20 @@ struct TaskAnswer: Encodable {
 
 extension Services {
     /// The answer to a submitted task, for every submission route: `{taskId, status}` at once with
-    /// `Request-Type: async`; else, once the task is final, what `whenFinal` makes of it; either with the
-    /// task's id in the `taskId` header. A task that
-    /// failed with nothing to give (a passthrough call's worker answer is something) is a 500 with its
-    /// reason and id.
+    /// `Request-Type: async`; else, once the task is final, what `whenFinal` makes of it, or, given
+    /// `whenAnswered` (the A1111 routes, which answer with the images themselves), what that makes of the
+    /// worker's answer as soon as it came, while its images are stored; either with the task's id in the
+    /// `taskId` header. A task that failed with nothing to give (a passthrough call's worker answer is
+    /// something) is a 500 with its reason and id.
     func answer(
-        _ task: TaskRecord, request: Request, whenFinal: (TaskRecord) async throws -> Response
+        _ task: TaskRecord, request: Request, whenAnswered: ((WorkerAnswer) throws -> Response)? = nil,
+        whenFinal: (TaskRecord) async throws -> Response
     ) async throws -> Response {
         var response: Response
         if request.headers[.requestType]?.lowercased() == "async" {
             response = try .json(TaskAnswer(task))
+        } else if let whenAnswered, let answer = await scheduler.runner.waitForAnswer(task.id) {
+            response = try whenAnswered(answer)
         } else {
             guard let final = await scheduler.runner.waitUntilFinal(task.id) else { throw APIError.taskNotFound(task.id) }
             if final.state == .failed && final.result == nil { throw APIError.taskDidNotSucceed(final) }

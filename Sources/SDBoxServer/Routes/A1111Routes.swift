@@ -82,36 +82,48 @@ struct A1111Routes {
         }
     }
 
-    /// Runs a generation synchronously and answers as A1111: base64 PNGs, parameters, `info` as a JSON string.
-    /// An interrupted generation answers with the images made so far, as A1111 does.
+    /// Runs a generation synchronously and answers as A1111: base64 PNGs, parameters, `info` as a JSON string,
+    /// from the worker's answer as it comes (its images are stored meanwhile). An interrupted generation
+    /// answers with the images made so far, as A1111 does.
     func generate(kind: TaskKind, request: Request, context: SDBoxRequestContext) async throws -> Response {
         var body = try await request.jsonBody(limit: services.configuration.http.maxBodyBytes)
         let submission = try services.submission(taking: &body, request: request, context: context)
         let task = try await services.submitGeneration(kind: kind, body: body, submission: submission)
-        return try await services.answer(task, request: request) { final in
+        func response(images: [String], info: JSONValue, parameters: JSONValue) throws -> Response {
+            let info = try info.stringValue ?? String(decoding: info.encoded(), as: UTF8.self)
+            return try Response.json(A1111.GenerationResponse(images: images, parameters: parameters, info: info))
+        }
+        return try await services.answer(task, request: request) { answer in
+            try response(images: answer.images, info: answer.info, parameters: answer.parameters)
+        } whenFinal: { final in
             let (result, images) = try await outcome(of: final)
-            let info = try result.info.stringValue ?? String(decoding: result.info.encoded(), as: UTF8.self)
-            return try Response.json(A1111.GenerationResponse(images: images, parameters: result.parameters, info: info))
+            return try response(images: images, info: result.info, parameters: result.parameters)
         }
     }
 
     /// Runs an extras request synchronously and answers as A1111: `{html_info, image}` for one image,
-    /// `{html_info, images}` for a batch.
+    /// `{html_info, images}` for a batch, from the worker's answer as it comes.
     func postprocess(kind: TaskKind, request: Request, context: SDBoxRequestContext) async throws -> Response {
         var body = try await request.jsonBody(limit: services.configuration.http.maxBodyBytes)
         let submission = try services.submission(taking: &body, request: request, context: context)
         let task = try await services.submitPostprocessing(kind: kind, body: body, submission: submission)
-        return try await services.answer(task, request: request) { final in
-            let (result, images) = try await outcome(of: final)
-            let html = result.info["html_info"]?.stringValue ?? ""
+        func response(images: [String], info: JSONValue) throws -> Response {
+            let html = info["html_info"]?.stringValue ?? ""
             if kind == .extraSingleImage {
                 return try Response.json(A1111.ExtrasSingleImageResponse(html_info: html, image: images.first ?? ""))
             }
             return try Response.json(A1111.ExtrasBatchImagesResponse(html_info: html, images: images))
         }
+        return try await services.answer(task, request: request) { answer in
+            try response(images: answer.images, info: answer.info)
+        } whenFinal: { final in
+            let (result, images) = try await outcome(of: final)
+            return try response(images: images, info: result.info)
+        }
     }
 
-    /// A final task's result with its images as base64; a task cancelled before any image is a 500.
+    /// A final task's result with its images as base64, read back from the object store; a task cancelled
+    /// before any image is a 500.
     func outcome(of final: TaskRecord) async throws -> (TaskResult, [String]) {
         guard let result = final.result else { throw APIError.taskDidNotSucceed(final) }
         var images: [String] = []
