@@ -45,17 +45,18 @@ extension JSONValue: Hashable {
 
 extension JSONValue: Codable {
     public init(from decoder: any Decoder) throws {
+        // Each kind that does not match costs a thrown error: the commonest (strings, then numbers) first.
         let container = try decoder.singleValueContainer()
         if container.decodeNil() {
             self = .null
-        } else if let value = try? container.decode(Bool.self) {
-            self = .bool(value)
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
         } else if let value = try? container.decode(Int64.self) {
             self = .integer(value)
         } else if let value = try? container.decode(Double.self) {
             self = .number(value)
-        } else if let value = try? container.decode(String.self) {
-            self = .string(value)
+        } else if let value = try? container.decode(Bool.self) {
+            self = .bool(value)
         } else if let value = try? container.decode([JSONValue].self) {
             self = .array(value)
         } else {
@@ -81,7 +82,11 @@ extension JSONValue {
     /// Parses a JSON document from raw bytes; one past ``JSONLimits`` throws a ``JSONLimitError``.
     public init(parsing bytes: some Collection<UInt8>) throws {
         try JSONLimits.check(bytes)
-        self = try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+        if let parsed = try bytes.withContiguousStorageIfAvailable({ buffer throws(JSONParser.Failure) in try JSONParser.parse(buffer) }) {
+            self = parsed
+        } else {
+            self = try Array(bytes).withUnsafeBufferPointer { buffer throws(JSONParser.Failure) in try JSONParser.parse(buffer) }
+        }
     }
 
     /// The document as compact JSON bytes, keys sorted. Throws for a number JSON cannot hold (NaN, infinity).

@@ -142,6 +142,65 @@ import Testing
     }
 }
 
+/// sdbox's JSON parser reads every document as Foundation's `JSONDecoder` reads it into a `JSONValue`,
+/// and refuses what it refuses.
+@Suite struct JSONParserTests {
+    func foundation(_ text: String) throws -> JSONValue {
+        try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+    }
+
+    @Test(arguments: [
+        "0", "-0", "1.0", "1e2", "-1.5E-3", "9223372036854775807", "-9223372036854775808", "9223372036854775808",
+        "123456789012345678901234567890", "0.1", " \t\n\r[1, 2 ,3]\n", "true", "false", "null", "\"\"", "{}", "[]",
+        #""\u00e9\u4e2d\ud83d\ude00 \"\\\/\b\f\n\r\t""#, #""héllo wörld 😀""#, #"{"a":1,"a":2}"#, "[1,]", #"{"a":1,}"#,
+        #"{"prompt":"a fox","steps":20,"cfg_scale":7.5,"restore_faces":false,"override_settings":{"sd_vae":null},"x":[[],{}]}"#,
+    ])
+    func readsAsFoundationDoes(text: String) throws {
+        #expect(try JSONValue(parsing: Array(text.utf8)) == (try foundation(text)))
+    }
+
+    @Test(arguments: ["01", "1.", "-", ".5", "+1", "[,]", "[1,,]", "{,}", "tru", "[1] x", #"{"a" 1}"#, #"{a:1}"#, "\"\u{01}\"", "\"abc", "[", "", "NaN", "1e999"])
+    func refusesWhatIsNotJSON(text: String) {
+        #expect(throws: (any Error).self) { try JSONValue(parsing: Array(text.utf8)) }
+        #expect(throws: (any Error).self) { try foundation(text) }
+    }
+
+    @Test func refusesStringsThatAreNotUnicode() {
+        for text in [#""\ud83d""#, #""\ude00x""#] {
+            #expect(throws: (any Error).self, "\(text)") { try JSONValue(parsing: Array(text.utf8)) }
+        }
+        // A string whose bytes are not UTF-8.
+        #expect(throws: (any Error).self) { try JSONValue(parsing: [0x22, 0xC3, 0x28, 0x22]) }
+    }
+
+    /// Random documents, written compact and with whitespace, read back the same by both.
+    @Test func randomDocumentsReadAsFoundationReadsThem() throws {
+        var random = SplitMix64(seed: 7)
+        func value(_ depth: Int) -> JSONValue {
+            switch random.next() % (depth > 3 ? 5 : 7) {
+            case 0: return .null
+            case 1: return .bool(random.next() % 2 == 0)
+            case 2: return .integer(Int64(bitPattern: random.next()) >> Int64(random.next() % 64))
+            case 3: return .number(Double(Int64(bitPattern: random.next()) % 1_000_000) / 1000 + 0.5)
+            case 4:
+                let alphabet = Array("abc xyz\"\\/\n\té中😀\u{1}")
+                return .string(String((0..<Int(random.next() % 12)).map { _ in alphabet[Int(random.next() % UInt64(alphabet.count))] }))
+            case 5: return .array((0..<Int(random.next() % 5)).map { _ in value(depth + 1) })
+            default:
+                return .object(Dictionary((0..<Int(random.next() % 5)).map { _ in ("k\(random.next() % 10)", value(depth + 1)) }) { _, last in last })
+            }
+        }
+        for _ in 0..<300 {
+            let document = value(0)
+            let compact = try document.encodedBytes()
+            let spaced = Array(String(decoding: compact, as: UTF8.self).replacingOccurrences(of: ",", with: " ,\n ").utf8)
+            for text in [compact, spaced] {
+                #expect(try JSONValue(parsing: text) == (try JSONDecoder().decode(JSONValue.self, from: Data(text))))
+            }
+        }
+    }
+}
+
 @Suite struct ImageCodecTests {
     @Test func pngRoundTripKeepsPixelsAndText() throws {
         let image = TestImageRenderer.render(prompt: "fox", seed: 1, width: 48, height: 32, steps: 4)
