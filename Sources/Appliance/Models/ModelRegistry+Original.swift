@@ -60,7 +60,7 @@ extension ModelRegistry {
         updated.error = nil
         updated.size = facts.size
         updated.lastModificationTime = facts.modified
-        try await catalog.save(updated)
+        try await save(updated)
         startHashing(updated)
         return updated
     }
@@ -82,7 +82,7 @@ extension ModelRegistry {
         var tombstone = record
         tombstone.status = .deleted
         tombstone.lastModificationTime = Date()
-        try await catalog.save(tombstone)
+        try await save(tombstone)
         logger.info("model deleted", metadata: ["model": "\(record.name)", "type": "\(record.type.rawValue)", "record": "kept as deleted"])
         return tombstone
     }

@@ -22,6 +22,13 @@ public actor ModelRegistry {
     /// Whether the first ``refresh()`` removed the temporary files of uploads a crash cut off. Only the
     /// first: later, such files belong to uploads in progress (which remove their own when they fail).
     var leftoversRemoved = false
+    /// Every model record as last read, and when: requests resolve models from here rather than decode
+    /// every record each time. This registry's own writes clear it at once; other processes' show within
+    /// ``recordsMaxAge``.
+    var records: (all: [ModelRecord], readAt: ContinuousClock.Instant)?
+    /// Counts this registry's writes, so that a read that raced one is not kept.
+    var writes = 0
+    let recordsMaxAge = Duration.seconds(1)
 
     public init(catalog: any CatalogStore, modelsDirectory: String, logger: Logger, threadPool: NIOThreadPool = .singleton) throws {
         self.catalog = catalog
@@ -109,7 +116,7 @@ public actor ModelRegistry {
                 type: file.type, name: file.name, ossPath: folder(of: file.type) + "/" + file.name, etag: "", status: .registering,
                 size: file.size, registeredTime: records[key]?.registeredTime ?? Date(), lastModificationTime: file.modified
             )
-            try await catalog.save(record)
+            try await save(record)
             records[key] = record
             startHashing(record)
         }
@@ -118,7 +125,7 @@ public actor ModelRegistry {
             if record.status == .deleted {
                 if includingDeleted { continue }
             } else {
-                try await catalog.removeModel(record.type, named: record.name)
+                try await removeRecord(record.type, named: record.name)
             }
             records[key] = nil
         }
@@ -153,7 +160,7 @@ public actor ModelRegistry {
                 if let current = try await catalog.model(record.type, named: record.name),
                     FileFacts(type: record.type, name: record.name, size: record.size, modified: record.lastModificationTime).matches(current)
                 {
-                    try await catalog.save(hashed)
+                    try await save(hashed)
                     logger.info("model hashed", metadata: ["model": "\(record.name)", "type": "\(record.type.rawValue)", "sha256": "\(sha256)"])
                 }
             } catch {
@@ -178,15 +185,38 @@ public actor ModelRegistry {
             } else {
                 return
             }
-            try await catalog.save(record)
+            try await save(record)
         } catch {
             logger.error("could not record model status", metadata: ["model": "\(name)", "error": "\(error)"])
         }
     }
 
+    /// Every model record, from memory when read within ``recordsMaxAge``.
+    func allRecords() async throws -> [ModelRecord] {
+        if let records, records.readAt.duration(to: .now) < recordsMaxAge { return records.all }
+        let before = writes
+        let all = try await catalog.models()
+        if writes == before { records = (all, .now) }
+        return all
+    }
+
+    /// Writes a model record (and forgets the records read before).
+    func save(_ record: ModelRecord) async throws {
+        writes += 1
+        records = nil
+        try await catalog.save(record)
+    }
+
+    /// Removes a model record (and forgets the records read before).
+    func removeRecord(_ type: ModelType, named name: String) async throws {
+        writes += 1
+        records = nil
+        try await catalog.removeModel(type, named: name)
+    }
+
     /// The records of the models there are, of one type or all (``deleted`` tombstones left out).
     public func models(type: ModelType? = nil) async throws -> [ModelRecord] {
-        try await catalog.models().filter { (type == nil || $0.type == type) && $0.status != .deleted }
+        try await allRecords().filter { (type == nil || $0.type == type) && $0.status != .deleted }
             .sorted { ($0.type.rawValue, $0.name) < ($1.type.rawValue, $1.name) }
     }
 
@@ -234,7 +264,7 @@ public actor ModelRegistry {
             type: upload.type, name: upload.name, ossPath: upload.finalPath, etag: placed.sha256, status: .unloaded,
             size: placed.size, registeredTime: Date(), lastModificationTime: placed.modified
         )
-        try await catalog.save(record)
+        try await save(record)
         logger.info("model uploaded", metadata: ["model": "\(upload.name)", "type": "\(upload.type.rawValue)", "size": "\(placed.size)", "sha256": "\(placed.sha256)"])
         return record
     }
@@ -265,7 +295,7 @@ public actor ModelRegistry {
             type: type, name: name, ossPath: link, etag: "", status: .registering, size: facts.size, registeredTime: Date(),
             lastModificationTime: facts.modified
         )
-        try await catalog.save(record)
+        try await save(record)
         startHashing(record)
         return record
     }
@@ -296,7 +326,7 @@ public actor ModelRegistry {
                 throw APIError(.internalServerError, "cannot delete", detail: "\(path): \(String(cString: strerror(errno)))")
             }
         }
-        try await catalog.removeModel(type, named: name)
+        try await removeRecord(type, named: name)
         logger.info("model deleted", metadata: ["model": "\(name)", "type": "\(type.rawValue)"])
     }
 }

@@ -12,6 +12,8 @@ public final class Database: Sendable {
     let commits: GroupCommit
     /// The tasks this process wrote or read lately (``TaskStore`` keeps it true).
     let taskCache = TaskCache()
+    /// Pools with a record and users' options (``LMDBCatalogStore`` keeps it true).
+    let catalogCache = CatalogCache()
 
     struct Tables: Sendable {
         let tasks: LMDBTable

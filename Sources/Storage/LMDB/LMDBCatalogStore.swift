@@ -32,10 +32,12 @@ public struct LMDBCatalogStore: CatalogStore {
                 try txn.put(tables.functions, key: function.functionName, value: RecordCoding.encode(function), overwrite: false)
             }
         }
+        if model.type == .stableDiffusion { database.catalogCache.poolExists(model.name) }
     }
 
     /// Removes a model record and its pool record.
     public func removeModel(_ type: ModelType, named name: String) async throws {
+        database.catalogCache.poolRemoved(name)
         try await database.write { txn, tables in
             try txn.delete(tables.models, key: Self.modelKey(type, name))
             try txn.delete(tables.functions, key: PoolRecord.name(forModel: name))
@@ -50,30 +52,37 @@ public struct LMDBCatalogStore: CatalogStore {
 
     /// Changes a model's pool record, creating it first if it is missing, and returns it.
     public func updatePool(model: String, _ change: @escaping @Sendable (inout PoolRecord) -> Void) async throws -> PoolRecord {
-        try await database.write { txn, tables in
+        let record = try await database.write { txn, tables in
             let key = PoolRecord.name(forModel: model)
             var function = try txn.record(PoolRecord.self, in: tables.functions, key: key) ?? PoolRecord(model: model)
             change(&function)
             try txn.put(tables.functions, key: key, value: RecordCoding.encode(function))
             return function
         }
+        database.catalogCache.poolExists(model)
+        return record
     }
 
     /// Makes sure a model has a pool record (a deleted pool comes back with default settings when
     /// its model is used again).
     public func ensurePool(model: String) async throws {
+        let cached = database.catalogCache.pool(model)
+        if cached.known { return }
         let key = PoolRecord.name(forModel: model)
         let exists = try await database.read { txn, tables in try txn.get(tables.functions, key: key) != nil }
-        if exists { return }
-        _ = try await database.write { txn, tables in
-            try txn.put(tables.functions, key: key, value: RecordCoding.encode(PoolRecord(model: model)), overwrite: false)
+        if !exists {
+            _ = try await database.write { txn, tables in
+                try txn.put(tables.functions, key: key, value: RecordCoding.encode(PoolRecord(model: model)), overwrite: false)
+            }
         }
+        database.catalogCache.poolExists(model, removals: cached.removals)
     }
 
     /// Removes a model's pool record; false if there was none.
     @discardableResult
     public func removePool(model: String) async throws -> Bool {
-        try await database.write { txn, tables in
+        database.catalogCache.poolRemoved(model)
+        return try await database.write { txn, tables in
             try txn.delete(tables.functions, key: PoolRecord.name(forModel: model))
         }
     }
@@ -82,18 +91,25 @@ public struct LMDBCatalogStore: CatalogStore {
 
     /// A user's A1111 options (`POST /sdapi/v1/options`), empty when never set.
     public func options(forUser user: String) async throws -> [String: JSONValue] {
-        try await database.read { txn, tables in
+        let cached = database.catalogCache.options(of: user)
+        if let known = cached.known { return known }
+        let options = try await database.read { txn, tables in
             try txn.record([String: JSONValue].self, in: tables.settings, key: "options/\(user)") ?? [:]
         }
+        database.catalogCache.optionsRead(options, of: user, writes: cached.writes)
+        return options
     }
 
     /// Merges `changes` into a user's options and returns the result.
     public func updateOptions(forUser user: String, _ changes: [String: JSONValue]) async throws -> [String: JSONValue] {
-        try await database.write { txn, tables in
+        database.catalogCache.optionsChanging()
+        let options = try await database.write { txn, tables in
             var options = try txn.record([String: JSONValue].self, in: tables.settings, key: "options/\(user)") ?? [:]
             options.merge(changes) { _, new in new }
             try txn.put(tables.settings, key: "options/\(user)", value: RecordCoding.encode(options))
             return options
         }
+        database.catalogCache.optionsWritten(options, of: user)
+        return options
     }
 }
