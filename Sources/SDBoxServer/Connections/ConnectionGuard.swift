@@ -101,7 +101,12 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     var readingBody = false
     /// Whether the connection has switched protocols (no more HTTP requests, no head or body deadlines).
     var upgraded = false
-    var deadline: Scheduled<Void>?
+    /// When the connection is closed unless something happens first, and why; nil when no deadline runs.
+    var deadline: (at: NIODeadline, reason: String)?
+    /// The timer that checks ``deadline``, and when it fires. Deadlines move with every request, so the
+    /// timer is not moved with them: when it fires before the deadline it is set again for the deadline
+    /// (a timer a few seconds, not three each request); only a deadline earlier than it moves it.
+    var timer: (task: Scheduled<Void>, at: NIODeadline)?
     var writeDeadline: Scheduled<Void>?
     /// Body bytes received, and the time sdbox has waited for them, in the current request.
     var bodyBytes = 0
@@ -255,20 +260,35 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func schedule(_ context: ChannelHandlerContext, at instant: NIODeadline, reason: String) {
-        let logger = logger
-        deadline = context.eventLoop.assumeIsolated().scheduleTask(deadline: instant) {
-            logger.notice("connection closed: \(reason) too slow", metadata: ["address": "\(context.channel.remoteAddress?.ipAddress ?? "unknown")"])
-            context.close(promise: nil)
-        }
+        deadline = (instant, reason)
+        if let timer, timer.at <= instant { return }
+        timer?.task.cancel()
+        setTimer(context, at: instant)
     }
 
+    func setTimer(_ context: ChannelHandlerContext, at instant: NIODeadline) {
+        let task = context.eventLoop.assumeIsolated().scheduleTask(deadline: instant) { [self] in
+            timer = nil
+            guard let deadline else { return }
+            guard NIODeadline.now() >= deadline.at else {
+                setTimer(context, at: deadline.at)
+                return
+            }
+            logger.notice("connection closed: \(deadline.reason) too slow", metadata: ["address": "\(context.channel.remoteAddress?.ipAddress ?? "unknown")"])
+            context.close(promise: nil)
+        }
+        timer = (task, instant)
+    }
+
+    /// Stops the deadline; the timer, if set, finds none when it fires.
     func disarm() {
-        deadline?.cancel()
         deadline = nil
     }
 
     func disarmAll() {
         disarm()
+        timer?.task.cancel()
+        timer = nil
         writeDeadline?.cancel()
         writeDeadline = nil
     }

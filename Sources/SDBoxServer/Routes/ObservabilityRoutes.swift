@@ -8,6 +8,7 @@ import Prometheus
 import SDBoxCore
 import Scheduler
 import Storage
+import Synchronization
 
 /// Health, figures and the API's description: `GET /healthz` (the process is up), `GET /readyz` (the store
 /// answers and the scheduler runs), `GET /metrics` (Prometheus text format, series named `sdbox_*`) and
@@ -44,8 +45,11 @@ struct ObservabilityRoutes {
 
 /// Counts requests by route, method and status (`sdbox_http_requests_total`) and times them
 /// (`sdbox_http_request_duration_seconds`). The route is the matched pattern, e.g. `/tasks/{id}/result`,
-/// so task ids do not multiply the series.
+/// so task ids do not multiply the series. The metric handles of each route are made once and kept: a
+/// request costs a lookup, not a registration.
 struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
+    let handles = RequestMetricHandles()
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
         let status: Int
@@ -63,10 +67,33 @@ struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 
     func record(_ request: Request, context: Context, status: Int, since start: ContinuousClock.Instant) {
-        let route = context.endpointPath ?? "unmatched"
-        let method = request.method.rawValue
-        Counter(label: "sdbox_http_requests_total", dimensions: [("route", route), ("method", method), ("status", "\(status)")]).increment()
-        Timer(label: "sdbox_http_request_duration_seconds", dimensions: [("route", route), ("method", method)])
-            .recordNanoseconds(start.duration(to: .now).nanoseconds)
+        let (counter, timer) = handles.handles(route: context.endpointPath ?? "unmatched", method: request.method.rawValue, status: status)
+        counter.increment()
+        timer.recordNanoseconds(start.duration(to: .now).nanoseconds)
+    }
+}
+
+/// The request metrics' handles by route, method and status, made on first use.
+final class RequestMetricHandles: Sendable {
+    struct Key: Hashable {
+        let route: String
+        let method: String
+        let status: Int
+    }
+
+    private let made = Mutex<[Key: (Metrics.Counter, Metrics.Timer)]>([:])
+
+    func handles(route: String, method: String, status: Int) -> (Metrics.Counter, Metrics.Timer) {
+        let key = Key(route: route, method: method, status: status)
+        if let known = made.withLock({ $0[key] }) { return known }
+        let new = (
+            Metrics.Counter(label: "sdbox_http_requests_total", dimensions: [("route", route), ("method", method), ("status", "\(status)")]),
+            Metrics.Timer(label: "sdbox_http_request_duration_seconds", dimensions: [("route", route), ("method", method)])
+        )
+        return made.withLock { made in
+            if let known = made[key] { return known }
+            made[key] = new
+            return new
+        }
     }
 }
