@@ -85,13 +85,13 @@ public struct ObjectStore: Sendable {
         let paths = try objects.map { try path(for: $0.key) }
         let (realRoot, reserve) = (self.realRoot, minimumFreeBytes)
         try await threadPool.runIfActive {
-            var placed: [String] = []
+            for (object, path) in zip(objects, paths) {
+                try Self.checkStaysInside(realRoot, path: path, key: object.key)
+            }
+            try Self.checkFreeSpace(at: realRoot, adding: objects.reduce(0) { $0 + $1.data.count }, reserve: reserve, key: objects.first?.key ?? "")
             var temporaries: [String] = []
+            var placed: [String] = []
             do {
-                for (object, path) in zip(objects, paths) {
-                    try Self.checkStaysInside(realRoot, path: path, key: object.key)
-                }
-                try Self.checkFreeSpace(at: realRoot, adding: objects.reduce(0) { $0 + $1.data.count }, reserve: reserve, key: objects.first?.key ?? "")
                 for (object, path) in zip(objects, paths) {
                     temporaries.append(try Self.writeTemporary(object.data, beside: path, key: object.key))
                 }
@@ -225,7 +225,7 @@ public struct ObjectStore: Sendable {
     }
 
     /// Writes `data` to a new temporary file in the folder of `path` (made if missing) and syncs it to disk;
-    /// returns the temporary file's path, to be renamed to `path`.
+    /// returns its path, to be renamed to `path`.
     static func writeTemporary(_ data: Data, beside path: String, key: String) throws -> String {
         let folder = (path as NSString).deletingLastPathComponent
         do {

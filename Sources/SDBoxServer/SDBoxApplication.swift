@@ -4,6 +4,8 @@ import Foundation
 import Hummingbird
 import HummingbirdWebSocket
 import Logging
+import NIOCore
+import NIOPosix
 import Prometheus
 import ObjectStore
 import SDBoxCore
@@ -30,10 +32,16 @@ public enum SDBoxApplication {
             logger.notice("no web pages found (set webRoot); the API alone is served")
         }
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
-        let database = try Database(path: data + "/db")
+        // LMDB commits and object files mostly wait on fsync: they get threads of their own, more than the
+        // cores, so that writes waiting for the disk never hold up a read or the thumbnails' and hashes' work.
+        let storageThreads = NIOThreadPool(numberOfThreads: max(8, 4 * System.coreCount))
+        storageThreads.start()
+        let database = try Database(path: data + "/db", threadPool: storageThreads)
         let tasks = LMDBTaskStore(database: database)
         let catalog = LMDBCatalogStore(database: database)
-        let objects = try ObjectStore(root: data + "/objects", minimumFreeBytes: Int64(configuration.images.minFreeDiskMiB) << 20)
+        let objects = try ObjectStore(
+            root: data + "/objects", minimumFreeBytes: Int64(configuration.images.minFreeDiskMiB) << 20, threadPool: storageThreads
+        )
         let signer = URLSigner(secret: try URLSigner.loadOrCreateSecret(at: data + "/url-signing.key"))
         // The scheduler section, with what it learns at start: the launch profiles, the folder, this executable.
         var schedulerConfiguration = configuration.scheduler

@@ -103,8 +103,9 @@ public actor Scheduler: Service {
                 case .execute(let taskID, let worker):
                     group.addTask {
                         let timeout = await self.settings(ofPool: worker.model).taskTimeoutSeconds ?? 3600
-                        let ending = await self.runner.run(taskID, on: worker, timeoutSeconds: timeout)
-                        await self.runEnded(of: worker, ending)
+                        await self.runner.run(taskID, on: worker, timeoutSeconds: timeout) { ending in
+                            await self.runEnded(of: worker, ending)
+                        }
                     }
                 }
             }
@@ -170,6 +171,13 @@ public actor Scheduler: Service {
             task.id, model: task.model, user: task.user, priority: task.priority,
             crossUserPriority: task.priorityAcrossUsers ?? false, enqueuedAt: task.createdAt
         )
+    }
+
+    /// Takes back a task that could not be written after all (``TaskRunner/beginWriting(_:insertion:)``):
+    /// out of its queue, or, if it already runs, interrupted (its outcome cannot be recorded).
+    public func withdraw(_ id: String) async {
+        if planner.remove(id) { return }
+        _ = await runner.cancel(id)
     }
 
     /// Cancels a task: a queued task is cancelled at once; a running one is interrupted on its worker and

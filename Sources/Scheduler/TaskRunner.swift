@@ -31,14 +31,22 @@ public final class TaskRunner: Sendable {
         var abortReason: String?
     }
 
+    /// A task queued while its record is written: the record, and the write its running mark waits for.
+    struct Unwritten {
+        let task: TaskRecord
+        let insertion: Task<TaskRecord, any Error>
+    }
+
     struct State {
         var runs: [String: Run] = [:]
         /// The progress call under way to the worker of each running task; polls that come meanwhile share it.
         var progressPolls: [String: Task<A1111.Progress?, Never>] = [:]
         var waiters: [String: [Int: CheckedContinuation<TaskRecord?, Never>]] = [:]
-        /// Callers waiting for a generation's answer (``waitForAnswer(_:)``).
-        var answerWaiters: [String: [Int: CheckedContinuation<WorkerAnswer?, Never>]] = [:]
+        /// Callers waiting for a task's ``EarlyOutcome`` (``waitForEarlyOutcome(_:)``).
+        var earlyWaiters: [String: [Int: CheckedContinuation<EarlyOutcome?, Never>]] = [:]
         var nextWaiterID = 1
+        /// Tasks queued while their record is written (``beginWriting(_:insertion:)``).
+        var unwritten: [String: Unwritten] = [:]
         /// Task changes held in memory because the disk is full (see ``persist(_:_:)``).
         var changesWaitingForDisk = 0
         var shuttingDown = false
@@ -74,6 +82,17 @@ public final class TaskRunner: Sendable {
     /// Notes that task `id` was granted `worker`, before its run starts, so that a cancel in between is kept.
     func register(_ id: String, on worker: WorkerProcess) {
         state.withLock { $0.runs[id] = Run(worker: worker) }
+    }
+
+    /// Notes a task that is queued while `insertion` writes it: a run that starts meanwhile takes the
+    /// record from here and marks it running only once it is written.
+    public func beginWriting(_ task: TaskRecord, insertion: Task<TaskRecord, any Error>) {
+        state.withLock { $0.unwritten[task.id] = Unwritten(task: task, insertion: insertion) }
+    }
+
+    /// Forgets a task noted by ``beginWriting(_:insertion:)``, once its write ended.
+    public func written(_ id: String) {
+        state.withLock { _ = $0.unwritten.removeValue(forKey: id) }
     }
 
     /// The ids of running tasks.
@@ -114,27 +133,36 @@ public final class TaskRunner: Sendable {
 
     func run(of id: String) -> Run? { state.withLock { $0.runs[id] } }
 
-    /// Runs task `id` on `worker` (registered with ``register(_:on:)``) and records the outcome.
+    /// Runs task `id` on `worker` (registered with ``register(_:on:)``), gives the worker back
+    /// (`workerDone`) and records the outcome.
     ///
-    /// Nothing a caller does not wait for delays the worker: the task is marked running on disk while its
-    /// worker works (its outcome is written after that), and a generation's answer goes to the callers
-    /// waiting for its images (``waitForAnswer(_:)``) before the images are stored.
-    func run(_ id: String, on worker: WorkerProcess, timeoutSeconds: Int) async -> Ending {
-        defer { forget(id) }
+    /// Nothing a caller does not wait for delays the worker or the task after it: the task is marked
+    /// running on disk while its worker works; a generation's answer goes to the callers waiting for its
+    /// images (``waitForEarlyOutcome(_:)``) before the images are stored; the worker is given back as soon as it
+    /// answered, and the outcome is recorded (after the running mark) while it takes its next task.
+    func run(_ id: String, on worker: WorkerProcess, timeoutSeconds: Int, workerDone: (Ending) async -> Void) async {
+        let unwritten = state.withLock { $0.unwritten[id] }
         let task: TaskRecord
         do {
-            guard let queued = try await tasks.get(id) else { throw TaskStoreError.notFound(id) }
-            task = queued
+            if let unwritten {
+                task = unwritten.task
+            } else {
+                guard let queued = try await tasks.get(id) else { throw TaskStoreError.notFound(id) }
+                task = queued
+            }
         } catch {
             logger.error("task could not start", metadata: ["task": "\(id)", "error": "\(ErrorSummary(error))"])
-            return Ending(healthy: true)
+            forget(id)
+            return await workerDone(Ending(healthy: true))
         }
         if run(of: id)?.cancelRequested == true {
-            await finish(id, state: .cancelled, error: nil)
-            return Ending(healthy: true)
+            forget(id)
+            await workerDone(Ending(healthy: true))
+            return await finish(id, state: .cancelled, error: nil)
         }
         let marking = Task {
-            try await self.persist(id) {
+            _ = try await unwritten?.insertion.value
+            return try await self.persist(id) {
                 $0.state = .running
                 $0.attempts += 1
                 $0.startedAt = Date()
@@ -144,39 +172,50 @@ public final class TaskRunner: Sendable {
         let started = ContinuousClock.now
         let outcome = await call(task, on: worker, timeoutSeconds: timeoutSeconds)
         let seconds = started.duration(to: .now).seconds
-        let running: TaskRecord
-        do {
-            running = try await marking.value
-        } catch {
-            // Not even marked running: nothing about the task can be recorded (it was removed, or sdbox stops).
-            logger.error("task could not be marked running", metadata: ["task": "\(id)", "error": "\(ErrorSummary(error))"])
-            return Ending(healthy: true)
-        }
         let run = run(of: id)
         let cancelled = run?.cancelRequested ?? false
+        forget(id)
+        if case .lost(let error) = outcome {
+            // The worker is gone: the task goes back to its queue (or fails) before the worker's slot is reused.
+            guard let running = await marked(marking, id) else { return await workerDone(Ending(healthy: false)) }
+            return await workerDone(await workerLost(running, run: run, error: error))
+        }
+        var ending = Ending(healthy: true)
+        // A generation's time teaches the model's pace; a cancelled one's or a passthrough call's does not.
+        if case .answered = outcome, !cancelled, task.kind != .passthrough { ending.generationSeconds = seconds }
+        await workerDone(ending)
+        guard await marked(marking, id) != nil else { return }
         switch outcome {
+        case .lost:
+            break
         case .unsendable(let reason):
             await finish(id, state: .failed, error: "the task's request cannot be sent: \(reason)")
         case .rejected(let status, let detail):
             await finish(id, state: cancelled ? .cancelled : .failed, error: run?.abortReason ?? (cancelled ? nil : "worker error (\(status)): \(detail)"))
-        case .lost(let error):
-            return await workerLost(running, error: error)
         case .answered(let answer, let read):
             if let reason = run?.abortReason {
                 await finish(id, state: .failed, error: reason)
-                break
+                return
             }
             do {
-                let result = try await store(answer, read: read, of: running)
+                let result = try await store(answer, read: read, of: task)
                 let failure = answer.isSuccess ? nil : "worker answered \(answer.status): \(answer.detail)"
                 await finish(id, state: cancelled ? .cancelled : failure == nil ? .succeeded : .failed, error: failure, result: result)
             } catch {
                 await finish(id, state: .failed, error: "could not store the result: \(error)")
             }
-            // A generation's time teaches the model's pace; a cancelled one or a passthrough call's does not.
-            return Ending(healthy: true, generationSeconds: !cancelled && task.kind != .passthrough ? seconds : nil)
         }
-        return Ending(healthy: true)
+    }
+
+    /// The task as marked running, once that is written; nil (logged) when it could not be: then nothing
+    /// about the task can be recorded (it was removed, or sdbox stops).
+    func marked(_ marking: Task<TaskRecord, any Error>, _ id: String) async -> TaskRecord? {
+        do {
+            return try await marking.value
+        } catch {
+            logger.error("task could not be marked running", metadata: ["task": "\(id)", "error": "\(ErrorSummary(error))"])
+            return nil
+        }
     }
 
     /// How a worker call ended.
@@ -213,8 +252,8 @@ public final class TaskRunner: Sendable {
         // A generation must succeed; a passthrough call's answer is its result, whatever its status.
         guard task.kind != .passthrough else { return .answered(answer, read: nil) }
         guard answer.isSuccess else { return .rejected(status: answer.status, detail: answer.detail) }
+        if task.request[TaskRecord.infoAdditionsKey] == nil, run(of: task.id)?.abortReason == nil { publish(EarlyOutcome(answer: answer.body), of: task.id) }
         let read = Result { try WorkerAnswer(kind: task.kind, answer: answer.body, request: task.request) }
-        if case .success(let output) = read, run(of: task.id)?.abortReason == nil { publish(output, of: task.id) }
         return .answered(answer, read: read)
     }
 
@@ -239,10 +278,10 @@ public final class TaskRunner: Sendable {
         }
     }
 
-    /// The worker died or stopped answering under a task: the task goes back to its queue, or fails when
-    /// it has had all its attempts. During shutdown the task is left `running`, to be re-queued at next start.
-    func workerLost(_ task: TaskRecord, error: WorkerCallError) async -> Ending {
-        let run = run(of: task.id)
+    /// The worker died or stopped answering under a task (`run`, its run as it stood): the task goes back
+    /// to its queue, or fails when it has had all its attempts. During shutdown the task is left
+    /// `running`, to be re-queued at next start.
+    func workerLost(_ task: TaskRecord, run: Run?, error: WorkerCallError) async -> Ending {
         if isShuttingDown || Task.isCancelled { return Ending(healthy: false) }
         if let reason = run?.abortReason {
             await finish(task.id, state: .failed, error: reason)
@@ -405,9 +444,9 @@ public final class TaskRunner: Sendable {
     func taskEnded(_ task: TaskRecord) {
         metrics.taskFinished(task)
         usage.withdraw(user: task.user, bytes: task.request.storageSize)
-        let (waiting, waitingForAnswer) = state.withLock { ($0.waiters.removeValue(forKey: task.id), $0.answerWaiters.removeValue(forKey: task.id)) }
+        let (waiting, waitingEarly) = state.withLock { ($0.waiters.removeValue(forKey: task.id), $0.earlyWaiters.removeValue(forKey: task.id)) }
         for waiter in (waiting ?? [:]).values { waiter.resume(returning: task) }
-        for waiter in (waitingForAnswer ?? [:]).values { waiter.resume(returning: nil) }
+        for waiter in (waitingEarly ?? [:]).values { waiter.resume(returning: nil) }
         events.yield(.taskFinished(task))
     }
 
@@ -433,23 +472,23 @@ public final class TaskRunner: Sendable {
 
     // MARK: Waiting
 
-    /// Waits for a generation's answer from its worker and returns it as soon as it came, while its images
-    /// are stored: what a caller of the A1111 API, which answers with the images themselves, needs. Nil
-    /// when the task ends without one (it failed, or was final already): its final record tells the rest.
-    public func waitForAnswer(_ id: String) async -> WorkerAnswer? {
+    /// Waits for a task's ``EarlyOutcome`` and returns it as soon as it comes, before the outcome is
+    /// recorded. Nil when the task ends without one (it failed, sdbox had something to add, or it was
+    /// final already): its final record tells the rest.
+    public func waitForEarlyOutcome(_ id: String) async -> EarlyOutcome? {
         await withCheckedContinuation { continuation in
             let waiterID = state.withLock { state in
                 let waiterID = state.nextWaiterID
                 state.nextWaiterID += 1
-                state.answerWaiters[id, default: [:]][waiterID] = continuation
+                state.earlyWaiters[id, default: [:]][waiterID] = continuation
                 return waiterID
             }
             Task {
                 // Final before the wait began: nothing will be handed over.
                 guard (try? await self.tasks.get(id))??.state.isFinal != false else { return }
-                let waiter = self.state.withLock { state -> CheckedContinuation<WorkerAnswer?, Never>? in
-                    let waiter = state.answerWaiters[id]?.removeValue(forKey: waiterID)
-                    if state.answerWaiters[id]?.isEmpty == true { state.answerWaiters[id] = nil }
+                let waiter = self.state.withLock { state -> CheckedContinuation<EarlyOutcome?, Never>? in
+                    let waiter = state.earlyWaiters[id]?.removeValue(forKey: waiterID)
+                    if state.earlyWaiters[id]?.isEmpty == true { state.earlyWaiters[id] = nil }
                     return waiter
                 }
                 waiter?.resume(returning: nil)
@@ -457,10 +496,10 @@ public final class TaskRunner: Sendable {
         }
     }
 
-    /// Hands a generation's answer to the callers waiting for it.
-    func publish(_ answer: WorkerAnswer, of id: String) {
-        let waiting = state.withLock { $0.answerWaiters.removeValue(forKey: id) }
-        for waiter in (waiting ?? [:]).values { waiter.resume(returning: answer) }
+    /// Hands an early outcome to the callers waiting for it.
+    func publish(_ outcome: EarlyOutcome, of id: String) {
+        let waiting = state.withLock { $0.earlyWaiters.removeValue(forKey: id) }
+        for waiter in (waiting ?? [:]).values { waiter.resume(returning: outcome) }
     }
 
     /// Waits until a task is final and returns it; `nil` if it does not exist. With a `timeout`, returns

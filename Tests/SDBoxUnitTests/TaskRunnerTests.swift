@@ -68,8 +68,11 @@ struct RunnerBench {
         return task
     }
 
+    /// Runs a task to the end of its recording, and returns what it told the scheduler of its worker.
     func run(_ task: TaskRecord) async -> TaskRunner.Ending {
-        await runner.run(task.id, on: worker, timeoutSeconds: 60)
+        var ending: TaskRunner.Ending?
+        await runner.run(task.id, on: worker, timeoutSeconds: 60) { ending = $0 }
+        return ending ?? TaskRunner.Ending(healthy: false)
     }
 
     func removeFolder() { try? FileManager.default.removeItem(at: directory) }

@@ -45,9 +45,10 @@ public struct Services: Sendable {
 
 extension Services {
     /// The checkpoint a user's requests use when they name none: the user's `sd_model_checkpoint`
-    /// option, else the first checkpoint by name.
-    package func defaultModel(for user: String) async throws -> ModelRecord {
-        if let chosen = try await catalog.options(forUser: user)["sd_model_checkpoint"]?.stringValue,
+    /// option (from `options` when the caller has read them), else the first checkpoint by name.
+    package func defaultModel(for user: String, options: [String: JSONValue]? = nil) async throws -> ModelRecord {
+        let options = if let options { options } else { try await catalog.options(forUser: user) }
+        if let chosen = options["sd_model_checkpoint"]?.stringValue,
             let model = try await models.resolve(chosen)
         {
             return model
@@ -64,9 +65,9 @@ extension Services {
 
     /// The checkpoint a request of `user` runs on: the one it names (by any name A1111 accepts; 404 when
     /// there is none), else the user's default.
-    package func model(named name: String?, for user: String) async throws -> ModelRecord {
+    package func model(named name: String?, for user: String, options: [String: JSONValue]? = nil) async throws -> ModelRecord {
         if let name, !name.isEmpty { return try await resolveModel(name) }
-        return try await defaultModel(for: user)
+        return try await defaultModel(for: user, options: options)
     }
 
     /// Finds a checkpoint by any of the names A1111 accepts, rescanning the folder once when it is not known.
@@ -112,9 +113,10 @@ extension Services {
                 extra: ["field": "width"]
             )
         }
-        let model = try await model(named: generation.model, for: user)
+        let userOptions = try await catalog.options(forUser: user)
+        let model = try await model(named: generation.model, for: user, options: userOptions)
         var workerBody = try await inputs.resolveGeneration(generation.workerBody, user: user)
-        let options = try await catalog.options(forUser: user).filter { !Self.checkpointOptions.contains($0.key) }
+        let options = userOptions.filter { !Self.checkpointOptions.contains($0.key) }
         if !options.isEmpty {
             let requested = workerBody["override_settings"]?.objectValue ?? [:]
             workerBody["override_settings"] = .object(options.merging(requested) { _, own in own })
@@ -175,9 +177,15 @@ extension Services {
         )
     }
 
-    /// Persists a task for the model's pool, with its webhook if any, and queues it. An admin's `priority`
-    /// orders the task against every user's; anyone else's orders their own tasks only. A client-chosen
-    /// id that a concurrent submission took first returns that task (or 409 if it is another user's).
+    /// Persists a task for the model's pool, with its webhook if any, and queues it; returns once it is on
+    /// disk. An admin's `priority` orders the task against every user's; anyone else's orders their own
+    /// tasks only. A client-chosen id that a concurrent submission took first returns that task (or 409 if
+    /// it is another user's).
+    ///
+    /// A task whose caller waits for it (and chose no id) is queued while it is written: it may reach its
+    /// worker meanwhile (the worker's time then hides the write's), and is marked running only once
+    /// written; the caller hears of it only once it is on disk. A task answered at once with its id is
+    /// written first.
     package func enqueue(
         kind: TaskKind, model: String, workerBody: JSONValue, priority: Int, submission: Submission
     ) async throws -> TaskRecord {
@@ -191,6 +199,9 @@ extension Services {
         let stored: (task: TaskRecord, inserted: Bool)
         do {
             try await catalog.ensurePool(model: model)
+            if submission.waits && submission.taskID == nil {
+                return try await enqueueWhileWriting(record)
+            }
             stored = submission.taskID == nil ? (try await tasks.insert(record), true) : try await tasks.insertUnlessPresent(record)
         } catch {
             scheduler.runner.usage.withdraw(user: caller.user, bytes: size)
@@ -203,6 +214,24 @@ extension Services {
         }
         await scheduler.submit(stored.task)
         return stored.task
+    }
+
+    /// Queues a task while it is written and returns it once it is on disk; when it cannot be written, it
+    /// is taken back from the scheduler and the error thrown.
+    func enqueueWhileWriting(_ record: TaskRecord) async throws -> TaskRecord {
+        let tasks = self.tasks
+        let insertion = Task { try await tasks.insert(record) }
+        scheduler.runner.beginWriting(record, insertion: insertion)
+        await scheduler.submit(record)
+        do {
+            let stored = try await insertion.value
+            scheduler.runner.written(record.id)
+            return stored
+        } catch {
+            scheduler.runner.written(record.id)
+            await scheduler.withdraw(record.id)
+            throw error
+        }
     }
 
     /// Checks the VAE (`override_settings.sd_vae`) and the LoRAs a prompt names (`<lora:name:weight>`)

@@ -2,18 +2,21 @@ import HTTPTypes
 import SDBoxCore
 import Storage
 
-/// Who submits a task and how: the caller, the webhook to call when it ends, and the id the client chose
+/// Who submits a task and how: the caller, the webhook to call when it ends, the id the client chose
 /// (the original's `taskId` request header), which makes the submission idempotent: the same id again
-/// returns the task it named, never a second one.
+/// returns the task it named, never a second one; and whether the caller waits for the outcome (a
+/// synchronous request), which lets its task go to a worker while it is being written.
 package struct Submission: Sendable {
     package let caller: Caller
     package var callback: TaskCallback?
     package var taskID: String?
+    package var waits: Bool
 
-    package init(caller: Caller, callback: TaskCallback? = nil, taskID: String? = nil) {
+    package init(caller: Caller, callback: TaskCallback? = nil, taskID: String? = nil, waits: Bool = false) {
         self.caller = caller
         self.callback = callback
         self.taskID = taskID
+        self.waits = waits
     }
 }
 

@@ -1,4 +1,5 @@
 import Appliance
+import Foundation
 import Hummingbird
 import SDBoxCore
 import Scheduler
@@ -25,20 +26,19 @@ struct TaskAnswer: Encodable {
 
 extension Services {
     /// The answer to a submitted task, for every submission route: `{taskId, status}` at once with
-    /// `Request-Type: async`; else, once the task is final, what `whenFinal` makes of it, or, given
-    /// `whenAnswered` (the A1111 routes, which answer with the images themselves), what that makes of the
-    /// worker's answer as soon as it came, while its images are stored; either with the task's id in the
-    /// `taskId` header. A task that failed with nothing to give (a passthrough call's worker answer is
-    /// something) is a 500 with its reason and id.
+    /// `Request-Type: async`; else, given `whenAnswered` (the A1111 routes), what it makes of the worker's
+    /// answer as soon as it comes (``EarlyOutcome``: the outcome is recorded meanwhile), or, without one,
+    /// what `whenFinal` makes of the task once final (so a task API caller finds the task final on disk);
+    /// either with the task's id in the `taskId` header. A task that failed with nothing to give (a
+    /// passthrough call's worker answer is something) is a 500 with its reason and id.
     func answer(
-        _ task: TaskRecord, request: Request, whenAnswered: ((WorkerAnswer) throws -> Response)? = nil,
-        whenFinal: (TaskRecord) async throws -> Response
+        _ task: TaskRecord, request: Request, whenAnswered: ((Data) throws -> Response)? = nil, whenFinal: (TaskRecord) async throws -> Response
     ) async throws -> Response {
         var response: Response
         if request.headers[.requestType]?.lowercased() == "async" {
             response = try .json(TaskAnswer(task))
-        } else if let whenAnswered, let answer = await scheduler.runner.waitForAnswer(task.id) {
-            response = try whenAnswered(answer)
+        } else if let whenAnswered, let early = await scheduler.runner.waitForEarlyOutcome(task.id) {
+            response = try whenAnswered(early.answer)
         } else {
             guard let final = await scheduler.runner.waitUntilFinal(task.id) else { throw APIError.taskNotFound(task.id) }
             if final.state == .failed && final.result == nil { throw APIError.taskDidNotSucceed(final) }

@@ -82,9 +82,10 @@ struct A1111Routes {
         }
     }
 
-    /// Runs a generation synchronously and answers as A1111: base64 PNGs, parameters, `info` as a JSON string,
-    /// from the worker's answer as it comes (its images are stored meanwhile). An interrupted generation
-    /// answers with the images made so far, as A1111 does.
+    /// Runs a generation synchronously and answers as A1111: base64 PNGs, parameters, `info` as a JSON string:
+    /// the worker's own answer as it comes, when sdbox adds nothing to it (its images are stored
+    /// meanwhile); else the task's recorded result. An interrupted generation answers with the images
+    /// made so far, as A1111 does.
     func generate(kind: TaskKind, request: Request, context: SDBoxRequestContext) async throws -> Response {
         var body = try await request.jsonBody(limit: services.configuration.http.maxBodyBytes)
         let submission = try services.submission(taking: &body, request: request, context: context)
@@ -94,7 +95,7 @@ struct A1111Routes {
             return try Response.json(A1111.GenerationResponse(images: images, parameters: parameters, info: info))
         }
         return try await services.answer(task, request: request) { answer in
-            try response(images: answer.images, info: answer.info, parameters: answer.parameters)
+            .workerAnswer(answer)
         } whenFinal: { final in
             let (result, images) = try await outcome(of: final)
             return try response(images: images, info: result.info, parameters: result.parameters)
@@ -102,7 +103,7 @@ struct A1111Routes {
     }
 
     /// Runs an extras request synchronously and answers as A1111: `{html_info, image}` for one image,
-    /// `{html_info, images}` for a batch, from the worker's answer as it comes.
+    /// `{html_info, images}` for a batch: the worker's own answer as it comes.
     func postprocess(kind: TaskKind, request: Request, context: SDBoxRequestContext) async throws -> Response {
         var body = try await request.jsonBody(limit: services.configuration.http.maxBodyBytes)
         let submission = try services.submission(taking: &body, request: request, context: context)
@@ -115,7 +116,7 @@ struct A1111Routes {
             return try Response.json(A1111.ExtrasBatchImagesResponse(html_info: html, images: images))
         }
         return try await services.answer(task, request: request) { answer in
-            try response(images: answer.images, info: answer.info)
+            .workerAnswer(answer)
         } whenFinal: { final in
             let (result, images) = try await outcome(of: final)
             return try response(images: images, info: result.info)
@@ -180,5 +181,12 @@ struct A1111Routes {
             options["sd_checkpoint_hash"] = model.etag.isEmpty ? .null : .string(model.etag)
         }
         return options
+    }
+}
+
+extension Response {
+    /// A worker's JSON answer passed on as it came.
+    static func workerAnswer(_ body: Data) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 }

@@ -6,15 +6,18 @@ import SDBoxCore
 
 extension Services {
     /// How `request` submits a task: its caller, its webhook (taken out of `body`, see
-    /// ``callback(taking:request:)``) and the id its client chose in the `taskId` header (400 when it is
-    /// not 1 to 64 letters, digits, `-` or `_`).
+    /// ``callback(taking:request:)``), the id its client chose in the `taskId` header (400 when it is
+    /// not 1 to 64 letters, digits, `-` or `_`), and whether it waits for the outcome (not `Request-Type: async`).
     func submission(taking body: inout JSONValue, request: Request, context: SDBoxRequestContext) throws -> Submission {
-        let callback = try callback(taking: &body, request: request)
-        guard let id = request.headers[.clientTaskID], !id.isEmpty else { return Submission(caller: context.caller, callback: callback) }
+        var submission = Submission(
+            caller: context.caller, callback: try callback(taking: &body, request: request), waits: request.headers[.requestType]?.lowercased() != "async"
+        )
+        guard let id = request.headers[.clientTaskID], !id.isEmpty else { return submission }
         guard TaskID.isWellFormed(id) else {
             throw APIError(.badRequest, "invalid taskId", detail: "the taskId header must be 1 to 64 letters, digits, '-' or '_'", extra: ["field": "taskId"])
         }
-        return Submission(caller: context.caller, callback: callback, taskID: id)
+        submission.taskID = id
+        return submission
     }
 
     /// The webhook a request asks for: `callback_url`, taken out of its JSON body, else the
