@@ -62,8 +62,12 @@ struct ControlPlaneBenchmark: AsyncParsableCommand {
         let data = workspace + "/sdbox"
         try FileManager.default.createDirectory(atPath: data + "/models/Stable-diffusion", withIntermediateDirectories: true)
         try DemoCheckpoint.contents().write(to: URL(fileURLWithPath: data + "/models/Stable-diffusion/bench.safetensors"))
-        let key = try Self.output(of: [binary, "keys", "add", "--data-dir", data, "--user", "bench", "--role", "user"])
-            .split(whereSeparator: \.isWhitespace).last.map(String.init) ?? ""
+        func addKey(user: String, role: String) throws -> String {
+            try Self.output(of: [binary, "keys", "add", "--data-dir", data, "--user", user, "--role", role])
+                .split(whereSeparator: \.isWhitespace).last.map(String.init) ?? ""
+        }
+        let key = try addKey(user: "bench", role: "user")
+        let admin = try addKey(user: "operator", role: "admin")
         // A step at 512x512 takes a minute (one at 64x64 about a second): a long task after the first one
         // holds the only worker, so that what is submitted then stays queued.
         let config = """
@@ -106,19 +110,21 @@ struct ControlPlaneBenchmark: AsyncParsableCommand {
 
             print("\ndurable async submissions (POST /txt2img, Request-Type: async):")
             let script = workspace + "/enqueue.lua"
-            try Self.enqueueScript(key: key, limitPerThread: nil).write(toFile: script, atomically: true, encoding: .utf8)
+            try Self.enqueueScript(key: key).write(toFile: script, atomically: true, encoding: .utf8)
             let enqueue = try Self.wrk(url: sdboxURL + "/txt2img", script: script, connections: connections, seconds: seconds)
             print(enqueue.line("enqueue") + "   errors \(enqueue.errors), load \(LoadAverage.now())")
 
             if queued > 0 {
+                // More of the same until `queued` tasks were submitted: runs as long as the rate measured says.
                 var total = enqueue.requests - enqueue.errors + 1
+                var rate = max(enqueue.requestsPerSecond, 100)
                 while total < queued {
-                    try Self.enqueueScript(key: key, limitPerThread: (queued - total + 1) / 2).write(toFile: script, atomically: true, encoding: .utf8)
-                    let run = try Self.wrk(url: sdboxURL + "/txt2img", script: script, connections: 64, seconds: 600)
+                    let run = try Self.wrk(url: sdboxURL + "/txt2img", script: script, connections: 64, seconds: max(1, Int((Double(queued - total) / rate).rounded(.up))))
                     guard run.requests > run.errors else { throw BenchmarkError("submissions failed: \(run.errors) errors") }
                     total += run.requests - run.errors
+                    rate = max(run.requestsPerSecond, 100)
                 }
-                let depth = try JSONValue(parsing: try await Self.request(http, sdboxURL + "/workers", headers: auth))["queues"]?.objectValue?
+                let depth = try JSONValue(parsing: try await Self.request(http, sdboxURL + "/workers", headers: ["Authorization": "Bearer \(admin)"]))["queues"]?.objectValue?
                     .values.compactMap(\.integerValue).reduce(Int64(0), +) ?? 0
                 let full = Self.memory(of: server.processID)
                 print("\nmemory with a deep queue (\(depth) tasks queued, \(total) submitted):")
@@ -163,27 +169,16 @@ struct ControlPlaneBenchmark: AsyncParsableCommand {
         return path
     }
 
-    /// A wrk script that submits async tasks; with a limit, each thread stops after that many answers.
-    static func enqueueScript(key: String, limitPerThread: Int?) -> String {
-        var script = """
-            wrk.method = "POST"
-            wrk.body = '{"prompt":"queued for the benchmark","steps":1,"width":512,"height":512}'
-            wrk.headers["Content-Type"] = "application/json"
-            wrk.headers["Request-Type"] = "async"
-            wrk.headers["Authorization"] = "Bearer \(key)"
+    /// A wrk script that submits async tasks.
+    static func enqueueScript(key: String) -> String {
+        """
+        wrk.method = "POST"
+        wrk.body = '{"prompt":"queued for the benchmark","steps":1,"width":512,"height":512}'
+        wrk.headers["Content-Type"] = "application/json"
+        wrk.headers["Request-Type"] = "async"
+        wrk.headers["Authorization"] = "Bearer \(key)"
 
-            """
-        if let limitPerThread {
-            script += """
-                local answered = 0
-                response = function(status, headers, body)
-                    answered = answered + 1
-                    if answered >= \(max(1, limitPerThread)) then wrk.thread:stop() end
-                end
-
-                """
-        }
-        return script
+        """
     }
 
     /// What one wrk run measured.

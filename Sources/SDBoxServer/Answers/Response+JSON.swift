@@ -13,6 +13,11 @@ extension Response {
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
+    /// A JSON answer already encoded (a kept answer, a worker's answer passed on as it came).
+    static func encodedJSON(_ bytes: some Sequence<UInt8>) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
     /// The bytes of an `Encodable` value as JSON, as ``json(_:status:)`` answers them.
     static func jsonBytes(_ value: some Encodable) throws -> [UInt8] {
         let document = try value as? JSONValue ?? JSONValue(encoding: value)

@@ -19,7 +19,12 @@ extension Services {
 
     /// Signed, expiring URLs for object keys under `base`.
     func signedURLs(for keys: [String], base: String) -> [String] {
-        let expires = Int64(Date().timeIntervalSince1970) + Int64(configuration.http.urlExpirySeconds)
+        let expires = urlExpiry()
         return keys.map { base + signer.signedPath(for: $0, expires: expires) }
+    }
+
+    /// When URLs signed now expire (Unix seconds).
+    func urlExpiry() -> Int64 {
+        Int64(Date().timeIntervalSince1970) + Int64(configuration.http.urlExpirySeconds)
     }
 }

@@ -60,8 +60,9 @@ struct AuthMiddleware: RouterMiddleware {
 
     static func presentedKey(_ request: Request) -> String? {
         if let authorization = request.headers[.authorization] {
+            // The scheme is case-insensitive: compared byte by byte, ASCII letters folded.
             let scheme = authorization.utf8.prefix(7)
-            if scheme.count == 7, String(decoding: scheme, as: UTF8.self).lowercased() == "bearer " {
+            if scheme.count == 7, zip(scheme, "bearer ".utf8).allSatisfy({ $0 | 0x20 == $1 | 0x20 }) {
                 return trimmingSpaces(authorization.utf8.dropFirst(7))
             }
         }

@@ -95,7 +95,7 @@ struct A1111Routes {
             return try Response.json(A1111.GenerationResponse(images: images, parameters: parameters, info: info))
         }
         return try await services.answer(task, request: request) { answer in
-            .workerAnswer(answer)
+            .encodedJSON(answer)
         } whenFinal: { final in
             let (result, images) = try await outcome(of: final)
             return try response(images: images, info: result.info, parameters: result.parameters)
@@ -116,7 +116,7 @@ struct A1111Routes {
             return try Response.json(A1111.ExtrasBatchImagesResponse(html_info: html, images: images))
         }
         return try await services.answer(task, request: request) { answer in
-            .workerAnswer(answer)
+            .encodedJSON(answer)
         } whenFinal: { final in
             let (result, images) = try await outcome(of: final)
             return try response(images: images, info: result.info)
@@ -181,12 +181,5 @@ struct A1111Routes {
             options["sd_checkpoint_hash"] = model.etag.isEmpty ? .null : .string(model.etag)
         }
         return options
-    }
-}
-
-extension Response {
-    /// A worker's JSON answer passed on as it came.
-    static func workerAnswer(_ body: Data) -> Response {
-        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 }

@@ -14,6 +14,7 @@ import Storage
 /// `Request-Type: sync|async` and the `taskId` header.
 struct TaskRoutes {
     let services: Services
+    let finalAnswers = FinalAnswerCache()
 
     func register(on router: Router<SDBoxRequestContext>) {
         for kind in TaskKind.generations {
@@ -52,7 +53,11 @@ struct TaskRoutes {
         }
         router.get("/tasks/:id/result") { request, context in
             let task = try await services.task(try context.parameters.require("id"), for: context.caller)
-            return try Response.json(services.resultAnswer(of: task, base: services.urlBase(for: request)))
+            let base = services.urlBase(for: request)
+            guard task.state.isFinal else { return try Response.json(services.resultAnswer(of: task, base: base)) }
+            let webhook = task.callback.map { "\($0.state.rawValue)/\($0.attempts.count)" } ?? ""
+            let key = FinalAnswerCache.Key(route: "result", taskID: task.id, variant: "\(base) \(services.urlExpiry()) \(webhook)")
+            return Response.encodedJSON(try await finalAnswers.answer(key) { try Response.jsonBytes(services.resultAnswer(of: task, base: base)) })
         }
         router.get("/tasks/:id/thumbnails") { request, context in
             let task = try await services.task(try context.parameters.require("id"), for: context.caller)
@@ -68,6 +73,12 @@ struct TaskRoutes {
         }
         router.get("/tasks/:id/progress") { request, context in
             let task = try await services.task(try context.parameters.require("id"), for: context.caller)
+            if task.state.isFinal {
+                // A final task's progress never changes (and has no live preview).
+                return Response.encodedJSON(try await finalAnswers.answer(.init(route: "progress", taskID: task.id, variant: "")) {
+                    try Response.jsonBytes(await progress(of: task))
+                })
+            }
             var answer = await progress(of: task)
             if request.skipsCurrentImage { answer.currentImage = "" }
             return try Response.json(answer)
