@@ -74,43 +74,11 @@ struct OverheadBenchmark: AsyncParsableCommand {
 
     /// Runs one worker directly and an sdbox whose pool runs the same command, and compares them.
     func compare(http: HTTPClient, binary: String, worker: [String], checkpoint: String, rounds: Int, workspace: String) async throws {
-        let data = workspace + "/sdbox"
-        try FileManager.default.createDirectory(atPath: data + "/models/Stable-diffusion", withIntermediateDirectories: true)
-        try FileManager.default.createSymbolicLink(atPath: data + "/models/Stable-diffusion/bench.safetensors", withDestinationPath: checkpoint)
-        guard let workerPort = FreePort.allocate(), let sdboxPort = FreePort.allocate() else { throw BenchmarkError("no free port") }
-        let direct = BenchProcess(
-            worker.map { $0.replacingOccurrences(of: "{port}", with: "\(workerPort)").replacingOccurrences(of: "{checkpoint}", with: checkpoint) },
-            log: workspace + "/direct.log"
+        let fields: [String: JSONValue] = [
+            "prompt": "a lighthouse at dusk", "steps": .integer(Int64(steps)), "width": .integer(Int64(size)), "height": .integer(Int64(size)), "cfg_scale": 1,
+        ]
+        PairedGenerations.report(
+            try await PairedGenerations.run(http: http, binary: binary, worker: worker, checkpoint: checkpoint, fields: fields, rounds: rounds, workspace: workspace)
         )
-        let command = (worker + ["--parent-pid", "{sdbox_pid}"]).map { "\"\($0)\"" }.joined(separator: ", ")
-        let config = """
-            scheduler: {maxInstances: 1, pool: {idleTimeoutSeconds: 3600}}
-            workers:
-              defaultProfile: bench
-              profiles:
-                bench: {command: [\(command)]}
-            """
-        try config.write(toFile: data + "/sdbox.yaml", atomically: true, encoding: .utf8)
-        let server = BenchProcess(
-            [binary, "serve", "--port", "\(sdboxPort)", "--data-dir", data, "--config", data + "/sdbox.yaml", "--log-level", "warning"],
-            log: data + "/server.log"
-        )
-        let times: [PairedGenerations.Path: [Double]]
-        do {
-            try await http.waitUntilAnswering(port: sdboxPort, path: "/healthz", timeout: .seconds(300))
-            try await http.waitUntilAnswering(port: workerPort, path: "/internal/ping", timeout: .seconds(300))
-            let paired = PairedGenerations(
-                http: http, workerPort: workerPort, sdboxPort: sdboxPort,
-                fields: ["prompt": "a lighthouse at dusk", "steps": .integer(Int64(steps)), "width": .integer(Int64(size)), "height": .integer(Int64(size)), "cfg_scale": 1]
-            )
-            times = try await paired.measure(rounds: rounds)
-        } catch {
-            await server.stop()
-            await direct.stop()
-            throw error
-        }
-        await server.stop()
-        await direct.stop()
-        PairedGenerations.report(times)
     }
 }

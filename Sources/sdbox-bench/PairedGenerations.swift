@@ -61,6 +61,49 @@ struct PairedGenerations {
         return seconds
     }
 
+    /// Starts `worker` (a command with `{port}` and `{checkpoint}`) directly and an sdbox (`binary`) whose one
+    /// pool runs the same command, then measures ``measure(rounds:paths:)`` on them with `fields`.
+    static func run(
+        http: HTTPClient, binary: String, worker: [String], checkpoint: String, fields: [String: JSONValue], rounds: Int,
+        paths: [Path] = Path.allCases, workspace: String
+    ) async throws -> [Path: [Double]] {
+        let data = workspace + "/sdbox"
+        try FileManager.default.createDirectory(atPath: data + "/models/Stable-diffusion", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: data + "/models/Stable-diffusion/bench.safetensors", withDestinationPath: checkpoint)
+        guard let workerPort = FreePort.allocate(), let sdboxPort = FreePort.allocate() else { throw BenchmarkError("no free port") }
+        let direct = BenchProcess(
+            worker.map { $0.replacingOccurrences(of: "{port}", with: "\(workerPort)").replacingOccurrences(of: "{checkpoint}", with: checkpoint) },
+            log: workspace + "/direct.log"
+        )
+        let command = (worker + ["--parent-pid", "{sdbox_pid}"]).map { "\"\($0)\"" }.joined(separator: ", ")
+        let config = """
+            scheduler: {maxInstances: 1, pool: {idleTimeoutSeconds: 3600}}
+            workers:
+              defaultProfile: bench
+              profiles:
+                bench: {command: [\(command)]}
+            """
+        try config.write(toFile: data + "/sdbox.yaml", atomically: true, encoding: .utf8)
+        let server = BenchProcess(
+            [binary, "serve", "--port", "\(sdboxPort)", "--data-dir", data, "--config", data + "/sdbox.yaml", "--log-level", "warning"],
+            log: data + "/server.log"
+        )
+        let times: [Path: [Double]]
+        do {
+            try await http.waitUntilAnswering(port: sdboxPort, path: "/healthz", timeout: .seconds(300))
+            try await http.waitUntilAnswering(port: workerPort, path: "/internal/ping", timeout: .seconds(300))
+            // The warm-up round also waits for sdbox's hash of the file and its worker.
+            times = try await PairedGenerations(http: http, workerPort: workerPort, sdboxPort: sdboxPort, fields: fields).measure(rounds: rounds, paths: paths)
+        } catch {
+            await server.stop()
+            await direct.stop()
+            throw error
+        }
+        await server.stop()
+        await direct.stop()
+        return times
+    }
+
     /// A table of each path's times and, for sdbox's, what it adds over the direct request of each round.
     static func report(_ times: [Path: [Double]]) {
         let direct = times[.direct] ?? []

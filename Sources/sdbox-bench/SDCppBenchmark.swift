@@ -96,45 +96,14 @@ struct SDCppBenchmark: AsyncParsableCommand {
         }
         let engineLoad = Self.engineLoadSeconds(log: "\(workspace)/load-0.log")
 
-        guard let workerPort = FreePort.allocate(), let sdboxPort = FreePort.allocate() else { throw BenchmarkError("no free port") }
-        let direct = BenchProcess([worker, "--port", "\(workerPort)", "--ckpt", model] + threadArguments, log: "\(workspace)/direct.log")
-        let data = workspace + "/sdbox"
-        try FileManager.default.createDirectory(atPath: data + "/models/Stable-diffusion", withIntermediateDirectories: true)
-        try FileManager.default.createSymbolicLink(atPath: data + "/models/Stable-diffusion/bench.safetensors", withDestinationPath: model)
-        let command = ([worker, "--port", "{port}", "--ckpt", "{checkpoint}", "--parent-pid", "{sdbox_pid}"] + threadArguments)
-            .map { "\"\($0)\"" }.joined(separator: ", ")
-        let config = """
-            scheduler: {maxInstances: 1, pool: {idleTimeoutSeconds: 3600}}
-            workers:
-              defaultProfile: sdcpp
-              profiles:
-                sdcpp: {command: [\(command)]}
-            """
-        try config.write(toFile: data + "/sdbox.yaml", atomically: true, encoding: .utf8)
-        let server = BenchProcess(
-            [binary, "serve", "--port", "\(sdboxPort)", "--data-dir", data, "--config", data + "/sdbox.yaml", "--log-level", "warning"],
-            log: data + "/server.log"
+        let times = try await PairedGenerations.run(
+            http: http, binary: binary, worker: [worker, "--port", "{port}", "--ckpt", "{checkpoint}"] + threadArguments, checkpoint: model,
+            fields: [
+                "prompt": "a lighthouse at dusk", "steps": .integer(Int64(steps)), "width": .integer(Int64(size)),
+                "height": .integer(Int64(size)), "cfg_scale": .number(cfgScale),
+            ],
+            rounds: images, paths: [.direct, .a1111], workspace: workspace
         )
-        let times: [PairedGenerations.Path: [Double]]
-        do {
-            try await http.waitUntilAnswering(port: sdboxPort, path: "/healthz", timeout: .seconds(300))
-            try await http.waitUntilAnswering(port: workerPort, path: "/internal/ping", timeout: .seconds(300))
-            // The warm-up round also waits for sdbox's hash of the file and its worker.
-            let paired = PairedGenerations(
-                http: http, workerPort: workerPort, sdboxPort: sdboxPort,
-                fields: [
-                    "prompt": "a lighthouse at dusk", "steps": .integer(Int64(steps)), "width": .integer(Int64(size)),
-                    "height": .integer(Int64(size)), "cfg_scale": .number(cfgScale),
-                ]
-            )
-            times = try await paired.measure(rounds: images, paths: [.direct, .a1111])
-        } catch {
-            await server.stop()
-            await direct.stop()
-            throw error
-        }
-        await server.stop()
-        await direct.stop()
         let directTimes = times[.direct] ?? []
         let sdboxTimes = times[.a1111] ?? []
 
