@@ -28,6 +28,28 @@ import Testing
         #expect(answer["parameters"]?["negative_prompt"] == "blurry")
     }
 
+    /// The answer comes as the worker's images arrive, while the task is recorded; the task's record ends
+    /// with the same images. A missing LoRA's note, which sdbox adds, is in the answer too.
+    @Test func theAnswerIsTheWorkersAndTheRecordCatchesUp() async throws {
+        let server = try await ServerProcess(config: fastWorkers)
+        defer { server.destroy() }
+        let generated = try await server.response(
+            .POST, "/sdapi/v1/txt2img", body: try (["prompt": "a fox", "steps": 1, "width": 64, "height": 64, "seed": 9] as JSONValue).encoded()
+        )
+        #expect(generated.status == 200)
+        let answer = try JSONValue(parsing: generated.body)
+        let id = try #require(generated.headers.first(name: "taskId"))
+        let record = try await server.waitForTask(id)
+        #expect(record["status"] == "succeeded")
+        let stored = try await server.request(.GET, try #require(record["ossUrl"]?.arrayValue?.first?.stringValue))
+        #expect(stored.1 == (answer["images"]?.arrayValue?.first?.stringValue).flatMap { Data(base64Encoded: $0) })
+
+        let (_, noted) = try await server.json(.POST, "/sdapi/v1/txt2img", ["prompt": "a fox <lora:ghost:1>", "steps": 1, "width": 64, "height": 64])
+        let info = try JSONValue(parsing: Data(try #require(noted["info"]?.stringValue).utf8))
+        #expect(info["comments"]?.stringValue?.contains("Networks not found: ghost") == true, "\(info)")
+        #expect(info["lorasNotFound"] == ["ghost"])
+    }
+
     @Test func listingsAndOptionsChooseTheDefaultModel() async throws {
         let server = try await ServerProcess(config: fastWorkers, models: ["second.safetensors": DemoCheckpoint.contents() + Data()])
         defer { server.destroy() }
