@@ -140,7 +140,7 @@ public final class TaskRunner: Sendable {
     /// running on disk while its worker works; a generation's answer goes to the callers waiting for its
     /// images (``waitForEarlyOutcome(_:)``) before the images are stored; the worker is given back as soon as it
     /// answered, and the outcome is recorded (after the running mark) while it takes its next task.
-    func run(_ id: String, on worker: WorkerProcess, timeoutSeconds: Int, workerDone: (Ending) async -> Void) async {
+    func run(_ id: String, on worker: WorkerProcess, timeoutSeconds: Int, workerDone: @Sendable (Ending) async -> Void) async {
         let unwritten = state.withLock { $0.unwritten[id] }
         let task: TaskRecord
         do {
@@ -183,7 +183,15 @@ public final class TaskRunner: Sendable {
         var ending = Ending(healthy: true)
         // A generation's time teaches the model's pace; a cancelled one's or a passthrough call's does not.
         if case .answered = outcome, !cancelled, task.kind != .passthrough { ending.generationSeconds = seconds }
-        await workerDone(ending)
+        // The worker takes its next task while this one's outcome is recorded.
+        async let freed: Void = workerDone(ending)
+        await record(outcome, of: task, marking: marking, run: run, cancelled: cancelled)
+        await freed
+    }
+
+    /// Records how a run that did not lose its worker ended, once the task's running mark is written.
+    func record(_ outcome: CallOutcome, of task: TaskRecord, marking: Task<TaskRecord, any Error>, run: Run?, cancelled: Bool) async {
+        let id = task.id
         guard await marked(marking, id) != nil else { return }
         switch outcome {
         case .lost:

@@ -70,9 +70,15 @@ struct RunnerBench {
 
     /// Runs a task to the end of its recording, and returns what it told the scheduler of its worker.
     func run(_ task: TaskRecord) async -> TaskRunner.Ending {
+        let told = EndingRecorder()
+        await runner.run(task.id, on: worker, timeoutSeconds: 60) { await told.record($0) }
+        return await told.ending ?? TaskRunner.Ending(healthy: false)
+    }
+
+    /// What a run told of its worker.
+    actor EndingRecorder {
         var ending: TaskRunner.Ending?
-        await runner.run(task.id, on: worker, timeoutSeconds: 60) { ending = $0 }
-        return ending ?? TaskRunner.Ending(healthy: false)
+        func record(_ ending: TaskRunner.Ending) { self.ending = ending }
     }
 
     func removeFolder() { try? FileManager.default.removeItem(at: directory) }
