@@ -12,7 +12,7 @@ final class ServerProcess: @unchecked Sendable {
     // Safety: `pid` is only changed by start/stop, which the serialized tests call from one task at a time.
     let dataDirectory: String
     let configPath: String
-    let port: Int
+    private(set) var port: Int
     private(set) var pid: pid_t = 0
     var baseURL: String { "http://127.0.0.1:\(port)" }
     var logPath: String { dataDirectory + "/server.log" }
@@ -41,7 +41,19 @@ final class ServerProcess: @unchecked Sendable {
         guard let port = FreePort.allocate() else { throw TestFailure("no free port") }
         self.port = port
         do {
-            try await start()
+            // Two servers of tests running at once may be given the same free port: the one that could not
+            // listen starts again on another.
+            var attempts = 0
+            while true {
+                do {
+                    try await start()
+                    break
+                } catch is PortTaken where attempts < 5 {
+                    attempts += 1
+                    guard let other = FreePort.allocate() else { throw TestFailure("no free port") }
+                    self.port = other
+                }
+            }
         } catch {
             // A folder made here goes with a server that never started (the error quotes its log).
             if dataDirectory == nil { try? FileManager.default.removeItem(atPath: self.dataDirectory) }
@@ -60,11 +72,15 @@ final class ServerProcess: @unchecked Sendable {
         )
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {
-            if waitpid(pid, nil, WNOHANG) == pid { throw TestFailure("sdbox exited at start: \(log)") }
+            if waitpid(pid, nil, WNOHANG) == pid {
+                if log.contains("already in use") { throw PortTaken() }
+                throw TestFailure("sdbox exited at start: \(log)")
+            }
             // A short timeout: the client keeps retrying a refused connection until the request times out.
             // The connection is not kept: a test's own idle timeout could close it just as a request reuses it.
             if let answer = try? await response(.GET, "/healthz", headers: [("Connection", "close")], timeout: .seconds(1)), answer.status == 200 {
-                return
+                // The answer may come from another test's server on the same port: then this one exits.
+                if Self.listens(pid: pid, port: port) { return }
             }
             try await Task.sleep(for: .milliseconds(50))
         }
@@ -72,6 +88,31 @@ final class ServerProcess: @unchecked Sendable {
     }
 
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// Another process listens on the server's port.
+    struct PortTaken: Error {}
+
+    /// Whether process `pid` holds the socket listening on `port` (from /proc): the server that answers is
+    /// this one, not another test's that was given the same port.
+    static func listens(pid: pid_t, port: Int) -> Bool {
+        var listening: Set<Substring> = []
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            guard let text = try? String(contentsOfFile: table, encoding: .utf8) else { continue }
+            for line in text.split(separator: "\n").dropFirst() {
+                // sl, local_address (hex ip:port), rem_address, st (0A: listening), ..., inode (10th)
+                let fields = line.split(separator: " ")
+                guard fields.count > 9, fields[1].hasSuffix(":" + String(format: "%04X", port)), fields[3] == "0A" else { continue }
+                listening.insert(fields[9])
+            }
+        }
+        guard let descriptors = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd") else { return false }
+        return descriptors.contains { descriptor in
+            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(descriptor)"),
+                target.hasPrefix("socket:[")
+            else { return false }
+            return listening.contains(target.dropFirst(8).dropLast())
+        }
+    }
 
     /// Sends `signal` to sdbox alone and waits for it to exit.
     func stop(signal: Int32 = SIGTERM) {
