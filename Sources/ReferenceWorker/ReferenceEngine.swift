@@ -34,6 +34,9 @@ public final class ReferenceEngine: Sendable {
     let state = Mutex(JobState())
     let gate = GenerationGate()
     let options: Mutex<[String: JSONValue]>
+    /// Whether the checkpoint is on the "GPU" (not parked in system RAM), and the time it takes to come back.
+    let loaded = Mutex(true)
+    let reloadTime: Duration
 
     struct JobState {
         var active = false
@@ -49,9 +52,10 @@ public final class ReferenceEngine: Sendable {
         var request: ReferenceRequest?
     }
 
-    public init(checkpoint: Checkpoint, pace: ReferencePace) {
+    public init(checkpoint: Checkpoint, pace: ReferencePace, reloadTime: Duration = .zero) {
         self.checkpoint = checkpoint
         self.pace = pace
+        self.reloadTime = reloadTime
         self.options = Mutex([
             "sd_model_checkpoint": .string(checkpoint.title),
             "sd_checkpoint_hash": .string(checkpoint.sha256),
@@ -123,12 +127,40 @@ public final class ReferenceEngine: Sendable {
 
     // MARK: Generation
 
-    /// Runs a txt2img or img2img request and answers as A1111 does.
+    /// Runs a txt2img or img2img request and answers as A1111 does; a parked checkpoint comes back first.
     public func generate(kind: TaskKind, body: [String: JSONValue]) async throws -> A1111.GenerationResponse {
         let request = try ReferenceRequest(kind: kind, body: body, checkpoint: checkpoint)
         await gate.enter()
         defer { gate.leave() }
+        await bringBack()
         return try await run(request)
+    }
+
+    // MARK: Parking
+
+    /// Whether the checkpoint is loaded (not parked in system RAM).
+    public var isLoaded: Bool { loaded.withLock { $0 } }
+
+    /// Parks the checkpoint in system RAM, after the generation under way, as A1111's `unload_model_weights`.
+    public func unload() async {
+        await gate.enter()
+        defer { gate.leave() }
+        loaded.withLock { $0 = false }
+    }
+
+    /// Brings a parked checkpoint back (taking ``reloadTime``), after the generation under way; nothing
+    /// when it is loaded.
+    public func reload() async {
+        await gate.enter()
+        defer { gate.leave() }
+        await bringBack()
+    }
+
+    /// Brings the checkpoint back if it is parked; call it holding the gate.
+    func bringBack() async {
+        guard !isLoaded else { return }
+        try? await Task.sleep(for: reloadTime)
+        loaded.withLock { $0 = true }
     }
 
     func run(_ request: ReferenceRequest) async throws -> A1111.GenerationResponse {

@@ -11,21 +11,33 @@ public struct ReferenceWorkerConfiguration: Sendable {
     public var pace: ReferencePace
     /// Time spent loading beyond reading the file, standing for moving the weights to a GPU.
     public var loadTime: Duration
+    /// Time spent before loading, standing for a real worker's process start (A1111 imports torch and its
+    /// modules for 15 to 60 s before it reads a checkpoint).
+    public var startTime: Duration
+    /// Time a checkpoint parked in system RAM (`/sdapi/v1/unload-checkpoint`) takes to come back to the GPU.
+    public var reloadTime: Duration
 
-    public init(host: String = "127.0.0.1", port: Int, checkpointPath: String, pace: ReferencePace = ReferencePace(), loadTime: Duration = .zero) {
+    public init(
+        host: String = "127.0.0.1", port: Int, checkpointPath: String, pace: ReferencePace = ReferencePace(), loadTime: Duration = .zero,
+        startTime: Duration = .zero, reloadTime: Duration = .zero
+    ) {
         self.host = host
         self.port = port
         self.checkpointPath = checkpointPath
         self.pace = pace
         self.loadTime = loadTime
+        self.startTime = startTime
+        self.reloadTime = reloadTime
     }
 }
 
 /// The reference worker: an A1111-compatible HTTP server for one checkpoint that draws test images.
 ///
-/// Like A1111 it loads its checkpoint before it listens (validating the file and reading all of it to
-/// hash it, so the load cost grows with the file's size), serves `/internal/ping` once ready, runs one
-/// generation at a time, and reports per-step progress.
+/// Like A1111 it starts (``ReferenceWorkerConfiguration/startTime``), loads its checkpoint before it
+/// listens (validating the file and reading all of it to hash it, so the load cost grows with the file's
+/// size), serves `/internal/ping` once ready, runs one generation at a time, reports per-step progress,
+/// and parks its checkpoint in system RAM and brings it back (`/sdapi/v1/unload-checkpoint`,
+/// `/sdapi/v1/reload-checkpoint`; a generation on a parked checkpoint brings it back first).
 public enum ReferenceWorkerServer {
     struct Context: RequestContext {
         var coreContext: CoreRequestContextStorage
@@ -35,13 +47,14 @@ public enum ReferenceWorkerServer {
 
     /// Loads the checkpoint and serves until shut down (SIGTERM or SIGINT).
     public static func run(_ configuration: ReferenceWorkerConfiguration, logger: Logger) async throws {
+        try await Task.sleep(for: configuration.startTime)
         let started = ContinuousClock.now
         let path = configuration.checkpointPath
         try Checkpoint.validate(path: path)
         let checkpoint = Checkpoint(path: path, sha256: try Checkpoint.sha256(ofFileAt: path))
         try await Task.sleep(for: configuration.loadTime)
         logger.info("Model loaded in \(started.duration(to: .now)): \(checkpoint.title)")
-        let engine = ReferenceEngine(checkpoint: checkpoint, pace: configuration.pace)
+        let engine = ReferenceEngine(checkpoint: checkpoint, pace: configuration.pace, reloadTime: configuration.reloadTime)
         let app = Application(
             router: router(engine: engine, configuration: configuration),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sdbox-reference-worker"),
@@ -52,7 +65,8 @@ public enum ReferenceWorkerServer {
 
     static func router(engine: ReferenceEngine, configuration: ReferenceWorkerConfiguration) -> Router<Context> {
         let router = Router(context: Context.self)
-        router.get("/internal/ping") { _, _ in json(["status": "ok"]) }
+        // Ready; `loaded` says whether the checkpoint is on the "GPU" or parked in system RAM.
+        router.get("/internal/ping") { _, _ in json(["status": "ok", "loaded": .bool(engine.isLoaded)]) }
         // Generations and extras; passthrough calls reach the worker's other routes as they are.
         for kind in TaskKind.allCases where kind != .passthrough {
             router.post(RouterPath(kind.workerPath)) { request, context in
@@ -74,6 +88,14 @@ public enum ReferenceWorkerServer {
             // As A1111, the preview comes unless the caller asks to skip it.
             let preview = request.uri.queryParameters["skip_current_image"].map { $0.lowercased() != "true" } ?? true
             return json(try JSONValue(encoding: engine.progress(preview: preview)))
+        }
+        router.post("/sdapi/v1/unload-checkpoint") { _, _ in
+            await engine.unload()
+            return json([:])
+        }
+        router.post("/sdapi/v1/reload-checkpoint") { _, _ in
+            await engine.reload()
+            return json([:])
         }
         router.post("/sdapi/v1/interrupt") { _, _ in
             engine.interrupt()

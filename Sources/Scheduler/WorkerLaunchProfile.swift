@@ -21,12 +21,14 @@ public struct WorkerLaunchProfile: Codable, Sendable, Equatable {
     }
 
     /// The built-in reference worker (`sdbox worker`), which draws test images.
-    public static func reference(stepMilliseconds: Int = 50, minimumStepMilliseconds: Int = 5, loadMilliseconds: Int = 0) -> Self {
+    public static func reference(
+        stepMilliseconds: Int = 50, minimumStepMilliseconds: Int = 5, loadMilliseconds: Int = 0, startMilliseconds: Int = 0, reloadMilliseconds: Int = 0
+    ) -> Self {
         WorkerLaunchProfile(
             command: [
                 "{sdbox}", "worker", "--port", "{port}", "--checkpoint", "{checkpoint}",
                 "--step-ms", "\(stepMilliseconds)", "--min-step-ms", "\(minimumStepMilliseconds)", "--load-ms", "\(loadMilliseconds)",
-                "--parent-pid", "{sdbox_pid}",
+                "--start-ms", "\(startMilliseconds)", "--reload-ms", "\(reloadMilliseconds)", "--parent-pid", "{sdbox_pid}",
             ],
             startupTimeoutSeconds: 120
         )

@@ -237,6 +237,12 @@ struct Worker: AsyncParsableCommand {
     @Option(name: .customLong("load-ms"), help: "Extra milliseconds to load the checkpoint, as moving weights to a GPU takes.")
     var loadMilliseconds: Int = 0
 
+    @Option(name: .customLong("start-ms"), help: "Milliseconds before loading, as a real worker's process start and imports take.")
+    var startMilliseconds: Int = 0
+
+    @Option(name: .customLong("reload-ms"), help: "Milliseconds to bring a checkpoint parked by /sdapi/v1/unload-checkpoint back.")
+    var reloadMilliseconds: Int = 0
+
     @Option(help: "Exit when the process with this id is gone (sdbox passes its own).")
     var parentPid: Int32?
 
@@ -263,7 +269,10 @@ struct Worker: AsyncParsableCommand {
         }
         let pace = ReferencePace(stepAt512: .milliseconds(stepMilliseconds), minimumStep: .milliseconds(minimumStepMilliseconds))
         try await ReferenceWorkerServer.run(
-            ReferenceWorkerConfiguration(host: host, port: port, checkpointPath: checkpoint, pace: pace, loadTime: .milliseconds(loadMilliseconds)),
+            ReferenceWorkerConfiguration(
+                host: host, port: port, checkpointPath: checkpoint, pace: pace, loadTime: .milliseconds(loadMilliseconds),
+                startTime: .milliseconds(startMilliseconds), reloadTime: .milliseconds(reloadMilliseconds)
+            ),
             logger: logger
         )
     }

@@ -297,6 +297,19 @@ import Testing
 }
 
 @Suite struct ConfigurationTests {
+    /// The reference worker's start, load and reload times reach its command line.
+    @Test func referenceWorkerTimesReachItsCommand() throws {
+        let config = try ServerConfiguration.load(yaml: """
+            workers:
+              reference: {startMilliseconds: 1500, loadMilliseconds: 300, reloadMilliseconds: 700}
+            """)
+        let command = try #require(config.workers.launchProfiles["reference"]?.command)
+        for (flag, value) in [("--start-ms", "1500"), ("--load-ms", "300"), ("--reload-ms", "700")] {
+            let index = try #require(command.firstIndex(of: flag), "\(flag) in \(command)")
+            #expect(command[index + 1] == value)
+        }
+    }
+
     @Test func readsKeysOverDefaults() throws {
         let config = try ServerConfiguration.load(yaml: """
             port: 9000

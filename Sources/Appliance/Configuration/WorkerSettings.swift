@@ -3,11 +3,14 @@ import Scheduler
 /// How workers are started (`workers`): the default launch profile, further named ones, which one pools
 /// use, and the reference worker's pace.
 public struct WorkerSettings: Sendable, Equatable {
-    /// The reference worker's pace: milliseconds per step at 512x512, the floor per step, and extra load time.
+    /// The reference worker's pace: milliseconds per step at 512x512, the floor per step, extra load time,
+    /// process start before loading, and the time a parked checkpoint takes to come back.
     public struct ReferencePace: Sendable, Equatable {
         public var stepMilliseconds = 50
         public var minimumStepMilliseconds = 5
         public var loadMilliseconds = 0
+        public var startMilliseconds = 0
+        public var reloadMilliseconds = 0
 
         public init() {}
     }
@@ -38,6 +41,8 @@ public struct WorkerSettings: Sendable, Equatable {
             reference.stepMilliseconds = try pace.integer("stepMilliseconds", in: 0...60000) ?? reference.stepMilliseconds
             reference.minimumStepMilliseconds = try pace.integer("minimumStepMilliseconds", in: 0...60000) ?? reference.minimumStepMilliseconds
             reference.loadMilliseconds = try pace.integer("loadMilliseconds", in: 0...3_600_000) ?? reference.loadMilliseconds
+            reference.startMilliseconds = try pace.integer("startMilliseconds", in: 0...3_600_000) ?? reference.startMilliseconds
+            reference.reloadMilliseconds = try pace.integer("reloadMilliseconds", in: 0...3_600_000) ?? reference.reloadMilliseconds
             try pace.finish()
         }
         try section.finish()
@@ -50,7 +55,8 @@ public struct WorkerSettings: Sendable, Equatable {
         all["sdcpp"] = all["sdcpp"] ?? .sdcpp
         all["reference"] = all["reference"] ?? .reference(
             stepMilliseconds: reference.stepMilliseconds, minimumStepMilliseconds: reference.minimumStepMilliseconds,
-            loadMilliseconds: reference.loadMilliseconds
+            loadMilliseconds: reference.loadMilliseconds, startMilliseconds: reference.startMilliseconds,
+            reloadMilliseconds: reference.reloadMilliseconds
         )
         if let launch { all["default"] = launch }
         return all
