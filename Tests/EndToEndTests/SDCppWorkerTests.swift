@@ -280,6 +280,17 @@ struct SDCppWorkerTests {
         #expect(upscaled.width == 64 && upscaled.height == 48)
         #expect(meanDifference(upscaled, source) < 24, "the upscaled image resembles its source")
         #expect(PNGTextChunks.read(from: png)["postprocessing"]?.contains(upscalerName) == true)
+
+        // Parking: the checkpoint is freed and the process kept; a generation, or a reload, brings it back.
+        #expect(try await worker.json(.GET, "/internal/ping").1["loaded"] == true)
+        #expect(try await worker.json(.POST, "/sdapi/v1/unload-checkpoint").0 == 200)
+        #expect(try await worker.json(.GET, "/internal/ping").1["loaded"] == false)
+        let (regenerated, image) = try await worker.json(.POST, "/sdapi/v1/txt2img", ["prompt": "x", "steps": 1, "width": 64, "height": 64, "cfg_scale": 1])
+        #expect(regenerated == 200 && image["images"]?.arrayValue?.count == 1, "\(image)")
+        #expect(try await worker.json(.GET, "/internal/ping").1["loaded"] == true)
+        #expect(try await worker.json(.POST, "/sdapi/v1/unload-checkpoint").0 == 200)
+        #expect(try await worker.json(.POST, "/sdapi/v1/reload-checkpoint").0 == 200)
+        #expect(try await worker.json(.GET, "/internal/ping").1["loaded"] == true)
     }
 }
 

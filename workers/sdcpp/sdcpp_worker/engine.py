@@ -66,6 +66,7 @@ class Engine:
         self.checkpoint = checkpoint
         self.upscalers = upscalers
         self.threads = threads
+        self.lora_dir = lora_dir
         self.generation = threading.Lock()
         self.state_lock = threading.Lock()
         self.state = JobState()
@@ -74,15 +75,40 @@ class Engine:
             "sd_vae": "Automatic", "CLIP_stop_at_last_layers": 1, "samples_format": "png",
             "eta_noise_seed_delta": 0,
         }
-        started = time.monotonic()
-        self.model = StableDiffusion(
-            model_path=checkpoint.path, lora_model_dir=lora_dir or "", n_threads=threads, verbose=True,
-        )
-        self.load_seconds = time.monotonic() - started
+        self.model = None
+        self.load_seconds = self._load()
         # One callback for the life of the process: the binding would otherwise register a callback object
         # per call, which stable-diffusion.cpp could call after Python freed it.
         self._progress_callback = sd_cpp.sd_progress_callback(self._on_step)
         sd_cpp.sd_set_progress_callback(self._progress_callback, ctypes.c_void_p(0))
+
+    def _load(self):
+        """Loads the checkpoint (again, from the page cache, after an unload); returns the seconds it took."""
+        started = time.monotonic()
+        self.model = StableDiffusion(
+            model_path=self.checkpoint.path, lora_model_dir=self.lora_dir or "", n_threads=self.threads, verbose=True,
+        )
+        return time.monotonic() - started
+
+    # MARK: Parking
+
+    @property
+    def loaded(self):
+        return self.model is not None
+
+    def unload(self):
+        """Frees the checkpoint and keeps the process (its imports and the upscalers), after the generation
+        under way, as A1111's /sdapi/v1/unload-checkpoint."""
+        with self.generation:
+            if self.model is not None:
+                self.model.close()
+                self.model = None
+
+    def reload(self):
+        """Loads a freed checkpoint back, after the generation under way; nothing when it is loaded."""
+        with self.generation:
+            if self.model is None:
+                self._load()
 
     # MARK: Progress and control
 
@@ -131,6 +157,9 @@ class Engine:
         request = GenerationRequest(kind, body, self.checkpoint, options)
         init_image, mask = self._inputs(request)
         with self.generation:
+            # A freed checkpoint comes back first, as A1111 reloads it for the next generation.
+            if self.model is None:
+                self._load()
             with self.state_lock:
                 self.state = JobState(kind, request.iterations, request.batch_size, request.steps)
             try:

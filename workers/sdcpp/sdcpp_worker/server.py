@@ -28,7 +28,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         engine = self.server.engine
         routes = {
-            "/internal/ping": lambda: {"status": "ok"},
+            # Ready; `loaded` says whether the checkpoint is loaded or freed (/sdapi/v1/unload-checkpoint).
+            "/internal/ping": lambda: {"status": "ok", "loaded": engine.loaded},
             "/sdapi/v1/progress": engine.progress,
             "/sdapi/v1/options": engine.current_options,
             "/sdapi/v1/sd-models": lambda: [engine.checkpoint.sd_model()],
@@ -51,6 +52,8 @@ class Handler(BaseHTTPRequestHandler):
             "/sdapi/v1/img2img": lambda: engine.generate("img2img", self._body()),
             "/sdapi/v1/extra-single-image": lambda: engine.postprocess("extra-single-image", self._body()),
             "/sdapi/v1/extra-batch-images": lambda: engine.postprocess("extra-batch-images", self._body()),
+            "/sdapi/v1/unload-checkpoint": lambda: engine.unload() or {},
+            "/sdapi/v1/reload-checkpoint": lambda: engine.reload() or {},
             "/sdapi/v1/interrupt": lambda: engine.interrupt() or {},
             "/sdapi/v1/skip": lambda: engine.skip() or {},
             "/sdapi/v1/options": lambda: engine.set_options(self._body()),
