@@ -41,10 +41,9 @@ public final class TaskRunner: Sendable {
         var runs: [String: Run] = [:]
         /// The progress call under way to the worker of each running task; polls that come meanwhile share it.
         var progressPolls: [String: Task<A1111.Progress?, Never>] = [:]
-        var waiters: [String: [Int: CheckedContinuation<TaskRecord?, Never>]] = [:]
+        var waiters = TaskWaiters<TaskRecord?>()
         /// Callers waiting for a task's ``EarlyOutcome`` (``waitForEarlyOutcome(_:)``).
-        var earlyWaiters: [String: [Int: CheckedContinuation<EarlyOutcome?, Never>]] = [:]
-        var nextWaiterID = 1
+        var earlyWaiters = TaskWaiters<EarlyOutcome?>()
         /// Tasks queued while their record is written (``beginWriting(_:insertion:)``).
         var unwritten: [String: Unwritten] = [:]
         /// Task changes held in memory because the disk is full (see ``persist(_:_:)``).
@@ -452,9 +451,9 @@ public final class TaskRunner: Sendable {
     func taskEnded(_ task: TaskRecord) {
         metrics.taskFinished(task)
         usage.withdraw(user: task.user, bytes: task.request.storageSize)
-        let (waiting, waitingEarly) = state.withLock { ($0.waiters.removeValue(forKey: task.id), $0.earlyWaiters.removeValue(forKey: task.id)) }
-        for waiter in (waiting ?? [:]).values { waiter.resume(returning: task) }
-        for waiter in (waitingEarly ?? [:]).values { waiter.resume(returning: nil) }
+        let (waiting, waitingEarly) = state.withLock { ($0.waiters.takeAll(of: task.id), $0.earlyWaiters.takeAll(of: task.id)) }
+        for waiter in waiting { waiter.resume(returning: task) }
+        for waiter in waitingEarly { waiter.resume(returning: nil) }
         events.yield(.taskFinished(task))
     }
 
@@ -485,60 +484,40 @@ public final class TaskRunner: Sendable {
     /// final already): its final record tells the rest.
     public func waitForEarlyOutcome(_ id: String) async -> EarlyOutcome? {
         await withCheckedContinuation { continuation in
-            let waiterID = state.withLock { state in
-                let waiterID = state.nextWaiterID
-                state.nextWaiterID += 1
-                state.earlyWaiters[id, default: [:]][waiterID] = continuation
-                return waiterID
-            }
-            Task {
-                // Final before the wait began: nothing will be handed over.
-                guard (try? await self.tasks.get(id))??.state.isFinal != false else { return }
-                let waiter = self.state.withLock { state -> CheckedContinuation<EarlyOutcome?, Never>? in
-                    let waiter = state.earlyWaiters[id]?.removeValue(forKey: waiterID)
-                    if state.earlyWaiters[id]?.isEmpty == true { state.earlyWaiters[id] = nil }
-                    return waiter
-                }
-                waiter?.resume(returning: nil)
-            }
+            let number = state.withLock { $0.earlyWaiters.add(continuation, for: id) }
+            // Final before the wait began: nothing will be handed over.
+            Task { await self.resumeIfFinal(id, \.earlyWaiters, number: number, with: { _ in nil }) }
         }
     }
 
     /// Hands an early outcome to the callers waiting for it.
     func publish(_ outcome: EarlyOutcome, of id: String) {
-        let waiting = state.withLock { $0.earlyWaiters.removeValue(forKey: id) }
-        for waiter in (waiting ?? [:]).values { waiter.resume(returning: outcome) }
+        for waiter in state.withLock({ $0.earlyWaiters.takeAll(of: id) }) { waiter.resume(returning: outcome) }
     }
 
     /// Waits until a task is final and returns it; `nil` if it does not exist. With a `timeout`, returns
     /// the task as it stands when the time is up.
     public func waitUntilFinal(_ id: String, timeout: Duration? = nil) async -> TaskRecord? {
         await withCheckedContinuation { continuation in
-            let waiterID = state.withLock { state in
-                let waiterID = state.nextWaiterID
-                state.nextWaiterID += 1
-                state.waiters[id, default: [:]][waiterID] = continuation
-                return waiterID
-            }
-            Task { await self.resumeIfFinal(id, waiterID: waiterID) }
+            let number = state.withLock { $0.waiters.add(continuation, for: id) }
+            Task { await self.resumeIfFinal(id, \.waiters, number: number, with: { $0 }) }
             if let timeout {
                 Task {
                     try? await Task.sleep(for: timeout)
-                    await self.resumeIfFinal(id, waiterID: waiterID, evenIfNotFinal: true)
+                    await self.resumeIfFinal(id, \.waiters, number: number, evenIfNotFinal: true, with: { $0 })
                 }
             }
         }
     }
 
-    /// Resumes one waiter if its task is already final (it finished before the waiter was registered).
-    func resumeIfFinal(_ id: String, waiterID: Int, evenIfNotFinal: Bool = false) async {
+    /// Resumes one waiter of a table, with what `answer` makes of its task, if the task is already final
+    /// or gone (it ended before the waiter was added), or at once with `evenIfNotFinal`.
+    func resumeIfFinal<Value: Sendable>(
+        _ id: String, _ table: WritableKeyPath<State, TaskWaiters<Value>> & Sendable, number: Int, evenIfNotFinal: Bool = false,
+        with answer: @Sendable (TaskRecord?) -> Value
+    ) async {
         let task = try? await tasks.get(id)
         guard evenIfNotFinal || task == nil || task?.state.isFinal == true else { return }
-        let waiter = state.withLock { state -> CheckedContinuation<TaskRecord?, Never>? in
-            let waiter = state.waiters[id]?.removeValue(forKey: waiterID)
-            if state.waiters[id]?.isEmpty == true { state.waiters[id] = nil }
-            return waiter
-        }
-        waiter?.resume(returning: task)
+        state.withLock { $0[keyPath: table].take(number, of: id) }?.resume(returning: answer(task))
     }
 }
