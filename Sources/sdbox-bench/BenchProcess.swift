@@ -67,4 +67,21 @@ extension HTTPClient {
         }
         throw BenchmarkError("nothing answered GET \(path) on port \(port) within \(timeout)")
     }
+
+    /// Sends a request (a JSON `body`, if any) and returns the body of its answer; anything but 200 is an error.
+    func answer(
+        _ url: String, method: HTTPMethod = .GET, headers: [String: String] = [:], json body: Data? = nil, timeout: TimeAmount = .seconds(3600)
+    ) async throws -> Data {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: body))
+        }
+        let response = try await execute(request, timeout: timeout)
+        let answer = try await response.body.collect(upTo: 64 << 20)
+        guard response.status == .ok else { throw BenchmarkError("\(url) answered \(response.status.code): \(String(buffer: answer).prefix(300))") }
+        return Data(answer.readableBytesView)
+    }
 }

@@ -87,18 +87,18 @@ struct ControlPlaneBenchmark: AsyncParsableCommand {
             try await http.waitUntilAnswering(port: sdboxPort, path: "/healthz", timeout: .seconds(120))
             let sdboxURL = "http://127.0.0.1:\(sdboxPort)"
             let auth = ["Authorization": "Bearer \(key)"]
-            let task = try await Self.request(http, sdboxURL + "/txt2img", method: .POST, headers: auth, body: #"{"prompt":"bench","steps":1,"width":64,"height":64}"#)
+            let task = try await http.answer(sdboxURL + "/txt2img", method: .POST, headers: auth, json: Data(#"{"prompt":"bench","steps":1,"width":64,"height":64}"#.utf8))
             guard let id = try JSONValue(parsing: task)["taskId"]?.stringValue else { throw BenchmarkError("no taskId in \(String(decoding: task, as: UTF8.self))") }
-            _ = try await Self.request(
-                http, sdboxURL + "/txt2img", method: .POST, headers: auth.merging(["Request-Type": "async"]) { $1 },
-                body: #"{"prompt":"the long task","steps":30,"width":512,"height":512}"#
+            _ = try await http.answer(
+                sdboxURL + "/txt2img", method: .POST, headers: auth.merging(["Request-Type": "async"]) { $1 },
+                json: Data(#"{"prompt":"the long task","steps":30,"width":512,"height":512}"#.utf8)
             )
             let idle = Self.memory(of: server.processID)
 
             print("\nstatus reads of a finished task (the same bytes from nginx as a static file):")
             print("what                                   requests/s     p50        p99      ratio to nginx")
             for what in ["progress", "result"] {
-                let bytes = try await Self.request(http, sdboxURL + "/tasks/\(id)/\(what)", headers: auth)
+                let bytes = try await http.answer(sdboxURL + "/tasks/\(id)/\(what)", headers: auth)
                 try bytes.write(to: URL(fileURLWithPath: workspace + "/www/\(what)"))
                 for round in 1...rounds {
                     let own = try Self.wrk(url: sdboxURL + "/tasks/\(id)/\(what)", headers: auth, connections: connections, seconds: seconds)
@@ -124,7 +124,7 @@ struct ControlPlaneBenchmark: AsyncParsableCommand {
                     total += run.requests - run.errors
                     rate = max(run.requestsPerSecond, 100)
                 }
-                let depth = try JSONValue(parsing: try await Self.request(http, sdboxURL + "/workers", headers: ["Authorization": "Bearer \(admin)"]))["queues"]?.objectValue?
+                let depth = try JSONValue(parsing: try await http.answer(sdboxURL + "/workers", headers: ["Authorization": "Bearer \(admin)"]))["queues"]?.objectValue?
                     .values.compactMap(\.integerValue).reduce(Int64(0), +) ?? 0
                 let full = Self.memory(of: server.processID)
                 print("\nmemory with a deep queue (\(depth) tasks queued, \(total) submitted):")
@@ -235,20 +235,6 @@ struct ControlPlaneBenchmark: AsyncParsableCommand {
         }
         func mebibytes(_ name: String) -> String { String(format: "%.1f MiB", Double(fields[name] ?? 0) / 1024) }
         return "resident \(mebibytes("VmRSS")) (anonymous \(mebibytes("RssAnon")), files \(mebibytes("RssFile")))"
-    }
-
-    static func request(_ http: HTTPClient, _ url: String, method: HTTPMethod = .GET, headers: [String: String], body: String? = nil) async throws -> Data {
-        var request = HTTPClientRequest(url: url)
-        request.method = method
-        for (name, value) in headers { request.headers.add(name: name, value: value) }
-        if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(string: body))
-        }
-        let response = try await http.execute(request, timeout: .seconds(600))
-        let answer = try await response.body.collect(upTo: 64 << 20)
-        guard response.status == .ok else { throw BenchmarkError("\(url) answered \(response.status.code): \(String(buffer: answer).prefix(300))") }
-        return Data(answer.readableBytesView)
     }
 
     /// Runs a command to its end and returns what it printed.

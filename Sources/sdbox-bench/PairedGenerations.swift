@@ -47,18 +47,10 @@ struct PairedGenerations {
         case .a1111: (sdboxPort, "/sdapi/v1/txt2img")
         case .taskAPI: (sdboxPort, "/txt2img")
         }
-        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(route)")
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.body = .bytes(ByteBuffer(bytes: try JSONValue.object(body).encoded()))
+        let json = try JSONValue.object(body).encoded()
         let started = ContinuousClock.now
-        let response = try await http.execute(request, timeout: .seconds(3600))
-        let answer = try await response.body.collect(upTo: 64 << 20)
-        let seconds = started.duration(to: .now).seconds
-        guard response.status == .ok else {
-            throw BenchmarkError("\(path.rawValue) answered \(response.status.code): \(String(buffer: answer).prefix(300))")
-        }
-        return seconds
+        _ = try await http.answer("http://127.0.0.1:\(port)\(route)", method: .POST, json: json)
+        return started.duration(to: .now).seconds
     }
 
     /// Starts `worker` (a command with `{port}` and `{checkpoint}`) directly and an sdbox (`binary`) whose one

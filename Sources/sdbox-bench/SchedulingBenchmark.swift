@@ -167,15 +167,7 @@ struct Workbench {
 
     /// POSTs a JSON body and fails unless the answer is 200.
     func post(port: Int, path: String, body: Data) async throws {
-        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.body = .bytes(ByteBuffer(bytes: body))
-        let response = try await http.execute(request, timeout: .seconds(3600))
-        let answer = try await response.body.collect(upTo: 64 << 20)
-        guard response.status == .ok else {
-            throw BenchmarkError("\(path) answered \(response.status.code): \(String(buffer: answer).prefix(300))")
-        }
+        _ = try await http.answer("http://127.0.0.1:\(port)\(path)", method: .POST, json: body)
     }
 
     func startWorker(model: Int, tag: String) async throws -> (BenchProcess, Int) {
