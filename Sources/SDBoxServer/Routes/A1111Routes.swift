@@ -90,15 +90,12 @@ struct A1111Routes {
         var body = try await request.jsonBody(limit: services.configuration.http.maxBodyBytes)
         let submission = try services.submission(taking: &body, request: request, context: context)
         let task = try await services.submitGeneration(kind: kind, body: body, submission: submission)
-        func response(images: [String], info: JSONValue, parameters: JSONValue) throws -> Response {
-            let info = try info.stringValue ?? String(decoding: info.encoded(), as: UTF8.self)
-            return try Response.json(A1111.GenerationResponse(images: images, parameters: parameters, info: info))
-        }
         return try await services.answer(task, request: request) { answer in
             .encodedJSON(answer)
         } whenFinal: { final in
             let (result, images) = try await outcome(of: final)
-            return try response(images: images, info: result.info, parameters: result.parameters)
+            let info = try result.info.stringValue ?? String(decoding: result.info.encoded(), as: UTF8.self)
+            return try Response.json(A1111.GenerationResponse(images: images, parameters: result.parameters, info: info))
         }
     }
 
@@ -108,18 +105,15 @@ struct A1111Routes {
         var body = try await request.jsonBody(limit: services.configuration.http.maxBodyBytes)
         let submission = try services.submission(taking: &body, request: request, context: context)
         let task = try await services.submitPostprocessing(kind: kind, body: body, submission: submission)
-        func response(images: [String], info: JSONValue) throws -> Response {
-            let html = info["html_info"]?.stringValue ?? ""
-            if kind == .extraSingleImage {
-                return try Response.json(A1111.ExtrasSingleImageResponse(html_info: html, image: images.first ?? ""))
-            }
-            return try Response.json(A1111.ExtrasBatchImagesResponse(html_info: html, images: images))
-        }
         return try await services.answer(task, request: request) { answer in
             .encodedJSON(answer)
         } whenFinal: { final in
             let (result, images) = try await outcome(of: final)
-            return try response(images: images, info: result.info)
+            let html = result.info["html_info"]?.stringValue ?? ""
+            if kind == .extraSingleImage {
+                return try Response.json(A1111.ExtrasSingleImageResponse(html_info: html, image: images.first ?? ""))
+            }
+            return try Response.json(A1111.ExtrasBatchImagesResponse(html_info: html, images: images))
         }
     }
 
