@@ -12,6 +12,9 @@ public struct PoolSettings: Codable, Sendable, Equatable {
     public var idleTimeoutSeconds: Int?
     /// GPU memory one worker needs, reserved on the GPU it is placed on.
     public var gpuMemoryMiB: Int?
+    /// System RAM one worker takes while parked (its checkpoint moved off the GPU); by default its
+    /// `gpuMemoryMiB`.
+    public var hostMemoryMiB: Int?
     /// The longest one task may take on a worker.
     public var taskTimeoutSeconds: Int?
     /// The named launch profile (`workers.profiles`) that starts this pool's workers.
@@ -23,12 +26,13 @@ public struct PoolSettings: Codable, Sendable, Equatable {
 
     public init(
         minInstances: Int? = nil, maxInstances: Int? = nil, idleTimeoutSeconds: Int? = nil, gpuMemoryMiB: Int? = nil,
-        taskTimeoutSeconds: Int? = nil, profile: String? = nil, environment: [String: String]? = nil, extraArgs: [String]? = nil
+        hostMemoryMiB: Int? = nil, taskTimeoutSeconds: Int? = nil, profile: String? = nil, environment: [String: String]? = nil, extraArgs: [String]? = nil
     ) {
         self.minInstances = minInstances
         self.maxInstances = maxInstances
         self.idleTimeoutSeconds = idleTimeoutSeconds
         self.gpuMemoryMiB = gpuMemoryMiB
+        self.hostMemoryMiB = hostMemoryMiB
         self.taskTimeoutSeconds = taskTimeoutSeconds
         self.profile = profile
         self.environment = environment
@@ -42,6 +46,7 @@ public struct PoolSettings: Codable, Sendable, Equatable {
             maxInstances: maxInstances ?? defaults.maxInstances,
             idleTimeoutSeconds: idleTimeoutSeconds ?? defaults.idleTimeoutSeconds,
             gpuMemoryMiB: gpuMemoryMiB ?? defaults.gpuMemoryMiB,
+            hostMemoryMiB: hostMemoryMiB ?? defaults.hostMemoryMiB,
             taskTimeoutSeconds: taskTimeoutSeconds ?? defaults.taskTimeoutSeconds,
             profile: profile ?? defaults.profile,
             environment: (defaults.environment ?? [:]).merging(environment ?? [:]) { _, own in own },

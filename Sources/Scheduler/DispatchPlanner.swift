@@ -6,33 +6,50 @@ public struct PoolPolicy: Sendable, Equatable {
     public var maxInstances: Int
     public var idleTimeout: TimeInterval
     public var gpuMemoryMiB: Int
+    /// System RAM one parked worker takes.
+    public var hostMemoryMiB: Int
 
-    public init(minInstances: Int = 0, maxInstances: Int = 1, idleTimeout: TimeInterval = 600, gpuMemoryMiB: Int = 8192) {
+    public init(minInstances: Int = 0, maxInstances: Int = 1, idleTimeout: TimeInterval = 600, gpuMemoryMiB: Int = 8192, hostMemoryMiB: Int? = nil) {
         self.minInstances = minInstances
         self.maxInstances = maxInstances
         self.idleTimeout = idleTimeout
         self.gpuMemoryMiB = gpuMemoryMiB
+        self.hostMemoryMiB = hostMemoryMiB ?? gpuMemoryMiB
     }
 }
 
 /// The scheduling policy, as plain data and pure decisions: which queued task goes to which worker, when
-/// a worker starts and on which GPU, and which worker stops. It reads no clock and starts or stops no
-/// process; the ``Scheduler`` feeds it events, asks it to ``plan(now:)``, and carries out the
-/// ``Decision``s. This keeps every rule testable deterministically. Its ``workers`` are the box's one
-/// worker table: each entry also carries the scheduler's handle to the worker's process, which the
-/// planner never uses.
+/// a worker starts and on which GPU, which worker is parked in system RAM, comes back, or stops. It reads
+/// no clock and starts or stops no process; the ``Scheduler`` feeds it events, asks it to ``plan(now:)``,
+/// and carries out the ``Decision``s. This keeps every rule testable deterministically. Its ``workers`` are
+/// the box's one worker table: each entry also carries the scheduler's handle to the worker's process,
+/// which the planner never uses.
+///
+/// A worker is in one of two tiers: on the GPU (or a CPU slot), holding its pool's `gpuMemoryMiB` and
+/// one of the `maxInstances` slots, or *parked*: its process alive, its checkpoint in system RAM (A1111's
+/// unload-checkpoint), holding its pool's `hostMemoryMiB` of the `hostMemoryMiB` budget and no slot. A
+/// parked worker comes back in about a second where a new process takes a minute; so room on a GPU is
+/// made by parking an idle worker, and only when the budget cannot hold it (or parking is off, a budget
+/// of 0) by stopping one. The budget is kept in least-recently-used order over both tiers: a parked
+/// worker used less recently than the one being parked stops to make it fit, a more recent one never does
+/// (the idle worker then stops instead).
 ///
 /// Rules, in the order `plan` applies them:
-/// 1. **Fairness**: a model with waiting tasks, no worker and no room, whose oldest task has waited at
-///    least `fairnessWait`, takes the slot of an idle worker of a model whose own oldest task is younger:
-///    that worker stops instead of taking its next task. Each task's wait is thus bounded even when a
-///    busier model could keep every slot.
+/// 1. **Fairness**: a model with waiting tasks, no worker on a GPU and no room, whose oldest task has
+///    waited at least `fairnessWait`, takes the slot of an idle worker of a model whose own oldest task is
+///    younger: that worker is parked (or stops) instead of taking its next task. Each task's wait is thus
+///    bounded even when a busier model could keep every slot; until then a warm model serves its queue
+///    without paying for a switch.
 /// 2. **Dispatch**: each idle worker takes the next task of its model's queue.
-/// 3. **Scale up**, models in order of their oldest waiting task: start workers (up to the pool's
-///    `maxInstances`, the global `maxInstances`, and GPU memory) for tasks no worker will take; when
-///    there is no room, stop the least recently used idle worker of another model that has nothing
-///    queued (the fairness rule covers the rest).
-/// 4. **Scale down**: a worker idle for its pool's `idleTimeout` stops, unless its pool is at `minInstances`.
+/// 3. **Scale up**, models past the fairness bound first, then those a parked worker can serve (a reload
+///    is the cheapest switch), then the rest, each group in order of its oldest waiting task: parked
+///    workers of the model come back where their GPU has room, then new workers start (up to the pool's
+///    `maxInstances`, the global `maxInstances`, and GPU memory) for tasks no worker will take; when there
+///    is no room, the least recently used idle worker of another model that has nothing queued is parked
+///    or stopped (the fairness rule covers the rest). Room that is free is used at once, while other
+///    workers finish their tasks.
+/// 4. **Scale down**: a worker idle for its pool's `idleTimeout`, on a GPU or parked, stops, unless its
+///    pool is at `minInstances`.
 /// 5. **Warm pools**: pools below `minInstances` start workers where there is room.
 ///
 /// Each model's queue is a ``ModelQueue``: round robin between users, and within a user's own tasks by
@@ -45,13 +62,17 @@ public struct DispatchPlanner: Sendable {
         case start(workerID: Int, model: String, gpu: Int?)
         /// Send the task to the worker.
         case assign(taskID: String, workerID: Int)
+        /// Move the idle worker's checkpoint to system RAM; answer with ``workerParked(_:now:)``.
+        case park(workerID: Int, reason: StopReason)
+        /// Bring the parked worker's checkpoint back to its GPU; answer with ``workerReloaded(_:now:)``.
+        case reload(workerID: Int)
         /// Stop the worker.
         case stop(workerID: Int, reason: StopReason)
         /// The model's queued tasks can never be placed; fail them.
         case reject(taskIDs: [String], model: String, reason: String)
     }
 
-    /// Why a worker is stopped.
+    /// Why a worker is parked or stopped.
     public enum StopReason: String, Sendable {
         case idle = "idle timeout"
         case makeRoom = "make room for another model"
@@ -69,8 +90,12 @@ public struct DispatchPlanner: Sendable {
         public let id: Int
         public let model: String
         public var state: WorkerState
+        /// On the GPU, or parked in system RAM; a stopping worker keeps the tier it stops from.
+        public internal(set) var tier: WorkerTier = .gpu
         public let gpu: Int?
         public let memoryMiB: Int
+        /// System RAM it takes while parked.
+        public let hostMemoryMiB: Int
         /// When it last took or finished a task (or became ready): the order of idle timeouts and evictions.
         public var lastUsed: Date
         public var taskID: String?
@@ -79,12 +104,20 @@ public struct DispatchPlanner: Sendable {
         public var since: Date
         /// Tasks and leases it has finished.
         public var tasksServed = 0
+        /// How many times it was parked, and brought back.
+        public internal(set) var parks = 0
+        public internal(set) var reloads = 0
         /// The scheduler's handle to its process, once started (see ``attach(_:to:)``).
         public internal(set) var process: WorkerProcess?
+
+        /// Whether it holds GPU memory and a slot.
+        var onGPU: Bool { tier == .gpu }
     }
 
     public let inventory: GPUInventory
     public var maxInstances: Int
+    /// System RAM parked workers may take together; 0 turns parking off (idle workers stop instead).
+    public var hostMemoryMiB: Int
     public var fairnessWait: TimeInterval
     public var priorityStep: TimeInterval
     public var defaultPolicy: PoolPolicy
@@ -93,14 +126,18 @@ public struct DispatchPlanner: Sendable {
 
     var queues: [String: ModelQueue] = [:]
     public private(set) var workers: [Int: Worker] = [:]
-    /// Workers stopping to make room, and the model they make room for.
+    /// Workers parking or stopping to make room, and the model they make room for.
     var makingRoom: [Int: String] = [:]
     var nextWorkerID = 1
     var nextSequence: UInt64 = 0
 
-    public init(inventory: GPUInventory, maxInstances: Int, defaultPolicy: PoolPolicy, fairnessWait: TimeInterval = 60, priorityStep: TimeInterval = 60) {
+    public init(
+        inventory: GPUInventory, maxInstances: Int, defaultPolicy: PoolPolicy, hostMemoryMiB: Int = 0, fairnessWait: TimeInterval = 60,
+        priorityStep: TimeInterval = 60
+    ) {
         self.inventory = inventory
         self.maxInstances = maxInstances
+        self.hostMemoryMiB = hostMemoryMiB
         self.defaultPolicy = defaultPolicy
         self.fairnessWait = fairnessWait
         self.priorityStep = priorityStep
@@ -175,6 +212,25 @@ public struct DispatchPlanner: Sendable {
         workers[id]?.since = now
     }
 
+    /// The worker's checkpoint is in system RAM: its GPU memory and slot are free.
+    public mutating func workerParked(_ id: Int, now: Date) {
+        guard workers[id]?.state == .parking else { return }
+        workers[id]?.state = .parked
+        workers[id]?.tier = .ram
+        workers[id]?.since = now
+        workers[id]?.parks += 1
+        makingRoom[id] = nil
+    }
+
+    /// The worker's checkpoint is back on its GPU: it is ready.
+    public mutating func workerReloaded(_ id: Int, now: Date) {
+        guard workers[id]?.state == .reloading else { return }
+        workers[id]?.state = .ready
+        workers[id]?.lastUsed = now
+        workers[id]?.since = now
+        workers[id]?.reloads += 1
+    }
+
     /// The worker's task (or lease) ended; a healthy worker is idle again, another one must stop.
     public mutating func taskDone(workerID: Int, healthy: Bool, now: Date) {
         guard let worker = workers[workerID] else { return }
@@ -185,7 +241,7 @@ public struct DispatchPlanner: Sendable {
         if worker.state == .busy { workers[workerID]?.state = healthy ? .ready : .stopping }
     }
 
-    /// The worker is asked to stop outside of a plan (e.g. its pool was deleted).
+    /// The worker is asked to stop outside of a plan (e.g. its pool was deleted, or it could not park).
     public mutating func markStopping(_ id: Int, now: Date) {
         workers[id]?.state = .stopping
         workers[id]?.since = now
@@ -197,17 +253,27 @@ public struct DispatchPlanner: Sendable {
         makingRoom[id] = nil
     }
 
-    /// Workers of a model that are not stopping.
+    /// Workers of a model that are not stopping, in either tier.
     public func liveWorkers(model: String) -> [Worker] {
         workers.values.filter { $0.model == model && $0.state != .stopping }
     }
 
-    /// GPU memory reserved by workers on each GPU.
+    /// GPU memory reserved by workers on each GPU (parked workers hold none).
     public var reservedMemory: [Int: Int] {
         var reserved: [Int: Int] = [:]
-        for worker in workers.values { if let gpu = worker.gpu { reserved[gpu, default: 0] += worker.memoryMiB } }
+        for worker in workers.values where worker.onGPU {
+            if let gpu = worker.gpu { reserved[gpu, default: 0] += worker.memoryMiB }
+        }
         return reserved
     }
+
+    /// System RAM taken by parked workers, and by those being parked.
+    public var parkedMemory: Int {
+        workers.values.filter { !$0.onGPU || $0.state == .parking }.reduce(0) { $0 + $1.hostMemoryMiB }
+    }
+
+    /// Workers holding a slot: on a GPU (or a CPU slot), not parked.
+    var slotsTaken: Int { workers.values.filter(\.onGPU).count }
 
     // MARK: Planning
 
@@ -239,7 +305,7 @@ public struct DispatchPlanner: Sendable {
         var decisions: [Decision] = []
         for model in modelsByWait() {
             guard let head = queues[model]?.first, now.timeIntervalSince(head.enqueuedAt) >= fairnessWait,
-                liveWorkers(model: model).isEmpty, placement(for: model) == nil, !makingRoom.values.contains(model)
+                !liveWorkers(model: model).contains(where: \.onGPU), !canServe(model), !makingRoom.values.contains(model)
             else { continue }
             let candidates = workers.values.filter { worker in
                 guard worker.state == .ready, worker.model != model, frees(worker, for: model) else { return false }
@@ -247,8 +313,8 @@ public struct DispatchPlanner: Sendable {
                 guard let theirs = queues[worker.model]?.first else { return true }
                 return theirs.enqueuedAt > head.enqueuedAt
             }
-            if let victim = candidates.min(by: { ($0.lastUsed, $0.id) < ($1.lastUsed, $1.id) }) {
-                decisions.append(stop(victim.id, reason: .fairness, makingRoomFor: model, now: now))
+            if let victim = candidates.min(by: Self.leastRecentlyUsed) {
+                decisions += evict(victim, reason: .fairness, for: model, now: now)
             }
         }
         return decisions
@@ -256,7 +322,7 @@ public struct DispatchPlanner: Sendable {
 
     mutating func assignIdleWorkers(now: Date) -> [Decision] {
         var decisions: [Decision] = []
-        for worker in workers.values.sorted(by: { ($0.lastUsed, $0.id) < ($1.lastUsed, $1.id) }) where worker.state == .ready {
+        for worker in workers.values.sorted(by: Self.leastRecentlyUsed) where worker.state == .ready {
             guard let next = queues[worker.model]?.removeFirst() else { continue }
             if queues[worker.model]?.isEmpty == true { queues[worker.model] = nil }
             workers[worker.id]?.state = .busy
@@ -270,20 +336,25 @@ public struct DispatchPlanner: Sendable {
 
     mutating func scaleUp(now: Date) -> [Decision] {
         var decisions: [Decision] = []
-        for model in modelsByWait() {
+        for model in modelsBySwitchCost(now: now) {
             let policy = policy(for: model)
             let live = liveWorkers(model: model)
-            var unserved = queuedCount(model: model) - live.filter { $0.state == .starting }.count
+            var unserved = queuedCount(model: model) - live.filter { $0.state == .starting || $0.state == .reloading }.count
+            // Parked workers come back first, the most recently used first: a reload is the cheapest switch.
+            for parked in live.filter({ $0.state == .parked }).sorted(by: { Self.leastRecentlyUsed($1, $0) }) where unserved > 0 && canReload(parked) {
+                decisions.append(reload(parked.id, now: now))
+                unserved -= 1
+            }
             var count = live.count
-            while unserved > 0 && count < policy.maxInstances {
-                if let place = placement(for: model) {
+            while unserved > 0 {
+                if count < policy.maxInstances, let place = placement(for: model) {
                     decisions.append(start(model, at: place, now: now))
                     unserved -= 1
                     count += 1
                     continue
                 }
                 if !makingRoom.values.contains(model), let victim = idleVictim(for: model) {
-                    decisions.append(stop(victim.id, reason: .makeRoom, makingRoomFor: model, now: now))
+                    decisions += evict(victim, reason: .makeRoom, for: model, now: now)
                 }
                 break
             }
@@ -293,7 +364,7 @@ public struct DispatchPlanner: Sendable {
 
     mutating func scaleDown(now: Date) -> [Decision] {
         var decisions: [Decision] = []
-        for worker in workers.values.sorted(by: { ($0.lastUsed, $0.id) < ($1.lastUsed, $1.id) }) where worker.state == .ready {
+        for worker in workers.values.sorted(by: Self.leastRecentlyUsed) where worker.state == .ready || worker.state == .parked {
             let policy = policy(for: worker.model)
             if now.timeIntervalSince(worker.lastUsed) >= policy.idleTimeout && liveWorkers(model: worker.model).count > policy.minInstances {
                 decisions.append(stop(worker.id, reason: .idle, makingRoomFor: nil, now: now))
@@ -316,6 +387,9 @@ public struct DispatchPlanner: Sendable {
 
     // MARK: Helpers
 
+    /// The order of idle timeouts and evictions: least recently used first, then by id.
+    static func leastRecentlyUsed(_ a: Worker, _ b: Worker) -> Bool { (a.lastUsed, a.id) < (b.lastUsed, b.id) }
+
     /// Models with queued tasks, the one whose next task has waited longest (an admin's cross-user
     /// priority counting as waiting) first.
     func modelsByWait() -> [String] {
@@ -327,10 +401,21 @@ public struct DispatchPlanner: Sendable {
             .map(\.0)
     }
 
+    /// Models with queued tasks in the order they get room: those whose next task has waited past the
+    /// fairness bound, then those a parked worker of theirs can serve, then the rest; by wait within each.
+    func modelsBySwitchCost(now: Date) -> [String] {
+        let byWait = modelsByWait()
+        func group(_ model: String) -> Int {
+            if let head = queues[model]?.first, now.timeIntervalSince(head.enqueuedAt) >= fairnessWait { return 0 }
+            return liveWorkers(model: model).contains { $0.state == .parked } ? 1 : 2
+        }
+        return byWait.enumerated().sorted { (group($0.element), $0.offset) < (group($1.element), $1.offset) }.map(\.element)
+    }
+
     /// Where a new worker for `model` would run now, or nil when the cap or memory forbids one.
     func placement(for model: String) -> Placement? {
-        guard workers.count < maxInstances else { return nil }
-        guard !inventory.gpus.isEmpty else { return workers.count < inventory.cpuSlots ? .cpu : nil }
+        guard slotsTaken < maxInstances else { return nil }
+        guard !inventory.gpus.isEmpty else { return slotsTaken < inventory.cpuSlots ? .cpu : nil }
         let need = policy(for: model).gpuMemoryMiB
         let reserved = reservedMemory
         let fitting = inventory.gpus.filter { $0.memoryMiB - reserved[$0.index, default: 0] >= need }
@@ -339,15 +424,31 @@ public struct DispatchPlanner: Sendable {
             .map { .gpu($0.index) }
     }
 
-    /// Whether stopping `worker` would let a worker for `model` be placed.
+    /// Whether the parked `worker` could come back to its GPU now (a worker stays on the GPU it started on).
+    func canReload(_ worker: Worker) -> Bool {
+        guard slotsTaken < maxInstances else { return false }
+        guard let gpu = worker.gpu, let device = inventory.gpus.first(where: { $0.index == gpu }) else {
+            return slotsTaken < inventory.cpuSlots
+        }
+        return device.memoryMiB - reservedMemory[gpu, default: 0] >= worker.memoryMiB
+    }
+
+    /// Whether a task of `model` could get a worker now: a parked one back, or a new one.
+    func canServe(_ model: String) -> Bool {
+        let live = liveWorkers(model: model)
+        if live.contains(where: { $0.state == .parked && canReload($0) }) { return true }
+        return live.count < policy(for: model).maxInstances && placement(for: model) != nil
+    }
+
+    /// Whether taking `worker` off its GPU would let a task of `model` get a worker.
     func frees(_ worker: Worker, for model: String) -> Bool {
         var without = self
         without.workers[worker.id] = nil
-        return without.placement(for: model) != nil
+        return without.canServe(model)
     }
 
-    /// The idle worker to stop to make room for `model`: of a model with nothing queued, whose pool stays
-    /// at or above its minimum if possible, least recently used first.
+    /// The idle worker to take off its GPU to make room for `model`: of a model with nothing queued, whose
+    /// pool stays at or above its minimum if possible, least recently used first.
     func idleVictim(for model: String) -> Worker? {
         workers.values.filter { worker in
             worker.state == .ready && worker.model != model && queuedCount(model: worker.model) == 0 && frees(worker, for: model)
@@ -358,15 +459,55 @@ public struct DispatchPlanner: Sendable {
         }
     }
 
+    /// Frees `victim`'s GPU memory and slot for `model`: parks it when the host memory budget can hold it,
+    /// stopping parked workers used less recently than it if need be; otherwise stops it.
+    mutating func evict(_ victim: Worker, reason: StopReason, for model: String, now: Date) -> [Decision] {
+        guard let dropped = parkingRoom(for: victim, makingRoomFor: model) else {
+            return [stop(victim.id, reason: reason, makingRoomFor: model, now: now)]
+        }
+        var decisions = dropped.map { stop($0, reason: .makeRoom, makingRoomFor: nil, now: now) }
+        workers[victim.id]?.state = .parking
+        workers[victim.id]?.since = now
+        makingRoom[victim.id] = model
+        decisions.append(.park(workerID: victim.id, reason: reason))
+        return decisions
+    }
+
+    /// The parked workers to stop so that `worker` fits in the host memory budget (least recently used
+    /// first, and only those used less recently than it), or nil when it cannot be parked. A parked worker
+    /// of `model`, for which room is made, is never stopped: it leaves RAM as `worker` enters it, so its
+    /// share counts as free (RAM briefly holds both checkpoints).
+    func parkingRoom(for worker: Worker, makingRoomFor model: String) -> [Int]? {
+        guard hostMemoryMiB > 0, worker.hostMemoryMiB <= hostMemoryMiB else { return nil }
+        let parked = workers.values.filter { $0.state == .parked }
+        let comingBack = parked.filter { $0.model == model }.max(by: Self.leastRecentlyUsed)
+        var free = hostMemoryMiB - parkedMemory + (comingBack?.hostMemoryMiB ?? 0)
+        var dropped: [Int] = []
+        for candidate in parked.sorted(by: Self.leastRecentlyUsed) where free < worker.hostMemoryMiB && candidate.id != comingBack?.id {
+            guard Self.leastRecentlyUsed(candidate, worker) else { break }
+            dropped.append(candidate.id)
+            free += candidate.hostMemoryMiB
+        }
+        return free >= worker.hostMemoryMiB ? dropped : nil
+    }
+
     mutating func start(_ model: String, at placement: Placement, now: Date) -> Decision {
         let id = nextWorkerID
         nextWorkerID += 1
         let gpu: Int? = if case .gpu(let index) = placement { index } else { nil }
+        let policy = policy(for: model)
         workers[id] = Worker(
-            id: id, model: model, state: .starting, gpu: gpu, memoryMiB: gpu == nil ? 0 : policy(for: model).gpuMemoryMiB, lastUsed: now,
-            startedAt: now, since: now
+            id: id, model: model, state: .starting, gpu: gpu, memoryMiB: gpu == nil ? 0 : policy.gpuMemoryMiB,
+            hostMemoryMiB: policy.hostMemoryMiB, lastUsed: now, startedAt: now, since: now
         )
         return .start(workerID: id, model: model, gpu: gpu)
+    }
+
+    mutating func reload(_ id: Int, now: Date) -> Decision {
+        workers[id]?.state = .reloading
+        workers[id]?.tier = .gpu
+        workers[id]?.since = now
+        return .reload(workerID: id)
     }
 
     mutating func stop(_ id: Int, reason: StopReason, makingRoomFor model: String?, now: Date) -> Decision {

@@ -153,10 +153,10 @@ extension Scheduler {
         return live.count
     }
 
-    /// Stops the idle workers of `model` (A1111's unload-checkpoint); busy ones finish their task. Returns
-    /// how many were stopped. A pool kept warm (`minInstances`) starts them again.
+    /// Stops the idle workers of `model`, parked ones too (A1111's unload-checkpoint); busy ones finish
+    /// their task. Returns how many were stopped. A pool kept warm (`minInstances`) starts them again.
     public func stopIdleWorkers(model: String) -> Int {
-        let idle = planner.liveWorkers(model: model).filter { $0.state == .ready }
+        let idle = planner.liveWorkers(model: model).filter { $0.state == .ready || $0.state == .parked }
         retire(idle, reason: "unload-checkpoint")
         return idle.count
     }

@@ -60,7 +60,7 @@ public actor Scheduler: Service {
         self.runner = TaskRunner(configuration: configuration, tasks: tasks, objects: objects, client: client, logger: logger, events: sink)
         self.planner = DispatchPlanner(
             inventory: inventory, maxInstances: configuration.maxInstances, defaultPolicy: configuration.policy(PoolSettings()),
-            fairnessWait: configuration.fairnessWaitSeconds, priorityStep: configuration.prioritySeconds
+            hostMemoryMiB: configuration.hostMemoryMiB, fairnessWait: configuration.fairnessWaitSeconds, priorityStep: configuration.prioritySeconds
         )
     }
 
@@ -221,7 +221,10 @@ public actor Scheduler: Service {
         guard let pace = models[model]?.pace, let perTask = pace.taskSeconds else { return nil }
         let workers = planner.liveWorkers(model: model)
         let parallel = max(1, workers.count)
-        let coldStart = workers.isEmpty ? (pace.loadSeconds ?? 0) : 0
+        let coldStart: Double =
+            if workers.contains(where: { $0.tier == .gpu }) { 0 }
+            else if !workers.isEmpty { pace.reloadSeconds ?? pace.loadSeconds ?? 0 }
+            else { pace.loadSeconds ?? 0 }
         return coldStart + Double((position + parallel - 1) / parallel + (workers.contains { $0.state == .busy } ? 1 : 0)) * perTask
     }
 
@@ -231,8 +234,9 @@ public actor Scheduler: Service {
             guard let process = worker.process else { return nil }
             return WorkerInfo(
                 id: worker.id, model: worker.model, function: PoolRecord.name(forModel: worker.model), gpu: worker.gpu,
-                gpuMemoryMiB: worker.memoryMiB, port: process.port, pid: process.processID, state: worker.state,
-                since: worker.since, tasksServed: worker.tasksServed, taskId: worker.taskID.flatMap { leases[$0] == nil ? $0 : nil }
+                gpuMemoryMiB: worker.memoryMiB, port: process.port, pid: process.processID, state: worker.state, tier: worker.tier,
+                hostMemoryMiB: worker.hostMemoryMiB, since: worker.since, tasksServed: worker.tasksServed, parks: worker.parks,
+                reloads: worker.reloads, taskId: worker.taskID.flatMap { leases[$0] == nil ? $0 : nil }
             )
         }.sorted { $0.id < $1.id }
     }
@@ -250,6 +254,12 @@ public actor Scheduler: Service {
 
     /// Queued tasks per model.
     public func queueDepths() -> [String: Int] { planner.queueDepths }
+
+    /// System RAM parked workers take now.
+    public func parkedMemoryMiB() -> Int { planner.parkedMemory }
+
+    /// Worker processes started per model since sdbox started.
+    public func coldStarts() -> [String: Int] { models.compactMapValues { $0.coldStarts > 0 ? $0.coldStarts : nil } }
 
     // MARK: Pools
 
@@ -307,6 +317,10 @@ public actor Scheduler: Service {
                 jobs?.yield(.execute(taskID: taskID, worker: process))
             case .start(let workerID, let model, let gpu):
                 startWorker(workerID, for: model, gpu: gpu)
+            case .park(let workerID, let reason):
+                move(workerID, .park, reason: reason)
+            case .reload(let workerID):
+                move(workerID, .reload)
             case .stop(let workerID, let reason):
                 logger.info("stopping worker", metadata: ["worker": "\(workerID)", "reason": "\(reason.rawValue)"])
                 metrics.workerStopped(reason: reason)
@@ -343,6 +357,7 @@ public actor Scheduler: Service {
             runDirectory: configuration.runDirectory
         )
         planner.attach(process, to: id)
+        models[model, default: ModelHistory()].coldStarts += 1
         metrics.workerStarted(model: model)
         logger.info("starting worker", metadata: ["worker": "\(id)", "model": "\(model)", "gpu": "\(gpu.map(String.init) ?? "none")", "profile": "\(profileName)"])
         jobs?.yield(.supervise(process))
@@ -351,8 +366,8 @@ public actor Scheduler: Service {
     /// Tells the rest of sdbox about models whose state changed.
     func reportModelStates() {
         var states: [String: ModelStatus] = [:]
-        for worker in planner.workers.values where worker.state != .stopping {
-            let status: ModelStatus = worker.state == .starting ? .loading : .loaded
+        for worker in planner.workers.values where worker.state != .stopping && worker.tier == .gpu {
+            let status: ModelStatus = worker.state == .starting || worker.state == .reloading ? .loading : .loaded
             if states[worker.model] != .loaded { states[worker.model] = status }
         }
         for model in Set(models.filter { $0.value.reportedStatus != nil }.keys).union(states.keys) {

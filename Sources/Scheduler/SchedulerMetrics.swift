@@ -3,8 +3,8 @@ import Metrics
 import SDBoxCore
 
 /// The scheduler's figures, through swift-metrics (Prometheus in `sdbox serve`): tasks by outcome, task
-/// run time and latency per model, queue depth per model, workers by state, cold starts, evictions and
-/// GPU memory planned against total.
+/// run time and latency per model, queue depth per model, workers by state and tier, cold starts, parks,
+/// reloads, evictions, GPU memory planned against total and system RAM taken by parked workers.
 struct SchedulerMetrics: Sendable {
     /// Models whose queue depth was reported, so that a queue that empties is set back to zero.
     var modelsSeen: Set<String> = []
@@ -34,6 +34,14 @@ struct SchedulerMetrics: Sendable {
         Counter(label: "sdbox_worker_cold_starts_total", dimensions: [("model", model)]).increment()
     }
 
+    func workerParked(model: String) {
+        Counter(label: "sdbox_worker_parks_total", dimensions: [("model", model)]).increment()
+    }
+
+    func workerReloaded(model: String) {
+        Counter(label: "sdbox_worker_reloads_total", dimensions: [("model", model)]).increment()
+    }
+
     func workerStopped(reason: DispatchPlanner.StopReason) {
         let name = reason == .idle ? "sdbox_worker_idle_stops_total" : "sdbox_worker_evictions_total"
         Counter(label: name, dimensions: [("reason", reason.metricName)]).increment()
@@ -46,11 +54,20 @@ struct SchedulerMetrics: Sendable {
         for model in modelsSeen {
             Gauge(label: "sdbox_queue_depth", dimensions: [("model", model)]).record(depths[model] ?? 0)
         }
-        var states: [WorkerState: Int] = [.starting: 0, .ready: 0, .busy: 0, .stopping: 0]
-        for worker in planner.workers.values { states[worker.state, default: 0] += 1 }
+        var states: [WorkerState: Int] = Dictionary(uniqueKeysWithValues: WorkerState.allCases.map { ($0, 0) })
+        var tiers: [WorkerTier: Int] = [.gpu: 0, .ram: 0]
+        for worker in planner.workers.values {
+            states[worker.state, default: 0] += 1
+            if worker.state != .stopping { tiers[worker.tier, default: 0] += 1 }
+        }
         for (state, count) in states {
             Gauge(label: "sdbox_workers", dimensions: [("state", state.rawValue)]).record(count)
         }
+        for (tier, count) in tiers {
+            Gauge(label: "sdbox_workers_by_tier", dimensions: [("tier", tier.rawValue)]).record(count)
+        }
+        Gauge(label: "sdbox_host_memory_parked_mib").record(planner.parkedMemory)
+        Gauge(label: "sdbox_host_memory_budget_mib").record(planner.hostMemoryMiB)
         let reserved = planner.reservedMemory
         for gpu in inventory.gpus {
             Gauge(label: "sdbox_gpu_memory_planned_mib", dimensions: [("gpu", "\(gpu.index)")]).record(reserved[gpu.index, default: 0])

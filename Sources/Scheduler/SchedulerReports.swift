@@ -2,15 +2,28 @@ import Foundation
 import SDBoxCore
 
 /// What a worker is doing, as the scheduler sees it.
-public enum WorkerState: String, Codable, Sendable {
+public enum WorkerState: String, Codable, Sendable, CaseIterable {
     /// Started; loading its checkpoint.
     case starting
     /// Ready and idle.
     case ready
     /// Running a task.
     case busy
+    /// Moving its checkpoint from the GPU to system RAM (A1111's `/sdapi/v1/unload-checkpoint`).
+    case parking
+    /// Parked: the process lives with its checkpoint in system RAM, holding no GPU memory.
+    case parked
+    /// Bringing its parked checkpoint back to the GPU (A1111's `/sdapi/v1/reload-checkpoint`).
+    case reloading
     /// Asked to stop.
     case stopping
+}
+
+/// Where a worker's checkpoint is: on the GPU (or a CPU slot), or parked in system RAM. A stopped worker
+/// is no longer listed.
+public enum WorkerTier: String, Codable, Sendable {
+    case gpu
+    case ram
 }
 
 /// A worker as reported by ``Scheduler/workers()``.
@@ -25,9 +38,15 @@ public struct WorkerInfo: Codable, Sendable, Equatable {
     public var port: Int
     public var pid: Int32?
     public var state: WorkerState
+    public var tier: WorkerTier
+    /// System RAM its checkpoint takes while parked (the pool's `hostMemoryMiB`).
+    public var hostMemoryMiB: Int
     /// When it entered its current state.
     public var since: Date
     public var tasksServed: Int
+    /// How many times it was parked, and brought back.
+    public var parks: Int
+    public var reloads: Int
     /// The task it is running, when busy.
     public var taskId: String?
 }

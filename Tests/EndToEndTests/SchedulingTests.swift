@@ -37,9 +37,11 @@ import Testing
     }
 
     @Test func scalesUpToTheCapThenEvictsTheLeastRecentlyUsedIdleWorker() async throws {
+        // Parking off: an idle worker whose room is needed stops.
         let server = try await ServerProcess(config: """
             scheduler:
               maxInstances: 2
+              hostMemoryMiB: 0
             workers:
               reference: {stepMilliseconds: 20, minimumStepMilliseconds: 5}
             """, models: Self.threeModels)
@@ -71,6 +73,50 @@ import Testing
         let final = try await waitForWorkers(server) { $0.count == 2 && !$0.contains { $0["state"] == "stopping" } }
         #expect(Set(final.compactMap { $0["model"]?.stringValue }) == Set(SchedulingTests.threeModels.keys).subtracting([evicted]))
         #expect(server.log.contains("make room for another model"))
+    }
+
+    @Test func anIdleWorkerIsParkedInRAMAndComesBackWithoutARestart() async throws {
+        // Room on the GPU for one worker, in RAM for two parked ones.
+        let server = try await ServerProcess(config: """
+            scheduler:
+              maxInstances: 1
+              hostMemoryMiB: 8000
+              gpus: [{index: 0, memoryMiB: 8000}]
+              pool: {gpuMemoryMiB: 6000, hostMemoryMiB: 4000}
+            workers:
+              reference: {stepMilliseconds: 2, minimumStepMilliseconds: 1, startMilliseconds: 300, reloadMilliseconds: 50}
+            """, models: Self.threeModels)
+        defer { server.destroy() }
+        func generate(_ model: String) async throws {
+            let (status, answer) = try await server.json(.POST, "/txt2img", ["stable_diffusion_model": .string(model), "steps": 2, "width": 64, "height": 64])
+            #expect(status == 200 && answer["status"] == "succeeded", "\(answer)")
+        }
+        func worker(_ model: String, in list: [JSONValue]) -> JSONValue? { list.first { $0["model"]?.stringValue == model + ".safetensors" } }
+        try await generate("alpha")
+        try await generate("beta")
+        var list = try await waitForWorkers(server) { worker("alpha", in: $0)?["state"] == "parked" }
+        let alpha = try #require(worker("alpha", in: list))
+        #expect(alpha["tier"] == "ram" && alpha["parks"] == 1 && alpha["reloads"] == 0)
+        #expect(worker("beta", in: list)?["tier"] == "gpu")
+        let alphaPort = try #require(alpha["port"]?.integerValue)
+        #expect(try await server.json(.GET, "http://127.0.0.1:\(alphaPort)/internal/ping").1["loaded"] == false, "the checkpoint left the GPU")
+        // What sdbox reports of the GPU follows: one worker's memory, not two.
+        let (_, answer) = try await server.json(.GET, "/workers")
+        #expect(answer["gpus"]?[0]?["plannedMiB"] == 6000 && answer["parkedMiB"] == 4000 && answer["hostMemoryMiB"] == 8000)
+        #expect(try await server.json(.GET, "/sdapi/v1/memory").1["cuda"]?["system"]?["used"] == .integer(6000 << 20))
+        // alpha again: its parked worker comes back (same process), beta's is parked in turn.
+        try await generate("alpha")
+        list = try await waitForWorkers(server) { worker("beta", in: $0)?["state"] == "parked" }
+        let back = try #require(worker("alpha", in: list))
+        #expect(back["id"] == alpha["id"] && back["pid"] == alpha["pid"] && back["tier"] == "gpu" && back["reloads"] == 1)
+        #expect(try await server.json(.GET, "http://127.0.0.1:\(alphaPort)/internal/ping").1["loaded"] == true)
+        // gamma: RAM holds two parked workers (4000 MiB each), so alpha parks too and nothing stops.
+        try await generate("gamma")
+        list = try await waitForWorkers(server) { worker("alpha", in: $0)?["state"] == "parked" }
+        #expect(list.count == 3 && list.filter { $0["tier"] == "ram" }.count == 2)
+        let (_, after) = try await server.json(.GET, "/workers")
+        #expect(after["coldStarts"] == ["alpha.safetensors": 1, "beta.safetensors": 1, "gamma.safetensors": 1])
+        #expect(!server.log.contains("stopping worker"), "no process was stopped")
     }
 
     @Test func idleWorkersScaleToZeroAndModelsUnload() async throws {

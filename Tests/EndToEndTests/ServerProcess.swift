@@ -70,7 +70,7 @@ final class ServerProcess: @unchecked Sendable {
             [Self.binary, "serve", "--port", "\(port)", "--data-dir", dataDirectory, "--config", configPath],
             output: logPath, environment: environment
         )
-        let deadline = ContinuousClock.now + .seconds(30)
+        let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
             if waitpid(pid, nil, WNOHANG) == pid {
                 if log.contains("already in use") { throw PortTaken() }
@@ -84,6 +84,8 @@ final class ServerProcess: @unchecked Sendable {
             }
             try await Task.sleep(for: .milliseconds(50))
         }
+        kill(pid, SIGKILL)
+        waitpid(pid, nil, 0)
         throw TestFailure("sdbox did not answer /healthz: \(log)")
     }
 

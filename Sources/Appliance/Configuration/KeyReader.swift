@@ -91,6 +91,7 @@ struct KeyReader {
             maxInstances: try integer("maxInstances", in: 1...1024),
             idleTimeoutSeconds: try integer("idleTimeoutSeconds", in: 0...(30 * 86400)),
             gpuMemoryMiB: try integer("gpuMemoryMiB", in: 0...(1 << 24)),
+            hostMemoryMiB: try integer("hostMemoryMiB", in: 0...(1 << 24)),
             taskTimeoutSeconds: try integer("taskTimeoutSeconds", in: 1...(7 * 86400)),
             profile: try string("profile"),
             environment: try stringMap("environment"),

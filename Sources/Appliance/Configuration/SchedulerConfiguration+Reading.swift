@@ -13,6 +13,7 @@ extension SchedulerConfiguration {
         livenessSeconds = try section.integer("livenessSeconds", in: 1...3600).map(Double.init) ?? livenessSeconds
         livenessFailures = try section.integer("livenessFailures", in: 1...100) ?? livenessFailures
         cpuSlots = try section.integer("cpuSlots", in: 1...1024) ?? cpuSlots
+        hostMemoryMiB = try section.integer("hostMemoryMiB", in: 0...(1 << 30)) ?? hostMemoryMiB
         for var gpu in try section.sectionList("gpus") ?? [] {
             gpus.append(
                 GPU(

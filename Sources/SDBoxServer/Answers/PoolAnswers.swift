@@ -22,7 +22,12 @@ struct WorkersAnswer: Encodable {
     let gpuSource: String
     let cpuSlots: Int
     let maxInstances: Int
+    /// System RAM parked workers may take (`scheduler.hostMemoryMiB`, 0 when parking is off), and take now.
+    let hostMemoryMiB: Int
+    let parkedMiB: Int
     let queues: [String: Int]
+    /// Worker processes started per model since sdbox started.
+    let coldStarts: [String: Int]
     let defaultProfile: String
     let referenceWorker: Bool
 }

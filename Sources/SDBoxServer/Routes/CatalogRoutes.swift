@@ -90,12 +90,13 @@ struct CatalogRoutes {
         return record
     }
 
-    /// A model's status: its record's, unless a worker holds it (`loaded`) or is loading it (`loading`).
+    /// A model's status: its record's, unless a worker holds it on a GPU (`loaded`) or is loading it or
+    /// bringing it back from system RAM (`loading`); a parked checkpoint is not loaded.
     func status(of record: ModelRecord, workers: [WorkerInfo]) -> ModelStatus {
         guard record.type == .stableDiffusion, record.status != .registering else { return record.status }
         let states = workers.filter { $0.model == record.name && $0.state != .stopping }.map(\.state)
         if states.contains(.ready) || states.contains(.busy) { return .loaded }
-        if states.contains(.starting) { return .loading }
+        if states.contains(.starting) || states.contains(.reloading) { return .loading }
         return record.status
     }
 

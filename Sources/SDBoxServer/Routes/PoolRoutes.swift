@@ -27,7 +27,8 @@ struct PoolRoutes {
             return try Response.json(WorkersAnswer(
                 workers: await scheduler.workers(), gpus: await scheduler.gpus(), gpuSource: scheduler.inventory.source.rawValue,
                 cpuSlots: scheduler.inventory.cpuSlots, maxInstances: services.configuration.scheduler.maxInstances,
-                queues: await scheduler.queueDepths(), defaultProfile: services.configuration.workers.defaultProfileName,
+                hostMemoryMiB: services.configuration.scheduler.hostMemoryMiB, parkedMiB: await scheduler.parkedMemoryMiB(),
+                queues: await scheduler.queueDepths(), coldStarts: await scheduler.coldStarts(), defaultProfile: services.configuration.workers.defaultProfileName,
                 referenceWorker: services.configuration.workers.usesReferenceWorker
             ))
         }
@@ -137,7 +138,7 @@ struct PoolUpdate {
         func invalid(_ name: String, _ what: String) -> APIError {
             APIError(.badRequest, "invalid request", detail: "field '\(name)' must be \(what)", extra: ["field": .string(name)])
         }
-        let known: Set<String> = ["models", "image", "extraArgs", "gpuMemorySize", "timeout", "env", "minInstances", "maxInstances", "idleTimeout"]
+        let known: Set<String> = ["models", "image", "extraArgs", "gpuMemorySize", "hostMemorySize", "timeout", "env", "minInstances", "maxInstances", "idleTimeout"]
         for key in body.keys.sorted() where !known.contains(key) {
             guard PoolRoutes.cloudOnlyFields.contains(key) else { throw invalid(key, "one of the known fields (\(known.sorted().joined(separator: ", ")))") }
             ignored.append(key)
@@ -149,6 +150,7 @@ struct PoolUpdate {
             self.models = names
         }
         settings.gpuMemoryMiB = try integer("gpuMemorySize", in: 0...(1 << 24))
+        settings.hostMemoryMiB = try integer("hostMemorySize", in: 0...(1 << 24))
         settings.taskTimeoutSeconds = try integer("timeout", in: 1...(7 * 86400))
         settings.minInstances = try integer("minInstances", in: 0...1024)
         settings.maxInstances = try integer("maxInstances", in: 1...1024)

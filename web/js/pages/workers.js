@@ -8,7 +8,7 @@ import { poll } from '../live.js';
 
 export const title = 'Workers & GPUs';
 
-const STATE_TONES = { ready: 'ok', busy: 'accent', starting: 'info', stopping: 'warn' };
+const STATE_TONES = { ready: 'ok', busy: 'accent', starting: 'info', reloading: 'info', parking: 'info', parked: '', stopping: 'warn' };
 
 export async function mount(view, { signal }) {
   const stats = h('div', { class: 'stats', 'aria-live': 'off' });
@@ -26,8 +26,8 @@ export async function mount(view, { signal }) {
       h('h2', { id: 'workers-title', text: 'Workers' }),
       h('div', { class: 'table-wrap' },
         h('table', {},
-          h('thead', {}, h('tr', {}, ['Worker', 'Model', 'State', 'Since', 'Tasks served', 'Task', 'GPU', 'GPU memory', 'Process']
-            .map((name) => h('th', { scope: 'col', class: ['Tasks served', 'GPU memory'].includes(name) ? 'num' : '', text: name })))),
+          h('thead', {}, h('tr', {}, ['Worker', 'Model', 'State', 'Tier', 'Since', 'Tasks served', 'Parks / reloads', 'Task', 'GPU', 'Memory', 'Process']
+            .map((name) => h('th', { scope: 'col', class: ['Tasks served', 'Parks / reloads', 'Memory'].includes(name) ? 'num' : '', text: name })))),
           workerRows),
         noWorkers)),
     h('section', { class: 'stack', 'aria-labelledby': 'pools-title' },
@@ -35,7 +35,7 @@ export async function mount(view, { signal }) {
       h('p', { class: 'muted', text: 'Each checkpoint has its pool. Change a value and save the row; empty fields keep their current value.' }),
       h('div', { class: 'table-wrap' },
         h('table', {},
-          h('thead', {}, h('tr', {}, ['Model', 'Workers', 'Queued', 'Min', 'Max', 'Idle timeout (s)', 'GPU memory (MiB)', 'Task timeout (s)', '']
+          h('thead', {}, h('tr', {}, ['Model', 'Workers', 'Queued', 'Cold starts', 'Min', 'Max', 'Idle timeout (s)', 'GPU memory (MiB)', 'RAM parked (MiB)', 'Task timeout (s)', '']
             .map((name) => h('th', { scope: 'col', text: name })))),
           pools))));
 
@@ -62,7 +62,10 @@ function renderStats(container, data) {
   const queued = Object.values(data.queues ?? {}).reduce((sum, count) => sum + count, 0);
   const slots = data.gpus.length > 0 ? `${data.gpus.length} GPU${data.gpus.length === 1 ? '' : 's'} (${data.gpuSource})` : `CPU only, ${data.cpuSlots} slots`;
   const items = [
-    stat('Workers', `${data.workers.length} of ${data.maxInstances}`),
+    stat('Workers on GPUs', `${data.workers.filter((worker) => worker.tier === 'gpu').length} of ${data.maxInstances}`),
+    stat('Parked in RAM', data.hostMemoryMiB > 0
+      ? `${data.workers.filter((worker) => worker.tier === 'ram').length} · ${format.mebibytes(data.parkedMiB)} of ${format.mebibytes(data.hostMemoryMiB)}`
+      : 'off'),
     stat('Busy', String(busy)),
     stat('Queued tasks', String(queued)),
     stat('Devices', slots),
@@ -104,11 +107,15 @@ function workerRow(worker) {
     h('td', { class: 'mono', text: `#${worker.id}` }),
     h('td', { class: 'mono', title: worker.function, text: worker.model }),
     h('td', {}, badge(worker.state, STATE_TONES[worker.state])),
+    h('td', { text: worker.tier === 'ram' ? 'RAM (parked)' : 'GPU' }),
     h('td', { class: 'nowrap', title: format.dateTime(since), text: since ? format.duration((Date.now() - since.getTime()) / 1000) : '—' }),
     h('td', { class: 'num', text: String(worker.tasksServed) }),
+    h('td', { class: 'num', text: `${worker.parks} / ${worker.reloads}` }),
     h('td', {}, worker.taskId ? h('a', { class: 'mono', href: `#tasks/${encodeURIComponent(worker.taskId)}`, text: worker.taskId }) : '—'),
     h('td', { text: worker.gpu === null || worker.gpu === undefined ? 'CPU' : `GPU ${worker.gpu}` }),
-    h('td', { class: 'num', text: worker.gpuMemoryMiB ? format.mebibytes(worker.gpuMemoryMiB) : '—' }),
+    h('td', { class: 'num', text: worker.tier === 'ram'
+      ? `${format.mebibytes(worker.hostMemoryMiB)} RAM`
+      : (worker.gpuMemoryMiB ? format.mebibytes(worker.gpuMemoryMiB) : '—') }),
     h('td', { class: 'mono muted', text: `pid ${worker.pid ?? '—'} · :${worker.port}` }));
 }
 
@@ -119,6 +126,7 @@ const POOL_FIELDS = [
   { setting: 'maxInstances', body: 'maxInstances', label: 'Max instances', min: 1, max: 1024 },
   { setting: 'idleTimeoutSeconds', body: 'idleTimeout', label: 'Idle timeout in seconds', min: 0, max: 30 * 86400 },
   { setting: 'gpuMemoryMiB', body: 'gpuMemorySize', label: 'GPU memory in MiB', min: 0, max: 1 << 24 },
+  { setting: 'hostMemoryMiB', body: 'hostMemorySize', label: 'System RAM a parked worker takes, in MiB', min: 0, max: 1 << 24 },
   { setting: 'taskTimeoutSeconds', body: 'timeout', label: 'Task timeout in seconds', min: 1, max: 7 * 86400 },
 ];
 
@@ -127,7 +135,7 @@ function syncPools(tbody, functions, reload) {
   const editing = new Set([...tbody.querySelectorAll('tr[data-dirty="true"], tr:focus-within')].map((row) => row.dataset.key));
   const keep = functions.map((fn) => (editing.has(fn.model) ? JSON.parse(tbody.querySelector(`tr[data-key="${CSS.escape(fn.model)}"]`).dataset.signature) : fn));
   syncChildren(tbody, keep, (fn) => fn.model, (fn) => poolRow(fn, reload));
-  if (functions.length === 0) tbody.append(h('tr', {}, h('td', { colspan: 9, class: 'empty', text: 'No pool yet: a checkpoint gets one when it is first used.' })));
+  if (functions.length === 0) tbody.append(h('tr', {}, h('td', { colspan: 11, class: 'empty', text: 'No pool yet: a checkpoint gets one when it is first used.' })));
 }
 
 function poolRow(fn, reload) {
@@ -140,6 +148,7 @@ function poolRow(fn, reload) {
     h('td', {}, h('div', { class: 'mono', text: fn.model }), h('div', { class: 'muted mono', text: fn.functionName })),
     h('td', { class: 'num', dataset: { count: 'workers' }, text: '0' }),
     h('td', { class: 'num', dataset: { count: 'queued' }, text: '0' }),
+    h('td', { class: 'num', dataset: { count: 'coldStarts' }, text: '0' }),
     inputs.map((input) => h('td', {}, input)),
     h('td', {}, save));
   row.addEventListener('input', () => {
@@ -182,5 +191,6 @@ function updatePoolCounts(tbody, data) {
     const model = row.dataset.pool;
     row.querySelector('[data-count="workers"]').textContent = String(data.workers.filter((worker) => worker.model === model).length);
     row.querySelector('[data-count="queued"]').textContent = String(data.queues?.[model] ?? 0);
+    row.querySelector('[data-count="coldStarts"]').textContent = String(data.coldStarts?.[model] ?? 0);
   }
 }
