@@ -16,6 +16,8 @@ public actor ModelRegistry {
     let root: String
     let logger: Logger
     let threadPool: NIOThreadPool
+    /// The sha256 of files already hashed, so that a file renamed or found again is not read again.
+    let checksums: ChecksumCache
     var hashing: Set<String> = []
     /// Names being uploaded right now (`type/name`), so two uploads of one name cannot race.
     var uploading: Set<String> = []
@@ -35,6 +37,7 @@ public actor ModelRegistry {
         self.root = modelsDirectory
         self.logger = logger
         self.threadPool = threadPool
+        self.checksums = ChecksumCache(file: modelsDirectory + "/" + ChecksumCache.defaultFileName)
         for type in ModelType.allCases {
             try FileManager.default.createDirectory(atPath: type.folder(in: root), withIntermediateDirectories: true)
         }
@@ -136,11 +139,11 @@ public actor ModelRegistry {
 
     func startHashing(_ record: ModelRecord) {
         guard hashing.insert(Self.key(record.type, record.name)).inserted else { return }
-        let threadPool = self.threadPool
+        let (threadPool, checksums) = (self.threadPool, self.checksums)
         Task {
             let result: Result<String, any Error>
             do {
-                result = .success(try await threadPool.runIfActive { try Checkpoint.sha256(ofFileAt: record.ossPath) })
+                result = .success(try await threadPool.runIfActive { try checksums.sha256(ofFileAt: record.ossPath) })
             } catch {
                 result = .failure(error)
             }
@@ -260,6 +263,8 @@ public actor ModelRegistry {
     /// Records a placed upload and releases its name.
     package func finishUpload(_ upload: ModelUpload, placed: ModelUpload.Placed) async throws -> ModelRecord {
         defer { uploading.remove(Self.key(upload.type, upload.name)) }
+        let (checksums, path) = (self.checksums, upload.finalPath)
+        try? await threadPool.runIfActive { checksums.remember(placed.sha256, forFileAt: path) }
         let record = ModelRecord(
             type: upload.type, name: upload.name, ossPath: upload.finalPath, etag: placed.sha256, status: .unloaded,
             size: placed.size, registeredTime: Date(), lastModificationTime: placed.modified
