@@ -26,6 +26,8 @@ public actor Scheduler: Service {
     public nonisolated let inventory: GPUInventory
     /// Runs the tasks on the workers granted to them.
     public nonisolated let runner: TaskRunner
+    /// Reads checkpoints into the page cache before their workers load them.
+    nonisolated let readAhead: CheckpointReadAhead
     /// Model states, stored images and finished tasks, in order (see ``SchedulerEvent``).
     public nonisolated let events: AsyncStream<SchedulerEvent>
 
@@ -57,6 +59,7 @@ public actor Scheduler: Service {
         self.logger = logger
         let (events, sink) = AsyncStream.makeStream(of: SchedulerEvent.self)
         self.events = events
+        self.readAhead = CheckpointReadAhead(budgetMiB: configuration.readAheadMiB, logger: logger)
         self.runner = TaskRunner(configuration: configuration, tasks: tasks, objects: objects, client: client, logger: logger, events: sink)
         self.planner = DispatchPlanner(
             inventory: inventory, maxInstances: configuration.maxInstances, defaultPolicy: configuration.policy(PoolSettings()),
@@ -332,6 +335,8 @@ public actor Scheduler: Service {
         }
         reportModelStates()
         metrics.record(planner, inventory: inventory)
+        let waiting = planner.modelsByWait().filter { planner.liveWorkers(model: $0).isEmpty }
+        readAhead.queued(waiting.map { ModelType.stableDiffusion.path(of: $0, in: configuration.modelsDirectory) })
     }
 
     func startWorker(_ id: Int, for model: String, gpu: Int?) {
@@ -357,6 +362,7 @@ public actor Scheduler: Service {
             runDirectory: configuration.runDirectory
         )
         planner.attach(process, to: id)
+        readAhead.starting(checkpoint)
         models[model, default: ModelHistory()].coldStarts += 1
         metrics.workerStarted(model: model)
         logger.info("starting worker", metadata: ["worker": "\(id)", "model": "\(model)", "gpu": "\(gpu.map(String.init) ?? "none")", "profile": "\(profileName)"])

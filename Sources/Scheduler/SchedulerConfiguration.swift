@@ -27,8 +27,12 @@ public struct SchedulerConfiguration: Sendable, Equatable {
     public var cpuSlots = 4
     /// System RAM parked workers may take together (`scheduler.hostMemoryMiB`): an idle worker whose GPU
     /// memory is needed is parked (its checkpoint moved to RAM, its process kept) within it, and stopped
-    /// past it. 0 turns parking off. By default half the box's RAM (``defaultHostMemoryMiB``).
-    public var hostMemoryMiB = SchedulerConfiguration.defaultHostMemoryMiB
+    /// past it. 0 turns parking off. By default half the box's RAM (``boxMemoryMiB``).
+    public var hostMemoryMiB = SchedulerConfiguration.boxMemoryMiB / 2
+    /// Bytes of queued models' checkpoints read into the page cache before their workers start
+    /// (`scheduler.readAheadMiB`); a starting worker's checkpoint is always read ahead. By default a
+    /// quarter of the box's RAM.
+    public var readAheadMiB = SchedulerConfiguration.boxMemoryMiB / 4
     /// Named ways to start workers; pools choose one by name (`PoolSettings.profile`). Set at start.
     public var profiles: [String: WorkerLaunchProfile] = ["reference": .reference()]
     /// The profile of pools that name none. Set at start.
@@ -49,7 +53,8 @@ public struct SchedulerConfiguration: Sendable, Equatable {
         maxInstances: Int = 2, maxAttempts: Int = 2, maxStartFailures: Int = 3, fairnessWaitSeconds: Double = 60,
         prioritySeconds: Double = 60, livenessSeconds: Double = 10, livenessFailures: Int = 3, poolDefaults: PoolSettings = builtInPoolDefaults,
         profiles: [String: WorkerLaunchProfile] = ["reference": .reference()], defaultProfile: String = "reference",
-        gpus: [GPU] = [], cpuSlots: Int = 4, hostMemoryMiB: Int = SchedulerConfiguration.defaultHostMemoryMiB, dataDirectory: String = "", executablePath: String = ""
+        gpus: [GPU] = [], cpuSlots: Int = 4, hostMemoryMiB: Int = SchedulerConfiguration.boxMemoryMiB / 2,
+        readAheadMiB: Int = SchedulerConfiguration.boxMemoryMiB / 4, dataDirectory: String = "", executablePath: String = ""
     ) {
         self.maxInstances = maxInstances
         self.maxAttempts = maxAttempts
@@ -64,18 +69,19 @@ public struct SchedulerConfiguration: Sendable, Equatable {
         self.gpus = gpus
         self.cpuSlots = cpuSlots
         self.hostMemoryMiB = hostMemoryMiB
+        self.readAheadMiB = readAheadMiB
         self.dataDirectory = dataDirectory
         self.executablePath = executablePath
     }
 
-    /// Half the box's RAM (`MemTotal` in `/proc/meminfo`): the rest stays for sdbox, the workers' own
-    /// memory and the page cache that checkpoints load from. 0 when it cannot be read.
-    public static let defaultHostMemoryMiB: Int = {
+    /// The box's RAM (`MemTotal` in `/proc/meminfo`), 0 when it cannot be read. Half of it is left for
+    /// sdbox, the workers' own memory and the page cache by default.
+    public static let boxMemoryMiB: Int = {
         guard let meminfo = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
             let line = meminfo.split(separator: "\n").first(where: { $0.hasPrefix("MemTotal:") }),
             let kibibytes = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) })
         else { return 0 }
-        return kibibytes / 1024 / 2
+        return kibibytes / 1024
     }()
 
     /// The models root, in A1111's layout (`Stable-diffusion/`, ...).

@@ -119,6 +119,34 @@ import Testing
         #expect(!server.log.contains("stopping worker"), "no process was stopped")
     }
 
+    @Test func checkpointsAreReadAheadOfTheirWorkers() async throws {
+        // One slot: while alpha's long task runs, beta and gamma wait with no worker; their checkpoints are
+        // read into the page cache meanwhile, and alpha's as its worker started.
+        let server = try await ServerProcess(config: """
+            scheduler:
+              maxInstances: 1
+              readAheadMiB: 64
+            workers:
+              reference: {stepMilliseconds: 40, minimumStepMilliseconds: 40}
+            """, models: Self.threeModels)
+        defer { server.destroy() }
+        let alpha = try await submit(server, model: "alpha", steps: 25)
+        let queued = [try await submit(server, model: "beta", steps: 1), try await submit(server, model: "gamma", steps: 1)]
+        func readAhead(_ model: String, _ reason: String) -> Bool {
+            server.log.split(separator: "\n").contains { $0.contains("checkpoint read ahead") && $0.contains("/\(model).safetensors") && $0.contains("reason=\(reason)") }
+        }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !(readAhead("beta", "queued") && readAhead("gamma", "queued")), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let alphaStatus = try await server.json(.GET, "/tasks/\(alpha)/result").1["status"]
+        #expect(alphaStatus == "waiting" || alphaStatus == "running", "read while alpha still held the slot: \(String(describing: alphaStatus))")
+        #expect(readAhead("alpha", "starting") && readAhead("beta", "queued") && readAhead("gamma", "queued"), "\(server.log)")
+        for id in [alpha] + queued { #expect(try await server.waitForTask(id)["status"] == "succeeded") }
+        let metrics = String(decoding: try await server.request(.GET, "/metrics").1, as: UTF8.self)
+        #expect(metrics.contains(#"sdbox_checkpoint_read_ahead_bytes_total{reason="queued"} \#(2 * DemoCheckpoint.contents().count)"#), "\(metrics)")
+    }
+
     @Test func idleWorkersScaleToZeroAndModelsUnload() async throws {
         let server = try await ServerProcess(config: """
             scheduler:

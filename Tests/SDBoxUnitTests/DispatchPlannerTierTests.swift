@@ -1,6 +1,6 @@
 import Foundation
 import SDBoxCore
-import Scheduler
+@testable import Scheduler
 import Testing
 
 /// The residency tiers (on the GPU, parked in system RAM, stopped) and the switch-cost-aware order,
@@ -216,5 +216,16 @@ extension DispatchPlannerTierTests {
         p.workerParked(b, now: at(5))
         #expect(p.plan(now: at(5)) == [.reload(workerID: a)])
         #expect(p.parkedMemory == 5000, "once A is back on the GPU, RAM holds B alone")
+    }
+}
+
+/// Which queued models' checkpoints are read ahead.
+@Suite struct CheckpointReadAheadTests {
+    @Test func theMostUrgentCheckpointsThatFitTheBudgetTogether() {
+        let candidates: [(path: String, size: Int64?)] = [("a", 4), ("gone", nil), ("b", 5), ("c", 2), ("d", 1)]
+        #expect(CheckpointReadAhead.select(candidates, budget: 10) == ["a", "b"], "c would fit alone, but b's turn comes first")
+        #expect(CheckpointReadAhead.select(candidates, budget: 11) == ["a", "b", "c"])
+        #expect(CheckpointReadAhead.select(candidates, budget: 3) == [], "the first does not fit: nothing is read ahead out of turn")
+        #expect(CheckpointReadAhead.select(candidates, budget: 0) == [])
     }
 }

@@ -14,6 +14,7 @@ extension SchedulerConfiguration {
         livenessFailures = try section.integer("livenessFailures", in: 1...100) ?? livenessFailures
         cpuSlots = try section.integer("cpuSlots", in: 1...1024) ?? cpuSlots
         hostMemoryMiB = try section.integer("hostMemoryMiB", in: 0...(1 << 30)) ?? hostMemoryMiB
+        readAheadMiB = try section.integer("readAheadMiB", in: 0...(1 << 30)) ?? readAheadMiB
         for var gpu in try section.sectionList("gpus") ?? [] {
             gpus.append(
                 GPU(
