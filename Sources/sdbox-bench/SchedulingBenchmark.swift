@@ -45,6 +45,19 @@ struct SchedulingBenchmark: AsyncParsableCommand {
     @Option(help: "The sdbox binary (default: beside this one).")
     var sdbox: String?
 
+    @Option(help: "'mixed' (the options above) or 'realistic': 8 checkpoints, GPU memory for 2 workers, a real worker's costs scaled by --scale, bursts of Zipf-popular models.")
+    var profile = "mixed"
+
+    @Option(help: "Realistic profile: the factor every cost is multiplied by (process start 30 s, load 5 s, reload 1 s, generation 3 s).")
+    var scale = 0.05
+
+    @Option(help: "Realistic profile: bursts of tasks, tasks per burst, and unscaled seconds between bursts.")
+    var bursts = 8
+    @Option(name: .customLong("per-burst"))
+    var perBurst = 20
+    @Option(name: .customLong("gap-seconds"))
+    var gapSeconds = 40.0
+
     func run() async throws {
         let binary = sdbox ?? Self.siblingBinary()
         guard FileManager.default.isExecutableFile(atPath: binary) else {
@@ -52,6 +65,11 @@ struct SchedulingBenchmark: AsyncParsableCommand {
         }
         let workspace = FileManager.default.temporaryDirectory.appendingPathComponent("sdbox-bench-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: workspace) }
+        if profile == "realistic" {
+            try await runRealistic(binary: binary, workspace: workspace)
+            return
+        }
+        guard profile == "mixed" else { throw ValidationError("--profile is 'mixed' or 'realistic'") }
         let generationMilliseconds = steps * stepMilliseconds
         let bench = Workbench(
             binary: binary, workspace: workspace, modelCount: models, steps: steps, stepMilliseconds: stepMilliseconds,
@@ -60,6 +78,28 @@ struct SchedulingBenchmark: AsyncParsableCommand {
         try bench.prepare()
         do {
             try await runScenarios(bench)
+        } catch {
+            try? await bench.http.shutdown()
+            throw error
+        }
+        try await bench.http.shutdown()
+    }
+
+    func runRealistic(binary: String, workspace: String) async throws {
+        let arrivals = RealisticScheduling.arrivals(bursts: bursts, perBurst: perBurst, gapSeconds: gapSeconds, scale: scale, seed: seed)
+        let bench = Workbench(
+            binary: binary, workspace: workspace, modelCount: RealisticScheduling.models, steps: RealisticScheduling.steps, stepMilliseconds: 1,
+            loadMilliseconds: 0, workload: arrivals.map(\.model)
+        )
+        try bench.prepare()
+        let realistic = RealisticScheduling(bench: bench, scale: scale, fairnessSeconds: max(1, Int((60 * scale).rounded())), arrivals: arrivals)
+        do {
+            let runs = try await realistic.run()
+            let leastPopular = (0..<RealisticScheduling.models).last { model in arrivals.contains { $0.model == model } } ?? 0
+            ScheduledRun.printTable(runs, stopStart: runs[1], ideal: runs[3], leastPopular: leastPopular)
+            let bound = Double(realistic.fairnessSeconds) + Double(realistic.milliseconds(RealisticScheduling.startSeconds + RealisticScheduling.loadSeconds)) / 1000
+            print(String(format: "\nbound on the least popular model's p95 wait: fairnessSeconds + one cold start = %.2f s", bound))
+            print("load average: \((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?")")
         } catch {
             try? await bench.http.shutdown()
             throw error
@@ -170,12 +210,14 @@ struct Workbench {
         _ = try await http.answer("http://127.0.0.1:\(port)\(path)", method: .POST, json: body)
     }
 
-    func startWorker(model: Int, tag: String) async throws -> (BenchProcess, Int) {
+    /// Starts a reference worker on `model`'s checkpoint, at the bench's pace unless told otherwise.
+    func startWorker(model: Int, tag: String, stepMilliseconds: Int? = nil, loadMilliseconds: Int? = nil) async throws -> (BenchProcess, Int) {
         guard let port = FreePort.allocate() else { throw BenchmarkError("no free port") }
         let process = BenchProcess(
             [
                 binary, "worker", "--port", "\(port)", "--checkpoint", modelsFolder + "/" + modelName(model),
-                "--step-ms", "\(stepMilliseconds)", "--min-step-ms", "1", "--load-ms", "\(loadMilliseconds)", "--log-level", "warning",
+                "--step-ms", "\(stepMilliseconds ?? self.stepMilliseconds)", "--min-step-ms", "1",
+                "--load-ms", "\(loadMilliseconds ?? self.loadMilliseconds)", "--log-level", "warning",
             ],
             log: "\(workspace)/worker-\(tag).log"
         )
@@ -231,13 +273,24 @@ struct Workbench {
         return Measurement(name: "ideal (warm worker per model)", latencies: latencies, makespan: latencies.max() ?? 0)
     }
 
-    /// The real sdbox: every task sent at once as a sync `/txt2img`, after a warm-up request per checkpoint.
-    func throughSDBox(cap: Int) async throws -> Measurement {
+    /// Starts `sdbox serve` with `config`, its own data folder (`tag`) and the bench's checkpoints.
+    func startServer(tag: String, config: String) async throws -> (process: BenchProcess, port: Int) {
         guard let port = FreePort.allocate() else { throw BenchmarkError("no free port") }
-        let data = "\(workspace)/sdbox-cap\(cap)"
+        let data = "\(workspace)/sdbox-\(tag)"
         try FileManager.default.createDirectory(atPath: data + "/models", withIntermediateDirectories: true)
         try? FileManager.default.removeItem(atPath: data + "/models/Stable-diffusion")
         try FileManager.default.createSymbolicLink(atPath: data + "/models/Stable-diffusion", withDestinationPath: modelsFolder)
+        try config.write(toFile: data + "/sdbox.yaml", atomically: true, encoding: .utf8)
+        let server = BenchProcess(
+            [binary, "serve", "--port", "\(port)", "--data-dir", data, "--config", data + "/sdbox.yaml", "--log-level", "warning"],
+            log: data + "/server.log"
+        )
+        try await http.waitUntilAnswering(port: port, path: "/healthz", timeout: .seconds(120))
+        return (server, port)
+    }
+
+    /// The real sdbox: every task sent at once as a sync `/txt2img`, after a warm-up request per checkpoint.
+    func throughSDBox(cap: Int) async throws -> Measurement {
         let config = """
             scheduler:
               maxInstances: \(cap)
@@ -245,12 +298,7 @@ struct Workbench {
             workers:
               reference: {stepMilliseconds: \(stepMilliseconds), minimumStepMilliseconds: 1, loadMilliseconds: \(loadMilliseconds)}
             """
-        try config.write(toFile: data + "/sdbox.yaml", atomically: true, encoding: .utf8)
-        let server = BenchProcess(
-            [binary, "serve", "--port", "\(port)", "--data-dir", data, "--config", data + "/sdbox.yaml", "--log-level", "warning"],
-            log: data + "/server.log"
-        )
-        try await http.waitUntilAnswering(port: port, path: "/healthz", timeout: .seconds(120))
+        let (server, port) = try await startServer(tag: "cap\(cap)", config: config)
         let warmStart = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             for model in 0..<modelCount {
