@@ -16,10 +16,12 @@ public struct ReferenceWorkerConfiguration: Sendable {
     public var startTime: Duration
     /// Time a checkpoint parked in system RAM (`/sdapi/v1/unload-checkpoint`) takes to come back to the GPU.
     public var reloadTime: Duration
+    /// GPU memory its loaded checkpoint stands for, reported by `/sdapi/v1/memory` (none while parked).
+    public var gpuMemoryMiB: Int
 
     public init(
         host: String = "127.0.0.1", port: Int, checkpointPath: String, pace: ReferencePace = ReferencePace(), loadTime: Duration = .zero,
-        startTime: Duration = .zero, reloadTime: Duration = .zero
+        startTime: Duration = .zero, reloadTime: Duration = .zero, gpuMemoryMiB: Int = 0
     ) {
         self.host = host
         self.port = port
@@ -28,6 +30,7 @@ public struct ReferenceWorkerConfiguration: Sendable {
         self.loadTime = loadTime
         self.startTime = startTime
         self.reloadTime = reloadTime
+        self.gpuMemoryMiB = gpuMemoryMiB
     }
 }
 
@@ -67,6 +70,13 @@ public enum ReferenceWorkerServer {
         let router = Router(context: Context.self)
         // Ready; `loaded` says whether the checkpoint is on the "GPU" or parked in system RAM.
         router.get("/internal/ping") { _, _ in json(["status": "ok", "loaded": .bool(engine.isLoaded)]) }
+        // The GPU memory the process holds, in the shape of A1111's torch figures: its checkpoint's while
+        // loaded, none while parked.
+        router.get("/sdapi/v1/memory") { _, _ in
+            let held = JSONValue.integer(engine.isLoaded ? Int64(configuration.gpuMemoryMiB) << 20 : 0)
+            let peak = JSONValue.integer(Int64(configuration.gpuMemoryMiB) << 20)
+            return json(["ram": [:], "cuda": ["active": ["current": held, "peak": peak], "reserved": ["current": held, "peak": peak]]])
+        }
         // Generations and extras; passthrough calls reach the worker's other routes as they are.
         for kind in TaskKind.allCases where kind != .passthrough {
             router.post(RouterPath(kind.workerPath)) { request, context in

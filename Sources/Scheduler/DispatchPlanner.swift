@@ -107,6 +107,8 @@ public struct DispatchPlanner: Sendable {
         /// How many times it was parked, and brought back.
         public internal(set) var parks = 0
         public internal(set) var reloads = 0
+        /// The GPU memory it last said it holds (after it became ready, parked or came back), if it says.
+        public internal(set) var reportedMemoryMiB: Int?
         /// The scheduler's handle to its process, once started (see ``attach(_:to:)``).
         public internal(set) var process: WorkerProcess?
 
@@ -229,6 +231,11 @@ public struct DispatchPlanner: Sendable {
         workers[id]?.lastUsed = now
         workers[id]?.since = now
         workers[id]?.reloads += 1
+    }
+
+    /// The worker said how much GPU memory it holds.
+    mutating func memoryReported(_ id: Int, mebibytes: Int?) {
+        workers[id]?.reportedMemoryMiB = mebibytes
     }
 
     /// The worker's task (or lease) ended; a healthy worker is idle again, another one must stop.

@@ -40,6 +40,20 @@ extension Scheduler {
         }
     }
 
+    /// Asks the worker how much GPU memory it holds now, for the GPU reports.
+    func askMemoryInUse(of workerID: Int) {
+        guard let port = planner.workers[workerID]?.process?.port else { return }
+        let client = runner.client
+        Task {
+            let mebibytes = await client.gpuMemoryInUse(port: port)
+            await self.memoryReported(workerID, mebibytes: mebibytes)
+        }
+    }
+
+    func memoryReported(_ workerID: Int, mebibytes: Int?) {
+        planner.memoryReported(workerID, mebibytes: mebibytes)
+    }
+
     func moveEnded(_ workerID: Int, _ move: CheckpointMove, failure: WorkerCallError?, seconds: Double) {
         guard let worker = planner.workers[workerID], worker.state == move.state else { return }
         let now = Date()
@@ -57,6 +71,7 @@ extension Scheduler {
                 models[worker.model, default: ModelHistory()].pace.recordReload(seconds: seconds)
                 metrics.workerReloaded(model: worker.model)
             }
+            askMemoryInUse(of: workerID)
             logger.info("worker's checkpoint moved", metadata: ["worker": "\(workerID)", "move": "\(move.rawValue)", "seconds": "\(seconds)"])
         }
         dispatch()

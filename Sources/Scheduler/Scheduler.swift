@@ -238,7 +238,7 @@ public actor Scheduler: Service {
             return WorkerInfo(
                 id: worker.id, model: worker.model, function: PoolRecord.name(forModel: worker.model), gpu: worker.gpu,
                 gpuMemoryMiB: worker.memoryMiB, port: process.port, pid: process.processID, state: worker.state, tier: worker.tier,
-                hostMemoryMiB: worker.hostMemoryMiB, since: worker.since, tasksServed: worker.tasksServed, parks: worker.parks,
+                hostMemoryMiB: worker.hostMemoryMiB, gpuMemoryInUseMiB: worker.reportedMemoryMiB, since: worker.since, tasksServed: worker.tasksServed, parks: worker.parks,
                 reloads: worker.reloads, taskId: worker.taskID.flatMap { leases[$0] == nil ? $0 : nil }
             )
         }.sorted { $0.id < $1.id }
@@ -248,9 +248,11 @@ public actor Scheduler: Service {
     public func gpus() -> [GPUUsage] {
         let reserved = planner.reservedMemory
         return inventory.gpus.map { gpu in
-            GPUUsage(
+            let mine = planner.workers.values.filter { $0.gpu == gpu.index }
+            let reported = mine.compactMap(\.reportedMemoryMiB)
+            return GPUUsage(
                 index: gpu.index, name: gpu.name, memoryMiB: gpu.memoryMiB, plannedMiB: reserved[gpu.index, default: 0],
-                workers: planner.workers.values.filter { $0.gpu == gpu.index }.count
+                inUseMiB: reported.isEmpty ? nil : reported.reduce(0, +), workers: mine.count
             )
         }
     }
@@ -350,7 +352,8 @@ public actor Scheduler: Service {
         let checkpoint = ModelType.stableDiffusion.path(of: model, in: configuration.modelsDirectory)
         let values = WorkerLaunchProfile.placeholders(
             port: port, checkpoint: checkpoint, modelsDirectory: configuration.modelsDirectory,
-            dataDirectory: configuration.dataDirectory, executablePath: configuration.executablePath
+            dataDirectory: configuration.dataDirectory, executablePath: configuration.executablePath,
+            gpuMemoryMiB: gpu == nil ? 0 : planner.workers[id]?.memoryMiB ?? 0
         )
         var environment = settings.environment ?? [:]
         if let gpu { environment["CUDA_VISIBLE_DEVICES"] = "\(gpu)" }
@@ -413,6 +416,7 @@ public actor Scheduler: Service {
         models[worker.model, default: ModelHistory()].startFailures = 0
         let loadSeconds = now.timeIntervalSince(worker.startedAt)
         models[worker.model, default: ModelHistory()].pace.recordLoad(seconds: loadSeconds)
+        askMemoryInUse(of: id)
         logger.info("worker ready", metadata: ["worker": "\(id)", "model": "\(worker.model)", "loadSeconds": "\(loadSeconds)"])
         dispatch()
     }

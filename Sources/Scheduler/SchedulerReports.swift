@@ -41,6 +41,8 @@ public struct WorkerInfo: Codable, Sendable, Equatable {
     public var tier: WorkerTier
     /// System RAM its checkpoint takes while parked (the pool's `hostMemoryMiB`).
     public var hostMemoryMiB: Int
+    /// The GPU memory it says it holds (A1111's `/sdapi/v1/memory`), when it says.
+    public var gpuMemoryInUseMiB: Int?
     /// When it entered its current state.
     public var since: Date
     public var tasksServed: Int
@@ -57,6 +59,8 @@ public struct GPUUsage: Codable, Sendable, Equatable {
     public var name: String
     public var memoryMiB: Int
     public var plannedMiB: Int
+    /// What its workers say they hold, when any says: it drops as workers park.
+    public var inUseMiB: Int?
     public var workers: Int
 }
 

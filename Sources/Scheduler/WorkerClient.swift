@@ -103,6 +103,16 @@ extension WorkerClient {
         return try? JSONDecoder().decode(A1111.Progress.self, from: data)
     }
 
+    /// The GPU memory the worker says its process holds, in MiB (A1111's `/sdapi/v1/memory`: torch's
+    /// reserved bytes, else its active ones); nil when it does not say.
+    public func gpuMemoryInUse(port: Int) async -> Int? {
+        guard let data = try? await call(port: port, method: .GET, path: "/sdapi/v1/memory", timeout: .seconds(5)),
+            let cuda = (try? JSONValue(parsing: data))?["cuda"],
+            let bytes = cuda["reserved"]?["current"]?.integerValue ?? cuda["active"]?["current"]?.integerValue
+        else { return nil }
+        return Int(bytes >> 20)
+    }
+
     /// Asks the worker to stop its current generation.
     public func interrupt(port: Int) async {
         _ = try? await call(port: port, method: .POST, path: "/sdapi/v1/interrupt", timeout: .seconds(5))

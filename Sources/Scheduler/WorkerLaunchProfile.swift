@@ -4,7 +4,8 @@ import Foundation
 ///
 /// Placeholders: `{port}` (the port the worker must listen on, on 127.0.0.1), `{checkpoint}` (the
 /// checkpoint's full path), `{checkpoint_name}` (its file name), `{models_dir}` (the models root in
-/// A1111's layout), `{data_dir}`, `{sdbox}` (this executable) and `{sdbox_pid}` (its process id). An A1111 install is started with
+/// A1111's layout), `{data_dir}`, `{sdbox}` (this executable), `{sdbox_pid}` (its process id) and
+/// `{gpu_memory_mib}` (the GPU memory reserved for the worker, its pool's `gpuMemoryMiB`). An A1111 install is started with
 /// `["python", "launch.py", "--api", "--nowebui", "--port", "{port}", "--ckpt", "{checkpoint}"]`.
 public struct WorkerLaunchProfile: Codable, Sendable, Equatable {
     public var command: [String]
@@ -28,7 +29,8 @@ public struct WorkerLaunchProfile: Codable, Sendable, Equatable {
             command: [
                 "{sdbox}", "worker", "--port", "{port}", "--checkpoint", "{checkpoint}",
                 "--step-ms", "\(stepMilliseconds)", "--min-step-ms", "\(minimumStepMilliseconds)", "--load-ms", "\(loadMilliseconds)",
-                "--start-ms", "\(startMilliseconds)", "--reload-ms", "\(reloadMilliseconds)", "--parent-pid", "{sdbox_pid}",
+                "--start-ms", "\(startMilliseconds)", "--reload-ms", "\(reloadMilliseconds)", "--gpu-memory-mib", "{gpu_memory_mib}",
+                "--parent-pid", "{sdbox_pid}",
             ],
             startupTimeoutSeconds: 120
         )
@@ -56,11 +58,12 @@ public struct WorkerLaunchProfile: Codable, Sendable, Equatable {
 
     /// The placeholder values for one worker.
     public static func placeholders(
-        port: Int, checkpoint: String, modelsDirectory: String, dataDirectory: String, executablePath: String
+        port: Int, checkpoint: String, modelsDirectory: String, dataDirectory: String, executablePath: String, gpuMemoryMiB: Int = 0
     ) -> [String: String] {
         [
             "port": "\(port)", "checkpoint": checkpoint, "checkpoint_name": (checkpoint as NSString).lastPathComponent,
             "models_dir": modelsDirectory, "data_dir": dataDirectory, "sdbox": executablePath, "sdbox_pid": "\(getpid())",
+            "gpu_memory_mib": "\(gpuMemoryMiB)",
         ]
     }
 

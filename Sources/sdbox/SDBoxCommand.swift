@@ -243,6 +243,9 @@ struct Worker: AsyncParsableCommand {
     @Option(name: .customLong("reload-ms"), help: "Milliseconds to bring a checkpoint parked by /sdapi/v1/unload-checkpoint back.")
     var reloadMilliseconds: Int = 0
 
+    @Option(name: .customLong("gpu-memory-mib"), help: "GPU memory the loaded checkpoint stands for, reported by /sdapi/v1/memory (none while parked).")
+    var gpuMemoryMiB: Int = 0
+
     @Option(help: "Exit when the process with this id is gone (sdbox passes its own).")
     var parentPid: Int32?
 
@@ -271,7 +274,7 @@ struct Worker: AsyncParsableCommand {
         try await ReferenceWorkerServer.run(
             ReferenceWorkerConfiguration(
                 host: host, port: port, checkpointPath: checkpoint, pace: pace, loadTime: .milliseconds(loadMilliseconds),
-                startTime: .milliseconds(startMilliseconds), reloadTime: .milliseconds(reloadMilliseconds)
+                startTime: .milliseconds(startMilliseconds), reloadTime: .milliseconds(reloadMilliseconds), gpuMemoryMiB: gpuMemoryMiB
             ),
             logger: logger
         )

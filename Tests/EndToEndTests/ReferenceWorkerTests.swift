@@ -17,7 +17,7 @@ import Testing
         let port = try #require(FreePort.allocate())
         let pid = try spawn(
             [ServerProcess.binary, "worker", "--port", "\(port)", "--checkpoint", folder + "/demo.safetensors", "--start-ms", "50", "--reload-ms", "50",
-             "--min-step-ms", "1", "--step-ms", "2"],
+             "--min-step-ms", "1", "--step-ms", "2", "--gpu-memory-mib", "3000"],
             output: folder + "/worker.log"
         )
         defer {
@@ -38,8 +38,10 @@ import Testing
         }
         #expect(ping?["loaded"] == true)
 
+        #expect(try await call(.GET, "/sdapi/v1/memory").1["cuda"]?["reserved"]?["current"] == .integer(3000 << 20))
         #expect(try await call(.POST, "/sdapi/v1/unload-checkpoint").0 == 200)
         #expect(try await call(.GET, "/internal/ping").1["loaded"] == false)
+        #expect(try await call(.GET, "/sdapi/v1/memory").1["cuda"]?["reserved"]?["current"] == 0, "parking frees the GPU memory")
         // A generation on a parked checkpoint brings it back first.
         let (generated, answer) = try await call(.POST, "/sdapi/v1/txt2img", ["prompt": "x", "steps": 1, "width": 64, "height": 64])
         #expect(generated == 200 && answer["images"]?.arrayValue?.count == 1)

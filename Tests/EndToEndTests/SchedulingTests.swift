@@ -25,6 +25,17 @@ import Testing
         try await server.json(.GET, "/workers").1["workers"]?.arrayValue ?? []
     }
 
+    /// Polls `/workers` until `condition` holds of its whole answer, returning it then.
+    func waitForWorkersAnswer(_ server: ServerProcess, timeout: Duration = .seconds(30), _ condition: (JSONValue) -> Bool) async throws -> JSONValue {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let answer = try await server.json(.GET, "/workers").1
+            if condition(answer) { return answer }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestFailure("/workers never matched; last: \(try await server.json(.GET, "/workers").1)\n\(server.log)")
+    }
+
     /// Polls `/workers` until `condition` holds, returning the workers then.
     func waitForWorkers(_ server: ServerProcess, timeout: Duration = .seconds(30), _ condition: ([JSONValue]) -> Bool) async throws -> [JSONValue] {
         let deadline = ContinuousClock.now + timeout
@@ -100,9 +111,11 @@ import Testing
         #expect(worker("beta", in: list)?["tier"] == "gpu")
         let alphaPort = try #require(alpha["port"]?.integerValue)
         #expect(try await server.json(.GET, "http://127.0.0.1:\(alphaPort)/internal/ping").1["loaded"] == false, "the checkpoint left the GPU")
-        // What sdbox reports of the GPU follows: one worker's memory, not two.
-        let (_, answer) = try await server.json(.GET, "/workers")
+        // What sdbox reports of the GPU follows what the workers free: one worker's memory, not two.
+        let answer = try await waitForWorkersAnswer(server) { $0["gpus"]?[0]?["inUseMiB"] == 6000 }
         #expect(answer["gpus"]?[0]?["plannedMiB"] == 6000 && answer["parkedMiB"] == 4000 && answer["hostMemoryMiB"] == 8000)
+        #expect(worker("alpha", in: answer["workers"]?.arrayValue ?? [])?["gpuMemoryInUseMiB"] == 0)
+        #expect(worker("beta", in: answer["workers"]?.arrayValue ?? [])?["gpuMemoryInUseMiB"] == 6000)
         #expect(try await server.json(.GET, "/sdapi/v1/memory").1["cuda"]?["system"]?["used"] == .integer(6000 << 20))
         // alpha again: its parked worker comes back (same process), beta's is parked in turn.
         try await generate("alpha")

@@ -91,7 +91,8 @@ function renderGPUs(container, data) {
     return;
   }
   syncChildren(container, data.gpus, (gpu) => gpu.index, (gpu) => {
-    const text = `${format.mebibytes(gpu.plannedMiB)} of ${format.mebibytes(gpu.memoryMiB)} reserved`;
+    const inUse = gpu.inUseMiB === null || gpu.inUseMiB === undefined ? '' : ` · ${format.mebibytes(gpu.inUseMiB)} in use, as workers report`;
+    const text = `${format.mebibytes(gpu.plannedMiB)} of ${format.mebibytes(gpu.memoryMiB)} reserved${inUse}`;
     return h('article', { class: 'card gpu', 'aria-labelledby': `gpu-${gpu.index}` },
       h('div', { class: 'spread' },
         h('h3', { id: `gpu-${gpu.index}`, text: `GPU ${gpu.index} · ${gpu.name}` }),
