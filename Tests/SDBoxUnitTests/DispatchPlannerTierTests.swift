@@ -229,3 +229,24 @@ extension DispatchPlannerTierTests {
         #expect(CheckpointReadAhead.select(candidates, budget: 0) == [])
     }
 }
+
+extension DispatchPlannerTierTests {
+    @Test func theNextModelComesBackWhileAnotherWorkerStillRuns() {
+        // Room for two workers: A is parked for C; once a slot is free again, A comes back at once,
+        // while C still runs its task, not after it.
+        var p = planner(gpus: [GPU(index: 0, memoryMiB: 16000)], maxInstances: 2)
+        let a = serve(&p, "A", task: "a1", now: at(0))
+        let b = serve(&p, "B", task: "b1", now: at(1))
+        p.enqueue("c1", model: "C", user: "u", enqueuedAt: at(2))
+        #expect(p.plan(now: at(2)) == [.park(workerID: a, reason: .makeRoom)])
+        p.workerParked(a, now: at(2))
+        let c = serve(&p, "C", task: nil, now: at(3))
+        p.enqueue("c2", model: "C", user: "u", enqueuedAt: at(4))
+        #expect(p.plan(now: at(4)) == [.assign(taskID: "c2", workerID: c)])
+        p.markStopping(b, now: at(5))
+        p.workerGone(b)
+        p.enqueue("a2", model: "A", user: "u", enqueuedAt: at(6))
+        #expect(p.plan(now: at(6)) == [.reload(workerID: a)])
+        #expect(p.workers[c]?.state == .busy)
+    }
+}
