@@ -36,15 +36,9 @@ import Testing
         throw TestFailure("/workers never matched; last: \(try await server.json(.GET, "/workers").1)\n\(server.log)")
     }
 
-    /// Polls `/workers` until `condition` holds, returning the workers then.
+    /// Polls `/workers` until `condition` holds of its workers, returning them then.
     func waitForWorkers(_ server: ServerProcess, timeout: Duration = .seconds(30), _ condition: ([JSONValue]) -> Bool) async throws -> [JSONValue] {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            let current = try await workers(server)
-            if condition(current) { return current }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        throw TestFailure("workers never matched; last: \(try await workers(server))\n\(server.log)")
+        try await waitForWorkersAnswer(server, timeout: timeout) { condition($0["workers"]?.arrayValue ?? []) }["workers"]?.arrayValue ?? []
     }
 
     @Test func scalesUpToTheCapThenEvictsTheLeastRecentlyUsedIdleWorker() async throws {
