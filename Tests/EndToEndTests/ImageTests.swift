@@ -151,7 +151,8 @@ func multipart(_ parts: [(String, String?, Data)], boundary: String = "sdbox-tes
 
 @Suite(.serialized, .timeLimit(.minutes(2))) struct ImageOutputEndToEndTests {
     @Test func signedURLsExpireAndRefuseTampering() async throws {
-        let server = try await ServerProcess(config: fastWorkers + "\nurlExpirySeconds: 2\n")
+        // Long enough that a machine loaded by the rest of the suite still reads the fresh URL in time.
+        let server = try await ServerProcess(config: fastWorkers + "\nurlExpirySeconds: 6\n")
         defer { server.destroy() }
         let (_, answer) = try await server.json(.POST, "/txt2img", ["prompt": "x", "steps": 2, "width": 64, "height": 64])
         let url = try #require(answer["ossUrl"]?.arrayValue?.first?.stringValue)
@@ -164,7 +165,7 @@ func multipart(_ parts: [(String, String?, Data)], boundary: String = "sdbox-tes
             #expect(status == 403, "\(tampered)")
             #expect(try JSONValue(parsing: body)["error"] == "invalid signature")
         }
-        try await Task.sleep(for: .seconds(3))
+        try await Task.sleep(for: .seconds(7))
         let (status, body) = try await server.request(.GET, url)
         #expect(status == 403)
         #expect(try JSONValue(parsing: body)["detail"] == "the URL has expired or was altered")
