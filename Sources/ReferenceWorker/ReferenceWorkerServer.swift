@@ -18,10 +18,12 @@ public struct ReferenceWorkerConfiguration: Sendable {
     public var reloadTime: Duration
     /// GPU memory its loaded checkpoint stands for, reported by `/sdapi/v1/memory` (none while parked).
     public var gpuMemoryMiB: Int
+    /// `user:password` every call must carry as HTTP basic authentication (A1111's `--api-auth`).
+    public var apiAuth: String?
 
     public init(
         host: String = "127.0.0.1", port: Int, checkpointPath: String, pace: ReferencePace = ReferencePace(), loadTime: Duration = .zero,
-        startTime: Duration = .zero, reloadTime: Duration = .zero, gpuMemoryMiB: Int = 0
+        startTime: Duration = .zero, reloadTime: Duration = .zero, gpuMemoryMiB: Int = 0, apiAuth: String? = nil
     ) {
         self.host = host
         self.port = port
@@ -31,6 +33,7 @@ public struct ReferenceWorkerConfiguration: Sendable {
         self.startTime = startTime
         self.reloadTime = reloadTime
         self.gpuMemoryMiB = gpuMemoryMiB
+        self.apiAuth = apiAuth
     }
 }
 
@@ -68,6 +71,7 @@ public enum ReferenceWorkerServer {
 
     static func router(engine: ReferenceEngine, configuration: ReferenceWorkerConfiguration) -> Router<Context> {
         let router = Router(context: Context.self)
+        if let apiAuth = configuration.apiAuth { router.add(middleware: BasicAuthMiddleware(credentials: apiAuth)) }
         // Ready; `loaded` says whether the checkpoint is on the "GPU" or parked in system RAM.
         router.get("/internal/ping") { _, _ in json(["status": "ok", "loaded": .bool(engine.isLoaded)]) }
         // The GPU memory the process holds, in the shape of A1111's torch figures: its checkpoint's while
@@ -139,5 +143,22 @@ public enum ReferenceWorkerServer {
     static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
         let bytes = (try? value.encodedBytes()) ?? Array("null".utf8)
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+}
+
+/// A1111's `--api-auth`: a call without the right HTTP basic authentication gets 401.
+struct BasicAuthMiddleware: RouterMiddleware {
+    typealias Context = ReferenceWorkerServer.Context
+    let expected: String
+
+    init(credentials: String) { expected = "Basic " + Data(credentials.utf8).base64EncodedString() }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard request.headers[.authorization] == expected else {
+            var response = ReferenceWorkerServer.json(["detail": "Incorrect username or password"], status: .unauthorized)
+            response.headers[.wwwAuthenticate] = "Basic"
+            return response
+        }
+        return try await next(request, context)
     }
 }

@@ -47,6 +47,7 @@ public enum SDBoxApplication {
         var schedulerConfiguration = configuration.scheduler
         schedulerConfiguration.profiles = configuration.workers.launchProfiles
         schedulerConfiguration.defaultProfile = configuration.workers.defaultProfileName
+        schedulerConfiguration.remoteWorkers = configuration.workers.remote
         schedulerConfiguration.dataDirectory = data
         schedulerConfiguration.executablePath = executablePath
         let models = try ModelRegistry(catalog: catalog, modelsDirectory: schedulerConfiguration.modelsDirectory, logger: logger)

@@ -88,7 +88,8 @@ public struct DispatchPlanner: Sendable {
     /// A worker: what the planner decides on, and what the scheduler reports of it.
     public struct Worker: Sendable {
         public let id: Int
-        public let model: String
+        /// The checkpoint it holds (a remote worker's may change; empty while it holds none it may serve).
+        public internal(set) var model: String
         public var state: WorkerState
         /// On the GPU, or parked in system RAM; a stopping worker keeps the tier it stops from.
         public internal(set) var tier: WorkerTier = .gpu
@@ -111,9 +112,17 @@ public struct DispatchPlanner: Sendable {
         public internal(set) var reportedMemoryMiB: Int?
         /// The scheduler's handle to its process, once started (see ``attach(_:to:)``).
         public internal(set) var process: WorkerProcess?
+        /// The remote server it stands for, when sdbox did not start it (see ``addRemote(now:)``).
+        public internal(set) var remote: RemoteWorker?
+        /// Whether it is a remote server: one the planner never starts, parks or stops, and that holds
+        /// neither GPU memory of this box nor a slot.
+        public internal(set) var isRemote = false
 
-        /// Whether it holds GPU memory and a slot.
-        var onGPU: Bool { tier == .gpu }
+        /// What its tasks run on.
+        public var slot: (any WorkerSlot)? { process ?? remote }
+
+        /// Whether it holds GPU memory and a slot of this box.
+        var onGPU: Bool { tier == .gpu && !isRemote }
     }
 
     public let inventory: GPUInventory
@@ -238,14 +247,48 @@ public struct DispatchPlanner: Sendable {
         workers[id]?.reportedMemoryMiB = mebibytes
     }
 
-    /// The worker's task (or lease) ended; a healthy worker is idle again, another one must stop.
+    /// The worker's task (or lease) ended; a healthy worker is idle again, another one must stop (a
+    /// remote one is down until it answers again).
     public mutating func taskDone(workerID: Int, healthy: Bool, now: Date) {
         guard let worker = workers[workerID] else { return }
         workers[workerID]?.taskID = nil
         workers[workerID]?.lastUsed = now
         workers[workerID]?.since = now
         workers[workerID]?.tasksServed += 1
-        if worker.state == .busy { workers[workerID]?.state = healthy ? .ready : .stopping }
+        if worker.state == .busy { workers[workerID]?.state = healthy ? .ready : (worker.isRemote ? .down : .stopping) }
+    }
+
+    /// Adds a remote worker, down until its first probe answers; returns its id.
+    mutating func addRemote(now: Date) -> Int {
+        let id = nextWorkerID
+        nextWorkerID += 1
+        workers[id] = Worker(id: id, model: "", state: .down, gpu: nil, memoryMiB: 0, hostMemoryMiB: 0, lastUsed: now, startedAt: now, since: now)
+        workers[id]?.isRemote = true
+        return id
+    }
+
+    /// The remote worker's server, once created.
+    mutating func attach(_ remote: RemoteWorker, to id: Int) {
+        workers[id]?.remote = remote
+    }
+
+    /// A probe of the remote worker answered: it holds `model` (empty: none it may serve). A worker that
+    /// was down is ready again; a busy one keeps its task.
+    mutating func remoteAnswered(_ id: Int, model: String, now: Date) {
+        guard let worker = workers[id], worker.isRemote else { return }
+        if worker.state == .down {
+            workers[id]?.state = .ready
+            workers[id]?.since = now
+            workers[id]?.lastUsed = now
+        }
+        if worker.state != .busy { workers[id]?.model = model }
+    }
+
+    /// A probe of the idle remote worker failed: it is down.
+    mutating func remoteDown(_ id: Int, now: Date) {
+        guard workers[id]?.isRemote == true, workers[id]?.state == .ready else { return }
+        workers[id]?.state = .down
+        workers[id]?.since = now
     }
 
     /// The worker is asked to stop outside of a plan (e.g. its pool was deleted, or it could not park).
@@ -260,9 +303,9 @@ public struct DispatchPlanner: Sendable {
         makingRoom[id] = nil
     }
 
-    /// Workers of a model that are not stopping, in either tier.
+    /// Workers of a model that are not stopping (nor down), in either tier, local or remote.
     public func liveWorkers(model: String) -> [Worker] {
-        workers.values.filter { $0.model == model && $0.state != .stopping }
+        workers.values.filter { $0.model == model && $0.state != .stopping && $0.state != .down }
     }
 
     /// GPU memory reserved by workers on each GPU (parked workers hold none).
@@ -276,7 +319,7 @@ public struct DispatchPlanner: Sendable {
 
     /// System RAM taken by parked workers, and by those being parked.
     public var parkedMemory: Int {
-        workers.values.filter { !$0.onGPU || $0.state == .parking }.reduce(0) { $0 + $1.hostMemoryMiB }
+        workers.values.filter { $0.tier == .ram || $0.state == .parking }.reduce(0) { $0 + $1.hostMemoryMiB }
     }
 
     /// Workers holding a slot: on a GPU (or a CPU slot), not parked.
@@ -312,10 +355,10 @@ public struct DispatchPlanner: Sendable {
         var decisions: [Decision] = []
         for model in modelsByWait() {
             guard let head = queues[model]?.first, now.timeIntervalSince(head.enqueuedAt) >= fairnessWait,
-                !liveWorkers(model: model).contains(where: \.onGPU), !canServe(model), !makingRoom.values.contains(model)
+                !liveWorkers(model: model).contains(where: { $0.tier == .gpu }), !canServe(model), !makingRoom.values.contains(model)
             else { continue }
             let candidates = workers.values.filter { worker in
-                guard worker.state == .ready, worker.model != model, frees(worker, for: model) else { return false }
+                guard worker.state == .ready, !worker.isRemote, worker.model != model, frees(worker, for: model) else { return false }
                 // Only a model whose own oldest task is younger yields.
                 guard let theirs = queues[worker.model]?.first else { return true }
                 return theirs.enqueuedAt > head.enqueuedAt
@@ -371,7 +414,7 @@ public struct DispatchPlanner: Sendable {
 
     mutating func scaleDown(now: Date) -> [Decision] {
         var decisions: [Decision] = []
-        for worker in workers.values.sorted(by: Self.leastRecentlyUsed) where worker.state == .ready || worker.state == .parked {
+        for worker in workers.values.sorted(by: Self.leastRecentlyUsed) where (worker.state == .ready || worker.state == .parked) && !worker.isRemote {
             let policy = policy(for: worker.model)
             if now.timeIntervalSince(worker.lastUsed) >= policy.idleTimeout && liveWorkers(model: worker.model).count > policy.minInstances {
                 decisions.append(stop(worker.id, reason: .idle, makingRoomFor: nil, now: now))
@@ -458,7 +501,8 @@ public struct DispatchPlanner: Sendable {
     /// pool stays at or above its minimum if possible, least recently used first.
     func idleVictim(for model: String) -> Worker? {
         workers.values.filter { worker in
-            worker.state == .ready && worker.model != model && queuedCount(model: worker.model) == 0 && frees(worker, for: model)
+            worker.state == .ready && !worker.isRemote && worker.model != model && queuedCount(model: worker.model) == 0
+                && frees(worker, for: model)
         }.min { a, b in
             let aBelowMin = liveWorkers(model: a.model).count <= policy(for: a.model).minInstances
             let bBelowMin = liveWorkers(model: b.model).count <= policy(for: b.model).minInstances

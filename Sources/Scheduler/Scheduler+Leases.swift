@@ -7,16 +7,16 @@ import Synchronization
 /// worker) by ``Scheduler/lease(model:user:)``. The worker runs nothing else until the lease is released;
 /// a lease that is dropped without ``release(healthy:)`` releases itself.
 public final class WorkerLease: Sendable {
-    /// The worker's port on 127.0.0.1.
-    public let port: Int
+    /// Where the worker answers.
+    public let endpoint: WorkerEndpoint
     public let model: String
     let id: String
     let scheduler: Scheduler
     let released = Atomic(false)
 
-    init(id: String, port: Int, model: String, scheduler: Scheduler) {
+    init(id: String, endpoint: WorkerEndpoint, model: String, scheduler: Scheduler) {
         self.id = id
-        self.port = port
+        self.endpoint = endpoint
         self.model = model
         self.scheduler = scheduler
     }
@@ -73,10 +73,10 @@ extension Scheduler {
     }
 
     /// Hands a worker the planner assigned to a waiting lease; false if `id` is not a waiting lease.
-    func grantLease(_ id: String, workerID: Int, port: Int, model: String) -> Bool {
+    func grantLease(_ id: String, workerID: Int, endpoint: WorkerEndpoint, model: String) -> Bool {
         guard case .waiting(let continuation) = leases[id] else { return false }
         leases[id] = .granted(workerID: workerID)
-        continuation.resume(returning: WorkerLease(id: id, port: port, model: model, scheduler: self))
+        continuation.resume(returning: WorkerLease(id: id, endpoint: endpoint, model: model, scheduler: self))
         return true
     }
 
@@ -123,12 +123,12 @@ extension Scheduler {
 
     // MARK: Warm workers
 
-    /// The port of a warm worker of `model`, idle ones first, else busy; nil when none is warm. For calls
+    /// Where a warm worker of `model` answers, idle ones first, else busy; nil when none is warm. For calls
     /// a worker answers beside its running task (A1111 runs GET endpoints without its queue lock).
-    public func warmWorkerPort(model: String) -> Int? {
+    public func warmWorkerEndpoint(model: String) -> WorkerEndpoint? {
         let warm = planner.liveWorkers(model: model).filter { $0.state == .ready || $0.state == .busy }
         guard let worker = warm.min(by: { ($0.state == .ready ? 0 : 1, $0.id) < ($1.state == .ready ? 0 : 1, $1.id) }) else { return nil }
-        return worker.process?.port
+        return worker.slot?.endpoint
     }
 
     /// Models that have a warm worker, the most recently used first.
@@ -139,9 +139,9 @@ extension Scheduler {
             .compactMap { seen.insert($0.model).inserted ? $0.model : nil }
     }
 
-    /// The ports of every warm worker.
-    public func warmWorkerPorts() -> [Int] {
-        planner.workers.values.filter { $0.state == .ready || $0.state == .busy }.compactMap { $0.process?.port }
+    /// Where every warm worker answers.
+    public func warmWorkerEndpoints() -> [WorkerEndpoint] {
+        planner.workers.values.filter { $0.state == .ready || $0.state == .busy }.compactMap { $0.slot?.endpoint }
     }
 
     /// Restarts every worker, or `model`'s (the original's `POST /restart`, a re-pointed model): idle and

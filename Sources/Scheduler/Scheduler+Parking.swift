@@ -32,7 +32,7 @@ extension Scheduler {
             let started = ContinuousClock.now
             var failure: WorkerCallError?
             do throws(WorkerCallError) {
-                _ = try await client.call(port: process.port, method: .POST, path: move.path, timeout: Self.checkpointMoveTimeout)
+                _ = try await client.call(process.endpoint, method: .POST, path: move.path, timeout: Self.checkpointMoveTimeout)
             } catch {
                 failure = error
             }
@@ -42,10 +42,10 @@ extension Scheduler {
 
     /// Asks the worker how much GPU memory it holds now, for the GPU reports.
     func askMemoryInUse(of workerID: Int) {
-        guard let port = planner.workers[workerID]?.process?.port else { return }
+        guard let endpoint = planner.workers[workerID]?.slot?.endpoint else { return }
         let client = runner.client
         Task {
-            let mebibytes = await client.gpuMemoryInUse(port: port)
+            let mebibytes = await client.gpuMemoryInUse(endpoint)
             await self.memoryReported(workerID, mebibytes: mebibytes)
         }
     }

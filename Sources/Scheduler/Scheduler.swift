@@ -33,7 +33,8 @@ public actor Scheduler: Service {
 
     enum Job: Sendable {
         case supervise(WorkerProcess)
-        case execute(taskID: String, worker: WorkerProcess)
+        case probe(RemoteWorker)
+        case execute(taskID: String, worker: any WorkerSlot)
     }
 
     /// The rules, and the one table of workers.
@@ -88,6 +89,7 @@ public actor Scheduler: Service {
                 "maxInstances": "\(configuration.maxInstances)",
             ]
         )
+        addRemoteWorkers()
         dispatch()
         isRunning = true
         defer { isRunning = false }
@@ -103,6 +105,8 @@ public actor Scheduler: Service {
                 switch job {
                 case .supervise(let worker):
                     group.addTask { await self.supervise(worker) }
+                case .probe(let remote):
+                    group.addTask { await self.watchRemote(remote) }
                 case .execute(let taskID, let worker):
                     group.addTask {
                         let timeout = await self.settings(ofPool: worker.model).taskTimeoutSeconds ?? 3600
@@ -234,10 +238,11 @@ public actor Scheduler: Service {
     /// Every live worker.
     public func workers() -> [WorkerInfo] {
         planner.workers.values.compactMap { worker -> WorkerInfo? in
-            guard let process = worker.process else { return nil }
+            guard worker.process != nil || worker.remote != nil else { return nil }
             return WorkerInfo(
                 id: worker.id, model: worker.model, function: PoolRecord.name(forModel: worker.model), gpu: worker.gpu,
-                gpuMemoryMiB: worker.memoryMiB, port: process.port, pid: process.processID, state: worker.state, tier: worker.tier,
+                gpuMemoryMiB: worker.memoryMiB, port: worker.process?.port, pid: worker.process?.processID,
+                remote: worker.remote.map(RemoteWorkerInfo.init), state: worker.state, tier: worker.tier,
                 hostMemoryMiB: worker.hostMemoryMiB, gpuMemoryInUseMiB: worker.reportedMemoryMiB, since: worker.since, tasksServed: worker.tasksServed, parks: worker.parks,
                 reloads: worker.reloads, taskId: worker.taskID.flatMap { leases[$0] == nil ? $0 : nil }
             )
@@ -316,10 +321,10 @@ public actor Scheduler: Service {
         for decision in planner.plan(now: Date()) {
             switch decision {
             case .assign(let taskID, let workerID):
-                guard let process = planner.workers[workerID]?.process else { continue }
-                if grantLease(taskID, workerID: workerID, port: process.port, model: process.model) { continue }
-                runner.register(taskID, on: process)
-                jobs?.yield(.execute(taskID: taskID, worker: process))
+                guard let slot = planner.workers[workerID]?.slot else { continue }
+                if grantLease(taskID, workerID: workerID, endpoint: slot.endpoint, model: slot.model) { continue }
+                runner.register(taskID, on: slot)
+                jobs?.yield(.execute(taskID: taskID, worker: slot))
             case .start(let workerID, let model, let gpu):
                 startWorker(workerID, for: model, gpu: gpu)
             case .park(let workerID, let reason):
@@ -402,7 +407,7 @@ public actor Scheduler: Service {
 
     func supervise(_ worker: WorkerProcess) async {
         let exit = await worker.run(
-            probe: { [client = runner.client] in await client.ping(port: worker.port) },
+            probe: { [client = runner.client] in await client.ping(worker.endpoint) },
             onReady: { await self.workerReady(worker.id) },
             logger: logger
         )
@@ -449,7 +454,7 @@ public actor Scheduler: Service {
 
     /// A run ended: its worker takes the next task (or stops if it failed under the task), a task whose
     /// worker was lost goes back to its queue, and the model's pace learns the generation's time.
-    func runEnded(of worker: WorkerProcess, _ ending: TaskRunner.Ending) {
+    func runEnded(of worker: any WorkerSlot, _ ending: TaskRunner.Ending) {
         if let seconds = ending.generationSeconds { models[worker.model, default: ModelHistory()].pace.recordTask(seconds: seconds) }
         if let task = ending.requeue { requeue(task) }
         workerFreed(worker.id, healthy: ending.healthy)

@@ -25,6 +25,8 @@ public struct SchedulerConfiguration: Sendable, Equatable {
     public var gpus: [GPU] = []
     /// Workers at once when the box has no GPU.
     public var cpuSlots = 4
+    /// Remote A1111-compatible servers that join the pools (`workers.remote`). Set at start.
+    public var remoteWorkers: [RemoteWorkerSettings] = []
     /// System RAM parked workers may take together (`scheduler.hostMemoryMiB`): an idle worker whose GPU
     /// memory is needed is parked (its checkpoint moved to RAM, its process kept) within it, and stopped
     /// past it. 0 turns parking off. By default half the box's RAM (``boxMemoryMiB``).

@@ -17,6 +17,8 @@ public enum WorkerState: String, Codable, Sendable, CaseIterable {
     case reloading
     /// Asked to stop.
     case stopping
+    /// A remote worker that does not answer: probed again, less and less often, until it does.
+    case down
 }
 
 /// Where a worker's checkpoint is: on the GPU (or a CPU slot), or parked in system RAM. A stopped worker
@@ -35,8 +37,11 @@ public struct WorkerInfo: Codable, Sendable, Equatable {
     /// The GPU it was placed on; nil on a box without GPU.
     public var gpu: Int?
     public var gpuMemoryMiB: Int
-    public var port: Int
+    /// A local worker's port on 127.0.0.1 and process id.
+    public var port: Int?
     public var pid: Int32?
+    /// A remote worker's server.
+    public var remote: RemoteWorkerInfo?
     public var state: WorkerState
     public var tier: WorkerTier
     /// System RAM its checkpoint takes while parked (the pool's `hostMemoryMiB`).
@@ -51,6 +56,27 @@ public struct WorkerInfo: Codable, Sendable, Equatable {
     public var reloads: Int
     /// The task it is running, when busy.
     public var taskId: String?
+}
+
+/// A remote worker's server as reported in ``WorkerInfo``: never its credentials.
+public struct RemoteWorkerInfo: Codable, Sendable, Equatable {
+    public var name: String
+    /// Its URL, any user and password in it masked.
+    public var url: String
+    /// The GPU memory it has, when configured.
+    public var gpuMemoryMiB: Int?
+    /// The checkpoints it has, and how long its last successful probe took.
+    public var checkpoints: [String]
+    public var latencyMilliseconds: Double?
+
+    init(_ remote: RemoteWorker) {
+        name = remote.settings.name
+        url = remote.settings.displayURL
+        gpuMemoryMiB = remote.settings.gpuMemoryMiB
+        let probe = remote.lastProbe
+        checkpoints = probe?.checkpoints ?? []
+        latencyMilliseconds = probe?.latencyMilliseconds
+    }
 }
 
 /// A GPU and the memory workers have reserved on it, as reported by ``Scheduler/gpus()``.

@@ -38,4 +38,26 @@ final class StopSignal: Sendable {
             state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
         }
     }
+
+    /// Runs `call`, and fails it with `.unreachable(failure)` if the signal fires first.
+    func guarding<T: Sendable>(_ call: @escaping @Sendable () async throws(WorkerCallError) -> T, failure: String) async throws(WorkerCallError) -> T {
+        let outcome = await withTaskGroup(of: Result<T, WorkerCallError>?.self) { group in
+            group.addTask {
+                do throws(WorkerCallError) {
+                    return .success(try await call())
+                } catch {
+                    return .failure(error)
+                }
+            }
+            group.addTask {
+                await self.wait()
+                return Task.isCancelled ? nil : .failure(.unreachable(failure))
+            }
+            var first: Result<T, WorkerCallError>?
+            while first == nil, let next = await group.next() { first = next }
+            group.cancelAll()
+            return first ?? .failure(.unreachable("cancelled"))
+        }
+        return try outcome.get()
+    }
 }

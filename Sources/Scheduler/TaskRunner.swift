@@ -25,7 +25,7 @@ public final class TaskRunner: Sendable {
     }
 
     struct Run {
-        let worker: WorkerProcess
+        let worker: any WorkerSlot
         var cancelRequested = false
         /// Set when the task must fail whatever its worker answers (its pool was deleted).
         var abortReason: String?
@@ -79,7 +79,7 @@ public final class TaskRunner: Sendable {
     // MARK: Runs
 
     /// Notes that task `id` was granted `worker`, before its run starts, so that a cancel in between is kept.
-    func register(_ id: String, on worker: WorkerProcess) {
+    func register(_ id: String, on worker: any WorkerSlot) {
         state.withLock { $0.runs[id] = Run(worker: worker) }
     }
 
@@ -114,12 +114,12 @@ public final class TaskRunner: Sendable {
     /// Asks the worker of running task `id` to stop it; the task ends `cancelled` when the worker lets go.
     /// False when the task is not running.
     func cancel(_ id: String) async -> Bool {
-        let worker = state.withLock { state -> WorkerProcess? in
+        let worker = state.withLock { state -> (any WorkerSlot)? in
             state.runs[id]?.cancelRequested = true
             return state.runs[id]?.worker
         }
         guard let worker else { return false }
-        await client.interrupt(port: worker.port)
+        await client.interrupt(worker.endpoint)
         return true
     }
 
@@ -139,7 +139,7 @@ public final class TaskRunner: Sendable {
     /// running on disk while its worker works; a generation's answer goes to the callers waiting for its
     /// images (``waitForEarlyOutcome(_:)``) before the images are stored; the worker is given back as soon as it
     /// answered, and the outcome is recorded (after the running mark) while it takes its next task.
-    func run(_ id: String, on worker: WorkerProcess, timeoutSeconds: Int, workerDone: @Sendable (Ending) async -> Void) async {
+    func run(_ id: String, on worker: any WorkerSlot, timeoutSeconds: Int, workerDone: @Sendable (Ending) async -> Void) async {
         let unwritten = state.withLock { $0.unwritten[id] }
         let task: TaskRecord
         do {
@@ -239,7 +239,7 @@ public final class TaskRunner: Sendable {
 
     /// Sends a task to its worker while watching that the worker still answers. A generation's answer is
     /// read at once and handed to the callers waiting for it (unless the task must fail whatever it is).
-    func call(_ task: TaskRecord, on worker: WorkerProcess, timeoutSeconds: Int) async -> CallOutcome {
+    func call(_ task: TaskRecord, on worker: any WorkerSlot, timeoutSeconds: Int) async -> CallOutcome {
         let call: WorkerCall
         do {
             call = try WorkerCall(task: task)
@@ -251,7 +251,7 @@ public final class TaskRunner: Sendable {
         let answer: WorkerResponse
         do throws(WorkerCallError) {
             answer = try await worker.whileAlive { () async throws(WorkerCallError) -> WorkerResponse in
-                try await self.client.send(call, port: worker.port, timeout: .seconds(Int64(timeoutSeconds)))
+                try await self.client.send(call, to: worker.endpoint, timeout: .seconds(Int64(timeoutSeconds)))
             }
         } catch {
             return .lost(error)
@@ -267,19 +267,19 @@ public final class TaskRunner: Sendable {
     /// Pings a busy worker every `livenessSeconds`; one that fails `livenessFailures` pings in a row has
     /// stopped answering and is killed, so its task is retried elsewhere rather than waiting for the task
     /// timeout.
-    func watch(_ worker: WorkerProcess) async {
+    func watch(_ worker: any WorkerSlot) async {
         var failures = 0
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(configuration.livenessSeconds))
             if Task.isCancelled { return }
-            if await client.ping(port: worker.port, timeout: .milliseconds(Int64(configuration.livenessSeconds * 1000))) {
+            if await client.ping(worker.endpoint, timeout: .milliseconds(Int64(configuration.livenessSeconds * 1000))) {
                 failures = 0
                 continue
             }
             failures += 1
             if failures >= configuration.livenessFailures {
-                logger.warning("worker stopped answering; killing it", metadata: ["worker": "\(worker.id)", "model": "\(worker.model)"])
-                worker.kill()
+                logger.warning("worker stopped answering; giving it up", metadata: ["worker": "\(worker.id)", "model": "\(worker.model)"])
+                worker.abandon()
                 return
             }
         }
@@ -345,11 +345,11 @@ public final class TaskRunner: Sendable {
     }
 
     /// The progress the worker of running task `id` reports: one call at a time, its answer posted on the board.
-    func workerProgress(of id: String, on worker: WorkerProcess) async -> A1111.Progress? {
-        let (client, port) = (client, worker.port)
+    func workerProgress(of id: String, on worker: any WorkerSlot) async -> A1111.Progress? {
+        let (client, endpoint) = (client, worker.endpoint)
         let (poll, isNew) = state.withLock { state -> (Task<A1111.Progress?, Never>, Bool) in
             if let poll = state.progressPolls[id] { return (poll, false) }
-            let poll = Task { await client.progress(port: port) }
+            let poll = Task { await client.progress(endpoint) }
             state.progressPolls[id] = poll
             return (poll, true)
         }

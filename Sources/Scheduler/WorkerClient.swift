@@ -73,31 +73,31 @@ public struct WorkerResponse: Sendable, Equatable {
 /// reach workers only through this, so that their rules (retry, cancel, a worker lost under a task) can
 /// be exercised with an in-memory worker; ``HTTPWorkerClient`` is the real one.
 public protocol WorkerClient: Sendable {
-    /// Sends a call to the worker on `port` and returns its whole answer, whatever its status.
-    func send(_ call: WorkerCall, port: Int, timeout: TimeAmount) async throws(WorkerCallError) -> WorkerResponse
+    /// Sends a call to the worker at `endpoint` and returns its whole answer, whatever its status.
+    func send(_ call: WorkerCall, to endpoint: WorkerEndpoint, timeout: TimeAmount) async throws(WorkerCallError) -> WorkerResponse
 }
 
 extension WorkerClient {
-    /// Whether the worker at `port` is ready: it answers `/internal/ping` (the reference worker, A1111's UI
+    /// Whether the worker at `endpoint` is ready: it answers `/internal/ping` (the reference worker, A1111's UI
     /// mode) or `/sdapi/v1/sd-models` (every A1111-compatible API).
-    public func ping(port: Int, timeout: TimeAmount = .seconds(2)) async -> Bool {
+    public func ping(_ endpoint: WorkerEndpoint, timeout: TimeAmount = .seconds(2)) async -> Bool {
         for path in ["/internal/ping", "/sdapi/v1/sd-models"] {
-            if (try? await call(port: port, method: .GET, path: path, timeout: timeout)) != nil { return true }
+            if (try? await call(endpoint, method: .GET, path: path, timeout: timeout)) != nil { return true }
         }
         return false
     }
 
     /// Calls `path` and returns the body of a 2xx answer.
-    public func call(port: Int, method: HTTPMethod, path: String, body: Data? = nil, timeout: TimeAmount) async throws(WorkerCallError) -> Data {
+    public func call(_ endpoint: WorkerEndpoint, method: HTTPMethod, path: String, body: Data? = nil, timeout: TimeAmount) async throws(WorkerCallError) -> Data {
         let call = WorkerCall(method: method, path: path, contentType: body == nil ? nil : "application/json", body: body)
-        let answer = try await send(call, port: port, timeout: timeout)
+        let answer = try await send(call, to: endpoint, timeout: timeout)
         guard answer.isSuccess else { throw .rejected(status: answer.status, detail: answer.detail) }
         return answer.body
     }
 
     /// The worker's current progress, if it answers.
-    public func progress(port: Int) async -> A1111.Progress? {
-        guard let data = try? await call(port: port, method: .GET, path: "/sdapi/v1/progress?skip_current_image=false", timeout: .seconds(5)) else {
+    public func progress(_ endpoint: WorkerEndpoint) async -> A1111.Progress? {
+        guard let data = try? await call(endpoint, method: .GET, path: "/sdapi/v1/progress?skip_current_image=false", timeout: .seconds(5)) else {
             return nil
         }
         return try? JSONDecoder().decode(A1111.Progress.self, from: data)
@@ -105,8 +105,8 @@ extension WorkerClient {
 
     /// The GPU memory the worker says its process holds, in MiB (A1111's `/sdapi/v1/memory`: torch's
     /// reserved bytes, else its active ones); nil when it does not say.
-    public func gpuMemoryInUse(port: Int) async -> Int? {
-        guard let data = try? await call(port: port, method: .GET, path: "/sdapi/v1/memory", timeout: .seconds(5)),
+    public func gpuMemoryInUse(_ endpoint: WorkerEndpoint) async -> Int? {
+        guard let data = try? await call(endpoint, method: .GET, path: "/sdapi/v1/memory", timeout: .seconds(5)),
             let cuda = (try? JSONValue(parsing: data))?["cuda"],
             let bytes = cuda["reserved"]?["current"]?.integerValue ?? cuda["active"]?["current"]?.integerValue
         else { return nil }
@@ -114,12 +114,13 @@ extension WorkerClient {
     }
 
     /// Asks the worker to stop its current generation.
-    public func interrupt(port: Int) async {
-        _ = try? await call(port: port, method: .POST, path: "/sdapi/v1/interrupt", timeout: .seconds(5))
+    public func interrupt(_ endpoint: WorkerEndpoint) async {
+        _ = try? await call(endpoint, method: .POST, path: "/sdapi/v1/interrupt", timeout: .seconds(5))
     }
 }
 
-/// Calls the A1111 API of worker processes on 127.0.0.1 with AsyncHTTPClient.
+/// Calls workers' A1111 API with AsyncHTTPClient: processes on 127.0.0.1, and remote servers over HTTP or
+/// HTTPS (certificates checked).
 public struct HTTPWorkerClient: WorkerClient {
     let http: HTTPClient
     /// The largest answer accepted from a worker.
@@ -139,9 +140,10 @@ public struct HTTPWorkerClient: WorkerClient {
     }()
 
     /// Sends a call and returns the worker's whole answer, whatever its status.
-    public func send(_ call: WorkerCall, port: Int, timeout: TimeAmount) async throws(WorkerCallError) -> WorkerResponse {
-        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(call.path)")
+    public func send(_ call: WorkerCall, to endpoint: WorkerEndpoint, timeout: TimeAmount) async throws(WorkerCallError) -> WorkerResponse {
+        var request = HTTPClientRequest(url: endpoint.url(call.path))
         request.method = call.method
+        for (name, value) in endpoint.headers.sorted(by: { $0.key < $1.key }) { request.headers.add(name: name, value: value) }
         for (name, value) in call.headers.sorted(by: { $0.key < $1.key }) { request.headers.add(name: name, value: value) }
         if let body = call.body {
             request.headers.add(name: "Content-Type", value: call.contentType ?? "application/octet-stream")

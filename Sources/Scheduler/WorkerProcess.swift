@@ -26,7 +26,7 @@ public struct WorkerExit: Sendable {
 ///
 /// A pid file under the run folder names every live worker so that workers left behind by a killed
 /// sdbox can be reaped at the next start (see ``WorkerReaper``).
-public final class WorkerProcess: Sendable {
+public final class WorkerProcess: WorkerSlot {
     public let id: Int
     public let model: String
     public let port: Int
@@ -51,6 +51,11 @@ public final class WorkerProcess: Sendable {
 
     /// The process id, once started.
     public var processID: Int32? { pid.withLock { $0 } }
+
+    public var endpoint: WorkerEndpoint { .local(port: port) }
+
+    /// Kills the process: it stopped answering.
+    public func abandon() { kill() }
 
     /// Asks the worker to stop; ``run(probe:onReady:logger:)`` returns once it has.
     public func stop() { stopSignal.fire() }
@@ -148,7 +153,7 @@ public final class WorkerProcess: Sendable {
         let started = ContinuousClock.now
         let readyAfter = Mutex<Duration?>(nil)
         let exit = await worker.run(
-            probe: { await client.ping(port: port) },
+            probe: { await client.ping(.local(port: port)) },
             onReady: {
                 readyAfter.withLock { $0 = started.duration(to: .now) }
                 worker.stop()
@@ -161,25 +166,8 @@ public final class WorkerProcess: Sendable {
 
     /// Runs a call to the worker, failing it as soon as the worker process ends rather than waiting
     /// for the connection to time out.
-    func whileAlive<T: Sendable>(_ call: @escaping @Sendable () async throws(WorkerCallError) -> T) async throws(WorkerCallError) -> T {
-        let outcome = await withTaskGroup(of: Result<T, WorkerCallError>?.self) { group in
-            group.addTask {
-                do throws(WorkerCallError) {
-                    return .success(try await call())
-                } catch {
-                    return .failure(error)
-                }
-            }
-            group.addTask {
-                await self.exitSignal.wait()
-                return Task.isCancelled ? nil : .failure(.unreachable("the worker process ended"))
-            }
-            var first: Result<T, WorkerCallError>?
-            while first == nil, let next = await group.next() { first = next }
-            group.cancelAll()
-            return first ?? .failure(.unreachable("cancelled"))
-        }
-        return try outcome.get()
+    public func whileAlive<T: Sendable>(_ call: @escaping @Sendable () async throws(WorkerCallError) -> T) async throws(WorkerCallError) -> T {
+        try await exitSignal.guarding(call, failure: "the worker process ended")
     }
 
     enum Child: Sendable { case outputEnded, stopped, probeFinished }

@@ -246,6 +246,9 @@ struct Worker: AsyncParsableCommand {
     @Option(name: .customLong("gpu-memory-mib"), help: "GPU memory the loaded checkpoint stands for, reported by /sdapi/v1/memory (none while parked).")
     var gpuMemoryMiB: Int = 0
 
+    @Option(name: .customLong("api-auth"), help: "user:password every call must carry as HTTP basic authentication, as A1111's --api-auth.")
+    var apiAuth: String?
+
     @Option(help: "Exit when the process with this id is gone (sdbox passes its own).")
     var parentPid: Int32?
 
@@ -274,7 +277,8 @@ struct Worker: AsyncParsableCommand {
         try await ReferenceWorkerServer.run(
             ReferenceWorkerConfiguration(
                 host: host, port: port, checkpointPath: checkpoint, pace: pace, loadTime: .milliseconds(loadMilliseconds),
-                startTime: .milliseconds(startMilliseconds), reloadTime: .milliseconds(reloadMilliseconds), gpuMemoryMiB: gpuMemoryMiB
+                startTime: .milliseconds(startMilliseconds), reloadTime: .milliseconds(reloadMilliseconds), gpuMemoryMiB: gpuMemoryMiB,
+                apiAuth: apiAuth
             ),
             logger: logger
         )

@@ -21,7 +21,7 @@ final class ScriptedWorker: WorkerClient {
 
     var wasInterrupted: Bool { calls.withLock { $0.contains("POST /sdapi/v1/interrupt") } }
 
-    func send(_ call: WorkerCall, port: Int, timeout: TimeAmount) async throws(WorkerCallError) -> WorkerResponse {
+    func send(_ call: WorkerCall, to endpoint: WorkerEndpoint, timeout: TimeAmount) async throws(WorkerCallError) -> WorkerResponse {
         calls.withLock { $0.append("\(call.method) \(call.path)") }
         if call.path == "/sdapi/v1/txt2img" { return try await generate(self) }
         return WorkerResponse(status: 200, contentType: "application/json", body: Data("{}".utf8))

@@ -23,6 +23,8 @@ public struct WorkerSettings: Sendable, Equatable {
     public var defaultProfile: String?
     /// `workers.reference`.
     public var reference = ReferencePace()
+    /// A1111-compatible servers on other machines that join the pools (`workers.remote`).
+    public var remote: [RemoteWorkerSettings] = []
 
     public init() {}
 
@@ -44,6 +46,20 @@ public struct WorkerSettings: Sendable, Equatable {
             reference.startMilliseconds = try pace.integer("startMilliseconds", in: 0...3_600_000) ?? reference.startMilliseconds
             reference.reloadMilliseconds = try pace.integer("reloadMilliseconds", in: 0...3_600_000) ?? reference.reloadMilliseconds
             try pace.finish()
+        }
+        for var entry in try section.sectionList("remote") ?? [] {
+            let settings = RemoteWorkerSettings(
+                name: try entry.string("name") ?? "remote-\(remote.count + 1)",
+                url: try entry.string("url") ?? { throw ConfigurationError("\(entry.name("url")): required") }(),
+                gpuMemoryMiB: try entry.integer("gpuMemoryMiB", in: 0...(1 << 24)),
+                models: try entry.stringArray("models"),
+                headers: try entry.stringMap("headers") ?? [:],
+                basicAuth: try entry.string("basicAuth")
+            )
+            if let problem = settings.problem { throw ConfigurationError("\(entry.path): \(problem)") }
+            if remote.contains(where: { $0.name == settings.name }) { throw ConfigurationError("\(entry.name("name")): '\(settings.name)' is used twice") }
+            try entry.finish()
+            remote.append(settings)
         }
         try section.finish()
     }

@@ -33,15 +33,15 @@ struct ModelWideRoutes {
         for path in Self.refreshes {
             api.post(RouterPath(path)) { _, _ in
                 try await services.models.refresh()
-                let ports = await services.scheduler.warmWorkerPorts()
+                let endpoints = await services.scheduler.warmWorkerEndpoints()
                 let logger = services.logger
-                Task { await Self.broadcast("/sdapi/v1/\(path)", to: ports, logger: logger) }
+                Task { await Self.broadcast("/sdapi/v1/\(path)", to: endpoints, logger: logger) }
                 return try Response.json(JSONValue.null)
             }
         }
         api.post("reload-checkpoint") { request, context in
             let model = try await model(of: request, context: context)
-            if await services.scheduler.warmWorkerPort(model: model) == nil {
+            if await services.scheduler.warmWorkerEndpoint(model: model) == nil {
                 try await services.catalog.ensurePool(model: model)
                 do {
                     try await services.scheduler.lease(model: model, user: context.user).release()
@@ -66,15 +66,15 @@ struct ModelWideRoutes {
     }
 
     /// POSTs `path` to each worker, logging the ones that fail (a worker without the endpoint answers 404).
-    static func broadcast(_ path: String, to ports: [Int], logger: Logger) async {
+    static func broadcast(_ path: String, to endpoints: [WorkerEndpoint], logger: Logger) async {
         let client = HTTPWorkerClient()
         await withDiscardingTaskGroup { group in
-            for port in ports {
+            for endpoint in endpoints {
                 group.addTask {
                     do throws(WorkerCallError) {
-                        _ = try await client.call(port: port, method: .POST, path: path, timeout: .seconds(600))
+                        _ = try await client.call(endpoint, method: .POST, path: path, timeout: .seconds(600))
                     } catch {
-                        logger.debug("worker did not refresh", metadata: ["port": "\(port)", "path": "\(path)", "error": "\(error)"])
+                        logger.debug("worker did not refresh", metadata: ["worker": "\(endpoint.baseURL)", "path": "\(path)", "error": "\(error)"])
                     }
                 }
             }

@@ -105,8 +105,8 @@ struct PassthroughRoutes {
     /// Forwards a plain call and streams the worker's answer back. A GET tries a warm worker first (a
     /// worker that stops under it is left for a lent one).
     func stream(_ call: PassthroughCall, model: String, user: String) async throws -> Response {
-        if call.method == .get, !call.body.isStream, let port = await services.scheduler.warmWorkerPort(model: model),
-            let response = try? await send(call, to: port, model: model)
+        if call.method == .get, !call.body.isStream, let endpoint = await services.scheduler.warmWorkerEndpoint(model: model),
+            let response = try? await send(call, to: endpoint, model: model)
         {
             return relay(response, lease: nil)
         }
@@ -119,17 +119,18 @@ struct PassthroughRoutes {
             throw APIError(.serviceUnavailable, "no worker", detail: error.description)
         }
         do {
-            return relay(try await send(call, to: lease.port, model: model), lease: lease)
+            return relay(try await send(call, to: lease.endpoint, model: model), lease: lease)
         } catch {
             await lease.release()
             throw APIError(.badGateway, "worker unreachable", detail: "\(error)")
         }
     }
 
-    func send(_ call: PassthroughCall, to port: Int, model: String) async throws -> HTTPClientResponse {
-        var outgoing = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(call.path)")
+    func send(_ call: PassthroughCall, to endpoint: WorkerEndpoint, model: String) async throws -> HTTPClientResponse {
+        var outgoing = HTTPClientRequest(url: endpoint.url(call.path))
         outgoing.method = NIOHTTP1.HTTPMethod(rawValue: call.method.rawValue)
         for field in call.headers { outgoing.headers.add(name: field.name.rawName, value: field.value) }
+        for (name, value) in endpoint.headers.sorted(by: { $0.key < $1.key }) { outgoing.headers.replaceOrAdd(name: name, value: value) }
         switch call.body {
         case .none:
             break

@@ -1,0 +1,72 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import SDBoxCore
+
+extension Scheduler {
+    /// The longest wait between two probes of a remote worker that is down.
+    static let remoteProbeMaxBackoff: Duration = .seconds(60)
+
+    /// Puts the configured remote workers in the worker table (down until their first probe answers) and
+    /// starts watching each.
+    func addRemoteWorkers() {
+        for settings in configuration.remoteWorkers {
+            let id = planner.addRemote(now: Date())
+            let remote = RemoteWorker(id: id, settings: settings)
+            planner.attach(remote, to: id)
+            logger.info("remote worker added", metadata: ["worker": "\(id)", "name": "\(settings.name)", "url": "\(settings.displayURL)"])
+            jobs?.yield(.probe(remote))
+        }
+    }
+
+    /// Probes a remote worker for as long as sdbox runs: while it is down, with a backoff from one second
+    /// doubling up to ``remoteProbeMaxBackoff``; while it is idle, every `livenessSeconds`, to follow its
+    /// checkpoint and notice it going away. A busy one is watched by its task's run.
+    func watchRemote(_ remote: RemoteWorker) async {
+        var backoff: Duration = .seconds(1)
+        while !Task.isCancelled {
+            let state = planner.workers[remote.id]?.state
+            if state == .busy {
+                try? await Task.sleep(for: .seconds(configuration.livenessSeconds))
+                continue
+            }
+            if let probe = await probe(remote) {
+                remote.probed(probe)
+                if state == .down {
+                    logger.info("remote worker answers", metadata: ["name": "\(remote.settings.name)", "checkpoint": "\(probe.model ?? "none it may serve")"])
+                }
+                planner.remoteAnswered(remote.id, model: probe.model ?? "", now: Date())
+                backoff = .seconds(1)
+                dispatch()
+                try? await Task.sleep(for: .seconds(configuration.livenessSeconds))
+            } else {
+                if state == .ready {
+                    logger.warning("remote worker stopped answering", metadata: ["name": "\(remote.settings.name)", "url": "\(remote.settings.displayURL)"])
+                    planner.remoteDown(remote.id, now: Date())
+                    dispatch()
+                }
+                try? await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, Self.remoteProbeMaxBackoff)
+            }
+        }
+    }
+
+    /// Asks a remote worker which checkpoint it holds (`/sdapi/v1/options`) and which it has
+    /// (`/sdapi/v1/sd-models`); nil when it does not answer both.
+    nonisolated func probe(_ remote: RemoteWorker) async -> RemoteWorker.Probe? {
+        let started = ContinuousClock.now
+        let client = runner.client
+        guard let options = try? await client.call(remote.endpoint, method: .GET, path: "/sdapi/v1/options", timeout: .seconds(10)),
+            let models = try? await client.call(remote.endpoint, method: .GET, path: "/sdapi/v1/sd-models", timeout: .seconds(10)),
+            let current = (try? JSONValue(parsing: options))?["sd_model_checkpoint"]?.stringValue
+        else { return nil }
+        let checkpoints = ((try? JSONValue(parsing: models))?.arrayValue ?? []).compactMap { $0["title"]?.stringValue }.map(RemoteWorker.modelName)
+        let model = RemoteWorker.modelName(ofCheckpoint: current)
+        let allowed = remote.settings.models.map { $0.contains(model) } ?? true
+        return RemoteWorker.Probe(
+            model: allowed && !model.isEmpty ? model : nil, checkpoints: checkpoints,
+            latencyMilliseconds: Double(started.duration(to: .now).components.attoseconds) / 1e15 + Double(started.duration(to: .now).components.seconds) * 1000
+        )
+    }
+}

@@ -1,0 +1,164 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import SDBoxCore
+import Testing
+
+/// A1111-compatible servers sdbox did not start (`workers.remote`), played by reference workers the test
+/// starts itself on loopback: they join the pool of the checkpoint they hold, beside local workers.
+@Suite(.serialized, .timeLimit(.minutes(2))) struct RemoteWorkerTests {
+    /// A reference worker started by the test, standing for an A1111 server on another machine.
+    final class RemoteServer: @unchecked Sendable {
+        // Safety: `pid` is only changed by start/kill, called from the one test task.
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sdbox-remote-\(UUID().uuidString)").path
+        let port: Int
+        let arguments: [String]
+        private(set) var pid: pid_t = 0
+
+        init(checkpoint: String, stepMilliseconds: Int, apiAuth: String? = nil) async throws {
+            port = try #require(FreePort.allocate())
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            try DemoCheckpoint.contents().write(to: URL(fileURLWithPath: folder + "/" + checkpoint))
+            arguments = [
+                ServerProcess.binary, "worker", "--port", "\(port)", "--checkpoint", folder + "/" + checkpoint,
+                "--step-ms", "\(stepMilliseconds)", "--min-step-ms", "\(stepMilliseconds)",
+            ] + (apiAuth.map { ["--api-auth", $0] } ?? [])
+            try await start()
+        }
+
+        var url: String { "http://127.0.0.1:\(port)" }
+
+        func start() async throws {
+            pid = try spawn(arguments, output: folder + "/worker.log")
+            for _ in 0..<200 {
+                if let answer = try? await ServerProcess.client.execute(HTTPClientRequest(url: url + "/internal/ping"), timeout: .seconds(1)),
+                    answer.status != .serviceUnavailable
+                {
+                    return
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            throw TestFailure("the remote worker did not start")
+        }
+
+        func kill() {
+            Foundation.kill(pid, SIGKILL)
+            waitpid(pid, nil, 0)
+        }
+
+        func destroy() {
+            kill()
+            try? FileManager.default.removeItem(atPath: folder)
+        }
+    }
+
+    static let alpha = ["alpha.safetensors": DemoCheckpoint.contents()]
+
+    func remoteWorker(_ server: ServerProcess, named name: String) async throws -> JSONValue? {
+        let list = try await server.json(.GET, "/workers").1["workers"]?.arrayValue ?? []
+        return list.first { $0["remote"]?["name"]?.stringValue == name }
+    }
+
+    func waitForRemote(_ server: ServerProcess, named name: String, timeout: Duration = .seconds(30), _ condition: (JSONValue) -> Bool) async throws -> JSONValue {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let worker = try await remoteWorker(server, named: name), condition(worker) { return worker }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestFailure("remote worker \(name) never matched; last: \(String(describing: try await remoteWorker(server, named: name)))\n\(server.log)")
+    }
+
+    func submit(_ server: ServerProcess, steps: Int) async throws -> String {
+        let (status, accepted) = try await server.json(
+            .POST, "/txt2img", ["stable_diffusion_model": "alpha", "prompt": "p", "steps": .integer(Int64(steps)), "width": 64, "height": 64],
+            headers: [("Request-Type", "async")]
+        )
+        #expect(status == 200, "\(accepted)")
+        return try #require(accepted["taskId"]?.stringValue)
+    }
+
+    @Test func aPoolIsServedByALocalAndARemoteWorkerTogether() async throws {
+        let remote = try await RemoteServer(checkpoint: "alpha.safetensors", stepMilliseconds: 20)
+        defer { remote.destroy() }
+        let server = try await ServerProcess(config: """
+            scheduler:
+              maxInstances: 1
+              pool: {maxInstances: 2}
+            workers:
+              reference: {stepMilliseconds: 20, minimumStepMilliseconds: 20}
+              remote:
+                - {name: gpu-pc, url: "\(remote.url)", gpuMemoryMiB: 12288}
+            """, models: Self.alpha)
+        defer { server.destroy() }
+        let ready = try await waitForRemote(server, named: "gpu-pc") { $0["state"] == "ready" }
+        #expect(ready["model"] == "alpha.safetensors" && ready["remote"]?["url"]?.stringValue == remote.url)
+        #expect(ready["remote"]?["checkpoints"] == ["alpha.safetensors"] && ready["pid"] == nil)
+        let ids = try await (0..<6).asyncMap { _ in try await submit(server, steps: 10) }
+        for id in ids { #expect(try await server.waitForTask(id)["status"] == "succeeded") }
+        let workers = try await server.json(.GET, "/workers").1["workers"]?.arrayValue ?? []
+        let served = Dictionary(workers.map { ($0["remote"] == nil ? "local" : "remote", $0["tasksServed"]?.integerValue ?? 0) }) { $0 + $1 }
+        #expect(served["remote", default: 0] >= 1 && served["local", default: 0] >= 1, "both served: \(served)")
+        #expect(served["remote", default: 0] + served["local", default: 0] == 6)
+    }
+
+    @Test func aRemoteWorkerLostMidTaskLosesNothingAndIsTakenBackWhenItAnswers() async throws {
+        let remote = try await RemoteServer(checkpoint: "alpha.safetensors", stepMilliseconds: 300)
+        defer { remote.destroy() }
+        let server = try await ServerProcess(config: """
+            scheduler:
+              maxInstances: 1
+              livenessSeconds: 1
+            workers:
+              reference: {stepMilliseconds: 5, minimumStepMilliseconds: 5}
+              remote:
+                - {name: gpu-pc, url: "\(remote.url)"}
+            """, models: Self.alpha)
+        defer { server.destroy() }
+        _ = try await waitForRemote(server, named: "gpu-pc") { $0["state"] == "ready" }
+        let id = try await submit(server, steps: 10)
+        _ = try await waitForRemote(server, named: "gpu-pc") { $0["state"] == "busy" && $0["taskId"]?.stringValue == id }
+        remote.kill()
+        let task = try await server.waitForTask(id)
+        #expect(task["status"] == "succeeded", "retried on a local worker: \(task)")
+        _ = try await waitForRemote(server, named: "gpu-pc") { $0["state"] == "down" }
+        #expect(server.log.contains("worker lost a task; queuing it again"))
+        // It answers again: probed with backoff, it is back in the pool.
+        try await remote.start()
+        _ = try await waitForRemote(server, named: "gpu-pc") { $0["state"] == "ready" }
+    }
+
+    @Test func credentialsAreSentAndNeverShownAndAWrongEndpointStaysDown() async throws {
+        let remote = try await RemoteServer(checkpoint: "alpha.safetensors", stepMilliseconds: 5, apiAuth: "studio:s3cret-pass")
+        defer { remote.destroy() }
+        let nothing = try #require(FreePort.allocate())
+        let server = try await ServerProcess(config: """
+            workers:
+              reference: {stepMilliseconds: 5, minimumStepMilliseconds: 5}
+              remote:
+                - {name: locked, url: "\(remote.url)", basicAuth: "studio:s3cret-pass"}
+                - {name: wrong-password, url: "\(remote.url)", basicAuth: "studio:guess"}
+                - {name: in-url, url: "http://studio:s3cret-pass@127.0.0.1:\(nothing)"}
+            """, models: Self.alpha)
+        defer { server.destroy() }
+        _ = try await waitForRemote(server, named: "locked") { $0["state"] == "ready" && $0["model"] == "alpha.safetensors" }
+        let (status, answer) = try await server.json(.POST, "/sdapi/v1/txt2img", ["prompt": "p", "steps": 2, "width": 64, "height": 64])
+        #expect(status == 200 && answer["images"]?.arrayValue?.count == 1)
+        #expect(try await remoteWorker(server, named: "locked")?["tasksServed"] == 1, "the remote worker with the right password ran it")
+        #expect(try await remoteWorker(server, named: "wrong-password")?["state"] == "down")
+        let inURL = try await remoteWorker(server, named: "in-url")
+        #expect(inURL?["state"] == "down" && inURL?["remote"]?["url"]?.stringValue == "http://***@127.0.0.1:\(nothing)")
+        let (_, raw) = try await server.request(.GET, "/workers")
+        #expect(!String(decoding: raw, as: UTF8.self).contains("s3cret"), "no password in /workers")
+        #expect(!server.log.contains("s3cret"), "no password in the log")
+    }
+}
+
+extension Sequence {
+    /// The elements transformed one after another by an async function.
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var results: [T] = []
+        for element in self { results.append(try await transform(element)) }
+        return results
+    }
+}
