@@ -6,10 +6,21 @@ import SDBoxCore
 extension WorkerCall {
     /// What a task sends to its worker: a generation's or extras' validated body to its endpoint, or a
     /// passthrough call as it was persisted.
-    init(task: TaskRecord) throws {
+    ///
+    /// - Parameter checkpoint: For a worker that may hold other checkpoints (a remote server others use
+    ///   too), the checkpoint a generation must run on, sent in its `override_settings` (A1111 loads it
+    ///   for the request and restores its own after) unless the caller set one.
+    init(task: TaskRecord, checkpoint: String? = nil) throws {
         switch task.kind {
         case .txt2img, .img2img, .extraSingleImage, .extraBatchImages:
-            self.init(method: .POST, path: task.kind.workerPath, contentType: "application/json", body: try task.workerRequest.encoded())
+            var body = task.workerRequest
+            if let checkpoint, task.kind == .txt2img || task.kind == .img2img, case .object(var fields) = body {
+                var overrides = fields["override_settings"]?.objectValue ?? [:]
+                if overrides["sd_model_checkpoint"] == nil { overrides["sd_model_checkpoint"] = .string(checkpoint) }
+                fields["override_settings"] = .object(overrides)
+                body = .object(fields)
+            }
+            self.init(method: .POST, path: task.kind.workerPath, contentType: "application/json", body: try body.encoded())
         case .passthrough:
             let request = try PassthroughRequest(task.request)
             // A call stored by an older sdbox was not judged as calls are now: its path must be one read

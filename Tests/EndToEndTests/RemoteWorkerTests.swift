@@ -144,6 +144,7 @@ import Testing
         _ = try await waitForRemote(server, named: "locked") { $0["state"] == "ready" && $0["model"] == "alpha.safetensors" }
         let (status, answer) = try await server.json(.POST, "/sdapi/v1/txt2img", ["prompt": "p", "steps": 2, "width": 64, "height": 64])
         #expect(status == 200 && answer["images"]?.arrayValue?.count == 1)
+        #expect(answer["parameters"]?["override_settings"]?["sd_model_checkpoint"] == "alpha.safetensors", "a shared server is told the checkpoint")
         #expect(try await remoteWorker(server, named: "locked")?["tasksServed"] == 1, "the remote worker with the right password ran it")
         #expect(try await remoteWorker(server, named: "wrong-password")?["state"] == "down")
         let inURL = try await remoteWorker(server, named: "in-url")
