@@ -29,8 +29,10 @@ public struct GenerationInputError: Error, Sendable, CustomStringConvertible {
 /// The reference worker's engine: runs one generation at a time, like A1111, reporting per-step progress
 /// and honouring interrupt and skip. Its images are test pictures, not diffusion.
 public final class ReferenceEngine: Sendable {
-    public let checkpoint: Checkpoint
+    let current: Mutex<Checkpoint>
     let pace: ReferencePace
+    /// The time a checkpoint takes to load when the worker switches to it.
+    let loadTime: Duration
     let state = Mutex(JobState())
     let gate = GenerationGate()
     let options: Mutex<[String: JSONValue]>
@@ -52,9 +54,10 @@ public final class ReferenceEngine: Sendable {
         var request: ReferenceRequest?
     }
 
-    public init(checkpoint: Checkpoint, pace: ReferencePace, reloadTime: Duration = .zero) {
-        self.checkpoint = checkpoint
+    public init(checkpoint: Checkpoint, pace: ReferencePace, loadTime: Duration = .zero, reloadTime: Duration = .zero) {
+        self.current = Mutex(checkpoint)
         self.pace = pace
+        self.loadTime = loadTime
         self.reloadTime = reloadTime
         self.options = Mutex([
             "sd_model_checkpoint": .string(checkpoint.title),
@@ -70,7 +73,48 @@ public final class ReferenceEngine: Sendable {
 
     public var currentOptions: [String: JSONValue] { options.withLock { $0 } }
 
-    /// Merges options; the checkpoint cannot be switched (a reference worker holds one model).
+    /// The checkpoint it holds.
+    public var checkpoint: Checkpoint { current.withLock { $0 } }
+
+    /// The checkpoints it could switch to: the files beside its own, as A1111 lists its models folder
+    /// (only the one it holds has a known hash).
+    public var checkpoints: [A1111.SDModel] {
+        let holding = checkpoint
+        let folder = (holding.path as NSString).deletingLastPathComponent
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { name in
+            let lowered = name.lowercased()
+            return !name.hasPrefix(".") && (lowered.hasSuffix(".safetensors") || lowered.hasSuffix(".ckpt"))
+        }.sorted()
+        return names.map { name in
+            let path = folder + "/" + name
+            return path == holding.path ? A1111.SDModel(checkpoint: holding) : A1111.SDModel(path: path)
+        }
+    }
+
+    /// Switches to another checkpoint of its folder, after the generation under way, as A1111 does when
+    /// `sd_model_checkpoint` is set: by file name or title (`name [hash]`), taking ``loadTime``. Throws
+    /// when there is no such checkpoint.
+    public func switchCheckpoint(to wanted: String) async throws {
+        let name = wanted.range(of: " [", options: .backwards).map { String(wanted[..<$0.lowerBound]) } ?? wanted
+        guard let model = checkpoints.first(where: { $0.title == wanted || ($0.filename as NSString).lastPathComponent == name || $0.model_name == name })
+        else {
+            throw GenerationInputError(description: "model '\(wanted)' not found")
+        }
+        await gate.enter()
+        defer { gate.leave() }
+        guard model.filename != checkpoint.path else { return await bringBack() }
+        try Checkpoint.validate(path: model.filename)
+        let loaded = Checkpoint(path: model.filename, sha256: try Checkpoint.sha256(ofFileAt: model.filename))
+        try? await Task.sleep(for: loadTime)
+        current.withLock { $0 = loaded }
+        self.loaded.withLock { $0 = true }
+        options.withLock { options in
+            options["sd_model_checkpoint"] = .string(loaded.title)
+            options["sd_checkpoint_hash"] = .string(loaded.sha256)
+        }
+    }
+
+    /// Merges options other than the checkpoint's (``switchCheckpoint(to:)`` changes it).
     public func setOptions(_ changes: [String: JSONValue]) {
         options.withLock { current in
             for (key, value) in changes where key != "sd_model_checkpoint" && key != "sd_checkpoint_hash" {

@@ -60,7 +60,7 @@ public enum ReferenceWorkerServer {
         let checkpoint = Checkpoint(path: path, sha256: try Checkpoint.sha256(ofFileAt: path))
         try await Task.sleep(for: configuration.loadTime)
         logger.info("Model loaded in \(started.duration(to: .now)): \(checkpoint.title)")
-        let engine = ReferenceEngine(checkpoint: checkpoint, pace: configuration.pace, reloadTime: configuration.reloadTime)
+        let engine = ReferenceEngine(checkpoint: checkpoint, pace: configuration.pace, loadTime: configuration.loadTime, reloadTime: configuration.reloadTime)
         let app = Application(
             router: router(engine: engine, configuration: configuration),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sdbox-reference-worker"),
@@ -125,10 +125,18 @@ public enum ReferenceWorkerServer {
             guard let changes = (try? JSONValue(parsing: body.readableBytesView))?.objectValue else {
                 return json(["error": "HTTPException", "detail": "options must be a JSON object"], status: .unprocessableContent)
             }
+            if let wanted = changes["sd_model_checkpoint"]?.stringValue {
+                do {
+                    try await engine.switchCheckpoint(to: wanted)
+                } catch {
+                    // A1111 answers an unknown checkpoint with its RuntimeError.
+                    return json(["error": "RuntimeError", "detail": "", "body": "", "errors": .string("\(error)")], status: .internalServerError)
+                }
+            }
             engine.setOptions(changes)
             return json(nil)
         }
-        router.get("/sdapi/v1/sd-models") { _, _ in json(try JSONValue(encoding: [A1111.SDModel(checkpoint: engine.checkpoint)])) }
+        router.get("/sdapi/v1/sd-models") { _, _ in json(try JSONValue(encoding: engine.checkpoints)) }
         router.get("/sdapi/v1/samplers") { _, _ in json(try JSONValue(encoding: A1111.samplers)) }
         router.get("/sdapi/v1/schedulers") { _, _ in json(try JSONValue(encoding: A1111.schedulers)) }
         router.get("/sdapi/v1/upscalers") { _, _ in json(try JSONValue(encoding: A1111.upscalers)) }

@@ -66,6 +66,9 @@ public struct DispatchPlanner: Sendable {
         case park(workerID: Int, reason: StopReason)
         /// Bring the parked worker's checkpoint back to its GPU; answer with ``workerReloaded(_:now:)``.
         case reload(workerID: Int)
+        /// Have the idle remote worker load `model`'s checkpoint in place of its own; answer with
+        /// ``workerReady(_:now:)``, or ``remoteDown(_:now:)`` when it cannot.
+        case switchCheckpoint(workerID: Int, model: String)
         /// Stop the worker.
         case stop(workerID: Int, reason: StopReason)
         /// The model's queued tasks can never be placed; fail them.
@@ -117,6 +120,8 @@ public struct DispatchPlanner: Sendable {
         /// Whether it is a remote server: one the planner never starts, parks or stops, and that holds
         /// neither GPU memory of this box nor a slot.
         public internal(set) var isRemote = false
+        /// The models a remote worker may be switched to (`switchModels`); empty when it may not.
+        public internal(set) var switchable: Set<String> = []
 
         /// What its tasks run on.
         public var slot: (any WorkerSlot)? { process ?? remote }
@@ -272,10 +277,11 @@ public struct DispatchPlanner: Sendable {
         workers[id]?.remote = remote
     }
 
-    /// A probe of the remote worker answered: it holds `model` (empty: none it may serve). A worker that
-    /// was down is ready again; a busy one keeps its task.
-    mutating func remoteAnswered(_ id: Int, model: String, now: Date) {
-        guard let worker = workers[id], worker.isRemote else { return }
+    /// A probe of the remote worker answered: it holds `model` (empty: none it may serve), and may be
+    /// switched to `switchable`. A worker that was down is ready again; a busy or switching one is left be.
+    mutating func remoteAnswered(_ id: Int, model: String, switchable: Set<String> = [], now: Date) {
+        guard let worker = workers[id], worker.isRemote, worker.state != .starting else { return }
+        workers[id]?.switchable = switchable
         if worker.state == .down {
             workers[id]?.state = .ready
             workers[id]?.since = now
@@ -284,9 +290,9 @@ public struct DispatchPlanner: Sendable {
         if worker.state != .busy { workers[id]?.model = model }
     }
 
-    /// A probe of the idle remote worker failed: it is down.
+    /// A probe of the idle remote worker failed, or it could not switch checkpoints: it is down.
     mutating func remoteDown(_ id: Int, now: Date) {
-        guard workers[id]?.isRemote == true, workers[id]?.state == .ready else { return }
+        guard workers[id]?.isRemote == true, workers[id]?.state == .ready || workers[id]?.state == .starting else { return }
         workers[id]?.state = .down
         workers[id]?.since = now
     }
@@ -342,7 +348,8 @@ public struct DispatchPlanner: Sendable {
     mutating func rejectUnplaceable() -> [Decision] {
         guard let largest = inventory.gpus.map(\.memoryMiB).max() else { return [] }
         var decisions: [Decision] = []
-        for model in queues.keys.sorted() where policy(for: model).gpuMemoryMiB > largest {
+        let remotely = Set(workers.values.filter(\.isRemote).flatMap { $0.switchable.union([$0.model]) })
+        for model in queues.keys.sorted() where policy(for: model).gpuMemoryMiB > largest && !remotely.contains(model) {
             let ids = removeAll(model: model)
             if ids.isEmpty { continue }
             let reason = "a worker for \(model) needs \(policy(for: model).gpuMemoryMiB) MiB of GPU memory; the largest GPU offers \(largest) MiB"
@@ -399,6 +406,12 @@ public struct DispatchPlanner: Sendable {
             while unserved > 0 {
                 if count < policy.maxInstances, let place = placement(for: model) {
                     decisions.append(start(model, at: place, now: now))
+                    unserved -= 1
+                    count += 1
+                    continue
+                }
+                if count < policy.maxInstances, let remote = idleRemote(for: model) {
+                    decisions.append(switchCheckpoint(of: remote.id, to: model, now: now))
                     unserved -= 1
                     count += 1
                     continue
@@ -508,6 +521,22 @@ public struct DispatchPlanner: Sendable {
             let bBelowMin = liveWorkers(model: b.model).count <= policy(for: b.model).minInstances
             return (aBelowMin ? 1 : 0, a.lastUsed, a.id) < (bBelowMin ? 1 : 0, b.lastUsed, b.id)
         }
+    }
+
+    /// The idle remote worker to switch to `model`'s checkpoint: one that may, holding a model with nothing
+    /// queued, least recently used first. A switch costs what a cold start does.
+    func idleRemote(for model: String) -> Worker? {
+        workers.values.filter { worker in
+            worker.isRemote && worker.state == .ready && worker.model != model && worker.switchable.contains(model)
+                && queuedCount(model: worker.model) == 0
+        }.min(by: Self.leastRecentlyUsed)
+    }
+
+    mutating func switchCheckpoint(of id: Int, to model: String, now: Date) -> Decision {
+        workers[id]?.state = .starting
+        workers[id]?.model = model
+        workers[id]?.since = now
+        return .switchCheckpoint(workerID: id, model: model)
     }
 
     /// Frees `victim`'s GPU memory and slot for `model`: parks it when the host memory budget can hold it,

@@ -17,14 +17,21 @@ public struct RemoteWorkerSettings: Sendable, Equatable {
     public var headers: [String: String]
     /// `user:password` for HTTP basic authentication (A1111's `--api-auth`).
     public var basicAuth: String?
+    /// Whether sdbox may change the checkpoint it holds (`POST /sdapi/v1/options {sd_model_checkpoint}`)
+    /// to serve another model it has: a global setting of the server, so only for a server sdbox alone uses.
+    public var switchModels: Bool
 
-    public init(name: String, url: String, gpuMemoryMiB: Int? = nil, models: [String]? = nil, headers: [String: String] = [:], basicAuth: String? = nil) {
+    public init(
+        name: String, url: String, gpuMemoryMiB: Int? = nil, models: [String]? = nil, headers: [String: String] = [:], basicAuth: String? = nil,
+        switchModels: Bool = false
+    ) {
         self.name = name
         self.url = url
         self.gpuMemoryMiB = gpuMemoryMiB
         self.models = models
         self.headers = headers
         self.basicAuth = basicAuth
+        self.switchModels = switchModels
     }
 
     /// Where to call it: its URL with its headers and basic authorization.
@@ -84,6 +91,17 @@ public final class RemoteWorker: WorkerSlot {
 
     func probed(_ probe: Probe) {
         state.withLock { $0 = (probe.model ?? "", probe) }
+    }
+
+    /// It loaded `model`'s checkpoint at sdbox's request.
+    func switched(to model: String) {
+        state.withLock { $0.model = model }
+    }
+
+    /// The models it may be switched to: those it has (and may serve), when `switchModels` allows.
+    var switchable: Set<String> {
+        guard settings.switchModels, let probe = lastProbe else { return [] }
+        return Set(probe.checkpoints.filter { settings.models?.contains($0) ?? true })
     }
 
     public func whileAlive<T: Sendable>(_ call: @escaping @Sendable () async throws(WorkerCallError) -> T) async throws(WorkerCallError) -> T {

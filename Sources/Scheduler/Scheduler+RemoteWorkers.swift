@@ -27,7 +27,7 @@ extension Scheduler {
         var backoff: Duration = .seconds(1)
         while !Task.isCancelled {
             let state = planner.workers[remote.id]?.state
-            if state == .busy {
+            if state == .busy || state == .starting {
                 try? await Task.sleep(for: .seconds(configuration.livenessSeconds))
                 continue
             }
@@ -36,7 +36,7 @@ extension Scheduler {
                 if state == .down {
                     logger.info("remote worker answers", metadata: ["name": "\(remote.settings.name)", "checkpoint": "\(probe.model ?? "none it may serve")"])
                 }
-                planner.remoteAnswered(remote.id, model: probe.model ?? "", now: Date())
+                planner.remoteAnswered(remote.id, model: probe.model ?? "", switchable: remote.switchable, now: Date())
                 backoff = .seconds(1)
                 dispatch()
                 try? await Task.sleep(for: .seconds(configuration.livenessSeconds))
@@ -68,5 +68,40 @@ extension Scheduler {
             model: allowed && !model.isEmpty ? model : nil, checkpoints: checkpoints,
             latencyMilliseconds: Double(started.duration(to: .now).components.attoseconds) / 1e15 + Double(started.duration(to: .now).components.seconds) * 1000
         )
+    }
+
+    /// Has an idle remote worker load `model`'s checkpoint (the planner's `switchCheckpoint`), counted as
+    /// a cold start; a worker that cannot is down until a probe finds it again.
+    func switchCheckpoint(of workerID: Int, to model: String) {
+        guard let remote = planner.workers[workerID]?.remote else { return }
+        logger.info("switching a remote worker's checkpoint", metadata: ["name": "\(remote.settings.name)", "model": "\(model)"])
+        models[model, default: ModelHistory()].coldStarts += 1
+        metrics.workerStarted(model: model)
+        let client = runner.client
+        Task {
+            let started = ContinuousClock.now
+            var failure: WorkerCallError?
+            do throws(WorkerCallError) {
+                let body = try? JSONValue.object(["sd_model_checkpoint": .string(model)]).encoded()
+                _ = try await client.call(remote.endpoint, method: .POST, path: "/sdapi/v1/options", body: body, timeout: .seconds(600))
+            } catch {
+                failure = error
+            }
+            await self.switchEnded(remote, model: model, failure: failure, seconds: started.duration(to: .now).seconds)
+        }
+    }
+
+    func switchEnded(_ remote: RemoteWorker, model: String, failure: WorkerCallError?, seconds: Double) {
+        guard planner.workers[remote.id]?.state == .starting else { return }
+        if let failure {
+            logger.warning("remote worker could not switch checkpoints", metadata: ["name": "\(remote.settings.name)", "model": "\(model)", "error": "\(failure)"])
+            planner.remoteDown(remote.id, now: Date())
+        } else {
+            remote.switched(to: model)
+            planner.workerReady(remote.id, now: Date())
+            models[model, default: ModelHistory()].pace.recordLoad(seconds: seconds)
+            logger.info("remote worker switched checkpoints", metadata: ["name": "\(remote.settings.name)", "model": "\(model)", "seconds": "\(seconds)"])
+        }
+        dispatch()
     }
 }

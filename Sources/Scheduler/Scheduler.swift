@@ -331,6 +331,8 @@ public actor Scheduler: Service {
                 move(workerID, .park, reason: reason)
             case .reload(let workerID):
                 move(workerID, .reload)
+            case .switchCheckpoint(let workerID, let model):
+                switchCheckpoint(of: workerID, to: model)
             case .stop(let workerID, let reason):
                 logger.info("stopping worker", metadata: ["worker": "\(workerID)", "reason": "\(reason.rawValue)"])
                 metrics.workerStopped(reason: reason)

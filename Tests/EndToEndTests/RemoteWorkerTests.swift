@@ -16,10 +16,11 @@ import Testing
         let arguments: [String]
         private(set) var pid: pid_t = 0
 
-        init(checkpoint: String, stepMilliseconds: Int, apiAuth: String? = nil) async throws {
+        /// Holding `checkpoint`, with `others` beside it to switch to.
+        init(checkpoint: String, others: [String] = [], stepMilliseconds: Int, apiAuth: String? = nil) async throws {
             port = try #require(FreePort.allocate())
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            try DemoCheckpoint.contents().write(to: URL(fileURLWithPath: folder + "/" + checkpoint))
+            for name in [checkpoint] + others { try DemoCheckpoint.contents().write(to: URL(fileURLWithPath: folder + "/" + name)) }
             arguments = [
                 ServerProcess.binary, "worker", "--port", "\(port)", "--checkpoint", folder + "/" + checkpoint,
                 "--step-ms", "\(stepMilliseconds)", "--min-step-ms", "\(stepMilliseconds)",
@@ -69,9 +70,9 @@ import Testing
         throw TestFailure("remote worker \(name) never matched; last: \(String(describing: try await remoteWorker(server, named: name)))\n\(server.log)")
     }
 
-    func submit(_ server: ServerProcess, steps: Int) async throws -> String {
+    func submit(_ server: ServerProcess, model: String = "alpha", steps: Int) async throws -> String {
         let (status, accepted) = try await server.json(
-            .POST, "/txt2img", ["stable_diffusion_model": "alpha", "prompt": "p", "steps": .integer(Int64(steps)), "width": 64, "height": 64],
+            .POST, "/txt2img", ["stable_diffusion_model": .string(model), "prompt": "p", "steps": .integer(Int64(steps)), "width": 64, "height": 64],
             headers: [("Request-Type", "async")]
         )
         #expect(status == 200, "\(accepted)")
@@ -152,6 +153,38 @@ import Testing
         let (_, raw) = try await server.request(.GET, "/workers")
         #expect(!String(decoding: raw, as: UTF8.self).contains("s3cret"), "no password in /workers")
         #expect(!server.log.contains("s3cret"), "no password in the log")
+    }
+}
+
+extension RemoteWorkerTests {
+    @Test func aRemoteWorkerThatMaySwitchServesAModelWithNoRoomHere() async throws {
+        // The one local slot runs gamma's long task; beta's task goes to the remote server, which holds
+        // alpha and has beta: sdbox switches its checkpoint, as a cold start.
+        let remote = try await RemoteServer(checkpoint: "alpha.safetensors", others: ["beta.safetensors"], stepMilliseconds: 5)
+        defer { remote.destroy() }
+        let server = try await ServerProcess(config: """
+            scheduler:
+              maxInstances: 1
+            workers:
+              reference: {stepMilliseconds: 60, minimumStepMilliseconds: 60}
+              remote:
+                - {name: gpu-pc, url: "\(remote.url)", switchModels: true}
+            """, models: ["alpha.safetensors": DemoCheckpoint.contents(), "beta.safetensors": DemoCheckpoint.contents(), "gamma.safetensors": DemoCheckpoint.contents()])
+        defer { server.destroy() }
+        let ready = try await waitForRemote(server, named: "gpu-pc") { $0["state"] == "ready" }
+        #expect(ready["remote"]?["checkpoints"] == ["alpha.safetensors", "beta.safetensors"])
+        let gamma = try await submit(server, model: "gamma", steps: 40)
+        let beta = try await submit(server, model: "beta", steps: 2)
+        #expect(try await server.waitForTask(beta)["status"] == "succeeded")
+        let gammaStatus = try await server.json(.GET, "/tasks/\(gamma)/result").1["status"]
+        #expect(gammaStatus == "waiting" || gammaStatus == "running", "beta did not wait for the local slot")
+        let switched = try await waitForRemote(server, named: "gpu-pc") { $0["model"] == "beta.safetensors" }
+        #expect(switched["tasksServed"] == 1)
+        #expect(server.log.contains("remote worker switched checkpoints"))
+        #expect(try await server.json(.GET, "/workers").1["coldStarts"]?["beta.safetensors"] == 1, "a switch counts as a cold start")
+        let options = try await server.json(.GET, remote.url + "/sdapi/v1/options").1
+        #expect(options["sd_model_checkpoint"]?.stringValue?.hasPrefix("beta.safetensors [") == true)
+        #expect(try await server.waitForTask(gamma)["status"] == "succeeded")
     }
 }
 

@@ -54,7 +54,8 @@ public struct WorkerSettings: Sendable, Equatable {
                 gpuMemoryMiB: try entry.integer("gpuMemoryMiB", in: 0...(1 << 24)),
                 models: try entry.stringArray("models"),
                 headers: try entry.stringMap("headers") ?? [:],
-                basicAuth: try entry.string("basicAuth")
+                basicAuth: try entry.string("basicAuth"),
+                switchModels: try entry.boolean("switchModels") ?? false
             )
             if let problem = settings.problem { throw ConfigurationError("\(entry.path): \(problem)") }
             if remote.contains(where: { $0.name == settings.name }) { throw ConfigurationError("\(entry.name("name")): '\(settings.name)' is used twice") }
