@@ -3,20 +3,80 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import SDBoxCore
+import Storage
 
 extension Scheduler {
     /// The longest wait between two probes of a remote worker that is down.
     static let remoteProbeMaxBackoff: Duration = .seconds(60)
 
-    /// Puts the configured remote workers in the worker table (down until their first probe answers) and
-    /// starts watching each.
-    func addRemoteWorkers() {
-        for settings in configuration.remoteWorkers {
-            let id = planner.addRemote(now: Date())
-            let remote = RemoteWorker(id: id, settings: settings)
-            planner.attach(remote, to: id)
-            logger.info("remote worker added", metadata: ["worker": "\(id)", "name": "\(settings.name)", "url": "\(settings.displayURL)"])
-            jobs?.yield(.probe(remote))
+    /// Puts the remote workers of the configuration and those added at run time (stored in the catalogue)
+    /// in the worker table, down until their first probe answers, and starts watching each.
+    func addRemoteWorkers() async {
+        for settings in configuration.remoteWorkers { insertRemote(settings) }
+        do {
+            for settings in try await catalog.remoteWorkers() where !remoteWorkerNames.contains(settings.name) { insertRemote(settings) }
+        } catch {
+            logger.error("could not read the remote workers added at run time", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The remote workers in the table, by name.
+    var remoteWorkers: [String: (id: Int, remote: RemoteWorker)] {
+        var found: [String: (id: Int, remote: RemoteWorker)] = [:]
+        for worker in planner.workers.values { if let remote = worker.remote { found[remote.settings.name] = (worker.id, remote) } }
+        return found
+    }
+
+    var remoteWorkerNames: Set<String> { Set(remoteWorkers.keys) }
+
+    func insertRemote(_ settings: RemoteWorkerSettings) {
+        let id = planner.addRemote(now: Date())
+        let remote = RemoteWorker(id: id, settings: settings)
+        planner.attach(remote, to: id)
+        logger.info("remote worker added", metadata: ["worker": "\(id)", "name": "\(settings.name)", "url": "\(settings.displayURL)"])
+        jobs?.yield(.probe(remote))
+    }
+
+    /// Every remote worker's settings, credentials masked, and whether it comes from the configuration
+    /// file (then it cannot be changed at run time).
+    public func remoteWorkerSettings() -> [(settings: RemoteWorkerSettings, configured: Bool)] {
+        let configured = Set(configuration.remoteWorkers.map(\.name))
+        return remoteWorkers.values.sorted { $0.id < $1.id }.map { ($0.remote.settings.masked, configured.contains($0.remote.settings.name)) }
+    }
+
+    /// Adds a remote worker at run time, or replaces the one added under the same name, and keeps it
+    /// for the next start.
+    public func addRemoteWorker(_ settings: RemoteWorkerSettings) async throws {
+        if let problem = settings.problem { throw RemoteWorkerError.invalid(problem) }
+        if configuration.remoteWorkers.contains(where: { $0.name == settings.name }) {
+            throw RemoteWorkerError.configured(settings.name)
+        }
+        var stored = try await catalog.remoteWorkers().filter { $0.name != settings.name }
+        stored.append(settings)
+        try await catalog.saveRemoteWorkers(stored)
+        if remoteWorkerNames.contains(settings.name) { retireRemote(named: settings.name) }
+        insertRemote(settings)
+        dispatch()
+    }
+
+    /// Removes a remote worker added at run time; its task, if it runs one, finishes first.
+    public func removeRemoteWorker(named name: String) async throws {
+        if configuration.remoteWorkers.contains(where: { $0.name == name }) { throw RemoteWorkerError.configured(name) }
+        let stored = try await catalog.remoteWorkers()
+        guard stored.contains(where: { $0.name == name }) || remoteWorkerNames.contains(name) else { throw RemoteWorkerError.notFound(name) }
+        try await catalog.saveRemoteWorkers(stored.filter { $0.name != name })
+        retireRemote(named: name)
+        dispatch()
+    }
+
+    /// Takes a remote worker out of the table: at once when idle or down, when its task ends when busy.
+    func retireRemote(named name: String) {
+        guard let (id, remote) = remoteWorkers[name] else { return }
+        logger.info("remote worker removed", metadata: ["name": "\(name)", "url": "\(remote.settings.displayURL)"])
+        if planner.workers[id]?.state == .busy {
+            planner.markStopping(id, now: Date())
+        } else {
+            planner.workerGone(id)
         }
     }
 
@@ -25,7 +85,7 @@ extension Scheduler {
     /// checkpoint and notice it going away. A busy one is watched by its task's run.
     func watchRemote(_ remote: RemoteWorker) async {
         var backoff: Duration = .seconds(1)
-        while !Task.isCancelled {
+        while !Task.isCancelled, planner.workers[remote.id]?.remote === remote {
             let state = planner.workers[remote.id]?.state
             if state == .busy || state == .starting {
                 try? await Task.sleep(for: .seconds(configuration.livenessSeconds))
@@ -103,5 +163,21 @@ extension Scheduler {
             logger.info("remote worker switched checkpoints", metadata: ["name": "\(remote.settings.name)", "model": "\(model)", "seconds": "\(seconds)"])
         }
         dispatch()
+    }
+}
+
+/// Why a remote worker cannot be added or removed at run time.
+public enum RemoteWorkerError: Error, Sendable, CustomStringConvertible {
+    case invalid(String)
+    /// It comes from the configuration file, which only an edit of the file changes.
+    case configured(String)
+    case notFound(String)
+
+    public var description: String {
+        switch self {
+        case .invalid(let problem): problem
+        case .configured(let name): "the remote worker '\(name)' comes from the configuration file: change it there"
+        case .notFound(let name): "no remote worker is named '\(name)'"
+        }
     }
 }

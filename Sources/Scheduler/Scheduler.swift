@@ -89,7 +89,7 @@ public actor Scheduler: Service {
                 "maxInstances": "\(configuration.maxInstances)",
             ]
         )
-        addRemoteWorkers()
+        await addRemoteWorkers()
         dispatch()
         isRunning = true
         defer { isRunning = false }
@@ -465,7 +465,9 @@ public actor Scheduler: Service {
     /// A worker's task or lease ended: it takes the next one, or stops if it misbehaved or must go.
     func workerFreed(_ workerID: Int, healthy: Bool) {
         planner.taskDone(workerID: workerID, healthy: healthy, now: Date())
-        if let worker = planner.workers[workerID], worker.state == .stopping { worker.process?.stop() }
+        if let worker = planner.workers[workerID], worker.state == .stopping {
+            if worker.isRemote { planner.workerGone(workerID) } else { worker.process?.stop() }
+        }
         dispatch()
     }
 }

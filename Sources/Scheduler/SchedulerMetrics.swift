@@ -4,7 +4,8 @@ import SDBoxCore
 
 /// The scheduler's figures, through swift-metrics (Prometheus in `sdbox serve`): tasks by outcome, task
 /// run time and latency per model, queue depth per model, workers by state and tier, cold starts, parks,
-/// reloads, evictions, GPU memory planned against total and system RAM taken by parked workers.
+/// reloads, evictions, GPU memory planned against total, system RAM taken by parked workers, and each
+/// remote worker's state, tasks served and probe latency.
 struct SchedulerMetrics: Sendable {
     /// Models whose queue depth was reported, so that a queue that empties is set back to zero.
     var modelsSeen: Set<String> = []
@@ -67,6 +68,15 @@ struct SchedulerMetrics: Sendable {
             Gauge(label: "sdbox_workers_by_tier", dimensions: [("tier", tier.rawValue)]).record(count)
         }
         Gauge(label: "sdbox_host_memory_parked_mib").record(planner.parkedMemory)
+        for worker in planner.workers.values {
+            guard let remote = worker.remote else { continue }
+            let name = [("name", remote.settings.name)]
+            Gauge(label: "sdbox_remote_worker_up", dimensions: name).record(worker.state == .down ? 0 : 1)
+            Gauge(label: "sdbox_remote_worker_tasks_served", dimensions: name).record(worker.tasksServed)
+            if let latency = remote.lastProbe?.latencyMilliseconds {
+                Gauge(label: "sdbox_remote_worker_probe_milliseconds", dimensions: name).record(latency)
+            }
+        }
         Gauge(label: "sdbox_host_memory_budget_mib").record(planner.hostMemoryMiB)
         let reserved = planner.reservedMemory
         for gpu in inventory.gpus {

@@ -24,4 +24,8 @@ public protocol CatalogStore: Sendable {
     func options(forUser user: String) async throws -> [String: JSONValue]
     /// Merges `changes` into a user's options and returns them.
     func updateOptions(forUser user: String, _ changes: [String: JSONValue]) async throws -> [String: JSONValue]
+    /// The remote workers added at run time (`POST /admin/workers/remote`), in the order they were added.
+    func remoteWorkers() async throws -> [RemoteWorkerSettings]
+    /// Replaces the remote workers added at run time.
+    func saveRemoteWorkers(_ workers: [RemoteWorkerSettings]) async throws
 }

@@ -188,6 +188,45 @@ extension RemoteWorkerTests {
     }
 }
 
+extension RemoteWorkerTests {
+    @Test func remoteWorkersAreAddedAndRemovedAtRunTimeAndKeptAcrossRestarts() async throws {
+        let remote = try await RemoteServer(checkpoint: "alpha.safetensors", stepMilliseconds: 5)
+        defer { remote.destroy() }
+        let nothing = try #require(FreePort.allocate())
+        let server = try await ServerProcess(config: """
+            workers:
+              reference: {stepMilliseconds: 5, minimumStepMilliseconds: 5}
+              remote:
+                - {name: from-file, url: "http://127.0.0.1:\(nothing)"}
+            """, models: Self.alpha)
+        defer { server.destroy() }
+        let (added, answer) = try await server.json(.POST, "/admin/workers/remote", ["name": "gpu-pc", "url": .string(remote.url), "basicAuth": "studio:hunter2", "gpuMemoryMiB": 24576])
+        #expect(added == 201 && answer["basicAuth"] == "studio:***" && answer["source"] == "runtime", "\(answer)")
+        _ = try await waitForRemote(server, named: "gpu-pc") { $0["state"] == "ready" && $0["model"] == "alpha.safetensors" }
+        let (listed, list) = try await server.request(.GET, "/admin/workers/remote")
+        #expect(listed == 200 && !String(decoding: list, as: UTF8.self).contains("hunter2"))
+        let sources = try JSONValue(parsing: list)["remoteWorkers"]?.arrayValue?.compactMap { $0["source"]?.stringValue }
+        #expect(sources == ["configuration", "runtime"])
+        // Refusals, each with the reason.
+        #expect(try await server.json(.POST, "/admin/workers/remote", ["name": "x", "url": "ftp://host"]).0 == 400)
+        #expect(try await server.json(.POST, "/admin/workers/remote", ["name": "x", "url": "http://h", "maxTasks": 2]).1["field"] == "maxTasks")
+        #expect(try await server.json(.POST, "/admin/workers/remote", ["name": "from-file", "url": "http://h"]).0 == 409)
+        #expect(try await server.json(.DELETE, "/admin/workers/remote/from-file").0 == 409)
+        #expect(try await server.json(.DELETE, "/admin/workers/remote/nobody").0 == 404)
+        // Kept across a restart.
+        server.stop()
+        try await server.start()
+        _ = try await waitForRemote(server, named: "gpu-pc") { $0["state"] == "ready" }
+        // Removed: gone now and after the next restart.
+        #expect(try await server.json(.DELETE, "/admin/workers/remote/gpu-pc").0 == 200)
+        #expect(try await remoteWorker(server, named: "gpu-pc") == nil)
+        server.stop()
+        try await server.start()
+        #expect(try await remoteWorker(server, named: "gpu-pc") == nil)
+        #expect(try await remoteWorker(server, named: "from-file")?["state"] == "down")
+    }
+}
+
 extension Sequence {
     /// The elements transformed one after another by an async function.
     func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {

@@ -1,3 +1,4 @@
+import SDBoxCore
 import Scheduler
 
 /// How workers are started (`workers`): the default launch profile, further named ones, which one pools

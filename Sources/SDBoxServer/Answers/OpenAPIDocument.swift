@@ -167,6 +167,16 @@ enum OpenAPIDocument {
             "properties": ["user": ["type": "string"], "role": ["type": "string", "enum": ["admin", "user"]]],
         ], responses: ["201": "made"])
         add("delete", "/admin/keys/{id}", "Revoke an API key", tag: "keys")
+        add("get", "/admin/workers/remote", "Remote workers (credentials masked), from the configuration or added at run time", tag: "workers")
+        add("post", "/admin/workers/remote", "Add a remote A1111-compatible worker, or replace the one added under its name", tag: "workers", body: [
+            "type": "object", "required": ["name", "url"],
+            "properties": [
+                "name": ["type": "string"], "url": ["type": "string"], "gpuMemoryMiB": ["type": "integer"],
+                "models": ["type": "array", "items": ["type": "string"]], "headers": ["type": "object"], "basicAuth": ["type": "string"],
+                "switchModels": ["type": "boolean"],
+            ],
+        ], responses: ["201": "added"])
+        add("delete", "/admin/workers/remote/{name}", "Remove a remote worker added at run time", tag: "workers")
 
         add("get", "/objects/{key}", "An object by its signed URL", tag: "objects", query: [
             ["name": "expires", "in": "query", "required": true, "schema": ["type": "integer"]],

@@ -112,4 +112,19 @@ public struct LMDBCatalogStore: CatalogStore {
         database.catalogCache.optionsWritten(options, of: user)
         return options
     }
+
+    // MARK: Remote workers
+
+    /// The remote workers added at run time, kept in the settings table under `remoteWorkers`.
+    public func remoteWorkers() async throws -> [RemoteWorkerSettings] {
+        try await database.read { txn, tables in
+            try txn.record([RemoteWorkerSettings].self, in: tables.settings, key: "remoteWorkers") ?? []
+        }
+    }
+
+    public func saveRemoteWorkers(_ workers: [RemoteWorkerSettings]) async throws {
+        try await database.write { txn, tables in
+            try txn.put(tables.settings, key: "remoteWorkers", value: RecordCoding.encode(workers))
+        }
+    }
 }

@@ -8,7 +8,7 @@ import { poll } from '../live.js';
 
 export const title = 'Workers & GPUs';
 
-const STATE_TONES = { ready: 'ok', busy: 'accent', starting: 'info', reloading: 'info', parking: 'info', parked: '', stopping: 'warn' };
+const STATE_TONES = { ready: 'ok', busy: 'accent', starting: 'info', reloading: 'info', parking: 'info', parked: '', stopping: 'warn', down: 'bad' };
 
 export async function mount(view, { signal }) {
   const stats = h('div', { class: 'stats', 'aria-live': 'off' });
@@ -59,16 +59,18 @@ export async function mount(view, { signal }) {
 
 function renderStats(container, data) {
   const busy = data.workers.filter((worker) => worker.state === 'busy').length;
+  const remotes = data.workers.filter((worker) => worker.remote);
   const queued = Object.values(data.queues ?? {}).reduce((sum, count) => sum + count, 0);
   const slots = data.gpus.length > 0 ? `${data.gpus.length} GPU${data.gpus.length === 1 ? '' : 's'} (${data.gpuSource})` : `CPU only, ${data.cpuSlots} slots`;
   const items = [
-    stat('Workers on GPUs', `${data.workers.filter((worker) => worker.tier === 'gpu').length} of ${data.maxInstances}`),
+    stat('Workers on GPUs', `${data.workers.filter((worker) => worker.tier === 'gpu' && !worker.remote).length} of ${data.maxInstances}`),
     stat('Parked in RAM', data.hostMemoryMiB > 0
       ? `${data.workers.filter((worker) => worker.tier === 'ram').length} · ${format.mebibytes(data.parkedMiB)} of ${format.mebibytes(data.hostMemoryMiB)}`
       : 'off'),
     stat('Busy', String(busy)),
     stat('Queued tasks', String(queued)),
     stat('Devices', slots),
+    ...(remotes.length > 0 ? [stat('Remote workers up', `${remotes.filter((worker) => worker.state !== 'down').length} of ${remotes.length}`)] : []),
     stat('Engine', data.referenceWorker ? 'reference worker' : (data.defaultProfile ?? '')),
   ];
   if (data.referenceWorker) {
@@ -108,16 +110,23 @@ function workerRow(worker) {
     h('td', { class: 'mono', text: `#${worker.id}` }),
     h('td', { class: 'mono', title: worker.function, text: worker.model }),
     h('td', {}, badge(worker.state, STATE_TONES[worker.state])),
-    h('td', { text: worker.tier === 'ram' ? 'RAM (parked)' : 'GPU' }),
+    h('td', { text: worker.remote ? 'remote' : (worker.tier === 'ram' ? 'RAM (parked)' : 'GPU') }),
     h('td', { class: 'nowrap', title: format.dateTime(since), text: since ? format.duration((Date.now() - since.getTime()) / 1000) : '—' }),
     h('td', { class: 'num', text: String(worker.tasksServed) }),
     h('td', { class: 'num', text: `${worker.parks} / ${worker.reloads}` }),
     h('td', {}, worker.taskId ? h('a', { class: 'mono', href: `#tasks/${encodeURIComponent(worker.taskId)}`, text: worker.taskId }) : '—'),
-    h('td', { text: worker.gpu === null || worker.gpu === undefined ? 'CPU' : `GPU ${worker.gpu}` }),
+    h('td', { text: worker.remote ? 'elsewhere' : (worker.gpu === null || worker.gpu === undefined ? 'CPU' : `GPU ${worker.gpu}`) }),
     h('td', { class: 'num', text: worker.tier === 'ram'
       ? `${format.mebibytes(worker.hostMemoryMiB)} RAM`
       : (worker.gpuMemoryMiB ? format.mebibytes(worker.gpuMemoryMiB) : '—') }),
-    h('td', { class: 'mono muted', text: `pid ${worker.pid ?? '—'} · :${worker.port}` }));
+    h('td', { class: 'mono muted', title: worker.remote ? `checkpoints: ${worker.remote.checkpoints.join(', ') || 'none known'}` : '',
+      text: worker.remote ? remoteText(worker.remote) : `pid ${worker.pid ?? '—'} · :${worker.port}` }));
+}
+
+/** A remote worker's name, URL (never its credentials: sdbox masks them) and last probe's latency. */
+function remoteText(remote) {
+  const latency = remote.latencyMilliseconds === null || remote.latencyMilliseconds === undefined ? '' : ` · ${Math.round(remote.latencyMilliseconds)} ms`;
+  return `${remote.name} · ${remote.url}${latency}`;
 }
 
 // MARK: Pools
