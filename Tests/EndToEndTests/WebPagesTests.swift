@@ -178,6 +178,32 @@ struct WebPagesTests {
         _ = try await server.json(.POST, "/tasks/\(busy)/cancellation")
     }
 
+    @Test func workersPageAddsAndRemovesARemoteWorker() async throws {
+        let remote = try await RemoteWorkerTests.RemoteServer(checkpoint: "demo.safetensors", stepMilliseconds: 5)
+        defer { remote.destroy() }
+        let server = try await ServerProcess(config: Self.config, models: Self.models)
+        defer { server.destroy() }
+        try await withPage(server) { page in
+            try await page.open(server.baseURL + "/#workers")
+            try await page.waitFor("document.querySelector('section[aria-labelledby=remote-title]')?.hidden === false", "the remote workers section")
+            _ = try await page.evaluate("document.querySelector('section[aria-labelledby=remote-title] details').open = true")
+            try await page.fill("input[name=remoteName]", "gpu-pc")
+            try await page.fill("input[name=remoteURL]", remote.url)
+            try await page.fill("input[name=remoteAuth]", "studio:hunter2")
+            try await page.click("form[aria-label='Add a remote worker'] button[type=submit]")
+            try await page.waitFor("document.querySelector('tr[data-remote=gpu-pc]')?.textContent.includes('studio:***')", "the remote worker listed, its password masked")
+            try await page.waitFor("[...document.querySelectorAll('tr[data-worker]')].some((row) => row.textContent.includes('gpu-pc · \(remote.url)') && row.textContent.includes('ready'))", "the remote worker ready in the workers table")
+            #expect(try await page.evaluate("document.body.innerText.includes('hunter2')") == false)
+            try await page.screenshot(Self.screenshots + "/workers-remote.png")
+            try await page.click("tr[data-remote=gpu-pc] button")
+            try await page.waitFor("document.querySelector('dialog[open]')", "the confirmation")
+            _ = try await page.evaluate("[...document.querySelectorAll('dialog[open] button')].find((b) => b.textContent === 'Remove').click()")
+            try await page.waitFor("!document.querySelector('tr[data-remote=gpu-pc]')", "the remote worker removed")
+        }
+        let (_, list) = try await server.json(.GET, "/admin/workers/remote")
+        #expect(list["remoteWorkers"] == [])
+    }
+
     @Test func galleryShowsRecentImagesAndSendsOneToThePlayground() async throws {
         let server = try await ServerProcess(config: Self.config, models: Self.models)
         defer { server.destroy() }

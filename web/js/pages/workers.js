@@ -2,7 +2,7 @@
 // tasks served), queues, and each pool's settings, editable in place. Refreshed every second.
 
 import { api } from '../api.js';
-import { badge, h, meter, replace, syncChildren, toast } from '../dom.js';
+import { badge, confirmDialog, field, h, meter, replace, syncChildren, toast } from '../dom.js';
 import * as format from '../format.js';
 import { poll } from '../live.js';
 
@@ -30,6 +30,7 @@ export async function mount(view, { signal }) {
             .map((name) => h('th', { scope: 'col', class: ['Tasks served', 'Parks / reloads', 'Memory'].includes(name) ? 'num' : '', text: name })))),
           workerRows),
         noWorkers)),
+    remoteSection(signal),
     h('section', { class: 'stack', 'aria-labelledby': 'pools-title' },
       h('h2', { id: 'pools-title', text: 'Pools' }),
       h('p', { class: 'muted', text: 'Each checkpoint has its pool. Change a value and save the row; empty fields keep their current value.' }),
@@ -204,3 +205,85 @@ function updatePoolCounts(tbody, data) {
     row.querySelector('[data-count="coldStarts"]').textContent = String(data.coldStarts?.[model] ?? 0);
   }
 }
+
+// MARK: Remote workers
+
+/**
+ * Remote workers (A1111, Forge or SD.Next servers on other machines): those of the configuration file,
+ * listed, and those added here, which can be replaced (the same name again) or removed. Admins only: for
+ * anyone else the section stays hidden.
+ */
+function remoteSection(signal) {
+  const rows = h('tbody');
+  const section = h('section', { class: 'stack', 'aria-labelledby': 'remote-title', hidden: true },
+    h('h2', { id: 'remote-title', text: 'Remote workers' }),
+    h('p', { class: 'muted', text: 'A1111-compatible servers sdbox does not start: each takes the tasks of the checkpoint it holds. Passwords are never shown back.' }),
+    h('div', { class: 'table-wrap' }, h('table', {},
+      h('thead', {}, h('tr', {}, ['Name', 'URL', 'Basic auth', 'Switches models', 'From', ''].map((name) => h('th', { scope: 'col', text: name })))),
+      rows)));
+  const load = async () => {
+    let list;
+    try {
+      ({ remoteWorkers: list } = await api('/admin/workers/remote', { signal }));
+    } catch (error) {
+      if (error.status === 403 || error.status === 401) return;
+      throw error;
+    }
+    section.hidden = false;
+    replace(rows, ...list.map((remote) => h('tr', { dataset: { remote: remote.name } },
+      h('td', { class: 'mono', text: remote.name }),
+      h('td', { class: 'mono', text: remote.url }),
+      h('td', { class: 'mono', text: remote.basicAuth ?? '—' }),
+      h('td', { text: remote.switchModels ? 'yes' : 'no' }),
+      h('td', { text: remote.source === 'configuration' ? 'configuration file' : 'added here' }),
+      h('td', {}, remote.source === 'configuration' ? '' : h('button', {
+        type: 'button', class: 'danger small', text: 'Remove', 'aria-label': `Remove remote worker ${remote.name}`,
+        onclick: async () => {
+          if (!await confirmDialog({ title: `Remove ${remote.name}?`, message: 'A task it runs finishes first.', confirmLabel: 'Remove', danger: true })) return;
+          try {
+            await api(`/admin/workers/remote/${encodeURIComponent(remote.name)}`, { method: 'DELETE' });
+            toast(`Removed ${remote.name}`);
+          } catch (error) {
+            toast(error.message, { error: true });
+          }
+          load();
+        },
+      })))));
+    if (list.length === 0) replace(rows, h('tr', {}, h('td', { colspan: 6, class: 'empty', text: 'None yet.' })));
+  };
+
+  const name = h('input', { name: 'remoteName', required: true, autocomplete: 'off', spellcheck: 'false', maxlength: 64 });
+  const url = h('input', { name: 'remoteURL', type: 'url', required: true, placeholder: 'http://192.168.1.20:7860', spellcheck: 'false' });
+  const auth = h('input', { name: 'remoteAuth', autocomplete: 'off', placeholder: 'user:password (A1111 --api-auth)', spellcheck: 'false' });
+  const memory = h('input', { name: 'remoteMemory', type: 'number', min: 0, max: 1 << 24, step: 1, inputmode: 'numeric' });
+  const models = h('input', { name: 'remoteModels', placeholder: 'any it holds', spellcheck: 'false' });
+  const switches = h('input', { name: 'remoteSwitch', type: 'checkbox' });
+  const message = h('p', { class: 'error-text', role: 'alert', hidden: true });
+  const form = h('form', { class: 'stack', 'aria-label': 'Add a remote worker' },
+    field('Name', name), field('URL', url), field('Basic auth', auth), field('GPU memory in MiB', memory),
+    field('Models it may serve, comma-separated', models),
+    h('label', { class: 'inline' }, switches, ' sdbox may switch its checkpoint (only for a server nobody else uses)'),
+    message, h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', text: 'Save remote worker' })));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    message.hidden = true;
+    const body = { name: name.value.trim(), url: url.value.trim(), switchModels: switches.checked };
+    if (auth.value) body.basicAuth = auth.value;
+    if (memory.value) body.gpuMemoryMiB = Number(memory.value);
+    const listed = models.value.split(',').map((model) => model.trim()).filter(Boolean);
+    if (listed.length > 0) body.models = listed;
+    try {
+      const saved = await api('/admin/workers/remote', { method: 'POST', body });
+      toast(`Saved ${saved.name}`);
+      auth.value = '';
+      load();
+    } catch (error) {
+      message.textContent = error.message;
+      message.hidden = false;
+    }
+  });
+  section.append(h('details', {}, h('summary', { text: 'Add or replace a remote worker' }), form));
+  load().catch((error) => toast(error.message, { error: true }));
+  return section;
+}
+
