@@ -24,10 +24,15 @@ public final class RemoteWorker: WorkerSlot {
         public var latencyMilliseconds: Double
     }
 
+    /// Why a probe failed.
+    public struct ProbeFailure: Error, Sendable, CustomStringConvertible {
+        public let description: String
+    }
+
     public let id: Int
     public let settings: RemoteWorkerSettings
     public let endpoint: WorkerEndpoint
-    let state = Mutex<(model: String, probe: Probe?)>(("", nil))
+    let state = Mutex<(model: String, probe: Probe?, error: String?)>(("", nil, nil))
     let lost = Mutex(StopSignal())
 
     init(id: Int, settings: RemoteWorkerSettings) {
@@ -40,8 +45,19 @@ public final class RemoteWorker: WorkerSlot {
     /// What its last successful probe found.
     public var lastProbe: Probe? { state.withLock { $0.probe } }
 
+    /// Why its last probe failed; nil once one succeeds.
+    public var lastError: String? { state.withLock { $0.error } }
+
     func probed(_ probe: Probe) {
-        state.withLock { $0 = (probe.model ?? "", probe) }
+        state.withLock { $0 = (probe.model ?? "", probe, nil) }
+    }
+
+    /// A probe failed; returns whether this is a new reason (worth a log line).
+    func failed(_ reason: String) -> Bool {
+        state.withLock { state in
+            defer { state.error = reason }
+            return state.error != reason
+        }
     }
 
     /// It loaded `model`'s checkpoint at sdbox's request.

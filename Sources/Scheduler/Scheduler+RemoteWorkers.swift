@@ -91,7 +91,8 @@ extension Scheduler {
                 try? await Task.sleep(for: .seconds(configuration.livenessSeconds))
                 continue
             }
-            if let probe = await probe(remote) {
+            switch await probe(remote) {
+            case .success(let probe):
                 remote.probed(probe)
                 if state == .down {
                     logger.info("remote worker answers", metadata: ["name": "\(remote.settings.name)", "checkpoint": "\(probe.model ?? "none it may serve")"])
@@ -100,9 +101,14 @@ extension Scheduler {
                 backoff = .seconds(1)
                 dispatch()
                 try? await Task.sleep(for: .seconds(configuration.livenessSeconds))
-            } else {
+            case .failure(let failure):
+                let first = remote.failed(failure.description)
+                if state == .ready || first {
+                    logger.warning(
+                        "remote worker does not answer", metadata: ["name": "\(remote.settings.name)", "url": "\(remote.settings.displayURL)", "error": "\(failure)"]
+                    )
+                }
                 if state == .ready {
-                    logger.warning("remote worker stopped answering", metadata: ["name": "\(remote.settings.name)", "url": "\(remote.settings.displayURL)"])
                     planner.remoteDown(remote.id, now: Date())
                     dispatch()
                 }
@@ -113,21 +119,27 @@ extension Scheduler {
     }
 
     /// Asks a remote worker which checkpoint it holds (`/sdapi/v1/options`) and which it has
-    /// (`/sdapi/v1/sd-models`); nil when it does not answer both.
-    nonisolated func probe(_ remote: RemoteWorker) async -> RemoteWorker.Probe? {
+    /// (`/sdapi/v1/sd-models`); fails with why when it does not answer both as A1111 does.
+    nonisolated func probe(_ remote: RemoteWorker) async -> Result<RemoteWorker.Probe, RemoteWorker.ProbeFailure> {
         let started = ContinuousClock.now
         let client = runner.client
-        guard let options = try? await client.call(remote.endpoint, method: .GET, path: "/sdapi/v1/options", timeout: .seconds(10)),
-            let models = try? await client.call(remote.endpoint, method: .GET, path: "/sdapi/v1/sd-models", timeout: .seconds(10)),
-            let current = (try? JSONValue(parsing: options))?["sd_model_checkpoint"]?.stringValue
-        else { return nil }
+        let options: Data
+        let models: Data
+        do throws(WorkerCallError) {
+            options = try await client.call(remote.endpoint, method: .GET, path: "/sdapi/v1/options", timeout: .seconds(10))
+            models = try await client.call(remote.endpoint, method: .GET, path: "/sdapi/v1/sd-models", timeout: .seconds(10))
+        } catch {
+            return .failure(RemoteWorker.ProbeFailure(description: "\(error)"))
+        }
+        guard let current = (try? JSONValue(parsing: options))?["sd_model_checkpoint"]?.stringValue else {
+            return .failure(RemoteWorker.ProbeFailure(description: "its /sdapi/v1/options has no sd_model_checkpoint: is it an A1111-compatible API?"))
+        }
         let checkpoints = ((try? JSONValue(parsing: models))?.arrayValue ?? []).compactMap { $0["title"]?.stringValue }.map(RemoteWorker.modelName)
         let model = RemoteWorker.modelName(ofCheckpoint: current)
         let allowed = remote.settings.models.map { $0.contains(model) } ?? true
-        return RemoteWorker.Probe(
-            model: allowed && !model.isEmpty ? model : nil, checkpoints: checkpoints,
-            latencyMilliseconds: Double(started.duration(to: .now).components.attoseconds) / 1e15 + Double(started.duration(to: .now).components.seconds) * 1000
-        )
+        return .success(RemoteWorker.Probe(
+            model: allowed && !model.isEmpty ? model : nil, checkpoints: checkpoints, latencyMilliseconds: started.duration(to: .now).seconds * 1000
+        ))
     }
 
     /// Has an idle remote worker load `model`'s checkpoint (the planner's `switchCheckpoint`), counted as

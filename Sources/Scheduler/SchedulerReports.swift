@@ -68,6 +68,8 @@ public struct RemoteWorkerInfo: Codable, Sendable, Equatable {
     /// The checkpoints it has, and how long its last successful probe took.
     public var checkpoints: [String]
     public var latencyMilliseconds: Double?
+    /// Why its last probe failed, while it is down.
+    public var error: String?
 
     init(_ remote: RemoteWorker) {
         name = remote.settings.name
@@ -76,6 +78,7 @@ public struct RemoteWorkerInfo: Codable, Sendable, Equatable {
         let probe = remote.lastProbe
         checkpoints = probe?.checkpoints ?? []
         latencyMilliseconds = probe?.latencyMilliseconds
+        error = remote.lastError
     }
 }
 

@@ -147,7 +147,9 @@ import Testing
         #expect(status == 200 && answer["images"]?.arrayValue?.count == 1)
         #expect(answer["parameters"]?["override_settings"]?["sd_model_checkpoint"] == "alpha.safetensors", "a shared server is told the checkpoint")
         #expect(try await remoteWorker(server, named: "locked")?["tasksServed"] == 1, "the remote worker with the right password ran it")
-        #expect(try await remoteWorker(server, named: "wrong-password")?["state"] == "down")
+        let refused = try await remoteWorker(server, named: "wrong-password")
+        #expect(refused?["state"] == "down")
+        #expect(refused?["remote"]?["error"]?.stringValue?.contains("401") == true, "the reason is shown: \(String(describing: refused))")
         let inURL = try await remoteWorker(server, named: "in-url")
         #expect(inURL?["state"] == "down" && inURL?["remote"]?["url"]?.stringValue == "http://***@127.0.0.1:\(nothing)")
         let (_, raw) = try await server.request(.GET, "/workers")
@@ -225,6 +227,47 @@ extension RemoteWorkerTests {
         #expect(try await remoteWorker(server, named: "gpu-pc") == nil)
         #expect(try await remoteWorker(server, named: "from-file")?["state"] == "down")
     }
+}
+
+extension RemoteWorkerTests {
+    @Test func anHTTPSServerWithAnUntrustedCertificateIsRefused() async throws {
+        // openssl's test server with a self-signed certificate stands for a remote worker behind TLS.
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sdbox-tls-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let made = try await runProgram("/usr/bin/openssl", [
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-days", "1",
+            "-keyout", folder + "/key.pem", "-out", folder + "/cert.pem",
+        ])
+        #expect(made == 0)
+        let port = try #require(FreePort.allocate())
+        let tls = try spawn(
+            ["/usr/bin/openssl", "s_server", "-accept", "\(port)", "-cert", folder + "/cert.pem", "-key", folder + "/key.pem", "-www", "-quiet"],
+            output: folder + "/s_server.log"
+        )
+        defer {
+            kill(tls, SIGKILL)
+            waitpid(tls, nil, 0)
+        }
+        let server = try await ServerProcess(config: """
+            workers:
+              remote:
+                - {name: behind-tls, url: "https://127.0.0.1:\(port)"}
+            """, models: Self.alpha)
+        defer { server.destroy() }
+        let refused = try await waitForRemote(server, named: "behind-tls") { $0["remote"]?["error"]?.stringValue != nil }
+        let error = refused["remote"]?["error"]?.stringValue ?? ""
+        #expect(refused["state"] == "down")
+        #expect(error.localizedCaseInsensitiveContains("certificate") || error.localizedCaseInsensitiveContains("handshake"), "\(error)")
+    }
+}
+
+/// Runs a program to its end and returns its exit status.
+func runProgram(_ path: String, _ arguments: [String]) async throws -> Int32 {
+    let pid = try spawn([path] + arguments, output: "/dev/null")
+    var status: Int32 = 0
+    while waitpid(pid, &status, WNOHANG) == 0 { try await Task.sleep(for: .milliseconds(20)) }
+    return (status >> 8) & 0xff
 }
 
 extension Sequence {

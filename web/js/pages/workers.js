@@ -127,7 +127,7 @@ function workerRow(worker) {
 /** A remote worker's name, URL (never its credentials: sdbox masks them) and last probe's latency. */
 function remoteText(remote) {
   const latency = remote.latencyMilliseconds === null || remote.latencyMilliseconds === undefined ? '' : ` · ${Math.round(remote.latencyMilliseconds)} ms`;
-  return `${remote.name} · ${remote.url}${latency}`;
+  return `${remote.name} · ${remote.url}${latency}${remote.error ? ` · ${remote.error}` : ''}`;
 }
 
 // MARK: Pools
