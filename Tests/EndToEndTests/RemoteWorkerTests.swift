@@ -262,6 +262,49 @@ extension RemoteWorkerTests {
     }
 }
 
+extension RemoteWorkerTests {
+    @Test(.enabled(if: A1111StandIn.isAvailable, "FastAPI is not installed: run scripts/install-test-deps.sh (scripts/test does)"))
+    func anA1111LikeServerIsSwitchedBetweenCheckpointsAndToldWhichOneToUse() async throws {
+        // The FastAPI/uvicorn stand-in for A1111 holds alpha and has beta beside it.
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sdbox-stand-in-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        for name in ["alpha.safetensors", "beta.safetensors"] { try DemoCheckpoint.contents().write(to: URL(fileURLWithPath: folder + "/" + name)) }
+        let port = try #require(FreePort.allocate())
+        let standIn = try spawn(
+            [A1111StandIn.python, A1111StandIn.script, "--port", "\(port)", "--ckpt", folder + "/alpha.safetensors", "--step-ms", "5", "--load-ms", "100"],
+            output: folder + "/stand-in.log"
+        )
+        defer {
+            kill(standIn, SIGKILL)
+            waitpid(standIn, nil, 0)
+        }
+        let server = try await ServerProcess(config: """
+            scheduler:
+              maxInstances: 1
+            workers:
+              reference: {stepMilliseconds: 60, minimumStepMilliseconds: 60}
+              remote:
+                - {name: a1111, url: "http://127.0.0.1:\(port)", switchModels: true}
+            """, models: ["alpha.safetensors": DemoCheckpoint.contents(), "beta.safetensors": DemoCheckpoint.contents(), "gamma.safetensors": DemoCheckpoint.contents()])
+        defer { server.destroy() }
+        let ready = try await waitForRemote(server, named: "a1111", timeout: .seconds(60)) { $0["state"] == "ready" }
+        #expect(ready["model"] == "alpha.safetensors" && ready["remote"]?["checkpoints"] == ["alpha.safetensors", "beta.safetensors"])
+        // alpha's task runs there, and names its checkpoint.
+        let (status, answer) = try await server.json(.POST, "/sdapi/v1/txt2img", ["prompt": "p", "steps": 2, "width": 64, "height": 64, "override_settings": ["CLIP_stop_at_last_layers": 2]])
+        #expect(status == 200 && answer["parameters"]?["override_settings"]?["sd_model_checkpoint"] == "alpha.safetensors")
+        #expect(answer["parameters"]?["override_settings"]?["CLIP_stop_at_last_layers"] == 2, "the caller's own overrides travel too")
+        // With the local slot busy with gamma, beta's task has the server switch to beta.
+        let gamma = try await submit(server, model: "gamma", steps: 40)
+        let beta = try await submit(server, model: "beta", steps: 2)
+        #expect(try await server.waitForTask(beta)["status"] == "succeeded")
+        let options = try await server.json(.GET, "http://127.0.0.1:\(port)/sdapi/v1/options").1
+        #expect(options["sd_model_checkpoint"]?.stringValue?.hasPrefix("beta.safetensors [") == true, "\(options)")
+        _ = try await waitForRemote(server, named: "a1111") { $0["model"] == "beta.safetensors" && $0["tasksServed"] == 2 }
+        #expect(try await server.waitForTask(gamma)["status"] == "succeeded")
+    }
+}
+
 /// Runs a program to its end and returns its exit status.
 func runProgram(_ path: String, _ arguments: [String]) async throws -> Int32 {
     let pid = try spawn([path] + arguments, output: "/dev/null")
