@@ -9,6 +9,8 @@ import SDBoxCore
 struct SchedulerMetrics: Sendable {
     /// Models whose queue depth was reported, so that a queue that empties is set back to zero.
     var modelsSeen: Set<String> = []
+    /// The checkpoint each remote worker was last reported holding, so that the old one is set to zero.
+    var remoteCheckpoints: [String: String] = [:]
 
     func taskFinished(_ task: TaskRecord) {
         Counter(label: "sdbox_tasks_total", dimensions: [("model", task.model), ("state", task.state.rawValue)]).increment()
@@ -76,6 +78,12 @@ struct SchedulerMetrics: Sendable {
             if let latency = remote.lastProbe?.latencyMilliseconds {
                 Gauge(label: "sdbox_remote_worker_probe_milliseconds", dimensions: name).record(latency)
             }
+            let holding = worker.state == .down ? "" : worker.model
+            if let previous = remoteCheckpoints[remote.settings.name], previous != holding, !previous.isEmpty {
+                Gauge(label: "sdbox_remote_worker_checkpoint", dimensions: name + [("model", previous)]).record(0)
+            }
+            if !holding.isEmpty { Gauge(label: "sdbox_remote_worker_checkpoint", dimensions: name + [("model", holding)]).record(1) }
+            remoteCheckpoints[remote.settings.name] = holding
         }
         Gauge(label: "sdbox_host_memory_budget_mib").record(planner.hostMemoryMiB)
         let reserved = planner.reservedMemory

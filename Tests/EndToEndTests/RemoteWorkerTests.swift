@@ -101,6 +101,37 @@ import Testing
         let served = Dictionary(workers.map { ($0["remote"] == nil ? "local" : "remote", $0["tasksServed"]?.integerValue ?? 0) }) { $0 + $1 }
         #expect(served["remote", default: 0] >= 1 && served["local", default: 0] >= 1, "both served: \(served)")
         #expect(served["remote", default: 0] + served["local", default: 0] == 6)
+        let metrics = String(decoding: try await server.request(.GET, "/metrics").1, as: UTF8.self)
+        #expect(metrics.contains(#"sdbox_remote_worker_up{name="gpu-pc"} 1"#))
+        #expect(metrics.contains(#"sdbox_remote_worker_checkpoint{model="alpha.safetensors",name="gpu-pc"} 1"#) || metrics.contains(#"sdbox_remote_worker_checkpoint{name="gpu-pc",model="alpha.safetensors"} 1"#), "\(metrics)")
+        #expect(metrics.contains(#"sdbox_remote_worker_tasks_served{name="gpu-pc"} \#(served["remote", default: 0])"#))
+    }
+
+    @Test func aTaskOnARemoteWorkerIsInterruptedWhenCancelled() async throws {
+        let remote = try await RemoteServer(checkpoint: "alpha.safetensors", stepMilliseconds: 200)
+        defer { remote.destroy() }
+        let server = try await ServerProcess(config: """
+            workers:
+              reference: {stepMilliseconds: 5, minimumStepMilliseconds: 5}
+              remote:
+                - {name: gpu-pc, url: "\(remote.url)"}
+            """, models: Self.alpha)
+        defer { server.destroy() }
+        _ = try await waitForRemote(server, named: "gpu-pc") { $0["state"] == "ready" }
+        let id = try await submit(server, steps: 100)
+        _ = try await waitForRemote(server, named: "gpu-pc") { $0["taskId"]?.stringValue == id }
+        // Its progress comes from the remote worker.
+        let deadline = ContinuousClock.now + .seconds(10)
+        var progress: JSONValue = .null
+        while ContinuousClock.now < deadline {
+            progress = try await server.json(.GET, "/tasks/\(id)/progress").1
+            if (progress["progress"]?.doubleValue ?? 0) > 0 { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect((progress["progress"]?.doubleValue ?? 0) > 0, "\(progress)")
+        #expect(try await server.json(.POST, "/tasks/\(id)/cancellation").0 == 200)
+        #expect(try await server.waitForTask(id, timeout: .seconds(10))["status"] == "cancelled")
+        _ = try await waitForRemote(server, named: "gpu-pc") { $0["state"] == "ready" }
     }
 
     @Test func aRemoteWorkerLostMidTaskLosesNothingAndIsTakenBackWhenItAnswers() async throws {

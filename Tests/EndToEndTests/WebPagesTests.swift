@@ -181,11 +181,18 @@ struct WebPagesTests {
     @Test func workersPageAddsAndRemovesARemoteWorker() async throws {
         let remote = try await RemoteWorkerTests.RemoteServer(checkpoint: "demo.safetensors", stepMilliseconds: 5)
         defer { remote.destroy() }
-        let server = try await ServerProcess(config: Self.config, models: Self.models)
+        let nothing = try #require(FreePort.allocate())
+        // Self.config ends in its `workers` section: a remote worker at a wrong URL joins it.
+        let config = Self.config + "\n  remote:\n    - {name: nowhere, url: \"http://127.0.0.1:\(nothing)\"}\n"
+        let server = try await ServerProcess(config: config, models: Self.models)
         defer { server.destroy() }
         try await withPage(server) { page in
             try await page.open(server.baseURL + "/#workers")
             try await page.waitFor("document.querySelector('section[aria-labelledby=remote-title]')?.hidden === false", "the remote workers section")
+            try await page.waitFor(
+                "[...document.querySelectorAll('tr[data-worker]')].some((row) => row.textContent.includes('nowhere') && row.textContent.includes('down') && row.textContent.includes('unreachable'))",
+                "the wrong URL's worker down, with why"
+            )
             _ = try await page.evaluate("document.querySelector('section[aria-labelledby=remote-title] details').open = true")
             try await page.fill("input[name=remoteName]", "gpu-pc")
             try await page.fill("input[name=remoteURL]", remote.url)
@@ -201,7 +208,7 @@ struct WebPagesTests {
             try await page.waitFor("!document.querySelector('tr[data-remote=gpu-pc]')", "the remote worker removed")
         }
         let (_, list) = try await server.json(.GET, "/admin/workers/remote")
-        #expect(list["remoteWorkers"] == [])
+        #expect(list["remoteWorkers"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["nowhere"], "only the configured one is left")
     }
 
     @Test func galleryShowsRecentImagesAndSendsOneToThePlayground() async throws {
