@@ -16,13 +16,15 @@ public struct RemoteWorkerSettings: Codable, Sendable, Equatable {
     public var headers: [String: String]
     /// `user:password` for HTTP basic authentication (A1111's `--api-auth`).
     public var basicAuth: String?
+    /// How many tasks it is given at once (default 1; A1111 runs one at a time and queues the rest).
+    public var maxTasks: Int?
     /// Whether sdbox may change the checkpoint it holds (`POST /sdapi/v1/options {sd_model_checkpoint}`)
     /// to serve another model it has: a global setting of the server, so only for a server sdbox alone uses.
     public var switchModels: Bool
 
     public init(
         name: String, url: String, gpuMemoryMiB: Int? = nil, models: [String]? = nil, headers: [String: String] = [:], basicAuth: String? = nil,
-        switchModels: Bool = false
+        maxTasks: Int? = nil, switchModels: Bool = false
     ) {
         self.name = name
         self.url = url
@@ -30,8 +32,12 @@ public struct RemoteWorkerSettings: Codable, Sendable, Equatable {
         self.models = models
         self.headers = headers
         self.basicAuth = basicAuth
+        self.maxTasks = maxTasks
         self.switchModels = switchModels
     }
+
+    /// How many tasks it is given at once.
+    public var taskSlots: Int { maxTasks ?? 1 }
 
     /// These settings as shown: the password of `basicAuth` and any credentials in the URL masked,
     /// header values too (they often carry tokens).
@@ -58,6 +64,8 @@ public struct RemoteWorkerSettings: Codable, Sendable, Equatable {
         }
         if name.isEmpty { return "name must not be empty" }
         if let basicAuth, !basicAuth.contains(":") { return "basicAuth must be user:password" }
+        if !(1...16).contains(taskSlots) { return "maxTasks must be from 1 to 16" }
+        if switchModels && taskSlots > 1 { return "switchModels needs maxTasks 1: a switch changes the checkpoint under the server's other tasks" }
         return nil
     }
 }

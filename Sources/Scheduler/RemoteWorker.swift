@@ -31,13 +31,16 @@ public final class RemoteWorker: WorkerSlot {
 
     public let id: Int
     public let settings: RemoteWorkerSettings
+    /// Which of the server's `maxTasks` slots this is (from 1).
+    public let slot: Int
     public let endpoint: WorkerEndpoint
     let state = Mutex<(model: String, probe: Probe?, error: String?)>(("", nil, nil))
     let lost = Mutex(StopSignal())
 
-    init(id: Int, settings: RemoteWorkerSettings) {
+    init(id: Int, settings: RemoteWorkerSettings, slot: Int = 1) {
         self.id = id
         self.settings = settings
+        self.slot = slot
         self.endpoint = settings.endpoint
     }
 

@@ -20,28 +20,31 @@ extension Scheduler {
         }
     }
 
-    /// The remote workers in the table, by name.
-    var remoteWorkers: [String: (id: Int, remote: RemoteWorker)] {
-        var found: [String: (id: Int, remote: RemoteWorker)] = [:]
-        for worker in planner.workers.values { if let remote = worker.remote { found[remote.settings.name] = (worker.id, remote) } }
-        return found
+    /// The remote workers in the table by name: one per slot of each server, in slot order.
+    var remoteWorkers: [String: [RemoteWorker]] {
+        var found: [String: [RemoteWorker]] = [:]
+        for worker in planner.workers.values { if let remote = worker.remote { found[remote.settings.name, default: []].append(remote) } }
+        return found.mapValues { $0.sorted { $0.slot < $1.slot } }
     }
 
     var remoteWorkerNames: Set<String> { Set(remoteWorkers.keys) }
 
+    /// Adds a server's slots (`maxTasks` workers) to the table and starts watching each.
     func insertRemote(_ settings: RemoteWorkerSettings) {
-        let id = planner.addRemote(now: Date())
-        let remote = RemoteWorker(id: id, settings: settings)
-        planner.attach(remote, to: id)
-        logger.info("remote worker added", metadata: ["worker": "\(id)", "name": "\(settings.name)", "url": "\(settings.displayURL)"])
-        jobs?.yield(.probe(remote))
+        for slot in 1...settings.taskSlots {
+            let id = planner.addRemote(now: Date())
+            let remote = RemoteWorker(id: id, settings: settings, slot: slot)
+            planner.attach(remote, to: id)
+            jobs?.yield(.probe(remote))
+        }
+        logger.info("remote worker added", metadata: ["name": "\(settings.name)", "url": "\(settings.displayURL)", "maxTasks": "\(settings.taskSlots)"])
     }
 
     /// Every remote worker's settings, credentials masked, and whether it comes from the configuration
     /// file (then it cannot be changed at run time).
     public func remoteWorkerSettings() -> [(settings: RemoteWorkerSettings, configured: Bool)] {
         let configured = Set(configuration.remoteWorkers.map(\.name))
-        return remoteWorkers.values.sorted { $0.id < $1.id }.map { ($0.remote.settings.masked, configured.contains($0.remote.settings.name)) }
+        return remoteWorkers.values.compactMap(\.first).sorted { $0.id < $1.id }.map { ($0.settings.masked, configured.contains($0.settings.name)) }
     }
 
     /// Adds a remote worker at run time, or replaces the one added under the same name, and keeps it
@@ -69,14 +72,16 @@ extension Scheduler {
         dispatch()
     }
 
-    /// Takes a remote worker out of the table: at once when idle or down, when its task ends when busy.
+    /// Takes a server's slots out of the table: at once when idle or down, when their task ends when busy.
     func retireRemote(named name: String) {
-        guard let (id, remote) = remoteWorkers[name] else { return }
-        logger.info("remote worker removed", metadata: ["name": "\(name)", "url": "\(remote.settings.displayURL)"])
-        if planner.workers[id]?.state == .busy {
-            planner.markStopping(id, now: Date())
-        } else {
-            planner.workerGone(id)
+        guard let slots = remoteWorkers[name], let first = slots.first else { return }
+        logger.info("remote worker removed", metadata: ["name": "\(name)", "url": "\(first.settings.displayURL)"])
+        for remote in slots {
+            if planner.workers[remote.id]?.state == .busy {
+                planner.markStopping(remote.id, now: Date())
+            } else {
+                planner.workerGone(remote.id)
+            }
         }
     }
 

@@ -70,15 +70,17 @@ struct SchedulerMetrics: Sendable {
             Gauge(label: "sdbox_workers_by_tier", dimensions: [("tier", tier.rawValue)]).record(count)
         }
         Gauge(label: "sdbox_host_memory_parked_mib").record(planner.parkedMemory)
-        for worker in planner.workers.values {
-            guard let remote = worker.remote else { continue }
-            let name = [("name", remote.settings.name)]
-            Gauge(label: "sdbox_remote_worker_up", dimensions: name).record(worker.state == .down ? 0 : 1)
-            Gauge(label: "sdbox_remote_worker_tasks_served", dimensions: name).record(worker.tasksServed)
+        // One set of figures per server, over its slots.
+        let servers = Dictionary(grouping: planner.workers.values.filter { $0.remote != nil }) { $0.remote?.settings.name ?? "" }
+        for (serverName, slots) in servers {
+            guard let first = slots.min(by: { $0.id < $1.id }), let remote = first.remote else { continue }
+            let name = [("name", serverName)]
+            Gauge(label: "sdbox_remote_worker_up", dimensions: name).record(slots.contains { $0.state != .down } ? 1 : 0)
+            Gauge(label: "sdbox_remote_worker_tasks_served", dimensions: name).record(slots.reduce(0) { $0 + $1.tasksServed })
             if let latency = remote.lastProbe?.latencyMilliseconds {
                 Gauge(label: "sdbox_remote_worker_probe_milliseconds", dimensions: name).record(latency)
             }
-            let holding = worker.state == .down ? "" : worker.model
+            let holding = first.state == .down ? "" : first.model
             if let previous = remoteCheckpoints[remote.settings.name], previous != holding, !previous.isEmpty {
                 Gauge(label: "sdbox_remote_worker_checkpoint", dimensions: name + [("model", previous)]).record(0)
             }

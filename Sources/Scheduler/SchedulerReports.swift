@@ -61,6 +61,8 @@ public struct WorkerInfo: Codable, Sendable, Equatable {
 /// A remote worker's server as reported in ``WorkerInfo``: never its credentials.
 public struct RemoteWorkerInfo: Codable, Sendable, Equatable {
     public var name: String
+    /// Which of its `maxTasks` slots this worker is (from 1).
+    public var slot: Int
     /// Its URL, any user and password in it masked.
     public var url: String
     /// The GPU memory it has, when configured.
@@ -73,6 +75,7 @@ public struct RemoteWorkerInfo: Codable, Sendable, Equatable {
 
     init(_ remote: RemoteWorker) {
         name = remote.settings.name
+        slot = remote.slot
         url = remote.settings.displayURL
         gpuMemoryMiB = remote.settings.gpuMemoryMiB
         let probe = remote.lastProbe

@@ -107,6 +107,38 @@ import Testing
         #expect(metrics.contains(#"sdbox_remote_worker_tasks_served{name="gpu-pc"} \#(served["remote", default: 0])"#))
     }
 
+    @Test func aRemoteWorkerWithSeveralSlotsTakesThatManyTasksAtOnce() async throws {
+        let remote = try await RemoteServer(checkpoint: "alpha.safetensors", stepMilliseconds: 100)
+        defer { remote.destroy() }
+        let server = try await ServerProcess(config: """
+            scheduler:
+              pool: {maxInstances: 2}
+            workers:
+              reference: {stepMilliseconds: 5, minimumStepMilliseconds: 5}
+              remote:
+                - {name: big-gpu, url: "\(remote.url)", maxTasks: 2}
+            """, models: Self.alpha)
+        defer { server.destroy() }
+        var slots: [JSONValue] = []
+        let deadline = ContinuousClock.now + .seconds(30)
+        while slots.filter({ $0["state"] == "ready" }).count < 2, ContinuousClock.now < deadline {
+            slots = (try await server.json(.GET, "/workers").1["workers"]?.arrayValue ?? []).filter { $0["remote"]?["name"] == "big-gpu" }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(slots.compactMap { $0["remote"]?["slot"]?.integerValue }.sorted() == [1, 2])
+        let ids = [try await submit(server, steps: 10), try await submit(server, steps: 10)]
+        var busyAtOnce = 0
+        while busyAtOnce < 2, ContinuousClock.now < deadline {
+            let workers = try await server.json(.GET, "/workers").1["workers"]?.arrayValue ?? []
+            busyAtOnce = max(busyAtOnce, workers.filter { $0["remote"] != nil && $0["state"] == "busy" }.count)
+            #expect(!workers.contains { $0["remote"] == nil }, "the pool's cap of 2 is the server's two slots: no local worker")
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(busyAtOnce == 2)
+        for id in ids { #expect(try await server.waitForTask(id)["status"] == "succeeded") }
+        #expect(try await server.json(.POST, "/admin/workers/remote", ["name": "x", "url": "http://h", "maxTasks": 2, "switchModels": true]).0 == 400)
+    }
+
     @Test func aTaskOnARemoteWorkerIsInterruptedWhenCancelled() async throws {
         let remote = try await RemoteServer(checkpoint: "alpha.safetensors", stepMilliseconds: 200)
         defer { remote.destroy() }
@@ -242,7 +274,8 @@ extension RemoteWorkerTests {
         #expect(sources == ["configuration", "runtime"])
         // Refusals, each with the reason.
         #expect(try await server.json(.POST, "/admin/workers/remote", ["name": "x", "url": "ftp://host"]).0 == 400)
-        #expect(try await server.json(.POST, "/admin/workers/remote", ["name": "x", "url": "http://h", "maxTasks": 2]).1["field"] == "maxTasks")
+        #expect(try await server.json(.POST, "/admin/workers/remote", ["name": "x", "url": "http://h", "maxTasks": 20]).1["field"] == "maxTasks")
+        #expect(try await server.json(.POST, "/admin/workers/remote", ["name": "x", "url": "http://h", "slots": 2]).1["field"] == "slots")
         #expect(try await server.json(.POST, "/admin/workers/remote", ["name": "from-file", "url": "http://h"]).0 == 409)
         #expect(try await server.json(.DELETE, "/admin/workers/remote/from-file").0 == 409)
         #expect(try await server.json(.DELETE, "/admin/workers/remote/nobody").0 == 404)

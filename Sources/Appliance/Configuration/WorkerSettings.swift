@@ -56,6 +56,7 @@ public struct WorkerSettings: Sendable, Equatable {
                 models: try entry.stringArray("models"),
                 headers: try entry.stringMap("headers") ?? [:],
                 basicAuth: try entry.string("basicAuth"),
+                maxTasks: try entry.integer("maxTasks", in: 1...16),
                 switchModels: try entry.boolean("switchModels") ?? false
             )
             if let problem = settings.problem { throw ConfigurationError("\(entry.path): \(problem)") }

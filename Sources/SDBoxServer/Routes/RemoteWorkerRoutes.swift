@@ -63,7 +63,7 @@ struct RemoteWorkerRoutes {
 
     /// Reads a remote worker's settings from a request body, refusing unknown fields and wrong types.
     static func settings(_ body: [String: JSONValue]) throws -> RemoteWorkerSettings {
-        let known: Set<String> = ["name", "url", "gpuMemoryMiB", "models", "headers", "basicAuth", "switchModels"]
+        let known: Set<String> = ["name", "url", "gpuMemoryMiB", "models", "headers", "basicAuth", "maxTasks", "switchModels"]
         func invalid(_ field: String, _ what: String) -> APIError {
             APIError(.badRequest, "invalid request", detail: "field '\(field)' must be \(what)", extra: ["field": .string(field)])
         }
@@ -90,13 +90,19 @@ struct RemoteWorkerRoutes {
             guard let object = value.objectValue, object.values.allSatisfy({ $0.stringValue != nil }) else { throw invalid("headers", "an object of strings") }
             headers = object.compactMapValues(\.stringValue)
         }
+        var maxTasks: Int?
+        if let value = body["maxTasks"], !value.isNull {
+            guard let number = value.integerValue, (1...16).contains(number) else { throw invalid("maxTasks", "an integer from 1 to 16") }
+            maxTasks = Int(number)
+        }
         var switchModels = false
         if let value = body["switchModels"], !value.isNull {
             guard case .bool(let flag) = value else { throw invalid("switchModels", "true or false") }
             switchModels = flag
         }
         return RemoteWorkerSettings(
-            name: name, url: url, gpuMemoryMiB: memory, models: models, headers: headers, basicAuth: try string("basicAuth"), switchModels: switchModels
+            name: name, url: url, gpuMemoryMiB: memory, models: models, headers: headers, basicAuth: try string("basicAuth"), maxTasks: maxTasks,
+            switchModels: switchModels
         )
     }
 }
