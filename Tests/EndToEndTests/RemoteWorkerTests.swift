@@ -93,6 +93,14 @@ import Testing
             """, models: Self.alpha)
         defer { server.destroy() }
         let ready = try await waitForRemote(server, named: "gpu-pc") { $0["state"] == "ready" }
+        // The pool kept at two workers: the remote one and a local one, both ready before the tasks come.
+        #expect(try await server.json(.POST, "/batch_update_sd_resource", ["models": ["alpha.safetensors"], "minInstances": 2]).0 == 200)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while try await !(server.json(.GET, "/workers").1["workers"]?.arrayValue ?? []).contains(where: { $0["remote"] == nil && $0["state"] == "ready" }),
+            ContinuousClock.now < deadline
+        {
+            try await Task.sleep(for: .milliseconds(50))
+        }
         #expect(ready["model"] == "alpha.safetensors" && ready["remote"]?["url"]?.stringValue == remote.url)
         #expect(ready["remote"]?["checkpoints"] == ["alpha.safetensors"] && ready["pid"] == nil)
         let ids = try await (0..<6).asyncMap { _ in try await submit(server, steps: 10) }
