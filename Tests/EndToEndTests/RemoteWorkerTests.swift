@@ -70,6 +70,25 @@ import Testing
         throw TestFailure("remote worker \(name) never matched; last: \(String(describing: try await remoteWorker(server, named: name)))\n\(server.log)")
     }
 
+    /// sdbox serving alpha, with quick local reference workers and `remote` as its remote worker `gpu-pc`,
+    /// once that is ready.
+    func serverWithReadyRemote(_ remote: RemoteServer, scheduler: String = "{}") async throws -> ServerProcess {
+        let server = try await ServerProcess(config: """
+            scheduler: \(scheduler)
+            workers:
+              reference: {stepMilliseconds: 5, minimumStepMilliseconds: 5}
+              remote:
+                - {name: gpu-pc, url: "\(remote.url)"}
+            """, models: Self.alpha)
+        do {
+            _ = try await waitForRemote(server, named: "gpu-pc") { $0["state"] == "ready" }
+        } catch {
+            server.destroy()
+            throw error
+        }
+        return server
+    }
+
     func submit(_ server: ServerProcess, model: String = "alpha", steps: Int) async throws -> String {
         let (status, accepted) = try await server.json(
             .POST, "/txt2img", ["stable_diffusion_model": .string(model), "prompt": "p", "steps": .integer(Int64(steps)), "width": 64, "height": 64],
@@ -150,14 +169,8 @@ import Testing
     @Test func aTaskOnARemoteWorkerIsInterruptedWhenCancelled() async throws {
         let remote = try await RemoteServer(checkpoint: "alpha.safetensors", stepMilliseconds: 200)
         defer { remote.destroy() }
-        let server = try await ServerProcess(config: """
-            workers:
-              reference: {stepMilliseconds: 5, minimumStepMilliseconds: 5}
-              remote:
-                - {name: gpu-pc, url: "\(remote.url)"}
-            """, models: Self.alpha)
+        let server = try await serverWithReadyRemote(remote)
         defer { server.destroy() }
-        _ = try await waitForRemote(server, named: "gpu-pc") { $0["state"] == "ready" }
         let id = try await submit(server, steps: 100)
         _ = try await waitForRemote(server, named: "gpu-pc") { $0["taskId"]?.stringValue == id }
         // Its progress comes from the remote worker.
@@ -177,17 +190,8 @@ import Testing
     @Test func aRemoteWorkerLostMidTaskLosesNothingAndIsTakenBackWhenItAnswers() async throws {
         let remote = try await RemoteServer(checkpoint: "alpha.safetensors", stepMilliseconds: 300)
         defer { remote.destroy() }
-        let server = try await ServerProcess(config: """
-            scheduler:
-              maxInstances: 1
-              livenessSeconds: 1
-            workers:
-              reference: {stepMilliseconds: 5, minimumStepMilliseconds: 5}
-              remote:
-                - {name: gpu-pc, url: "\(remote.url)"}
-            """, models: Self.alpha)
+        let server = try await serverWithReadyRemote(remote, scheduler: "{maxInstances: 1, livenessSeconds: 1}")
         defer { server.destroy() }
-        _ = try await waitForRemote(server, named: "gpu-pc") { $0["state"] == "ready" }
         let id = try await submit(server, steps: 10)
         _ = try await waitForRemote(server, named: "gpu-pc") { $0["state"] == "busy" && $0["taskId"]?.stringValue == id }
         remote.kill()
