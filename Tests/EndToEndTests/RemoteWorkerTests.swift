@@ -381,6 +381,37 @@ extension RemoteWorkerTests {
     }
 }
 
+extension RemoteWorkerTests {
+    @Test(.enabled(if: SDCpp.isInstalled, "the sdcpp worker is not installed: set SDBOX_SDCPP_VENV (scripts/test does)"))
+    func anSDCppWorkerStartedElsewhereServesAsARemoteWorker() async throws {
+        // The stable-diffusion.cpp worker, started by the test as someone would on another machine.
+        let (checkpoint, _) = try SDCpp.models.get()
+        let name = (checkpoint as NSString).lastPathComponent
+        let port = try #require(FreePort.allocate())
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("sdcpp-remote-\(UUID().uuidString).log").path
+        let worker = try spawn([SDCpp.venv + "/bin/sdbox-sdcpp-worker", "--port", "\(port)", "--ckpt", checkpoint, "--threads", "1"], output: log)
+        defer {
+            kill(worker, SIGKILL)
+            waitpid(worker, nil, 0)
+            try? FileManager.default.removeItem(atPath: log)
+        }
+        let server = try await ServerProcess(config: """
+            workers:
+              remote:
+                - {name: cpu-box, url: "http://127.0.0.1:\(port)"}
+            """)
+        defer { server.destroy() }
+        let (registered, record) = try await server.json(.POST, "/admin/models/register", ["type": "stableDiffusion", "path": .string(checkpoint), "name": .string(name)])
+        #expect(registered == 201 || registered == 200, "\(record)")
+        _ = try await waitForRemote(server, named: "cpu-box", timeout: .seconds(90)) { $0["state"] == "ready" && $0["model"]?.stringValue == name }
+        let (status, answer) = try await server.json(.POST, "/txt2img", [
+            "stable_diffusion_model": .string(name), "prompt": "a red fox", "steps": 2, "width": 64, "height": 64, "cfg_scale": 1,
+        ])
+        #expect(status == 200 && answer["status"] == "succeeded", "\(answer)")
+        #expect(try await remoteWorker(server, named: "cpu-box")?["tasksServed"] == 1, "the remote sdcpp worker ran it")
+    }
+}
+
 /// Runs a program to its end and returns its exit status.
 func runProgram(_ path: String, _ arguments: [String]) async throws -> Int32 {
     let pid = try spawn([path] + arguments, output: "/dev/null")
