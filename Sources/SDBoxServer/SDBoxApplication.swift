@@ -122,6 +122,7 @@ public enum SDBoxApplication {
         )
         KeyRoutes(keys: services.keys).register(on: router)
         RemoteWorkerRoutes(scheduler: services.scheduler).register(on: router)
+        QueueRoutes(services: services).register(on: router)
         UserRoutes(accounts: services.accounts).register(on: router)
         ObservabilityRoutes(services: services, registry: metrics).register(on: router)
         TaskRoutes(services: services).register(on: router)

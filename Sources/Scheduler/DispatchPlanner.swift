@@ -1,4 +1,5 @@
 import Foundation
+import SDBoxCore
 
 /// A pool's settings with every value decided: what the ``DispatchPlanner`` needs of it.
 public struct PoolPolicy: Sendable, Equatable {
@@ -139,6 +140,8 @@ public struct DispatchPlanner: Sendable {
     public var defaultPolicy: PoolPolicy
     /// Policies of pools that differ from the default, or that must be kept warm.
     public var policies: [String: PoolPolicy] = [:]
+    /// Queues an admin has paused: their tasks wait, no worker takes one or starts for one.
+    public var pause = QueuePause()
 
     var queues: [String: ModelQueue] = [:]
     public private(set) var workers: [Int: Worker] = [:]
@@ -379,7 +382,7 @@ public struct DispatchPlanner: Sendable {
 
     mutating func assignIdleWorkers(now: Date) -> [Decision] {
         var decisions: [Decision] = []
-        for worker in workers.values.sorted(by: Self.leastRecentlyUsed) where worker.state == .ready {
+        for worker in workers.values.sorted(by: Self.leastRecentlyUsed) where worker.state == .ready && !pause.holds(worker.model) {
             guard let next = queues[worker.model]?.removeFirst() else { continue }
             if queues[worker.model]?.isEmpty == true { queues[worker.model] = nil }
             workers[worker.id]?.state = .busy
@@ -453,13 +456,13 @@ public struct DispatchPlanner: Sendable {
     /// The order of idle timeouts and evictions: least recently used first, then by id.
     static func leastRecentlyUsed(_ a: Worker, _ b: Worker) -> Bool { (a.lastUsed, a.id) < (b.lastUsed, b.id) }
 
-    /// Models with queued tasks, the one whose next task has waited longest (an admin's cross-user
-    /// priority counting as waiting) first.
+    /// Models with queued tasks whose queues are not paused, the one whose next task has waited longest
+    /// (an admin's cross-user priority counting as waiting) first.
     func modelsByWait() -> [String] {
         func key(_ entry: ModelQueue.Entry) -> (Double, UInt64) {
             (entry.enqueuedAt.timeIntervalSinceReferenceDate - Double(entry.crossUserPriority) * priorityStep, entry.sequence)
         }
-        return queues.compactMap { model, queue in queue.first.map { (model, key($0)) } }
+        return queues.filter { !pause.holds($0.key) }.compactMap { model, queue in queue.first.map { (model, key($0)) } }
             .sorted { $0.1 < $1.1 }
             .map(\.0)
     }

@@ -79,6 +79,7 @@ public actor Scheduler: Service {
         let reaped = WorkerReaper.reap(in: configuration.runDirectory)
         if !reaped.isEmpty { logger.warning("killed workers left by a previous run", metadata: ["pids": "\(reaped)"]) }
         for function in try await catalog.pools() { apply(function.settings, to: function.model) }
+        planner.pause = try await catalog.queuePause()
         try await recover()
         let (stream, continuation) = AsyncStream.makeStream(of: Job.self)
         jobs = continuation

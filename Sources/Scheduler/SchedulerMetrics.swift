@@ -70,6 +70,10 @@ struct SchedulerMetrics: Sendable {
             Gauge(label: "sdbox_workers_by_tier", dimensions: [("tier", tier.rawValue)]).record(count)
         }
         Gauge(label: "sdbox_host_memory_parked_mib").record(planner.parkedMemory)
+        Gauge(label: "sdbox_queue_paused", dimensions: [("model", "*")]).record(planner.pause.all ? 1 : 0)
+        for model in modelsSeen.union(planner.pause.models) {
+            Gauge(label: "sdbox_queue_paused", dimensions: [("model", model)]).record(planner.pause.holds(model) ? 1 : 0)
+        }
         // One set of figures per server, over its slots.
         let servers = Dictionary(grouping: planner.workers.values.filter { $0.remote != nil }) { $0.remote?.settings.name ?? "" }
         for (serverName, slots) in servers {

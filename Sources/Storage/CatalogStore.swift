@@ -28,4 +28,8 @@ public protocol CatalogStore: Sendable {
     func remoteWorkers() async throws -> [RemoteWorkerSettings]
     /// Replaces the remote workers added at run time.
     func saveRemoteWorkers(_ workers: [RemoteWorkerSettings]) async throws
+    /// What an admin has paused; nothing when never set.
+    func queuePause() async throws -> QueuePause
+    /// Keeps what an admin has paused.
+    func saveQueuePause(_ pause: QueuePause) async throws
 }

@@ -177,6 +177,11 @@ enum OpenAPIDocument {
             ],
         ], responses: ["201": "added"])
         add("delete", "/admin/workers/remote/{name}", "Remove a remote worker added at run time", tag: "workers")
+        let pauseBody: JSONValue = ["type": "object", "properties": ["model": ["type": "string"]]]
+        add("get", "/admin/queue", "What is paused, and the tasks waiting per model", tag: "tasks")
+        add("post", "/admin/queue/pause", "Pause the queue: the whole box, or one pool with {model}; tasks are kept, none starts", tag: "tasks", body: pauseBody)
+        add("post", "/admin/queue/resume", "Resume the queue: every queue, or one pool with {model}", tag: "tasks", body: pauseBody)
+        add("post", "/admin/tasks/{id}/front", "Move a queued task to the front of its model's queue", tag: "tasks")
 
         add("get", "/objects/{key}", "An object by its signed URL", tag: "objects", query: [
             ["name": "expires", "in": "query", "required": true, "schema": ["type": "integer"]],

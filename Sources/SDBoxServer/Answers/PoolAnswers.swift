@@ -28,6 +28,8 @@ struct WorkersAnswer: Encodable {
     let queues: [String: Int]
     /// Worker processes started per model since sdbox started.
     let coldStarts: [String: Int]
+    /// What an admin has paused (`POST /admin/queue/pause`).
+    let paused: QueuePause
     let defaultProfile: String
     let referenceWorker: Bool
 }

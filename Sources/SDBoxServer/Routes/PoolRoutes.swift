@@ -28,7 +28,7 @@ struct PoolRoutes {
                 workers: await scheduler.workers(), gpus: await scheduler.gpus(), gpuSource: scheduler.inventory.source.rawValue,
                 cpuSlots: scheduler.inventory.cpuSlots, maxInstances: services.configuration.scheduler.maxInstances,
                 hostMemoryMiB: services.configuration.scheduler.hostMemoryMiB, parkedMiB: await scheduler.parkedMemoryMiB(),
-                queues: await scheduler.queueDepths(), coldStarts: await scheduler.coldStarts(), defaultProfile: services.configuration.workers.defaultProfileName,
+                queues: await scheduler.queueDepths(), coldStarts: await scheduler.coldStarts(), paused: await scheduler.queuePause(), defaultProfile: services.configuration.workers.defaultProfileName,
                 referenceWorker: services.configuration.workers.usesReferenceWorker
             ))
         }

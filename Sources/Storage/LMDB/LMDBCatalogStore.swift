@@ -127,4 +127,19 @@ public struct LMDBCatalogStore: CatalogStore {
             try txn.put(tables.settings, key: "remoteWorkers", value: RecordCoding.encode(workers))
         }
     }
+
+    // MARK: Queue pause
+
+    /// What an admin has paused, kept in the settings table under `queuePause`.
+    public func queuePause() async throws -> QueuePause {
+        try await database.read { txn, tables in
+            try txn.record(QueuePause.self, in: tables.settings, key: "queuePause") ?? QueuePause()
+        }
+    }
+
+    public func saveQueuePause(_ pause: QueuePause) async throws {
+        try await database.write { txn, tables in
+            try txn.put(tables.settings, key: "queuePause", value: RecordCoding.encode(pause))
+        }
+    }
 }
