@@ -128,7 +128,7 @@ struct WebPagesTests {
             try await page.waitFor("document.querySelectorAll('tbody tr[data-task]').length === 4", "all tasks again")
 
             // Cancel the queued task from the table.
-            try await page.click("tr[data-task=\"\(queued)\"] button")
+            try await page.click("tr[data-task=\"\(queued)\"] button.danger")
             try await page.waitFor("document.querySelector('tr[data-task=\"\(queued)\"]')?.dataset.status === 'cancelled'", "the queued task cancelled")
             #expect(try await server.waitForTask(queued)["status"] == "cancelled")
 
@@ -209,6 +209,26 @@ struct WebPagesTests {
         }
         let (_, list) = try await server.json(.GET, "/admin/workers/remote")
         #expect(list["remoteWorkers"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["nowhere"], "only the configured one is left")
+    }
+
+    @Test func tasksPagePausesAndResumesTheQueueAndMovesATaskToTheFront() async throws {
+        let server = try await ServerProcess(config: Self.config, models: Self.models)
+        defer { server.destroy() }
+        try await withPage(server) { page in
+            try await page.open(server.baseURL + "/#tasks")
+            try await page.waitFor("[...document.querySelectorAll('.page-head button')].some((b) => b.textContent === 'Pause queue')", "the pause button")
+            _ = try await page.evaluate("[...document.querySelectorAll('.page-head button')].find((b) => b.textContent === 'Pause queue').click()")
+            try await page.waitFor("document.querySelector('p.notice[role=status]')?.hidden === false", "the paused notice")
+            #expect(try await server.json(.GET, "/admin/queue").1["paused"] == true)
+            let first = try await generate(server, ["prompt": "first", "steps": 2, "width": 64, "height": 64], async: true)
+            let second = try await generate(server, ["prompt": "second", "steps": 2, "width": 64, "height": 64], async: true)
+            try await page.waitFor("document.querySelector('tr[data-task=\"\(second)\"] button[aria-label^=\"Move task\"]')", "the waiting task's To front button")
+            try await page.click("tr[data-task=\"\(second)\"] button[aria-label^=\"Move task\"]")
+            try await page.waitFor("document.querySelector('.toast')?.textContent.includes('is next in its queue')", "the task moved")
+            _ = try await page.evaluate("[...document.querySelectorAll('.page-head button')].find((b) => b.textContent === 'Resume queue').click()")
+            try await page.waitFor("document.querySelector('p.notice[role=status]')?.hidden === true", "the notice gone")
+            for id in [first, second] { #expect(try await server.waitForTask(id)["status"] == "succeeded") }
+        }
     }
 
     @Test func galleryShowsRecentImagesAndSendsOneToThePlayground() async throws {

@@ -14,6 +14,9 @@ const STATES = ['waiting', 'running', 'succeeded', 'failed', 'cancelled'];
 const STATE_TONES = { waiting: 'info', running: 'accent', succeeded: 'ok', failed: 'bad', cancelled: 'warn' };
 const FINAL = new Set(['succeeded', 'failed', 'cancelled']);
 
+// Whether the caller may hold the queue and reorder it (an admin): known once GET /admin/queue answers.
+let queueControl = false;
+
 // The filters and page survive a visit to a task's detail.
 const listing = { state: '', model: '', since: '', before: '', limit: 50, cursors: [] };
 
@@ -53,9 +56,34 @@ function mountList(view, { signal }) {
   const newer = h('button', { type: 'button', text: '← Newer' });
   const older = h('button', { type: 'button', text: 'Older →' });
   const pageLabel = h('span', { class: 'muted', 'aria-live': 'polite' });
+  const pauseButton = h('button', { type: 'button', hidden: true });
+  const pausedNotice = h('p', { class: 'notice warn', role: 'status', hidden: true });
+  const showQueue = (queue) => {
+    queueControl = true;
+    pauseButton.hidden = false;
+    pauseButton.textContent = queue.paused ? 'Resume queue' : 'Pause queue';
+    pauseButton.dataset.paused = String(queue.paused);
+    const models = queue.pausedModels ?? [];
+    pausedNotice.hidden = !queue.paused && models.length === 0;
+    pausedNotice.textContent = queue.paused
+      ? 'The queue is paused: new tasks are kept, none starts; running ones finish.'
+      : `Paused pools: ${models.join(', ')}. Their tasks are kept; none starts.`;
+  };
+  pauseButton.addEventListener('click', async () => {
+    const resume = pauseButton.dataset.paused === 'true';
+    try {
+      showQueue(await api(`/admin/queue/${resume ? 'resume' : 'pause'}`, { method: 'POST' }));
+      toast(resume ? 'Queue resumed' : 'Queue paused');
+    } catch (error) {
+      toast(error.message, { error: true });
+    }
+  });
+  api('/admin/queue', { signal }).then(showQueue).catch(() => {});
   view.append(
     h('div', { class: 'page-head' },
-      h('div', {}, h('h1', { tabindex: -1, text: 'Tasks' }), h('p', { class: 'subtitle', text: 'Your tasks, newest first; updated live.' }))),
+      h('div', {}, h('h1', { tabindex: -1, text: 'Tasks' }), h('p', { class: 'subtitle', text: 'Your tasks, newest first; updated live.' })),
+      pauseButton),
+    pausedNotice,
     filters,
     h('div', { class: 'table-wrap' },
       h('table', {},
@@ -142,10 +170,20 @@ function taskRow(task) {
     h('td', { class: 'num nowrap', text: format.duration(time.waited) }),
     h('td', { class: 'num nowrap', text: format.duration(time.ran) }),
     h('td', { class: 'num', text: String(task.attempts) }),
-    h('td', {}, active ? h('button', { type: 'button', class: 'small danger', 'aria-label': `Cancel task ${task.taskId}`, text: 'Cancel', onclick: (event) => {
-      event.target.disabled = true;
-      cancelTask(task.taskId);
-    } }) : null));
+    h('td', { class: 'nowrap' },
+      queueControl && task.status === 'waiting' ? h('button', { type: 'button', class: 'small', 'aria-label': `Move task ${task.taskId} to the front`, text: 'To front', onclick: async (event) => {
+        event.target.disabled = true;
+        try {
+          const moved = await api(`/admin/tasks/${encodeURIComponent(task.taskId)}/front`, { method: 'POST' });
+          toast(`Task ${task.taskId} is next in its queue (position ${moved.queuePosition ?? 1})`);
+        } catch (error) {
+          toast(error.message, { error: true });
+        }
+      } }) : null,
+      active ? h('button', { type: 'button', class: 'small danger', 'aria-label': `Cancel task ${task.taskId}`, text: 'Cancel', onclick: (event) => {
+        event.target.disabled = true;
+        cancelTask(task.taskId);
+      } }) : null));
 }
 
 function truncate(text, length) {
