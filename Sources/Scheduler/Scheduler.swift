@@ -311,7 +311,9 @@ public actor Scheduler: Service {
     func apply(_ settings: PoolSettings, to model: String) {
         poolSettings[model] = settings
         let policy = configuration.policy(settings)
-        planner.policies[model] = policy == planner.defaultPolicy ? nil : policy
+        // A pool to keep warm stays listed even when its policy is the default one: the planner keeps
+        // warm the pools it lists.
+        planner.policies[model] = policy == planner.defaultPolicy && policy.minInstances == 0 ? nil : policy
     }
 
     // MARK: Dispatching

@@ -513,7 +513,7 @@ public final class TaskRunner: Sendable {
     /// Resumes one waiter of a table, with what `answer` makes of its task, if the task is already final
     /// or gone (it ended before the waiter was added), or at once with `evenIfNotFinal`.
     func resumeIfFinal<Value: Sendable>(
-        _ id: String, _ table: WritableKeyPath<State, TaskWaiters<Value>> & Sendable, number: Int, evenIfNotFinal: Bool = false,
+        _ id: String, _ table: any WritableKeyPath<State, TaskWaiters<Value>> & Sendable, number: Int, evenIfNotFinal: Bool = false,
         with answer: @Sendable (TaskRecord?) -> Value
     ) async {
         let task = try? await tasks.get(id)

@@ -154,6 +154,21 @@ import Testing
         #expect(metrics.contains(#"sdbox_checkpoint_read_ahead_bytes_total{reason="queued"} \#(2 * DemoCheckpoint.contents().count)"#), "\(metrics)")
     }
 
+    @Test func aDefaultMinimumKeepsEveryPoolWarm() async throws {
+        // `scheduler.pool.minInstances` is every pool's default: each known checkpoint's pool starts a worker
+        // with no task.
+        let server = try await ServerProcess(config: """
+            scheduler:
+              maxInstances: 3
+              pool: {minInstances: 1}
+            workers:
+              reference: {stepMilliseconds: 5, minimumStepMilliseconds: 5}
+            """, models: Self.threeModels)
+        defer { server.destroy() }
+        let warm = try await waitForWorkers(server) { $0.filter { $0["state"] == "ready" }.count == 3 }
+        #expect(Set(warm.compactMap { $0["model"]?.stringValue }) == Set(Self.threeModels.keys))
+    }
+
     @Test func idleWorkersScaleToZeroAndModelsUnload() async throws {
         let server = try await ServerProcess(config: """
             scheduler:

@@ -32,7 +32,7 @@ struct CORSMiddleware<Context: RequestContext>: RouterMiddleware {
         var response: Response
         do {
             response = try await next(request, context)
-        } catch let error as HTTPResponseError {
+        } catch let error as any HTTPResponseError {
             response = try error.response(from: request, context: context)
         }
         response.headers[.accessControlAllowOrigin] = allowed
