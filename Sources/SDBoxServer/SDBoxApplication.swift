@@ -123,6 +123,7 @@ public enum SDBoxApplication {
         KeyRoutes(keys: services.keys).register(on: router)
         RemoteWorkerRoutes(scheduler: services.scheduler).register(on: router)
         QueueRoutes(services: services).register(on: router)
+        UsageRoutes(tasks: services.tasks).register(on: router)
         UserRoutes(accounts: services.accounts).register(on: router)
         ObservabilityRoutes(services: services, registry: metrics).register(on: router)
         TaskRoutes(services: services).register(on: router)

@@ -182,6 +182,7 @@ enum OpenAPIDocument {
         add("post", "/admin/queue/pause", "Pause the queue: the whole box, or one pool with {model}; tasks are kept, none starts", tag: "tasks", body: pauseBody)
         add("post", "/admin/queue/resume", "Resume the queue: every queue, or one pool with {model}", tag: "tasks", body: pauseBody)
         add("post", "/admin/tasks/{id}/front", "Move a queued task to the front of its model's queue", tag: "tasks")
+        add("get", "/admin/usage", "What finished tasks used (tasks, images, pixels x steps, worker seconds) by user, model or day; CSV with Accept: text/csv", tag: "tasks")
 
         add("get", "/objects/{key}", "An object by its signed URL", tag: "objects", query: [
             ["name": "expires", "in": "query", "required": true, "schema": ["type": "integer"]],
