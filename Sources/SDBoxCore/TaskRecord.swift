@@ -133,3 +133,24 @@ public enum TaskID {
         (1...64).contains(id.count) && id.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
     }
 }
+
+extension TaskRecord {
+    /// Width × height × steps × images a generation asked for (A1111's defaults where unset): the work
+    /// usage reports count; 0 for other kinds.
+    public var pixelSteps: Int {
+        guard kind == .txt2img || kind == .img2img else { return 0 }
+        func number(_ key: String, _ fallback: Int) -> Int { request[key]?.integerValue.map { Int(clamping: $0) } ?? fallback }
+        let (width, height, steps) = (number("width", 512), number("height", 512), number("steps", 20))
+        let images = max(1, number("batch_size", 1)) * max(1, number("n_iter", 1))
+        let (perImage, overflow) = width.multipliedReportingOverflow(by: height)
+        let (perStep, overflow2) = perImage.multipliedReportingOverflow(by: steps)
+        let (product, overflow3) = perStep.multipliedReportingOverflow(by: images)
+        return overflow || overflow2 || overflow3 ? Int.max : product
+    }
+
+    /// The seconds a worker spent on it, from its start to its end; 0 when it never ran.
+    public var workerSeconds: Double {
+        guard let startedAt, let finishedAt else { return 0 }
+        return max(0, finishedAt.timeIntervalSince(startedAt))
+    }
+}

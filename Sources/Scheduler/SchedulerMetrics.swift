@@ -14,6 +14,11 @@ struct SchedulerMetrics: Sendable {
 
     func taskFinished(_ task: TaskRecord) {
         Counter(label: "sdbox_tasks_total", dimensions: [("model", task.model), ("state", task.state.rawValue)]).increment()
+        // Usage by user and model: what `GET /admin/usage` adds up from the records.
+        let usage = [("user", task.user), ("model", task.model)]
+        Counter(label: "sdbox_usage_images_total", dimensions: usage).increment(by: task.result?.images.count ?? 0)
+        Counter(label: "sdbox_usage_pixel_steps_total", dimensions: usage).increment(by: task.pixelSteps)
+        FloatingPointCounter(label: "sdbox_usage_worker_seconds_total", dimensions: usage).increment(by: task.workerSeconds)
         guard let finished = task.finishedAt else { return }
         Timer(label: "sdbox_task_latency_seconds", dimensions: [("model", task.model)])
             .recordNanoseconds(Int64(finished.timeIntervalSince(task.createdAt) * 1e9))

@@ -36,6 +36,10 @@ import Testing
         #expect(try await server.json(.GET, "/admin/usage?from=2999-01-01T00:00:00Z").1["totals"]?["tasks"] == 0)
         #expect(try await server.json(.GET, "/admin/usage?user=nobody").1["rows"] == [])
         #expect(try await server.json(.GET, "/admin/usage?groupBy=week").1["field"] == "groupBy")
+        // The same figures in /metrics, per user and model.
+        let metrics = String(decoding: try await server.request(.GET, "/metrics").1, as: UTF8.self)
+        #expect(metrics.contains(#"sdbox_usage_images_total{user="default",model="beta.safetensors"} 2"#) || metrics.contains(#"sdbox_usage_images_total{model="beta.safetensors",user="default"} 2"#), "\(metrics)")
+        #expect(metrics.contains("sdbox_usage_pixel_steps_total{") && metrics.contains("sdbox_usage_worker_seconds_total{"))
         // CSV for a spreadsheet.
         let answer = try await server.response(.GET, "/admin/usage?groupBy=model", headers: [("Accept", "text/csv")])
         #expect(answer.status == 200 && answer.headers.first(name: "Content-Type")?.hasPrefix("text/csv") == true)

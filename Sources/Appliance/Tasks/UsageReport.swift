@@ -20,18 +20,8 @@ public struct UsageReport: Sendable, Equatable {
         mutating func add(_ task: TaskRecord) {
             tasks += 1
             images += task.result?.images.count ?? 0
-            pixelSteps += Self.pixelSteps(of: task)
-            if let started = task.startedAt, let finished = task.finishedAt { workerSeconds += max(0, finished.timeIntervalSince(started)) }
-        }
-
-        /// Width × height × steps × images asked for, for a generation; 0 for other kinds.
-        static func pixelSteps(of task: TaskRecord) -> Int {
-            guard task.kind == .txt2img || task.kind == .img2img else { return 0 }
-            func number(_ key: String, _ fallback: Int) -> Int { task.request[key]?.integerValue.map { Int($0) } ?? fallback }
-            let (width, height, steps) = (number("width", 512), number("height", 512), number("steps", 20))
-            let images = max(1, number("batch_size", 1)) * max(1, number("n_iter", 1))
-            let (product, overflow) = width.multipliedReportingOverflow(by: height * steps * images)
-            return overflow ? Int.max : product
+            pixelSteps += task.pixelSteps
+            workerSeconds += task.workerSeconds
         }
     }
 
