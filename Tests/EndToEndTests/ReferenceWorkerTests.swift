@@ -20,10 +20,7 @@ import Testing
              "--min-step-ms", "1", "--step-ms", "2", "--gpu-memory-mib", "3000"],
             output: folder + "/worker.log"
         )
-        defer {
-            kill(pid, SIGKILL)
-            waitpid(pid, nil, 0)
-        }
+        defer { killAndReap(pid) }
         func call(_ method: HTTPMethod, _ path: String, _ body: JSONValue? = nil) async throws -> (Int, JSONValue) {
             var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
             request.method = method

@@ -43,10 +43,7 @@ import Testing
             throw TestFailure("the remote worker did not start")
         }
 
-        func kill() {
-            Foundation.kill(pid, SIGKILL)
-            waitpid(pid, nil, 0)
-        }
+        func kill() { killAndReap(pid) }
 
         func destroy() {
             kill()
@@ -56,18 +53,18 @@ import Testing
 
     static let alpha = ["alpha.safetensors": DemoCheckpoint.contents()]
 
+    /// The first slot of the remote worker `name` in a `/workers` answer.
+    static func remote(_ name: String, in answer: JSONValue) -> JSONValue? {
+        answer["workers"]?.arrayValue?.first { $0["remote"]?["name"]?.stringValue == name }
+    }
+
     func remoteWorker(_ server: ServerProcess, named name: String) async throws -> JSONValue? {
-        let list = try await server.json(.GET, "/workers").1["workers"]?.arrayValue ?? []
-        return list.first { $0["remote"]?["name"]?.stringValue == name }
+        Self.remote(name, in: try await server.json(.GET, "/workers").1)
     }
 
     func waitForRemote(_ server: ServerProcess, named name: String, timeout: Duration = .seconds(30), _ condition: (JSONValue) -> Bool) async throws -> JSONValue {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if let worker = try await remoteWorker(server, named: name), condition(worker) { return worker }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        throw TestFailure("remote worker \(name) never matched; last: \(String(describing: try await remoteWorker(server, named: name)))\n\(server.log)")
+        let answer = try await server.waitForWorkers(timeout: timeout) { answer in Self.remote(name, in: answer).map(condition) ?? false }
+        return try #require(Self.remote(name, in: answer))
     }
 
     /// sdbox serving alpha, with quick local reference workers and `remote` as its remote worker `gpu-pc`,
@@ -114,12 +111,7 @@ import Testing
         let ready = try await waitForRemote(server, named: "gpu-pc") { $0["state"] == "ready" }
         // The pool kept at two workers: the remote one and a local one, both ready before the tasks come.
         #expect(try await server.json(.POST, "/batch_update_sd_resource", ["models": ["alpha.safetensors"], "minInstances": 2]).0 == 200)
-        let deadline = ContinuousClock.now + .seconds(30)
-        while try await !(server.json(.GET, "/workers").1["workers"]?.arrayValue ?? []).contains(where: { $0["remote"] == nil && $0["state"] == "ready" }),
-            ContinuousClock.now < deadline
-        {
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        _ = try await server.waitForWorkers { ($0["workers"]?.arrayValue ?? []).contains { $0["remote"] == nil && $0["state"] == "ready" } }
         #expect(ready["model"] == "alpha.safetensors" && ready["remote"]?["url"]?.stringValue == remote.url)
         #expect(ready["remote"]?["checkpoints"] == ["alpha.safetensors"] && ready["pid"] == nil)
         let ids = try await (0..<6).asyncMap { _ in try await submit(server, steps: 10) }
@@ -146,22 +138,18 @@ import Testing
                 - {name: big-gpu, url: "\(remote.url)", maxTasks: 2}
             """, models: Self.alpha)
         defer { server.destroy() }
-        var slots: [JSONValue] = []
-        let deadline = ContinuousClock.now + .seconds(30)
-        while slots.filter({ $0["state"] == "ready" }).count < 2, ContinuousClock.now < deadline {
-            slots = (try await server.json(.GET, "/workers").1["workers"]?.arrayValue ?? []).filter { $0["remote"]?["name"] == "big-gpu" }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        #expect(slots.compactMap { $0["remote"]?["slot"]?.integerValue }.sorted() == [1, 2])
+        func slots(_ answer: JSONValue) -> [JSONValue] { (answer["workers"]?.arrayValue ?? []).filter { $0["remote"]?["name"] == "big-gpu" } }
+        let ready = slots(try await server.waitForWorkers { slots($0).filter { $0["state"] == "ready" }.count == 2 })
+        #expect(ready.compactMap { $0["remote"]?["slot"]?.integerValue }.sorted() == [1, 2])
         let ids = [try await submit(server, steps: 10), try await submit(server, steps: 10)]
-        var busyAtOnce = 0
-        while busyAtOnce < 2, ContinuousClock.now < deadline {
-            let workers = try await server.json(.GET, "/workers").1["workers"]?.arrayValue ?? []
-            busyAtOnce = max(busyAtOnce, workers.filter { $0["remote"] != nil && $0["state"] == "busy" }.count)
-            #expect(!workers.contains { $0["remote"] == nil }, "the pool's cap of 2 is the server's two slots: no local worker")
-            try await Task.sleep(for: .milliseconds(20))
+        // Both slots busy at once, and never a local worker meanwhile.
+        var sawLocal = false
+        _ = try await server.waitForWorkers { answer in
+            let workers = answer["workers"]?.arrayValue ?? []
+            if workers.contains(where: { $0["remote"] == nil }) { sawLocal = true }
+            return slots(answer).filter { $0["state"] == "busy" }.count == 2
         }
-        #expect(busyAtOnce == 2)
+        #expect(!sawLocal, "the pool's cap of 2 is the server's two slots: no local worker")
         for id in ids { #expect(try await server.waitForTask(id)["status"] == "succeeded") }
         #expect(try await server.json(.POST, "/admin/workers/remote", ["name": "x", "url": "http://h", "maxTasks": 2, "switchModels": true]).0 == 400)
     }
@@ -311,20 +299,17 @@ extension RemoteWorkerTests {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sdbox-tls-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        let made = try await runProgram("/usr/bin/openssl", [
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-days", "1",
+        let made = try await runProgram([
+            "/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-days", "1",
             "-keyout", folder + "/key.pem", "-out", folder + "/cert.pem",
         ])
-        #expect(made == 0)
+        #expect(made.status == 0, "\(made.output)")
         let port = try #require(FreePort.allocate())
         let tls = try spawn(
             ["/usr/bin/openssl", "s_server", "-accept", "\(port)", "-cert", folder + "/cert.pem", "-key", folder + "/key.pem", "-www", "-quiet"],
             output: folder + "/s_server.log"
         )
-        defer {
-            kill(tls, SIGKILL)
-            waitpid(tls, nil, 0)
-        }
+        defer { killAndReap(tls) }
         let server = try await ServerProcess(config: """
             workers:
               remote:
@@ -351,10 +336,7 @@ extension RemoteWorkerTests {
             [A1111StandIn.python, A1111StandIn.script, "--port", "\(port)", "--ckpt", folder + "/alpha.safetensors", "--step-ms", "5", "--load-ms", "100"],
             output: folder + "/stand-in.log"
         )
-        defer {
-            kill(standIn, SIGKILL)
-            waitpid(standIn, nil, 0)
-        }
+        defer { killAndReap(standIn) }
         let server = try await ServerProcess(config: """
             scheduler:
               maxInstances: 1
@@ -391,8 +373,7 @@ extension RemoteWorkerTests {
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("sdcpp-remote-\(UUID().uuidString).log").path
         let worker = try spawn([SDCpp.venv + "/bin/sdbox-sdcpp-worker", "--port", "\(port)", "--ckpt", checkpoint, "--threads", "1"], output: log)
         defer {
-            kill(worker, SIGKILL)
-            waitpid(worker, nil, 0)
+            killAndReap(worker)
             try? FileManager.default.removeItem(atPath: log)
         }
         let server = try await ServerProcess(config: """
@@ -410,14 +391,6 @@ extension RemoteWorkerTests {
         #expect(status == 200 && answer["status"] == "succeeded", "\(answer)")
         #expect(try await remoteWorker(server, named: "cpu-box")?["tasksServed"] == 1, "the remote sdcpp worker ran it")
     }
-}
-
-/// Runs a program to its end and returns its exit status.
-func runProgram(_ path: String, _ arguments: [String]) async throws -> Int32 {
-    let pid = try spawn([path] + arguments, output: "/dev/null")
-    var status: Int32 = 0
-    while waitpid(pid, &status, WNOHANG) == 0 { try await Task.sleep(for: .milliseconds(20)) }
-    return (status >> 8) & 0xff
 }
 
 extension Sequence {

@@ -25,20 +25,9 @@ import Testing
         try await server.json(.GET, "/workers").1["workers"]?.arrayValue ?? []
     }
 
-    /// Polls `/workers` until `condition` holds of its whole answer, returning it then.
-    func waitForWorkersAnswer(_ server: ServerProcess, timeout: Duration = .seconds(30), _ condition: (JSONValue) -> Bool) async throws -> JSONValue {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            let answer = try await server.json(.GET, "/workers").1
-            if condition(answer) { return answer }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        throw TestFailure("/workers never matched; last: \(try await server.json(.GET, "/workers").1)\n\(server.log)")
-    }
-
     /// Polls `/workers` until `condition` holds of its workers, returning them then.
     func waitForWorkers(_ server: ServerProcess, timeout: Duration = .seconds(30), _ condition: ([JSONValue]) -> Bool) async throws -> [JSONValue] {
-        try await waitForWorkersAnswer(server, timeout: timeout) { condition($0["workers"]?.arrayValue ?? []) }["workers"]?.arrayValue ?? []
+        try await server.waitForWorkers(timeout: timeout) { condition($0["workers"]?.arrayValue ?? []) }["workers"]?.arrayValue ?? []
     }
 
     @Test func scalesUpToTheCapThenEvictsTheLeastRecentlyUsedIdleWorker() async throws {
@@ -106,7 +95,7 @@ import Testing
         let alphaPort = try #require(alpha["port"]?.integerValue)
         #expect(try await server.json(.GET, "http://127.0.0.1:\(alphaPort)/internal/ping").1["loaded"] == false, "the checkpoint left the GPU")
         // What sdbox reports of the GPU follows what the workers free: one worker's memory, not two.
-        let answer = try await waitForWorkersAnswer(server) { $0["gpus"]?[0]?["inUseMiB"] == 6000 }
+        let answer = try await server.waitForWorkers { $0["gpus"]?[0]?["inUseMiB"] == 6000 }
         #expect(answer["gpus"]?[0]?["plannedMiB"] == 6000 && answer["parkedMiB"] == 4000 && answer["hostMemoryMiB"] == 8000)
         #expect(worker("alpha", in: answer["workers"]?.arrayValue ?? [])?["gpuMemoryInUseMiB"] == 0)
         #expect(worker("beta", in: answer["workers"]?.arrayValue ?? [])?["gpuMemoryInUseMiB"] == 6000)

@@ -84,8 +84,7 @@ final class ServerProcess: @unchecked Sendable {
             }
             try await Task.sleep(for: .milliseconds(50))
         }
-        kill(pid, SIGKILL)
-        waitpid(pid, nil, 0)
+        killAndReap(pid)
         throw TestFailure("sdbox did not answer /healthz: \(log)")
     }
 
@@ -292,15 +291,39 @@ func spawn(_ arguments: [String], output: String, descriptors: [Int32: Int32] = 
 
 /// Runs the sdbox binary with `arguments` to its end; returns its exit status and what it printed.
 func runSDBox(_ arguments: [String], environment: [String: String] = [:]) async throws -> (status: Int32, output: String) {
+    try await runProgram([ServerProcess.binary] + arguments, environment: environment)
+}
+
+/// Runs a program (`arguments[0]`) to its end; returns its exit status and what it printed.
+func runProgram(_ arguments: [String], environment: [String: String] = [:]) async throws -> (status: Int32, output: String) {
     let output = FileManager.default.temporaryDirectory.appendingPathComponent("sdbox-run-\(UUID().uuidString).log").path
     defer { unlink(output) }
-    let pid = try spawn([ServerProcess.binary] + arguments, output: output, environment: environment)
+    let pid = try spawn(arguments, output: output, environment: environment)
     var status: Int32 = 0
     while waitpid(pid, &status, WNOHANG) == 0 {
         try await Task.sleep(for: .milliseconds(20))
     }
     let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
     return ((status >> 8) & 0xff, text)
+}
+
+extension ServerProcess {
+    /// Polls `GET /workers` until `condition` holds of its whole answer, returning it then.
+    func waitForWorkers(timeout: Duration = .seconds(30), _ condition: (JSONValue) -> Bool) async throws -> JSONValue {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let answer = try await json(.GET, "/workers").1
+            if condition(answer) { return answer }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestFailure("/workers never matched; last: \(try await json(.GET, "/workers").1)\n\(log)")
+    }
+}
+
+/// Kills a process the test started with SIGKILL and reaps it.
+func killAndReap(_ pid: pid_t) {
+    kill(pid, SIGKILL)
+    waitpid(pid, nil, 0)
 }
 
 /// A small PNG, base64-encoded, for img2img inputs.
