@@ -45,6 +45,9 @@ public final class RemoteWorker: WorkerSlot {
     }
 
     public var model: String { state.withLock { $0.model } }
+
+    /// A server others may use too could hold another checkpoint by the time a call arrives.
+    public var namesCheckpointInCalls: Bool { true }
     /// What its last successful probe found.
     public var lastProbe: Probe? { state.withLock { $0.probe } }
 

@@ -29,14 +29,8 @@ extension Scheduler {
         logger.info("moving worker's checkpoint", metadata: metadata)
         let client = runner.client
         Task {
-            let started = ContinuousClock.now
-            var failure: WorkerCallError?
-            do throws(WorkerCallError) {
-                _ = try await client.call(process.endpoint, method: .POST, path: move.path, timeout: Self.checkpointMoveTimeout)
-            } catch {
-                failure = error
-            }
-            await self.moveEnded(workerID, move, failure: failure, seconds: started.duration(to: .now).seconds)
+            let (failure, seconds) = await client.post(process.endpoint, path: move.path, timeout: Self.checkpointMoveTimeout)
+            await self.moveEnded(workerID, move, failure: failure, seconds: seconds)
         }
     }
 

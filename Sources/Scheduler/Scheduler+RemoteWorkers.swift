@@ -155,16 +155,10 @@ extension Scheduler {
         models[model, default: ModelHistory()].coldStarts += 1
         metrics.workerStarted(model: model)
         let client = runner.client
+        let body = try? JSONValue.object(["sd_model_checkpoint": .string(model)]).encoded()
         Task {
-            let started = ContinuousClock.now
-            var failure: WorkerCallError?
-            do throws(WorkerCallError) {
-                let body = try? JSONValue.object(["sd_model_checkpoint": .string(model)]).encoded()
-                _ = try await client.call(remote.endpoint, method: .POST, path: "/sdapi/v1/options", body: body, timeout: .seconds(600))
-            } catch {
-                failure = error
-            }
-            await self.switchEnded(remote, model: model, failure: failure, seconds: started.duration(to: .now).seconds)
+            let (failure, seconds) = await client.post(remote.endpoint, path: "/sdapi/v1/options", body: body, timeout: .seconds(600))
+            await self.switchEnded(remote, model: model, failure: failure, seconds: seconds)
         }
     }
 

@@ -242,7 +242,7 @@ public final class TaskRunner: Sendable {
     func call(_ task: TaskRecord, on worker: any WorkerSlot, timeoutSeconds: Int) async -> CallOutcome {
         let call: WorkerCall
         do {
-            call = try WorkerCall(task: task, checkpoint: worker is RemoteWorker ? task.model : nil)
+            call = try WorkerCall(task: task, checkpoint: worker.namesCheckpointInCalls ? task.model : nil)
         } catch {
             return .unsendable("\(error)")
         }

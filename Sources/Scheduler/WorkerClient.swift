@@ -95,6 +95,18 @@ extension WorkerClient {
         return answer.body
     }
 
+    /// POSTs to `path` for a change of the worker's state (a checkpoint moved or switched), and says how
+    /// it went (no failure: a 2xx answer) and how many seconds it took.
+    public func post(_ endpoint: WorkerEndpoint, path: String, body: Data? = nil, timeout: TimeAmount) async -> (failure: WorkerCallError?, seconds: Double) {
+        let started = ContinuousClock.now
+        do throws(WorkerCallError) {
+            _ = try await call(endpoint, method: .POST, path: path, body: body, timeout: timeout)
+            return (nil, started.duration(to: .now).seconds)
+        } catch {
+            return (error, started.duration(to: .now).seconds)
+        }
+    }
+
     /// The worker's current progress, if it answers.
     public func progress(_ endpoint: WorkerEndpoint) async -> A1111.Progress? {
         guard let data = try? await call(endpoint, method: .GET, path: "/sdapi/v1/progress?skip_current_image=false", timeout: .seconds(5)) else {

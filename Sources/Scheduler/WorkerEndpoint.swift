@@ -26,6 +26,8 @@ public protocol WorkerSlot: AnyObject, Sendable {
     /// The checkpoint it holds.
     var model: String { get }
     var endpoint: WorkerEndpoint { get }
+    /// Whether a generation must name its checkpoint (a server others may switch to another one).
+    var namesCheckpointInCalls: Bool { get }
     /// Runs `call`, which fails if the worker is lost first (its process ends, or it is abandoned).
     func whileAlive<T: Sendable>(_ call: @escaping @Sendable () async throws(WorkerCallError) -> T) async throws(WorkerCallError) -> T
     /// Gives up on a worker that stopped answering under a task: a process is killed, a remote server

@@ -54,6 +54,9 @@ public final class WorkerProcess: WorkerSlot {
 
     public var endpoint: WorkerEndpoint { .local(port: port) }
 
+    /// A process sdbox started holds its one checkpoint.
+    public var namesCheckpointInCalls: Bool { false }
+
     /// Kills the process: it stopped answering.
     public func abandon() { kill() }
 
