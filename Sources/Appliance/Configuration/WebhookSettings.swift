@@ -12,7 +12,7 @@ public struct WebhookSettings: Sendable, Equatable {
     /// The longest one attempt may take (`webhooks.timeoutSeconds`).
     public var timeoutSeconds = 10
     /// Whether webhooks may go to loopback and private addresses (`webhooks.allowPrivateNetworks`); off, so
-    /// that users of a shared box cannot reach into it (see ``WebhookTarget``).
+    /// that users of a shared box cannot reach into it (see ``OutboundTarget``).
     public var allowPrivateNetworks = false
 
     public init() {}

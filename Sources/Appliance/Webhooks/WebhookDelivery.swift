@@ -79,7 +79,7 @@ package actor WebhookDelivery: Service {
                     if Task.isCancelled { return }
                 }
             }
-            let target = settings.allowPrivateNetworks ? .allowed(url: callback.url, host: nil) : await WebhookTarget.check(callback.url)
+            let target = settings.allowPrivateNetworks ? .allowed(url: callback.url, host: nil) : await OutboundTarget.webhooks.check(callback.url)
             let attempt: WebhookAttempt
             switch target {
             case .allowed(let url, let host): attempt = await post(task, to: url, host: host, attempt: number, with: client)

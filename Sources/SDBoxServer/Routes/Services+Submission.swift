@@ -39,7 +39,7 @@ extension Services {
         } catch {
             throw APIError.badRequest(error)
         }
-        if !configuration.webhooks.allowPrivateNetworks, let refusal = WebhookTarget.refusalWithoutLookup(of: url) {
+        if !configuration.webhooks.allowPrivateNetworks, let refusal = OutboundTarget.webhooks.refusalWithoutLookup(of: url) {
             throw APIError(.badRequest, "invalid request", detail: "field 'callback_url': \(refusal)", extra: ["field": "callback_url"])
         }
         return TaskCallback(url: url, baseURL: urlBase(for: request))

@@ -1,16 +1,25 @@
 import Foundation
 import NIOPosix
 
-/// Keeps webhooks out of the box's own network. On a shared box a user must not make sdbox POST to its
-/// loopback (where workers answer without a key) or to the private network behind it, so unless
-/// `webhooks.allowPrivateNetworks` is on, a callback whose host is, or resolves to, a loopback, private,
-/// link-local, unique-local, shared (CGNAT), unspecified, multicast or reserved address is refused: with
-/// 400 at submission when the host is such an address or `localhost` (no lookup on the request path), and
-/// before each POST after a lookup on a pool of its own. An `http` POST then connects to the address that
-/// was checked, so the name cannot resolve elsewhere in between; an `https` one resolves it again (a
-/// private service reached that way would also have to speak TLS).
-package enum WebhookTarget {
-    /// Where a webhook POST may go.
+/// Keeps requests sdbox makes on someone's word out of the box's own network: webhooks (a user must not
+/// make sdbox POST to its loopback, where workers answer without a key, or to the private network behind
+/// it) and model downloads (a site's redirect must not lead there either). Unless the feature's
+/// `allowPrivateNetworks` is on, a URL whose host is, or resolves to, a loopback, private, link-local,
+/// unique-local, shared (CGNAT), unspecified, multicast or reserved address is refused: with 400 when the
+/// host is such an address or `localhost` (no lookup on the request path), and before each request after
+/// a lookup on a pool of its own. An `http` request then connects to the address that was checked, so the
+/// name cannot resolve elsewhere in between; an `https` one resolves it again (a private service reached
+/// that way would also have to speak TLS).
+package struct OutboundTarget: Sendable {
+    /// The rule a refusal quotes, naming the setting that lifts it.
+    let rule: String
+
+    /// Webhooks (`webhooks.allowPrivateNetworks`).
+    package static let webhooks = OutboundTarget(rule: "webhooks go only to public addresses unless webhooks.allowPrivateNetworks is on")
+    /// Model downloads and the redirects they follow (`models.allowPrivateNetworks`).
+    package static let modelDownloads = OutboundTarget(rule: "models are downloaded only from public addresses unless models.allowPrivateNetworks is on")
+
+    /// Where a request may go.
     enum Check: Equatable {
         /// To `url` (for `http`, the checked address in place of the name, with `host` as the Host header).
         case allowed(url: String, host: String?)
@@ -22,25 +31,25 @@ package enum WebhookTarget {
 
     /// Why `url` may not receive webhooks, judged without a lookup: its host is a non-public address or
     /// `localhost`; nil otherwise.
-    package static func refusalWithoutLookup(of url: String) -> String? {
-        guard let host = host(of: url) else { return nil }
+    package func refusalWithoutLookup(of url: String) -> String? {
+        guard let host = Self.host(of: url) else { return nil }
         if host.lowercased() == "localhost" || host.lowercased().hasSuffix(".localhost") {
-            return "\(host) is a loopback name; \(Self.rule)"
+            return "\(host) is a loopback name; \(rule)"
         }
-        guard isAddress(host), let kind = nonPublicKind(of: host) else { return nil }
+        guard Self.isAddress(host), let kind = Self.nonPublicKind(of: host) else { return nil }
         return reason(host, address: host, kind: kind)
     }
 
     /// Resolves `url`'s host (on the resolver pool) and judges every address it has.
-    static func check(_ url: String) async -> Check {
-        guard let components = URLComponents(string: url), let host = host(of: components) else { return .refused("\(url) has no host") }
-        let addresses = (try? await resolverPool.runIfActive { resolve(host) }) ?? []
+    func check(_ url: String) async -> Check {
+        guard let components = URLComponents(string: url), let host = Self.host(of: components) else { return .refused("\(url) has no host") }
+        let addresses = (try? await Self.resolverPool.runIfActive { Self.resolve(host) }) ?? []
         guard let first = addresses.first else { return .unresolved("\(host) did not resolve") }
         for address in addresses {
-            if let kind = nonPublicKind(of: address) { return .refused(reason(host, address: address, kind: kind)) }
+            if let kind = Self.nonPublicKind(of: address) { return .refused(reason(host, address: address, kind: kind)) }
         }
-        guard components.scheme?.lowercased() == "http", !isAddress(host) else { return .allowed(url: url, host: nil) }
-        return pin(components, to: first)
+        guard components.scheme?.lowercased() == "http", !Self.isAddress(host) else { return .allowed(url: url, host: nil) }
+        return Self.pin(components, to: first)
     }
 
     /// `components` (an `http` URL naming a host) pointed at `address`, the name going in the Host header.
@@ -51,10 +60,8 @@ package enum WebhookTarget {
         return .allowed(url: pinned.string ?? "", host: components.port.map { "\(name):\($0)" } ?? name)
     }
 
-    static let rule = "webhooks go only to public addresses unless webhooks.allowPrivateNetworks is on"
-
     /// Why `host`, which is or resolves to `address`, a non-public address of `kind`, is refused.
-    static func reason(_ host: String, address: String, kind: String) -> String {
+    func reason(_ host: String, address: String, kind: String) -> String {
         (address == host ? "\(host) is a \(kind) address" : "\(host) resolves to \(address), a \(kind) address") + "; " + rule
     }
 
