@@ -32,9 +32,12 @@ public struct Checkpoint: Sendable, Equatable {
     /// Checks that the file is a model A1111 could load: a `.safetensors` file whose header parses and whose
     /// tensors lie inside the file, or a `.ckpt`/`.pt`/`.pth`/`.bin` pickle archive.
     ///
-    /// - Parameter fileExtension: The format to check for; by default the path's extension (an upload is
-    ///   checked under its temporary name).
-    public static func validate(path: String, as fileExtension: String? = nil) throws(CheckpointError) {
+    /// - Parameters:
+    ///   - fileExtension: The format to check for; by default the path's extension (an upload is checked
+    ///     under its temporary name).
+    ///   - type: The type the file is meant to be: a safetensors file recognisably of another type is
+    ///     refused (``ModelType/recognised(fromTensorNames:)``).
+    public static func validate(path: String, as fileExtension: String? = nil, type: ModelType? = nil) throws(CheckpointError) {
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw CheckpointError("cannot open \(path)")
         }
@@ -45,7 +48,10 @@ public struct Checkpoint: Sendable, Equatable {
         switch ext {
         case "safetensors":
             let header = try SafetensorsHeader.read(handle, size: size, path: path)
-            try SafetensorsHeader.check(header, dataSize: size - 8 - header.count, path: path)
+            let names = try SafetensorsHeader.check(header, dataSize: size - 8 - header.count, path: path)
+            if let type, let recognised = ModelType.recognised(fromTensorNames: names), recognised != type {
+                throw CheckpointError("\(path) is a \(recognised.displayName), not a \(type.displayName)")
+            }
         case "ckpt", "pt", "pth", "bin":
             // PyTorch checkpoints are zip archives (or legacy pickles starting with the PROTO opcode).
             guard let magic = try? handle.read(upToCount: 2), magic == Data([0x50, 0x4B]) || magic.first == 0x80 else {
@@ -109,7 +115,9 @@ enum SafetensorsHeader {
         "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
     ]
 
-    static func check(_ header: Data, dataSize: Int, path: String) throws(CheckpointError) {
+    /// Checks every tensor's entry and returns the tensors' names.
+    @discardableResult
+    static func check(_ header: Data, dataSize: Int, path: String) throws(CheckpointError) -> [String] {
         guard let json = try? JSONValue(parsing: header), let tensors = json.objectValue else {
             throw CheckpointError("\(path) has a safetensors header that is not a JSON object")
         }
@@ -126,6 +134,7 @@ enum SafetensorsHeader {
                 throw CheckpointError("\(path): tensor '\(name)' size does not match its shape")
             }
         }
+        return Array(tensors.keys)
     }
 }
 

@@ -242,9 +242,9 @@ public actor ModelRegistry {
 
     // MARK: Adding and removing files
 
-    /// Reserves a name for an upload: refused if the name is bad, being uploaded, or taken (unless
-    /// `overwrite`).
-    package func beginUpload(type: ModelType, name: String, overwrite: Bool) throws -> ModelUpload {
+    /// Reserves a name for an upload (or an install from a link, whose temporary file is `temporaryName`):
+    /// refused if the name is bad, being uploaded, or taken (unless `overwrite`).
+    package func beginUpload(type: ModelType, name: String, overwrite: Bool, temporaryName: String? = nil) throws -> ModelUpload {
         if let problem = ModelType.problem(withName: name) {
             throw APIError(.badRequest, "invalid model name", detail: problem, extra: ["field": "name"])
         }
@@ -252,7 +252,7 @@ public actor ModelRegistry {
         guard !uploading.contains(key) else {
             throw APIError(.conflict, "upload in progress", detail: "\(type.rawValue)/\(name) is being uploaded by another request")
         }
-        let upload = ModelUpload(type: type, name: name, folder: folder(of: type), overwrite: overwrite)
+        let upload = ModelUpload(type: type, name: name, folder: folder(of: type), overwrite: overwrite, temporaryName: temporaryName)
         if !overwrite && FileManager.default.fileExists(atPath: upload.finalPath) {
             throw APIError(.conflict, "model exists", detail: "\(type.rawValue)/\(name) exists; add ?overwrite=true to replace it")
         }
@@ -313,7 +313,7 @@ public actor ModelRegistry {
             throw APIError(.badRequest, "file not found", detail: "\(path) is not a readable regular file", extra: ["field": .string(field)])
         }
         do {
-            try Checkpoint.validate(path: target)
+            try Checkpoint.validate(path: target, type: type)
         } catch {
             throw APIError(.badRequest, "invalid model file", detail: error.description, extra: ["field": .string(field)])
         }
