@@ -11,3 +11,10 @@ extension Sequence<UInt8> {
         return String(decoding: text, as: UTF8.self)
     }
 }
+
+extension StringProtocol {
+    /// Whether the text is a sha256 in hexadecimal: 64 hex digits, either case.
+    public var isSHA256Hex: Bool {
+        utf8.count == 64 && utf8.allSatisfy { (48...57).contains($0) || (65...70).contains($0) || (97...102).contains($0) }
+    }
+}

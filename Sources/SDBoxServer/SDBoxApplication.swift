@@ -58,6 +58,8 @@ public enum SDBoxApplication {
             }
         }
         try await models.refresh()
+        let installer = ModelInstaller(registry: models, catalog: catalog, settings: configuration.models, logger: logger)
+        try await installer.load()
         let inventory = await GPUInventory.detect(configured: configuration.scheduler.gpus, cpuSlots: configuration.scheduler.cpuSlots)
         if inventory.gpus.isEmpty {
             logger.notice("no GPU: CPU-only mode, \(inventory.cpuSlots) worker slots")
@@ -92,7 +94,7 @@ public enum SDBoxApplication {
         }
         let schedulerEvents = SchedulerEventHandler(events: scheduler.events, models: models, thumbnails: thumbnails, webhooks: webhooks)
         let events = TaskEventHub(tasks: tasks, scheduler: scheduler, interval: .milliseconds(configuration.events.intervalMilliseconds))
-        let routes = router(services: services, events: events, metrics: metrics, webRoot: webRoot)
+        let routes = router(services: services, installer: installer, events: events, metrics: metrics, webRoot: webRoot)
         return Application(
             router: routes,
             server: .guardedWebSocketUpgrade(
@@ -101,13 +103,13 @@ public enum SDBoxApplication {
                 limits: configuration.connections
             ),
             configuration: .init(address: .hostname(configuration.http.host, port: configuration.http.port), serverName: "sdbox"),
-            services: background + [webhooks, events, schedulerEvents],
+            services: background + [webhooks, events, schedulerEvents, installer],
             logger: logger
         )
     }
 
     static func router(
-        services: Services, events: TaskEventHub, metrics: PrometheusCollectorRegistry, webRoot: String?
+        services: Services, installer: ModelInstaller, events: TaskEventHub, metrics: PrometheusCollectorRegistry, webRoot: String?
     ) -> Router<SDBoxRequestContext> {
         let router = Router(context: SDBoxRequestContext.self)
         if !services.configuration.cors.allowOrigins.isEmpty { router.add(middleware: CORSMiddleware(settings: services.configuration.cors)) }
@@ -135,6 +137,7 @@ public enum SDBoxApplication {
         CatalogRoutes(services: services).register(on: router)
         PoolRoutes(services: services).register(on: router)
         AdminModelRoutes(services: services).register(on: router)
+        ModelInstallRoutes(installer: installer).register(on: router)
         ObjectRoutes(services: services).register(on: router)
         WebRoutes(root: webRoot).register(on: router)
         // The catch-all routes of passthrough; sdbox's own routes above win over them.

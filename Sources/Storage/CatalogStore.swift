@@ -32,4 +32,8 @@ public protocol CatalogStore: Sendable {
     func queuePause() async throws -> QueuePause
     /// Keeps what an admin has paused.
     func saveQueuePause(_ pause: QueuePause) async throws
+    /// The installs from links, finished ones included, oldest first.
+    func modelInstalls() async throws -> [ModelInstall]
+    /// Replaces the installs from links.
+    func saveModelInstalls(_ installs: [ModelInstall]) async throws
 }

@@ -30,14 +30,15 @@ struct RouterBench {
             inventory: GPUInventory(gpus: [], cpuSlots: 1, source: .none), tasks: tasks, catalog: catalog, objects: objects,
             client: HTTPWorkerClient(), logger: logger
         )
+        let models = try ModelRegistry(catalog: catalog, modelsDirectory: directory.path + "/models", logger: logger)
         let services = Services(
-            configuration: configuration, tasks: tasks, catalog: catalog,
-            models: try ModelRegistry(catalog: catalog, modelsDirectory: directory.path + "/models", logger: logger),
+            configuration: configuration, tasks: tasks, catalog: catalog, models: models,
             scheduler: scheduler, objects: objects, signer: URLSigner(secret: Data(repeating: 1, count: 32)),
             keys: LMDBKeyStore(database: database), accounts: UserAccounts(store: LMDBUserStore(database: database), sessionSeconds: 3600), logger: logger, inputs: ImageInputResolver(objects: objects, maxPixels: 1 << 20),
             thumbnails: ThumbnailService(objects: objects, longestSide: 256, quality: 85, logger: logger)
         )
         let events = TaskEventHub(tasks: tasks, scheduler: scheduler, interval: .seconds(1))
-        router = SDBoxApplication.router(services: services, events: events, metrics: PrometheusCollectorRegistry(), webRoot: nil)
+        let installer = ModelInstaller(registry: models, catalog: catalog, settings: configuration.models, logger: logger)
+        router = SDBoxApplication.router(services: services, installer: installer, events: events, metrics: PrometheusCollectorRegistry(), webRoot: nil)
     }
 }

@@ -57,7 +57,8 @@ public struct ServerConfiguration: Sendable, Equatable {
         ("SDBOX_MAX_BODY_BYTES", ["maxBodyBytes"]), ("SDBOX_URL_EXPIRY_SECONDS", ["urlExpirySeconds"]),
         ("SDBOX_MAX_UPLOAD_BYTES", ["models", "maxUploadBytes"]), ("SDBOX_MAX_INSTANCES", ["scheduler", "maxInstances"]),
         ("SDBOX_CPU_SLOTS", ["scheduler", "cpuSlots"]), ("SDBOX_REQUIRE_API_KEYS", ["auth", "required"]),
-        ("SDBOX_DEFAULT_PROFILE", ["workers", "defaultProfile"]),
+        ("SDBOX_DEFAULT_PROFILE", ["workers", "defaultProfile"]), ("SDBOX_HUGGINGFACE_TOKEN", ["models", "huggingFaceToken"]),
+        ("SDBOX_CIVITAI_TOKEN", ["models", "civitaiToken"]),
     ]
 
     /// This configuration with the `SDBOX_*` variables of `environment` applied over it (they win over

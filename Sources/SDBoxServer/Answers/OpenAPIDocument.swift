@@ -144,6 +144,16 @@ enum OpenAPIDocument {
             "type": "object", "required": ["path"],
             "properties": ["type": ["type": "string"], "path": ["type": "string"], "name": ["type": "string"]],
         ], responses: ["201": "registered"])
+        add("post", "/admin/models/install", "Install a model from a link (https URL, Hugging Face owner/repo/file, Civitai link); a background job", tag: "models", body: [
+            "type": "object", "required": ["url"],
+            "properties": [
+                "url": ["type": "string"], "type": ["type": "string"], "name": ["type": "string"], "sha256": ["type": "string"],
+                "revision": ["type": "string"], "overwrite": ["type": "boolean"],
+            ],
+        ], responses: ["202": "install started", "409": "exists"])
+        add("get", "/admin/models/installs", "Installs from links with their progress (bytes, speed, time left), newest first", tag: "models")
+        add("get", "/admin/models/installs/{id}", "One install from a link", tag: "models")
+        add("delete", "/admin/models/installs/{id}", "Cancel an unfinished install (its file removed), or forget a finished one", tag: "models")
 
         add("get", "/workers", "Workers, GPUs and queues", tag: "pools")
         add("get", "/list/sdapi/functions", "Pools (functions), one per checkpoint", tag: "pools")

@@ -142,4 +142,19 @@ public struct LMDBCatalogStore: CatalogStore {
             try txn.put(tables.settings, key: "queuePause", value: RecordCoding.encode(pause))
         }
     }
+
+    // MARK: Installs from links
+
+    /// The installs from links, kept in the settings table under `modelInstalls`.
+    public func modelInstalls() async throws -> [ModelInstall] {
+        try await database.read { txn, tables in
+            try txn.record([ModelInstall].self, in: tables.settings, key: "modelInstalls") ?? []
+        }
+    }
+
+    public func saveModelInstalls(_ installs: [ModelInstall]) async throws {
+        try await database.write { txn, tables in
+            try txn.put(tables.settings, key: "modelInstalls", value: RecordCoding.encode(installs))
+        }
+    }
 }
