@@ -374,6 +374,46 @@ struct WebPagesTests {
         }
     }
 
+    @Test func modelsPageInstallsAModelFromALinkAndShowsItsProgress() async throws {
+        let site = try await ModelSite()
+        defer { site.stop() }
+        try site.add("from-link.safetensors", ModelInstallTests.file)
+        let server = try await ServerProcess(config: Self.config + """
+
+            models:
+              allowPrivateNetworks: true
+              caCertificateFile: \(site.certificate)
+            """, models: Self.models)
+        defer { server.destroy() }
+        try await withPage(server) { page in
+            try await page.open(server.baseURL + "/#models")
+            try await page.waitFor("document.querySelectorAll('tr[data-model]').length === 2", "both checkpoints")
+            try await page.evaluate("""
+                window.figures = [];
+                new MutationObserver(() => document.querySelectorAll('li.install .figures').forEach((f) => window.figures.push(f.textContent)))
+                  .observe(document.querySelector('ul.installs'), { subtree: true, childList: true, characterData: true });
+                """)
+            // 2 MiB at 512 KiB/s, so that the progress shows.
+            try await page.fill("form input[name=url]", site.base + "/files/from-link.safetensors?rate=524288")
+            try await page.click("form:has(input[name=url]) button[type=submit]")
+            try await page.waitFor("document.querySelector('li.install')?.dataset.state === 'downloading' && document.querySelector('li.install progress').value > 0", "the download under way")
+            try await page.screenshot(Self.screenshots + "/models-install.png")
+            try await page.waitFor("document.querySelector('li.install')?.dataset.state === 'succeeded'", timeout: .seconds(30), "the install done")
+            let figures = try await page.evaluate("window.figures").arrayValue?.compactMap(\.stringValue) ?? []
+            #expect(figures.contains { $0.range(of: #"^\d+(\.\d)? (KiB|MiB) of 2\.0 MiB \(\d+%\) · \d+(\.\d)? (KiB|MiB)/s · \d+(\.\d)? (ms|s) left$"#, options: .regularExpression) != nil }, "\(figures)")
+            #expect(figures.last == "Installed 2.0 MiB as checkpoint" || figures.contains { $0.hasPrefix("Installed 2.0 MiB") }, "\(figures)")
+            try await page.waitFor("document.querySelector('tr[data-model=\"from-link.safetensors\"] .badge')?.textContent === 'unloaded'", "the model listed")
+            try await page.click("button[aria-label=\"Dismiss from-link.safetensors\"]")
+            try await page.waitFor("!document.querySelector('li.install')", "the install dismissed")
+            // A bad link is refused with the server's reason.
+            try await page.fill("form input[name=url]", "ftp://example.com/x.safetensors")
+            try await page.click("form:has(input[name=url]) button[type=submit]")
+            try await page.waitFor("document.querySelector('form:has(input[name=url]) p.error-text:not([hidden])')?.textContent.includes('only http(s) URLs')", "the refusal")
+        }
+        #expect(try await server.json(.GET, "/admin/models/installs").1["installs"]?.arrayValue?.isEmpty == true)
+        #expect(FileManager.default.contents(atPath: server.dataDirectory + "/models/Stable-diffusion/from-link.safetensors") == ModelInstallTests.file)
+    }
+
     /// With API keys required, the pages ask for one, keep it, and send it with every call (the browser
     /// watches each request's headers).
     @Test func pagesAskForTheAPIKeyAndSendItWithEveryCall() async throws {

@@ -1,6 +1,7 @@
 // Models: every model file by type with its status, size, hash and last use; upload by drag and drop or
-// file picker (streamed, with bytes, speed and time left), delete with confirmation, register a path;
-// and the box's prompt styles (A1111's styles.csv), edited as a table.
+// file picker (streamed, with bytes, speed and time left), install from a link (Hugging Face, Civitai, any
+// https URL: a job on the box, with its progress), delete with confirmation, register a path; and the
+// box's prompt styles (A1111's styles.csv), edited as a table.
 
 import { api, upload } from '../api.js';
 import { badge, confirmDialog, field, h, replace, syncChildren, toast } from '../dom.js';
@@ -25,7 +26,8 @@ export async function mount(view, { signal }) {
     h('div', { class: 'page-head' },
       h('div', {}, h('h1', { tabindex: -1, text: 'Models' }), summary),
       field('Show', typeFilter)),
-    h('div', { class: 'grid two' }, uploadCard(signal), registerCard()),
+    h('div', { class: 'grid two' }, uploadCard(signal), installCard(signal)),
+    registerCard(),
     lists,
     stylesCard(signal));
 
@@ -292,6 +294,108 @@ function retryUpload(item, overwrite) {
 function dismissUpload(item) {
   uploads.splice(uploads.indexOf(item), 1);
   uploadsChanged();
+}
+
+// MARK: Install from a link
+
+function installCard(signal) {
+  const url = h('input', {
+    name: 'url', required: true, autocomplete: 'off', spellcheck: 'false',
+    placeholder: 'owner/repo/model.safetensors, a Civitai link, or https://…',
+  });
+  const type = h('select', { name: 'type' },
+    h('option', { value: '', text: 'As the site says (else checkpoint)' }),
+    MODEL_TYPES.map((entry) => h('option', { value: entry.id, text: entry.label })));
+  const name = h('input', { name: 'name', autocomplete: 'off', spellcheck: 'false', placeholder: 'the file\'s own name' });
+  const sha256 = h('input', { name: 'sha256', autocomplete: 'off', spellcheck: 'false', placeholder: 'optional: checked after the download' });
+  const message = h('p', { class: 'error-text', role: 'alert', hidden: true });
+  const list = h('ul', { class: 'uploads installs', 'aria-label': 'Installs' });
+  const form = h('form', { class: 'stack' },
+    h('p', { class: 'muted', text: 'sdbox downloads the file itself, resumes it after a dropped connection or a restart, checks its sha256 and registers it.' }),
+    field('Link', url),
+    field('Type', type),
+    field('Name', name),
+    field('sha256', sha256),
+    message,
+    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', text: 'Install' })));
+  let installs = [];
+  const render = () => syncChildren(list, installs.map(installView), (view) => view.id, renderInstall);
+  const refresh = async () => {
+    installs = (await api('/admin/models/installs', { signal })).installs;
+    render();
+  };
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    message.hidden = true;
+    const button = form.querySelector('button');
+    button.disabled = true;
+    const body = { url: url.value.trim() };
+    if (type.value) body.type = type.value;
+    if (name.value.trim()) body.name = name.value.trim();
+    if (sha256.value.trim()) body.sha256 = sha256.value.trim();
+    try {
+      await api('/admin/models/install', { method: 'POST', body });
+      url.value = '';
+      name.value = '';
+      sha256.value = '';
+      await refresh();
+    } catch (error) {
+      message.textContent = error.message;
+      message.hidden = false;
+    } finally {
+      button.disabled = false;
+    }
+  });
+  poll(signal, 1000, refresh);
+  return h('section', { class: 'card stack', 'aria-labelledby': 'install-title' },
+    h('h2', { id: 'install-title', text: 'Install from a link' }), form, list);
+}
+
+/** What an install's row shows; rows are rebuilt only when this changes. */
+function installView(install) {
+  return {
+    id: install.id, name: install.name || install.url, state: install.state, error: install.error, type: install.type,
+    received: install.receivedBytes, total: install.totalBytes, speed: Math.round(install.bytesPerSecond || 0),
+    left: install.secondsLeft, attempts: install.attempts,
+  };
+}
+
+function renderInstall(view) {
+  let figures;
+  switch (view.state) {
+    case 'queued': figures = 'Waiting for a download slot'; break;
+    case 'downloading': {
+      const of = view.total ? ` of ${format.bytes(view.total)} (${Math.floor((view.received / view.total) * 100)}%)` : '';
+      const speed = view.speed > 0 ? ` · ${format.bytes(view.speed)}/s` : '';
+      const left = view.left != null ? ` · ${format.duration(view.left)} left` : '';
+      const retried = view.attempts > 1 ? ` · attempt ${view.attempts}` : '';
+      figures = `${format.bytes(view.received)}${of}${speed}${left}${retried}`;
+      break;
+    }
+    case 'verifying': figures = `${format.bytes(view.received)} downloaded · checking and placing it…`; break;
+    case 'succeeded': figures = `Installed ${format.bytes(view.received)} as ${typeLabel(view.type)}`; break;
+    case 'cancelled': figures = 'Cancelled'; break;
+    default: figures = view.error || 'Failed';
+  }
+  const finished = ['succeeded', 'failed', 'cancelled'].includes(view.state);
+  const button = finished
+    ? h('button', { type: 'button', class: 'small quiet', 'aria-label': `Dismiss ${view.name}`, text: 'Dismiss', onclick: () => dropInstall(view, false) })
+    : h('button', { type: 'button', class: 'small', 'aria-label': `Cancel install of ${view.name}`, text: 'Cancel', onclick: () => dropInstall(view, true) });
+  const done = view.state === 'succeeded' || view.state === 'verifying';
+  return h('li', { class: 'upload install stack', dataset: { state: view.state, install: view.id } },
+    h('div', { class: 'spread' }, h('span', { class: 'mono', text: view.name }), h('span', { class: 'actions' }, button)),
+    h('progress', { max: Math.max(view.total || 1, 1), value: done ? Math.max(view.total || 1, 1) : view.received, 'aria-label': `Install of ${view.name}` }),
+    h('div', { class: view.state === 'failed' ? 'figures error-text' : 'figures', text: figures }));
+}
+
+async function dropInstall(view, cancel) {
+  try {
+    await api(`/admin/models/installs/${encodeURIComponent(view.id)}`, { method: 'DELETE' });
+    if (cancel) toast(`Cancelled the install of ${view.name}`);
+    document.querySelector(`li[data-install="${CSS.escape(view.id)}"]`)?.remove();
+  } catch (error) {
+    toast(`Could not ${cancel ? 'cancel' : 'dismiss'} ${view.name}: ${error.message}`, { error: true });
+  }
 }
 
 // MARK: Register
