@@ -237,6 +237,24 @@ final class ModelSite: @unchecked Sendable {
         }
     }
 
+    @Test(.enabled(if: TmpfsMount.isPossible, "mounting a tmpfs needs root (scripts/test runs as root)"))
+    func aFileLargerThanTheFreeDiskIsRefusedBeforeItIsDownloaded() async throws {
+        let site = try await ModelSite()
+        defer { site.stop() }
+        try site.add("big-lora.safetensors", Self.file)
+        let server = try await ServerProcess(config: config(site), models: ["demo.safetensors": DemoCheckpoint.contents()])
+        defer { server.destroy() }
+        // The LoRA folder is a 1 MiB disk of its own; the file is 2 MiB.
+        let disk = try TmpfsMount(sizeMiB: 1)
+        defer { disk.unmount() }
+        let loras = server.dataDirectory + "/models/Lora"
+        try FileManager.default.removeItem(atPath: loras)
+        try FileManager.default.createSymbolicLink(atPath: loras, withDestinationPath: disk.path)
+        let done = try await finished(server, try await install(server, ["url": .string(site.base + "/files/big-lora.safetensors"), "type": "lora"]))
+        #expect(done["state"] == "failed" && done["error"]?.stringValue?.contains("more bytes; the models folder has") == true, "\(done)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: disk.path).isEmpty, "nothing written")
+    }
+
     @Test func privateAddressesAndRedirectsThereAreRefused() async throws {
         let site = try await ModelSite(publicAddress: true)
         defer { site.stop() }

@@ -316,7 +316,7 @@ public actor ModelInstaller: Service {
         default:
             throw ModelFetchError.permanent("\(ModelFetcher.hostAndPath(opened.url)) answered \(code)")
         }
-        if let total { try await checkRoom(for: total, have: writer.received) }
+        if let total { try await checkRoom(for: total, have: writer.received, in: writer.upload.folder) }
         update(id) { $0.totalBytes = total ?? $0.totalBytes }
         var meter = TransferMeter(start: writer.received)
         do {
@@ -343,11 +343,10 @@ public actor ModelInstaller: Service {
     }
 
     /// Refuses a file over `models.maxUploadBytes` or larger than the free space of its folder.
-    func checkRoom(for total: Int64, have: Int64) async throws {
+    func checkRoom(for total: Int64, have: Int64, in folder: String) async throws {
         if total > settings.maxUploadBytes {
             throw ModelFetchError.permanent("the file is \(total) bytes, over the limit of \(settings.maxUploadBytes) (models.maxUploadBytes)")
         }
-        let folder = registry.folder(of: .stableDiffusion)
         let free = try await threadPool.runIfActive { () -> Int64 in
             var info = statvfs()
             return statvfs(folder, &info) == 0 ? Int64(info.f_bavail) * Int64(info.f_frsize) : .max
