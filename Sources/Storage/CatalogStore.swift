@@ -32,4 +32,8 @@ public protocol CatalogStore: Sendable {
     func queuePause() async throws -> QueuePause
     /// Keeps what an admin has paused.
     func saveQueuePause(_ pause: QueuePause) async throws
+    /// Every quota an admin has set; none when never set.
+    func quotas() async throws -> QuotaTable
+    /// Changes the quotas in one transaction, counting the change in their `revision`, and returns them.
+    func updateQuotas(_ change: @escaping @Sendable (inout QuotaTable) -> Void) async throws -> QuotaTable
 }
