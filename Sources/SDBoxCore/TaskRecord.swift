@@ -91,6 +91,9 @@ public struct TaskRecord: Codable, Sendable, Equatable, Identifiable {
     /// Where the final result is POSTed when the task ends, and how that went (absent in records written
     /// before webhooks existed, and for tasks without a callback).
     public var callback: TaskCallback?
+    /// The id of the API key that submitted the task (never its secret); absent for tasks submitted
+    /// without a key (a session, or keys not required) and in records written before keys were recorded.
+    public var apiKey: String?
 
     public init(id: String, kind: TaskKind, model: String, user: String, request: JSONValue, priority: Int = 0, createdAt: Date = Date()) {
         self.id = id
@@ -141,11 +144,25 @@ extension TaskRecord {
         guard kind == .txt2img || kind == .img2img else { return 0 }
         func number(_ key: String, _ fallback: Int) -> Int { request[key]?.integerValue.map { Int(clamping: $0) } ?? fallback }
         let (width, height, steps) = (number("width", 512), number("height", 512), number("steps", 20))
-        let images = max(1, number("batch_size", 1)) * max(1, number("n_iter", 1))
         let (perImage, overflow) = width.multipliedReportingOverflow(by: height)
         let (perStep, overflow2) = perImage.multipliedReportingOverflow(by: steps)
-        let (product, overflow3) = perStep.multipliedReportingOverflow(by: images)
+        let (product, overflow3) = perStep.multipliedReportingOverflow(by: expectedImages)
         return overflow || overflow2 || overflow3 ? Int.max : product
+    }
+
+    /// The images the task will make, as its request asks: `batch_size` × `n_iter` for a generation (1
+    /// each where unset), one per input image for post-processing, none for a passthrough call. What an
+    /// image quota counts for a task that has not finished.
+    public var expectedImages: Int {
+        func number(_ key: String) -> Int { max(1, request[key]?.integerValue.map { Int(clamping: $0) } ?? 1) }
+        switch kind {
+        case .txt2img, .img2img:
+            let (images, overflow) = number("batch_size").multipliedReportingOverflow(by: number("n_iter"))
+            return overflow ? Int.max : images
+        case .extraSingleImage: return 1
+        case .extraBatchImages: return request["imageList"]?.arrayValue?.count ?? 0
+        case .passthrough: return 0
+        }
     }
 
     /// The seconds a worker spent on it, from its start to its end; 0 when it never ran.

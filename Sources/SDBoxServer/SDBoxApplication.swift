@@ -78,10 +78,13 @@ public enum SDBoxApplication {
                 interval: .seconds(configuration.images.sweepIntervalMinutes * 60), logger: logger
             ))
         }
+        // The quotas' tally is built before the scheduler runs, so every task that ends from now on is one it counted.
+        let quotas = try await QuotaGuard.load(catalog: catalog, tasks: tasks)
         let services = Services(
             configuration: configuration, tasks: tasks, catalog: catalog, models: models, scheduler: scheduler,
             objects: objects, signer: signer, keys: LMDBKeyStore(database: database),
-            accounts: UserAccounts(store: LMDBUserStore(database: database), sessionSeconds: configuration.auth.sessionSeconds), logger: logger,
+            accounts: UserAccounts(store: LMDBUserStore(database: database), sessionSeconds: configuration.auth.sessionSeconds), quotas: quotas,
+            logger: logger,
             inputs: ImageInputResolver(
                 objects: objects, maxPixels: configuration.images.maxPixels, maxBytes: configuration.images.maxInputMiB << 20
             ), thumbnails: thumbnails
@@ -92,7 +95,9 @@ public enum SDBoxApplication {
         ) { task in
             Data(try Response.jsonBytes(services.resultAnswer(of: task, base: task.callback?.baseURL ?? "", webhook: false)))
         }
-        let schedulerEvents = SchedulerEventHandler(events: scheduler.events, models: models, thumbnails: thumbnails, webhooks: webhooks)
+        let schedulerEvents = SchedulerEventHandler(
+            events: scheduler.events, models: models, thumbnails: thumbnails, webhooks: webhooks, quotas: quotas
+        )
         let events = TaskEventHub(tasks: tasks, scheduler: scheduler, interval: .milliseconds(configuration.events.intervalMilliseconds))
         let routes = router(services: services, installer: installer, events: events, metrics: metrics, webRoot: webRoot)
         return Application(
@@ -126,6 +131,7 @@ public enum SDBoxApplication {
         RemoteWorkerRoutes(scheduler: services.scheduler).register(on: router)
         QueueRoutes(services: services).register(on: router)
         UsageRoutes(tasks: services.tasks).register(on: router)
+        QuotaRoutes(quotas: services.quotas, keys: services.keys).register(on: router)
         UserRoutes(accounts: services.accounts).register(on: router)
         ObservabilityRoutes(services: services, registry: metrics).register(on: router)
         TaskRoutes(services: services).register(on: router)

@@ -14,8 +14,10 @@ public struct SDBoxRequestContext: RequestContext, WebSocketRequestContext {
     public var user: String = "anonymous"
     /// What the caller may do.
     public var role: Role = .user
-    /// The id of the API key used, if any.
+    /// The id of the API key used, if any (never set for a session).
     public var keyID: String?
+    /// Whose share of the rate limit the request takes: its API key's, or its signed-in user's.
+    var rateLimitID: String?
     public let webSocket = WebSocketHandlerReference<SDBoxRequestContext>()
     /// The client's IP address, when the connection has one.
     public let remoteAddress: String?
@@ -26,7 +28,7 @@ public struct SDBoxRequestContext: RequestContext, WebSocketRequestContext {
     public var isAdmin: Bool { role == .admin }
 
     /// Who the request acts for, as the appliance sees it.
-    public var caller: Caller { Caller(user: user, isAdmin: isAdmin) }
+    public var caller: Caller { Caller(user: user, isAdmin: isAdmin, apiKey: keyID) }
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
@@ -37,7 +39,7 @@ public struct SDBoxRequestContext: RequestContext, WebSocketRequestContext {
     mutating func act(as session: SessionRecord) {
         user = session.user
         role = session.role
-        keyID = "session:" + session.user
+        rateLimitID = "session:" + session.user
     }
 
     /// Bodies are read by the routes with the configured limit (see ``ServerConfiguration/maxBodyBytes``).

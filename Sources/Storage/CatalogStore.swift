@@ -36,4 +36,8 @@ public protocol CatalogStore: Sendable {
     func modelInstalls() async throws -> [ModelInstall]
     /// Replaces the installs from links.
     func saveModelInstalls(_ installs: [ModelInstall]) async throws
+    /// Every quota an admin has set; none when never set.
+    func quotas() async throws -> QuotaTable
+    /// Changes the quotas in one transaction, counting the change in their `revision`, and returns them.
+    func updateQuotas(_ change: @escaping @Sendable (inout QuotaTable) -> Void) async throws -> QuotaTable
 }

@@ -276,6 +276,33 @@ struct WebPagesTests {
         #expect(status == 200 && answer["userName"] == "dora", "\(answer)")
     }
 
+    @Test func usagePageChartsTheTasksThatRanAndSetsAQuota() async throws {
+        let server = try await ServerProcess(config: Self.config, models: Self.models)
+        defer { server.destroy() }
+        for (prompt, images) in [("a kite", 1), ("two kites", 2)] {
+            _ = try await generate(server, ["prompt": .string(prompt), "steps": 4, "width": 64, "height": 64, "batch_size": .integer(Int64(images))])
+        }
+        let today = ISO8601DateFormatter.string(from: Date(), timeZone: TimeZone(identifier: "UTC")!, formatOptions: [.withFullDate])
+        try await withPage(server) { page in
+            try await page.open(server.baseURL + "/#usage")
+            // Today's bar in the chart, for the three images made; the table by user.
+            try await page.waitFor("document.querySelector('svg.usage-chart rect.bar-day[data-day=\"\(today)\"]')?.dataset.images === '3'", "today's bar")
+            #expect(try await page.evaluate("document.querySelector('svg.usage-chart rect.bar-day').getAttribute('height') > 0") == true)
+            #expect(try await page.evaluate("document.querySelector('table.usage tbody tr[data-row=default]').textContent.includes('3')") == true)
+            try await page.fill("select[name=groupBy]", "model")
+            try await page.click("form[role=search] button[type=submit]")
+            try await page.waitFor("document.querySelector('table.usage tbody tr[data-row=\"demo.safetensors\"]')", "the rows by model")
+            // A quota set through the form is listed, with what its user used today.
+            try await page.fill("form.quota-form [name=name]", "default")
+            try await page.fill("form.quota-form [name=imagesPerDay]", "10")
+            try await page.click("form.quota-form button[type=submit]")
+            try await page.waitFor("document.querySelector('tr[data-quota=\"user/default\"]')?.textContent.includes('3 of 10')", "the quota listed")
+            try await page.screenshot(Self.screenshots + "/usage.png")
+        }
+        let (_, listed) = try await server.json(.GET, "/admin/quotas")
+        #expect(listed["quotas"]?[0]?["name"] == "default" && listed["quotas"]?[0]?["quota"] == ["imagesPerDay": 10], "\(listed)")
+    }
+
     @Test func modelsPageEditsThePromptStylesA1111Lists() async throws {
         let server = try await ServerProcess(config: Self.config, models: Self.models)
         defer { server.destroy() }

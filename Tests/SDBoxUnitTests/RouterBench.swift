@@ -34,7 +34,8 @@ struct RouterBench {
         let services = Services(
             configuration: configuration, tasks: tasks, catalog: catalog, models: models,
             scheduler: scheduler, objects: objects, signer: URLSigner(secret: Data(repeating: 1, count: 32)),
-            keys: LMDBKeyStore(database: database), accounts: UserAccounts(store: LMDBUserStore(database: database), sessionSeconds: 3600), logger: logger, inputs: ImageInputResolver(objects: objects, maxPixels: 1 << 20),
+            keys: LMDBKeyStore(database: database), accounts: UserAccounts(store: LMDBUserStore(database: database), sessionSeconds: 3600),
+            quotas: QuotaGuard(catalog: catalog), logger: logger, inputs: ImageInputResolver(objects: objects, maxPixels: 1 << 20),
             thumbnails: ThumbnailService(objects: objects, longestSide: 256, quality: 85, logger: logger)
         )
         let events = TaskEventHub(tasks: tasks, scheduler: scheduler, interval: .seconds(1))

@@ -1,4 +1,4 @@
-// The page shell: routes `#models`, `#workers`, `#tasks`, `#tasks/<id>`, `#gallery` and `#playground` to
+// The page shell: routes `#models`, `#workers`, `#tasks`, `#tasks/<id>`, `#gallery`, `#playground`, `#users` and `#usage` to
 // their page modules, marks the current one in the navigation, signs in when sdbox asks for an API key,
 // and says when sdbox stops answering.
 
@@ -10,8 +10,9 @@ import * as tasks from './pages/tasks.js';
 import * as gallery from './pages/gallery.js';
 import * as playground from './pages/playground.js';
 import * as users from './pages/users.js';
+import * as usage from './pages/usage.js';
 
-const pages = { models, workers, tasks, gallery, playground, users };
+const pages = { models, workers, tasks, gallery, playground, users, usage };
 const main = document.getElementById('main');
 let current = null;
 

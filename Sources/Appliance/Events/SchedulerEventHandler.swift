@@ -3,19 +3,23 @@ import SDBoxCore
 import ServiceLifecycle
 
 /// Acts on what the scheduler tells (``SchedulerEvent``), in order: model states go to the registry,
-/// stored images to the thumbnail maker, finished tasks to webhook delivery. A service of its own, so the
+/// stored images to the thumbnail maker, finished tasks to the quotas' tally and to webhook delivery. A service of its own, so the
 /// scheduler never waits for any of them.
 package struct SchedulerEventHandler: Service {
     let events: AsyncStream<SchedulerEvent>
     let models: ModelRegistry
     let thumbnails: ThumbnailService
     let webhooks: WebhookDelivery
+    let quotas: QuotaGuard
 
-    package init(events: AsyncStream<SchedulerEvent>, models: ModelRegistry, thumbnails: ThumbnailService, webhooks: WebhookDelivery) {
+    package init(
+        events: AsyncStream<SchedulerEvent>, models: ModelRegistry, thumbnails: ThumbnailService, webhooks: WebhookDelivery, quotas: QuotaGuard
+    ) {
         self.events = events
         self.models = models
         self.thumbnails = thumbnails
         self.webhooks = webhooks
+        self.quotas = quotas
     }
 
     package func run() async {
@@ -26,6 +30,7 @@ package struct SchedulerEventHandler: Service {
             case .imagesStored(_, let keys):
                 thumbnails.schedule(keys)
             case .taskFinished(let task):
+                quotas.taskEnded(task)
                 webhooks.taskEnded(task)
             }
         }

@@ -19,17 +19,20 @@ public struct Services: Sendable {
     public let keys: any KeyStore
     /// Users who sign in with a password, and their sessions.
     public let accounts: UserAccounts
+    /// The quotas per user and per API key, and what each used.
+    public let quotas: QuotaGuard
     public let logger: Logger
     public let inputs: ImageInputResolver
     public let thumbnails: ThumbnailService
 
     public init(
         configuration: ServerConfiguration, tasks: any TaskStore, catalog: any CatalogStore, models: ModelRegistry,
-        scheduler: Scheduler, objects: ObjectStore, signer: URLSigner, keys: any KeyStore, accounts: UserAccounts, logger: Logger,
-        inputs: ImageInputResolver, thumbnails: ThumbnailService
+        scheduler: Scheduler, objects: ObjectStore, signer: URLSigner, keys: any KeyStore, accounts: UserAccounts, quotas: QuotaGuard,
+        logger: Logger, inputs: ImageInputResolver, thumbnails: ThumbnailService
     ) {
         self.keys = keys
         self.accounts = accounts
+        self.quotas = quotas
         self.logger = logger
         self.configuration = configuration
         self.tasks = tasks
@@ -178,7 +181,8 @@ extension Services {
     }
 
     /// Persists a task for the model's pool, with its webhook if any, and queues it; returns once it is on
-    /// disk. An admin's `priority` orders the task against every user's; anyone else's orders their own
+    /// disk. The task counts in its user's share of the queue (``admit(_:of:)``) and against its user's
+    /// and API key's quotas (``QuotaGuard/admit(_:)``, 429 when over one). An admin's `priority` orders the task against every user's; anyone else's orders their own
     /// tasks only. A client-chosen id that a concurrent submission took first returns that task (or 409 if
     /// it is another user's).
     ///
@@ -196,6 +200,13 @@ extension Services {
         )
         record.priorityAcrossUsers = caller.isAdmin && priority != 0 ? true : nil
         record.callback = submission.callback
+        record.apiKey = caller.apiKey
+        do {
+            try quotas.admit(record)
+        } catch {
+            scheduler.runner.usage.withdraw(user: caller.user, bytes: size)
+            throw error
+        }
         let stored: (task: TaskRecord, inserted: Bool)
         do {
             try await catalog.ensurePool(model: model)
@@ -205,10 +216,12 @@ extension Services {
             stored = submission.taskID == nil ? (try await tasks.insert(record), true) : try await tasks.insertUnlessPresent(record)
         } catch {
             scheduler.runner.usage.withdraw(user: caller.user, bytes: size)
+            quotas.withdraw(record)
             throw error
         }
         guard stored.inserted else {
             scheduler.runner.usage.withdraw(user: caller.user, bytes: size)
+            quotas.withdraw(record)
             guard let existing = try await existingTask(for: submission) else { throw APIError.taskNotFound(record.id) }
             return existing
         }

@@ -1,13 +1,17 @@
 import Foundation
 import SDBoxCore
 
-/// What finished tasks used, added up by user, model or day (`GET /admin/usage`): tasks, images made,
+/// What finished tasks used, added up by user, API key, model or day (`GET /admin/usage`): tasks, images made,
 /// pixels × steps (the generation work asked for), and the seconds a worker spent on them.
 public struct UsageReport: Sendable, Equatable {
-    /// How rows are keyed.
+    /// How rows are keyed: by user, by the id of the API key that submitted the task (``noKey`` for
+    /// tasks submitted without one), by model, or by UTC day.
     public enum Grouping: String, Sendable {
-        case user, model, day
+        case user, key, model, day
     }
+
+    /// The row of tasks submitted without an API key (by a session, or with keys not required), grouped by key.
+    public static let noKey = "(no key)"
 
     /// One group's figures.
     public struct Row: Codable, Sendable, Equatable {
@@ -39,6 +43,7 @@ public struct UsageReport: Sendable, Equatable {
         let key: String
         switch grouping {
         case .user: key = task.user
+        case .key: key = task.apiKey ?? Self.noKey
         case .model: key = task.model
         case .day: key = Self.day(of: task.createdAt)
         }

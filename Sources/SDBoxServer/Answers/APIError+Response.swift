@@ -14,6 +14,8 @@ extension APIError: HTTPResponseError {
         var response = try Response.json(body, status: status)
         // A failed task's id is in the header too, as on every answer to a submission.
         if let id = extra["taskId"]?.stringValue { response.headers[.clientTaskID] = id }
+        // A refusal that says when to try again (a rate limit, a quota) says it in the header too.
+        if let seconds = extra["retryAfter"]?.integerValue { response.headers[.retryAfter] = String(seconds) }
         return response
     }
 }

@@ -24,7 +24,7 @@ enum OpenAPIDocument {
             if let rawBody { operation["requestBody"] = rawBody }
             var answers: [String: JSONValue] = ["200": ["description": "OK", "content": ["application/json": ["schema": ["type": "object"]]]]]
             for (status, description) in responses { answers[status] = ["description": .string(description)] }
-            for (status, description) in [("400", "invalid request"), ("401", "API key required or invalid"), ("403", "admin only"), ("404", "not found"), ("429", "rate or queue limit")] where answers[status] == nil {
+            for (status, description) in [("400", "invalid request"), ("401", "API key required or invalid"), ("403", "admin only"), ("404", "not found"), ("429", "rate, queue or quota limit")] where answers[status] == nil {
                 answers[status] = ["description": .string(description), "content": ["application/json": ["schema": ["$ref": "#/components/schemas/Error"]]]]
             }
             var item = paths[path]?.objectValue ?? [:]
@@ -192,7 +192,23 @@ enum OpenAPIDocument {
         add("post", "/admin/queue/pause", "Pause the queue: the whole box, or one pool with {model}; tasks are kept, none starts", tag: "tasks", body: pauseBody)
         add("post", "/admin/queue/resume", "Resume the queue: every queue, or one pool with {model}", tag: "tasks", body: pauseBody)
         add("post", "/admin/tasks/{id}/front", "Move a queued task to the front of its model's queue", tag: "tasks")
-        add("get", "/admin/usage", "What finished tasks used (tasks, images, pixels x steps, worker seconds) by user, model or day; CSV with Accept: text/csv", tag: "tasks")
+        add("get", "/admin/usage", "What finished tasks used (tasks, images, pixels x steps, worker seconds) by user, API key, model or day; CSV with Accept: text/csv", tag: "tasks", query: [
+            ["name": "from", "in": "query", "schema": ["type": "string"]], ["name": "to", "in": "query", "schema": ["type": "string"]],
+            ["name": "user", "in": "query", "schema": ["type": "string"]], ["name": "key", "in": "query", "schema": ["type": "string"]],
+            ["name": "groupBy", "in": "query", "schema": ["type": "string", "enum": ["user", "key", "model", "day"]]],
+        ])
+        let limit: (String) -> JSONValue = { type in ["type": [.string(type), "null"], "minimum": 0, "maximum": .integer(Int64(Quota.maxLimit))] }
+        let quotaBody: JSONValue = [
+            "type": "object", "additionalProperties": false, "minProperties": 1,
+            "properties": [
+                "imagesPerDay": limit("integer"), "imagesPerMonth": limit("integer"), "workerSecondsPerDay": limit("number"), "workerSecondsPerMonth": limit("number"),
+            ],
+        ]
+        add("get", "/admin/quotas", "Quotas per user and API key, with what each used in the current UTC day and month", tag: "keys")
+        add("put", "/admin/quotas/user/{name}", "Set a user's quota: images and worker seconds per UTC day and month (absent or null: no limit)", tag: "keys", body: quotaBody)
+        add("put", "/admin/quotas/key/{id}", "Set an API key's quota: images and worker seconds per UTC day and month (absent or null: no limit)", tag: "keys", body: quotaBody, responses: ["404": "no such key"])
+        add("delete", "/admin/quotas/user/{name}", "Remove a user's quota", tag: "keys", responses: ["404": "no quota"])
+        add("delete", "/admin/quotas/key/{id}", "Remove an API key's quota", tag: "keys", responses: ["404": "no quota"])
 
         add("get", "/objects/{key}", "An object by its signed URL", tag: "objects", query: [
             ["name": "expires", "in": "query", "required": true, "schema": ["type": "integer"]],

@@ -35,6 +35,7 @@ struct AuthMiddleware: RouterMiddleware {
                 context.user = key.user
                 context.role = key.role
                 context.keyID = key.id
+                context.rateLimitID = key.id
             } else if APIKeyRecord.parse(presented) == nil, let session = try await accounts.session(token: presented) {
                 context.act(as: session)
             } else {
@@ -52,7 +53,7 @@ struct AuthMiddleware: RouterMiddleware {
         if access == .admin && !context.isAdmin {
             throw APIError(.forbidden, "admin only", detail: "\(context.endpointPath ?? request.uri.path) needs an admin key")
         }
-        if let limiter, let id = context.keyID, let wait = limiter.take(id) {
+        if let limiter, let id = context.rateLimitID, let wait = limiter.take(id) {
             throw APIError(.tooManyRequests, "rate limit", detail: "too many requests for this key; retry in \(Int(wait.rounded(.up))) s", extra: ["retryAfter": .integer(Int64(wait.rounded(.up)))])
         }
         return try await next(request, context)

@@ -5,8 +5,9 @@ import Hummingbird
 import SDBoxCore
 import Storage
 
-/// Usage for admins: `GET /admin/usage?from=&to=&user=&groupBy=user|model|day`, what finished tasks
-/// created in the period used, as JSON, or as CSV with `Accept: text/csv`.
+/// Usage for admins: `GET /admin/usage?from=&to=&user=&key=&groupBy=user|key|model|day`, what finished
+/// tasks created in the period used (those of one user, those submitted with one API key), as JSON, or as
+/// CSV with `Accept: text/csv`.
 struct UsageRoutes {
     let tasks: any TaskStore
 
@@ -15,18 +16,19 @@ struct UsageRoutes {
             let query = request.uri.queryParameters
             var grouping = UsageReport.Grouping.user
             if let text = query.get("groupBy") {
-                guard let chosen = UsageReport.Grouping(rawValue: String(text)) else { throw TaskListQuery.invalid("groupBy", "user, model or day") }
+                guard let chosen = UsageReport.Grouping(rawValue: String(text)) else { throw TaskListQuery.invalid("groupBy", "user, key, model or day") }
                 grouping = chosen
             }
             let from = try query.get("from").map { try TaskListQuery.time(String($0), field: "from") }
             let to = try query.get("to").map { try TaskListQuery.time(String($0), field: "to") }
             let user = query.get("user").map { String($0) }
+            let key = query.get("key").map { String($0) }
             var report = UsageReport(grouping: grouping)
             var filter = TaskFilter(before: to.map(TaskFilter.position(at:)), since: from)
             // Every page of the period, oldest last; each page examines a bounded number of records.
             while true {
                 let page = try await tasks.recent(limit: 1000, user: user, filter: filter)
-                for task in page.tasks { report.add(task) }
+                for task in page.tasks where key == nil || task.apiKey == key { report.add(task) }
                 guard let next = page.next else { break }
                 filter.before = next
             }
@@ -37,7 +39,7 @@ struct UsageRoutes {
                 return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: report.csv)))
             }
             return try Response.json(UsageAnswer(
-                groupBy: grouping.rawValue, from: from?.timeIntervalSince1970, to: to?.timeIntervalSince1970, user: user,
+                groupBy: grouping.rawValue, from: from?.timeIntervalSince1970, to: to?.timeIntervalSince1970, user: user, key: key,
                 rows: report.sortedRows, totals: report.totals
             ))
         }
@@ -48,6 +50,7 @@ struct UsageRoutes {
         let from: Double?
         let to: Double?
         let user: String?
+        let key: String?
         let rows: [UsageReport.Row]
         let totals: UsageReport.Row
     }

@@ -157,4 +157,23 @@ public struct LMDBCatalogStore: CatalogStore {
             try txn.put(tables.settings, key: "modelInstalls", value: RecordCoding.encode(installs))
         }
     }
+
+    // MARK: Quotas
+
+    /// The quotas, kept in the settings table under `quotas`.
+    public func quotas() async throws -> QuotaTable {
+        try await database.read { txn, tables in
+            try txn.record(QuotaTable.self, in: tables.settings, key: "quotas") ?? QuotaTable()
+        }
+    }
+
+    public func updateQuotas(_ change: @escaping @Sendable (inout QuotaTable) -> Void) async throws -> QuotaTable {
+        try await database.write { txn, tables in
+            var quotas = try txn.record(QuotaTable.self, in: tables.settings, key: "quotas") ?? QuotaTable()
+            change(&quotas)
+            quotas.revision += 1
+            try txn.put(tables.settings, key: "quotas", value: RecordCoding.encode(quotas))
+            return quotas
+        }
+    }
 }
