@@ -64,6 +64,11 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // POSIX tar archives (ustar with pax headers), written and read streaming: sdbox's backups.
+        .target(
+            name: "Archive",
+            swiftSettings: swiftSettings
+        ),
         // Files on disk for images, with signed expiring URLs.
         .target(
             name: "ObjectStore",
@@ -105,10 +110,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // What sdbox does, apart from HTTP: configuration, task submission, the model registry and
-        // uploads, image inputs, thumbnails, retention, webhooks and live task events.
+        // uploads, image inputs, thumbnails, retention, webhooks, live task events, backup and restore.
         .target(
             name: "Appliance",
             dependencies: [
+                "Archive",
                 "SDBoxCore",
                 "ImageCodec",
                 "Storage",
@@ -191,7 +197,7 @@ let package = Package(
         .testTarget(
             name: "SDBoxUnitTests",
             dependencies: [
-                "SDBoxCore", "ImageCodec", "Storage", "ObjectStore", "Scheduler", "Appliance", "SDBoxServer", "ReferenceWorker",
+                "Archive", "SDBoxCore", "ImageCodec", "Storage", "ObjectStore", "Scheduler", "Appliance", "SDBoxServer", "ReferenceWorker",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings

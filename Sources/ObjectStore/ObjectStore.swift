@@ -259,7 +259,7 @@ public struct ObjectStore: Sendable {
     }
 
     /// Syncs a folder, so that the names renamed into it survive a crash.
-    static func syncFolder(_ folder: String) {
+    public static func syncFolder(_ folder: String) {
         let dirfd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dirfd >= 0 {
             fsync(dirfd)

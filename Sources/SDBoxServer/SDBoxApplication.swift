@@ -24,31 +24,31 @@ public enum SDBoxApplication {
         configuration: ServerConfiguration, executablePath: String, metrics: PrometheusCollectorRegistry, logger: Logger
     ) async throws -> some ApplicationProtocol {
         try configuration.checkSafety()
-        let data = URL(fileURLWithPath: configuration.dataDirectory).standardizedFileURL.path
+        let folder = DataFolder(configuration.dataDirectory)
         let webRoot = try WebRoutes.locateRoot(configured: configuration.http.webRoot, executablePath: executablePath)
         if let webRoot {
             logger.info("web pages from \(webRoot)")
         } else {
             logger.notice("no web pages found (set webRoot); the API alone is served")
         }
-        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: folder.path, withIntermediateDirectories: true)
         // LMDB commits and object files mostly wait on fsync: they get threads of their own, more than the
         // cores, so that writes waiting for the disk never hold up a read or the thumbnails' and hashes' work.
         let storageThreads = NIOThreadPool(numberOfThreads: max(8, 4 * System.coreCount))
         storageThreads.start()
-        let database = try Database(path: data + "/db", threadPool: storageThreads)
+        let database = try Database(path: folder.database, threadPool: storageThreads)
         let tasks = LMDBTaskStore(database: database)
         let catalog = LMDBCatalogStore(database: database)
         let objects = try ObjectStore(
-            root: data + "/objects", minimumFreeBytes: Int64(configuration.images.minFreeDiskMiB) << 20, threadPool: storageThreads
+            root: folder.objects, minimumFreeBytes: Int64(configuration.images.minFreeDiskMiB) << 20, threadPool: storageThreads
         )
-        let signer = URLSigner(secret: try URLSigner.loadOrCreateSecret(at: data + "/url-signing.key"))
+        let signer = URLSigner(secret: try URLSigner.loadOrCreateSecret(at: folder.urlSigningKey))
         // The scheduler section, with what it learns at start: the launch profiles, the folder, this executable.
         var schedulerConfiguration = configuration.scheduler
         schedulerConfiguration.profiles = configuration.workers.launchProfiles
         schedulerConfiguration.defaultProfile = configuration.workers.defaultProfileName
         schedulerConfiguration.remoteWorkers = configuration.workers.remote
-        schedulerConfiguration.dataDirectory = data
+        schedulerConfiguration.dataDirectory = folder.path
         schedulerConfiguration.executablePath = executablePath
         let models = try ModelRegistry(catalog: catalog, modelsDirectory: schedulerConfiguration.modelsDirectory, logger: logger)
         if configuration.workers.usesReferenceWorker {
@@ -91,7 +91,7 @@ public enum SDBoxApplication {
         )
         let webhooks = WebhookDelivery(
             tasks: tasks, settings: configuration.webhooks,
-            secret: try configuration.webhooks.secret ?? WebhookDelivery.loadOrCreateSecret(at: data + "/webhook-secret"), logger: logger
+            secret: try configuration.webhooks.secret ?? WebhookDelivery.loadOrCreateSecret(at: folder.webhookSecret), logger: logger
         ) { task in
             Data(try Response.jsonBytes(services.resultAnswer(of: task, base: task.callback?.baseURL ?? "", webhook: false)))
         }

@@ -45,12 +45,12 @@ struct DoctorChecks: Sendable {
     func run() async -> [Finding] {
         var findings: [Finding] = [Finding(verdict: .ok, subject: "config", detail: "valid")]
         findings += await gpus()
-        let data = URL(fileURLWithPath: configuration.dataDirectory).standardizedFileURL.path
-        findings.append(dataFolder(data))
-        findings.append(modelsFolder(data + "/models"))
-        findings.append(await database(data + "/db"))
+        let folder = DataFolder(configuration.dataDirectory)
+        findings.append(dataFolder(folder.path))
+        findings.append(modelsFolder(folder.models))
+        findings.append(await database(folder.database))
         findings.append(port())
-        findings += await workerBackend(data: data)
+        findings += await workerBackend(data: folder.path)
         return findings
     }
 

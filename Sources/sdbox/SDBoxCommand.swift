@@ -17,7 +17,7 @@ struct SDBoxCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sdbox",
         abstract: "A Stable Diffusion API appliance: one GPU box, many models, an A1111-compatible API.",
-        subcommands: [Serve.self, Worker.self, Doctor.self, Keys.self, Users.self, Models.self],
+        subcommands: [Serve.self, Worker.self, Doctor.self, Keys.self, Users.self, Models.self, Backup.self, Restore.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -63,21 +63,7 @@ struct ConfigurationOptions: ParsableArguments {
 
     /// The configuration in force, or a usage error naming what is wrong.
     func load() throws -> ServerConfiguration {
-        var configuration = ServerConfiguration()
-        if let config {
-            do {
-                configuration = try ServerConfiguration.load(yaml: try String(contentsOfFile: config, encoding: .utf8))
-            } catch let error as ConfigurationError {
-                throw ValidationError("\(config): \(error.description)")
-            } catch {
-                throw ValidationError("cannot read \(config): \(error.localizedDescription)")
-            }
-        }
-        do {
-            configuration = try configuration.applyingEnvironment(ProcessInfo.processInfo.environment)
-        } catch let error as ConfigurationError {
-            throw ValidationError(error.description)
-        }
+        var configuration = try Self.read(file: config)
         if let host { configuration.http.host = host }
         if let port { configuration.http.port = port }
         if let dataDir { configuration.dataDirectory = dataDir }
@@ -92,6 +78,26 @@ struct ConfigurationOptions: ParsableArguments {
             throw ValidationError(error.description)
         }
         return configuration
+    }
+
+    /// The configuration file `file` (if any) with the `SDBOX_*` variables over it, before any flag; a
+    /// usage error naming what is wrong.
+    static func read(file: String?) throws -> ServerConfiguration {
+        var configuration = ServerConfiguration()
+        if let file {
+            do {
+                configuration = try ServerConfiguration.load(yaml: try String(contentsOfFile: file, encoding: .utf8))
+            } catch let error as ConfigurationError {
+                throw ValidationError("\(file): \(error.description)")
+            } catch {
+                throw ValidationError("cannot read \(file): \(error.localizedDescription)")
+            }
+        }
+        do {
+            return try configuration.applyingEnvironment(ProcessInfo.processInfo.environment)
+        } catch let error as ConfigurationError {
+            throw ValidationError(error.description)
+        }
     }
 }
 
@@ -162,7 +168,7 @@ struct Keys: AsyncParsableCommand {
 
         /// The data folder's database.
         func database() throws -> Database {
-            try Database(path: URL(fileURLWithPath: dataDir).standardizedFileURL.path + "/db")
+            try Database(path: DataFolder(dataDir).database)
         }
 
         func store() throws -> LMDBKeyStore {

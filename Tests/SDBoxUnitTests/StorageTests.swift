@@ -63,6 +63,37 @@ import Testing
         let table = try environment.openTable(named: "things")
         #expect(try environment.read { try $0.get(table, key: "k") } == [7])
     }
+
+    @Test func aCopyTakenWhileWritesGoOnIsOneCommittedState() async throws {
+        let directory = try TemporaryDirectory()
+        let environment = try LMDBEnvironment(path: directory.path + "/db")
+        let table = try environment.openTable(named: "things")
+        // Each commit writes the same counter under two keys: a consistent copy has them equal.
+        try environment.write { txn in
+            try txn.put(table, key: "a", value: Array("0".utf8))
+            try txn.put(table, key: "b", value: Array("0".utf8))
+        }
+        let writer = Task.detached {
+            for count in 1...2000 {
+                try environment.write { txn in
+                    try txn.put(table, key: "a", value: Array("\(count)".utf8))
+                    try txn.put(table, key: "filler-\(count)", value: [UInt8](repeating: 1, count: 512))
+                    try txn.put(table, key: "b", value: Array("\(count)".utf8))
+                }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(20))
+        try FileManager.default.createDirectory(atPath: directory.path + "/copy", withIntermediateDirectories: true)
+        try LMDBEnvironment.copy(environmentAt: directory.path + "/db", to: directory.path + "/copy/data.mdb")
+        #expect(throws: LMDBError.self, "an existing file is not overwritten") {
+            try LMDBEnvironment.copy(environmentAt: directory.path + "/db", to: directory.path + "/copy/data.mdb")
+        }
+        try await writer.value
+        let copy = try LMDBEnvironment(path: directory.path + "/copy")
+        let copied = try copy.openTable(named: "things")
+        let (a, b) = try copy.read { (try $0.get(copied, key: "a"), try $0.get(copied, key: "b")) }
+        #expect(a != nil && a == b)
+    }
 }
 
 @Suite struct TaskStoreTests {
