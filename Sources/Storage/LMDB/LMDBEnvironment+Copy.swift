@@ -1,5 +1,6 @@
 import CLMDB
 import Foundation
+import Synchronization
 
 extension LMDBEnvironment {
     /// Writes a consistent copy of the LMDB environment in the folder `path` to the new file `destination`
@@ -9,10 +10,15 @@ extension LMDBEnvironment {
     /// it is opened read-only with `MDB_NOTLS`, and LMDB's lock file registers this process as a reader,
     /// whose one read transaction sees a single committed state of every table while writers go on. The
     /// copy is a whole environment's `data.mdb`; put it in an empty folder to open it. Blocks for as long
-    /// as the copy takes: call it off any event loop. It is meant for an environment another process has
-    /// open: LMDB wants one open environment per file in a process.
+    /// as the copy takes: call it off any event loop. An environment this process already has open is
+    /// copied through that one (LMDB wants one open environment per file in a process).
     public static func copy(environmentAt path: String, to destination: String) throws {
         guard FileManager.default.fileExists(atPath: path + "/data.mdb") else { throw LMDBError(ENOENT, "copy: no \(path)/data.mdb") }
+        let folder = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        if let open = openInProcess.withLock({ $0[folder]?.environment }) {
+            try copy(open.handle, to: destination)
+            return
+        }
         var env: OpaquePointer?
         try check(mdb_env_create(&env), "env_create")
         guard let env else { throw LMDBError(EINVAL, "env_create") }
@@ -20,6 +26,11 @@ extension LMDBEnvironment {
         try check(mdb_env_set_maxdbs(env, 32), "set_maxdbs")
         try check(mdb_env_set_maxreaders(env, 256), "set_maxreaders")
         try check(mdb_env_open(env, path, UInt32(MDB_RDONLY | MDB_NOTLS), 0o600), "env_open")
+        try copy(env, to: destination)
+    }
+
+    /// Writes a compacted copy of the open environment `env` to the new file `destination`, fsync'd.
+    static func copy(_ env: OpaquePointer, to destination: String) throws {
         let fd = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw LMDBError(errno, "copy: open \(destination)") }
         var failure: LMDBError?

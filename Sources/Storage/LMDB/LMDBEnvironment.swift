@@ -1,5 +1,6 @@
 import CLMDB
 import Foundation
+import Synchronization
 
 /// An error reported by LMDB, with its code and message.
 public struct LMDBError: Error, Sendable, CustomStringConvertible {
@@ -35,6 +36,20 @@ public final class LMDBEnvironment: @unchecked Sendable {
     // Safety: an LMDB environment handle may be used from any thread when opened with MDB_NOTLS;
     // transactions never escape the closures below.
     let handle: OpaquePointer
+    /// The folder, as its real path: the key under which this process's open environments are known.
+    let folder: String
+
+    /// The environments this process has open, by real path. LMDB allows one open environment per file
+    /// in a process: a second one would take the process's own lock for a sign that nobody else has the
+    /// file open and reset the lock table under the first. ``copy(environmentAt:to:)`` copies through the
+    /// one already open.
+    static let openInProcess = Mutex<[String: WeakEnvironment]>([:])
+
+    /// A reference to an open environment that does not keep it open.
+    struct WeakEnvironment: @unchecked Sendable {
+        // Safety: only read and written under `openInProcess`'s lock.
+        weak var environment: LMDBEnvironment?
+    }
 
     /// Opens (creating if needed) the environment in the folder `path`.
     public init(path: String, mapSize: Int = 64 << 30, maxTables: UInt32 = 32) throws {
@@ -52,9 +67,14 @@ public final class LMDBEnvironment: @unchecked Sendable {
             throw error
         }
         self.handle = env
+        self.folder = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        Self.openInProcess.withLock { $0[folder] = WeakEnvironment(environment: self) }
     }
 
     deinit {
+        Self.openInProcess.withLock { open in
+            if open[folder]?.environment == nil || open[folder]?.environment === self { open[folder] = nil }
+        }
         mdb_env_close(handle)
     }
 
