@@ -71,7 +71,14 @@ import Testing
         for _ in 0..<3 {
             #expect(try await server.json(.POST, "/txt2img", body, headers: bearer(userKey)).1["status"] == "succeeded")
         }
-        // Load: tasks submitted one after another, as alice, before and all through the backup.
+        // Load: ten tasks held in a paused queue (so that some are surely unfinished in the backup), and more
+        // submitted one after another, as alice, all through the backup.
+        #expect(try await server.json(.POST, "/admin/queue/pause", nil, headers: bearer(adminKey)).0 == 200)
+        var held: [String] = []
+        for _ in 0..<10 {
+            let (_, accepted) = try await server.json(.POST, "/txt2img", body, headers: bearer(userKey) + [("Request-Type", "async")])
+            held.append(try #require(accepted["taskId"]?.stringValue))
+        }
         let submitter = Task {
             var ids: [String] = []
             while !Task.isCancelled {
@@ -84,7 +91,7 @@ import Testing
             }
             return ids
         }
-        try await Task.sleep(for: .milliseconds(500))
+        try await Task.sleep(for: .milliseconds(200))
         let finalBefore = try await Self.tasks(of: server).filter { Self.finalStates.contains($0.value["status"]?.stringValue ?? "") }
         let archive = Self.temporaryPath("backup") + ".tar"
         defer { unlink(archive) }
@@ -92,10 +99,11 @@ import Testing
         let activeAfterBackup = try await Self.tasks(of: server).values.filter { !Self.finalStates.contains($0["status"]?.stringValue ?? "") }.count
         submitter.cancel()
         let submitted = await submitter.value
+        #expect(try await server.json(.POST, "/admin/queue/resume", nil, headers: bearer(adminKey)).0 == 200)
         #expect(backup.status == 0, "\(backup.output)")
         #expect(backup.output.contains("models: not included"), "\(backup.output)")
-        #expect(submitted.count >= 5 && activeAfterBackup > 0, "the backup ran under load: \(submitted.count) submitted, \(activeAfterBackup) waiting or running")
-        for id in submitted { _ = try await server.waitForTask(id) }
+        #expect(activeAfterBackup >= 10, "the backup ran under load: \(submitted.count) submitted meanwhile, \(activeAfterBackup) waiting or running")
+        for id in held + submitted { _ = try await server.waitForTask(id) }
         let original = try await Self.tasks(of: server)
         let originalModels = try await Self.models(of: server)
 
@@ -128,6 +136,9 @@ import Testing
             compared += 1
         }
         #expect(compared >= finalBefore.count && compared >= 3, "\(compared) tasks compared")
+        // The queue was paused when the backup was taken: so it is on the restored box, until resumed.
+        #expect(try await restored.json(.GET, "/admin/queue", headers: bearer(adminKey)).1["paused"] == true)
+        #expect(try await restored.json(.POST, "/admin/queue/resume", nil, headers: bearer(adminKey)).0 == 200)
         for id in tasks.keys where !Self.finalStates.contains(tasks[id]?["status"]?.stringValue ?? "") {
             #expect(try await restored.waitForTask(id)["status"] == "succeeded")
         }
