@@ -57,6 +57,10 @@ struct PassthroughSecurityTests {
         return try await server.response(method, target, body: try body?.encoded(), headers: headers)
     }
 
+    /// For calls straight to the worker: uvicorn closes a connection idle for 5 s, and on a loaded machine
+    /// the tests' pooled client could reuse one just as it closes (`remoteConnectionClosed` in a CI run).
+    static let unpooled = [("Connection", "close")]
+
     /// The one worker, as `/workers` reports it to an admin.
     func onlyWorker(_ server: ServerProcess, admin: String) async throws -> JSONValue {
         let (status, answer) = try await server.json(.GET, "/workers", headers: bearer(admin))
@@ -81,7 +85,7 @@ struct PassthroughSecurityTests {
         let port = try #require(before["port"]?.integerValue, "\(before)")
         let worker = "http://127.0.0.1:\(port)"
         #expect(before["state"] == "ready", "\(before)")
-        let (_, originalOptions) = try await server.json(.GET, worker + "/sdapi/v1/options")
+        let (_, originalOptions) = try await server.json(.GET, worker + "/sdapi/v1/options", headers: Self.unpooled)
         #expect(originalOptions["CLIP_stop_at_last_layers"] == 1, "\(originalOptions)")
         let checkpoint = try #require(originalOptions["sd_model_checkpoint"]?.stringValue)
         #expect(checkpoint == "stand-in.safetensors")
@@ -126,7 +130,7 @@ struct PassthroughSecurityTests {
         let (_, result) = try await server.json(.GET, "/tasks/\(id)/result", headers: bearer(alice))
         #expect(result["status"] == "succeeded", "\(result)")
         #expect(result["images"]?.arrayValue?.count == 1, "\(result)")
-        let (_, workerProgress) = try await server.request(.GET, worker + "/sdapi/v1/progress")
+        let (_, workerProgress) = try await server.request(.GET, worker + "/sdapi/v1/progress", headers: Self.unpooled)
         #expect(String(decoding: workerProgress, as: UTF8.self).contains(secret), "the worker itself shows the last prompt: what a forwarded progress call would leak")
 
         // Every hostile spelling, with Bob's user key.
@@ -164,10 +168,10 @@ struct PassthroughSecurityTests {
         #expect(after["id"] == before["id"] && after["pid"] == before["pid"] && after["port"] == before["port"], "before: \(before), after: \(after)")
         #expect(after["state"] == "ready" || after["state"] == "busy", "\(after)")
         #expect(kill(pid_t(pid), 0) == 0, "worker process \(pid) is gone")
-        #expect(try await server.json(.GET, worker + "/internal/ping").1["status"] == "ok")
+        #expect(try await server.json(.GET, worker + "/internal/ping", headers: Self.unpooled).1["status"] == "ok")
         // (b) The worker never got a call to its options, model loading or server controls, nor a path it
         // would read differently from sdbox, nor answered a redirect.
-        let (_, recorded) = try await server.json(.GET, worker + "/internal/calls")
+        let (_, recorded) = try await server.json(.GET, worker + "/internal/calls", headers: Self.unpooled)
         let calls = try #require(recorded.arrayValue, "\(recorded)")
         for call in calls {
             let method = call["method"]?.stringValue ?? ""
@@ -183,10 +187,10 @@ struct PassthroughSecurityTests {
         #expect(calls.contains { $0["method"] == "POST" && $0["path"] == "/sdapi/v1/interrogate" }, "\(calls)")
         #expect(calls.contains { $0["method"] == "POST" && $0["path"] == "/sdapi/v1/txt2img" }, "\(calls)")
         // (c) Its options and its checkpoint are as they were.
-        let (_, options) = try await server.json(.GET, worker + "/sdapi/v1/options")
+        let (_, options) = try await server.json(.GET, worker + "/sdapi/v1/options", headers: Self.unpooled)
         #expect(options["CLIP_stop_at_last_layers"] == 1, "\(options)")
         #expect(options["sd_model_checkpoint"] == .string(checkpoint), "\(options)")
-        #expect(try await server.json(.GET, worker + "/sdapi/v1/memory").1["loaded"] == true, "the checkpoint was unloaded")
+        #expect(try await server.json(.GET, worker + "/sdapi/v1/memory", headers: Self.unpooled).1["loaded"] == true, "the checkpoint was unloaded")
 
         // The worker still generates for everyone, with its settings unchanged.
         let generated = try await send(server, .POST, "/sdapi/v1/txt2img", ["prompt": "a plain fox", "steps": 2, "width": 64, "height": 64], key: bob)
