@@ -15,15 +15,10 @@ public struct URLSigner: Sendable {
 
     /// Loads the secret kept in `path`, creating a random one (readable by the owner only) if there is none.
     public static func loadOrCreateSecret(at path: String) throws -> Data {
-        if let data = FileManager.default.contents(atPath: path), data.count >= 32 {
-            return data
+        try SecretFile.loadOrCreate(at: path, isValid: { $0.count >= 32 }) {
+            var generator = SystemRandomNumberGenerator()
+            return Data((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) })
         }
-        var generator = SystemRandomNumberGenerator()
-        let secret = Data((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) })
-        guard FileManager.default.createFile(atPath: path, contents: secret, attributes: [.posixPermissions: 0o600]) else {
-            throw ObjectStoreError.writeFailed(key: path, reason: "cannot write the URL signing secret")
-        }
-        return secret
     }
 
     /// The signature for `objectKey` valid until `expires` (Unix seconds).

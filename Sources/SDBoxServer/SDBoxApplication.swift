@@ -4,6 +4,7 @@ import Foundation
 import Hummingbird
 import HummingbirdWebSocket
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
 import Prometheus
@@ -24,7 +25,8 @@ public enum SDBoxApplication {
         configuration: ServerConfiguration, executablePath: String, metrics: PrometheusCollectorRegistry, logger: Logger
     ) async throws -> some ApplicationProtocol {
         try configuration.checkSafety()
-        let folder = DataFolder(configuration.dataDirectory)
+        let folder = DataFolder(configuration)
+        Gauge(label: "sdbox_node_info", dimensions: [("node", configuration.node.name)]).record(1)
         let webRoot = try WebRoutes.locateRoot(configured: configuration.http.webRoot, executablePath: executablePath)
         if let webRoot {
             logger.info("web pages from \(webRoot)")
@@ -32,6 +34,10 @@ public enum SDBoxApplication {
             logger.notice("no web pages found (set webRoot); the API alone is served")
         }
         try FileManager.default.createDirectory(atPath: folder.path, withIntermediateDirectories: true)
+        if folder.isShared {
+            try FileManager.default.createDirectory(atPath: folder.shared, withIntermediateDirectories: true)
+            logger.info("shared folder \(folder.shared): objects, models, secrets and styles", metadata: ["node": "\(configuration.node.name)"])
+        }
         // LMDB commits and object files mostly wait on fsync: they get threads of their own, more than the
         // cores, so that writes waiting for the disk never hold up a read or the thumbnails' and hashes' work.
         let storageThreads = NIOThreadPool(numberOfThreads: max(8, 4 * System.coreCount))
@@ -49,6 +55,7 @@ public enum SDBoxApplication {
         schedulerConfiguration.defaultProfile = configuration.workers.defaultProfileName
         schedulerConfiguration.remoteWorkers = configuration.workers.remote
         schedulerConfiguration.dataDirectory = folder.path
+        schedulerConfiguration.sharedDirectory = folder.isShared ? folder.shared : nil
         schedulerConfiguration.executablePath = executablePath
         let models = try ModelRegistry(catalog: catalog, modelsDirectory: schedulerConfiguration.modelsDirectory, logger: logger)
         if configuration.workers.usesReferenceWorker {

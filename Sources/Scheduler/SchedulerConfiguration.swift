@@ -86,8 +86,10 @@ public struct SchedulerConfiguration: Sendable, Equatable {
         return kibibytes / 1024
     }()
 
+    /// The folder a fleet's boxes share (`sharedDir`), if any: the models are there.
+    public var sharedDirectory: String?
     /// The models root, in A1111's layout (`Stable-diffusion/`, ...).
-    public var modelsDirectory: String { dataDirectory + "/models" }
+    public var modelsDirectory: String { (sharedDirectory ?? dataDirectory) + "/models" }
     /// Where workers' pid files live.
     public var runDirectory: String { dataDirectory + "/run" }
     /// Where workers' output is logged.

@@ -35,7 +35,7 @@ struct Backup: AsyncParsableCommand {
         let summary: DataFolderBackup.BackupSummary
         do {
             summary = try DataFolderBackup.backup(
-                of: DataFolder(configuration.dataDirectory), configurationFile: config, withModels: withModels, to: output
+                of: DataFolder(configuration), configurationFile: config, withModels: withModels, to: output
             )
         } catch let error as BackupError {
             throw ValidationError(error.description)
@@ -45,7 +45,7 @@ struct Backup: AsyncParsableCommand {
         if withModels {
             print("models: \(summary.modelFiles) files, \(megabytes(summary.modelBytes))")
         } else {
-            print("models: not included (--with-models); keep a copy of \(DataFolder(configuration.dataDirectory).models) to restore beside this backup")
+            print("models: not included (--with-models); keep a copy of \(DataFolder(configuration).models) to restore beside this backup")
         }
         print("wrote \(output) (\(megabytes(summary.archiveBytes)); \(summary.manifest.contents.joined(separator: ", ")))")
     }

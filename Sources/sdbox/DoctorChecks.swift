@@ -45,8 +45,9 @@ struct DoctorChecks: Sendable {
     func run() async -> [Finding] {
         var findings: [Finding] = [Finding(verdict: .ok, subject: "config", detail: "valid")]
         findings += await gpus()
-        let folder = DataFolder(configuration.dataDirectory)
-        findings.append(dataFolder(folder.path))
+        let folder = DataFolder(configuration)
+        findings.append(writableFolder(folder.path, subject: "data folder"))
+        if folder.isShared { findings.append(writableFolder(folder.shared, subject: "shared folder")) }
         findings.append(modelsFolder(folder.models))
         findings.append(await database(folder.database))
         findings.append(port())
@@ -72,22 +73,28 @@ struct DoctorChecks: Sendable {
         return findings
     }
 
-    func dataFolder(_ path: String) -> Finding {
+    /// Whether `path` can be written (a file made and renamed there, as every write of sdbox's is), with
+    /// its free space.
+    func writableFolder(_ path: String, subject: String) -> Finding {
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
             let probe = path + "/.doctor-\(UUID().uuidString)"
             guard FileManager.default.createFile(atPath: probe, contents: Data("ok".utf8)) else {
-                return Finding(verdict: .failure, subject: "data folder", detail: "\(path) is not writable")
+                return Finding(verdict: .failure, subject: subject, detail: "\(path) is not writable")
             }
-            unlink(probe)
+            defer { unlink(probe + ".renamed") }
+            guard rename(probe, probe + ".renamed") == 0 else {
+                unlink(probe)
+                return Finding(verdict: .failure, subject: subject, detail: "\(path): a file cannot be renamed there (\(String(cString: strerror(errno))))")
+            }
         } catch {
-            return Finding(verdict: .failure, subject: "data folder", detail: "cannot create \(path): \(error.localizedDescription)")
+            return Finding(verdict: .failure, subject: subject, detail: "cannot create \(path): \(error.localizedDescription)")
         }
         var info = statvfs()
-        guard statvfs(path, &info) == 0 else { return Finding(verdict: .warning, subject: "data folder", detail: "\(path) is writable; free space unknown") }
+        guard statvfs(path, &info) == 0 else { return Finding(verdict: .warning, subject: subject, detail: "\(path) is writable; free space unknown") }
         let free = Double(info.f_bavail) * Double(info.f_frsize) / Double(1 << 30)
         let detail = String(format: "%@ is writable, %.1f GiB free", path, free)
-        return Finding(verdict: free < 10 ? .warning : .ok, subject: "data folder", detail: free < 10 ? detail + " (less than 10 GiB)" : detail)
+        return Finding(verdict: free < 10 ? .warning : .ok, subject: subject, detail: free < 10 ? detail + " (less than 10 GiB)" : detail)
     }
 
     func modelsFolder(_ root: String) -> Finding {

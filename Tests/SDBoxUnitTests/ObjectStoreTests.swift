@@ -55,3 +55,24 @@ import Testing
         #expect(ObjectKey.image(user: "admin", taskID: "1HmyrbhBJD", index: 1) == "images/admin/1HmyrbhBJD_1.png")
     }
 }
+
+/// Secrets made once, whoever asks first: boxes sharing a folder start together and must agree.
+@Suite struct SecretFileTests {
+    @Test func concurrentCreatorsAllGetTheOneSecretWritten() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path + "/url-signing.key"
+        let secrets = await withTaskGroup(of: Data?.self) { group in
+            for _ in 0..<16 {
+                group.addTask { try? URLSigner.loadOrCreateSecret(at: path) }
+            }
+            return await group.reduce(into: [Data?]()) { $0.append($1) }
+        }
+        let written = try #require(FileManager.default.contents(atPath: path))
+        #expect(written.count == 32 && secrets.allSatisfy { $0 == written }, "every caller got the secret on disk")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["url-signing.key"], "no temporary file left")
+        // A damaged one is replaced.
+        try Data("short".utf8).write(to: URL(fileURLWithPath: path))
+        let replaced = try URLSigner.loadOrCreateSecret(at: path)
+        #expect(replaced.count == 32 && FileManager.default.contents(atPath: path) == replaced)
+    }
+}

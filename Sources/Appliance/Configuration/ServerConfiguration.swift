@@ -16,6 +16,11 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
 public struct ServerConfiguration: Sendable, Equatable {
     /// Where the database, images, models and logs live (`dataDir`).
     public var dataDirectory = "./sdbox-data"
+    /// A folder every box of a fleet shares (`sharedDir`, an NFS mount): it holds the objects, the models
+    /// and the secrets and styles every box must agree on, in place of those under `dataDir`.
+    public var sharedDirectory: String?
+    /// This box among several (`node`).
+    public var node = NodeSettings()
     /// The other keys at the root: address, public URL, body limit, signed URLs' lifetime, web pages.
     public var http = HTTPSettings()
     public var auth = AuthSettings()
@@ -54,6 +59,7 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// Environment variables that override configuration keys, and the key each sets.
     public static let environmentKeys: [(variable: String, path: [String])] = [
         ("SDBOX_HOST", ["host"]), ("SDBOX_PORT", ["port"]), ("SDBOX_DATA_DIR", ["dataDir"]), ("SDBOX_PUBLIC_URL", ["publicURL"]),
+        ("SDBOX_SHARED_DIR", ["sharedDir"]), ("SDBOX_NODE_NAME", ["node", "name"]),
         ("SDBOX_MAX_BODY_BYTES", ["maxBodyBytes"]), ("SDBOX_URL_EXPIRY_SECONDS", ["urlExpirySeconds"]),
         ("SDBOX_MAX_UPLOAD_BYTES", ["models", "maxUploadBytes"]), ("SDBOX_MAX_INSTANCES", ["scheduler", "maxInstances"]),
         ("SDBOX_CPU_SLOTS", ["scheduler", "cpuSlots"]), ("SDBOX_REQUIRE_API_KEYS", ["auth", "required"]),
@@ -85,6 +91,8 @@ public struct ServerConfiguration: Sendable, Equatable {
         guard let root = document.objectValue else { throw ConfigurationError("configuration must be a mapping of keys") }
         var reader = KeyReader(path: "", fields: root)
         config.dataDirectory = try reader.string("dataDir") ?? config.dataDirectory
+        config.sharedDirectory = try reader.string("sharedDir") ?? config.sharedDirectory
+        if var section = try reader.section("node") { try config.node.read(&section) }
         try config.http.read(&reader)
         if var section = try reader.section("auth") { try config.auth.read(&section) }
         if var section = try reader.section("limits") { try config.limits.read(&section) }

@@ -6,6 +6,7 @@ import NIOCore
 import NIOHTTP1
 import SDBoxCore
 import ServiceLifecycle
+import ObjectStore
 import Storage
 
 /// Delivers task webhooks. When a task with a callback ends, its result (as `GET /tasks/{id}/result`
@@ -152,15 +153,11 @@ package actor WebhookDelivery: Service {
     /// The secret kept in `path` (its text, trimmed), making a random one (64 hex digits, readable by the
     /// owner only) when there is none.
     package static func loadOrCreateSecret(at path: String) throws -> String {
-        if let data = FileManager.default.contents(atPath: path) {
-            let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            if text.count >= 16 { return text }
+        let text = { (data: Data) in String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }
+        let data = try SecretFile.loadOrCreate(at: path, isValid: { text($0).count >= 16 }) {
+            var generator = SystemRandomNumberGenerator()
+            return Data(((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }.hexString + "\n").utf8)
         }
-        var generator = SystemRandomNumberGenerator()
-        let secret = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }.hexString
-        guard FileManager.default.createFile(atPath: path, contents: Data((secret + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw ConfigurationError("cannot write the webhook secret to \(path)")
-        }
-        return secret
+        return text(data)
     }
 }

@@ -17,6 +17,8 @@ struct PoolList: Encodable {
 
 /// `GET /workers`: every live worker, the GPUs with the memory planned on them, and the queues.
 struct WorkersAnswer: Encodable {
+    /// This box's name (`node.name`).
+    let node: String
     let workers: [WorkerInfo]
     let gpus: [GPUUsage]
     let gpuSource: String

@@ -25,7 +25,7 @@ struct PoolRoutes {
         router.get("/workers") { _, _ in
             let scheduler = services.scheduler
             return try Response.json(WorkersAnswer(
-                workers: await scheduler.workers(), gpus: await scheduler.gpus(), gpuSource: scheduler.inventory.source.rawValue,
+                node: services.configuration.node.name, workers: await scheduler.workers(), gpus: await scheduler.gpus(), gpuSource: scheduler.inventory.source.rawValue,
                 cpuSlots: scheduler.inventory.cpuSlots, maxInstances: services.configuration.scheduler.maxInstances,
                 hostMemoryMiB: services.configuration.scheduler.hostMemoryMiB, parkedMiB: await scheduler.parkedMemoryMiB(),
                 queues: await scheduler.queueDepths(), coldStarts: await scheduler.coldStarts(), paused: await scheduler.queuePause(), defaultProfile: services.configuration.workers.defaultProfileName,

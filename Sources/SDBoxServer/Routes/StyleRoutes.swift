@@ -9,7 +9,7 @@ struct StyleRoutes {
     let styles: PromptStyles
 
     init(services: Services) {
-        styles = PromptStyles(path: DataFolder(services.configuration.dataDirectory).styles)
+        styles = PromptStyles(path: DataFolder(services.configuration).styles)
     }
 
     func register(on router: Router<SDBoxRequestContext>) {
