@@ -57,7 +57,9 @@ public enum SDBoxApplication {
         schedulerConfiguration.dataDirectory = folder.path
         schedulerConfiguration.sharedDirectory = folder.isShared ? folder.shared : nil
         schedulerConfiguration.executablePath = executablePath
-        let models = try ModelRegistry(catalog: catalog, modelsDirectory: schedulerConfiguration.modelsDirectory, logger: logger)
+        let models = try ModelRegistry(
+            catalog: catalog, modelsDirectory: schedulerConfiguration.modelsDirectory, sharedWithOtherBoxes: folder.isShared, logger: logger
+        )
         if configuration.workers.usesReferenceWorker {
             logger.notice("workers: the built-in reference worker, which draws test images, not diffusion; configure workers.launch for A1111, Forge or SD.Next")
             if try await models.installDemoCheckpointIfEmpty() {

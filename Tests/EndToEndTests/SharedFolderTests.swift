@@ -20,8 +20,17 @@ import Testing
         }
         let boxA = try await ServerProcess(config: config("box-a"))
         defer { boxA.destroy() }
+        // An upload A has under way, and one a crash left two days ago: B, starting, removes only the old one.
+        let checkpoints = shared + "/models/Stable-diffusion/"
+        for name in [".upload-running-big.safetensors", ".upload-old-big.safetensors"] {
+            try Data(count: 1024).write(to: URL(fileURLWithPath: checkpoints + name))
+        }
+        var old = [timespec(tv_sec: time(nil) - 2 * 86400, tv_nsec: 0), timespec(tv_sec: time(nil) - 2 * 86400, tv_nsec: 0)]
+        utimensat(AT_FDCWD, checkpoints + ".upload-old-big.safetensors", &old, 0)
         let boxB = try await ServerProcess(config: config("box-b"))
         defer { boxB.destroy() }
+        #expect(FileManager.default.fileExists(atPath: checkpoints + ".upload-running-big.safetensors"), "another box's upload is left alone")
+        #expect(!FileManager.default.fileExists(atPath: checkpoints + ".upload-old-big.safetensors"), "a day-old leftover is removed")
         #expect(try await boxA.json(.GET, "/workers").1["node"] == "box-a")
         #expect(try await boxB.json(.GET, "/workers").1["node"] == "box-b")
         #expect(String(decoding: try await boxB.request(.GET, "/metrics").1, as: UTF8.self).contains(#"sdbox_node_info{node="box-b"} 1"#))

@@ -78,14 +78,16 @@ public actor ModelInstaller: Service {
         try? await fetcher.http.shutdown()
     }
 
-    /// Removes temporary files no unfinished install owns (a cancelled or failed one a crash cut short).
+    /// Removes temporary files no unfinished install owns (a cancelled or failed one a crash cut short); in
+    /// a models folder other boxes share, only those left alone for ``ModelRegistry/leftoverAge``.
     func removeOrphanedFiles() async {
         let owned = Set(installs.filter { !$0.state.isFinal }.map { Self.temporaryName(of: $0.id) })
         let folders = ModelType.allCases.map { registry.folder(of: $0) }
+        let age = registry.leftoverAge
         try? await threadPool.runIfActive {
             for folder in folders {
                 for entry in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
-                where entry.hasPrefix(".install-") && !owned.contains(entry) {
+                where entry.hasPrefix(".install-") && !owned.contains(entry) && ModelUpload.isAbandoned(folder + "/" + entry, age: age) {
                     unlink(folder + "/" + entry)
                 }
             }

@@ -24,6 +24,9 @@ public actor ModelRegistry {
     /// Whether the first ``refresh()`` removed the temporary files of uploads a crash cut off. Only the
     /// first: later, such files belong to uploads in progress (which remove their own when they fail).
     var leftoversRemoved = false
+    /// How long a temporary file must have been left alone before it is removed as left behind: 0 (at
+    /// once) on a box of its own, a day in a models folder other boxes share.
+    nonisolated let leftoverAge: TimeInterval
     /// Every model record as last read, and when: requests resolve models from here rather than decode
     /// every record each time. This registry's own writes clear it at once; other processes' show within
     /// ``recordsMaxAge``.
@@ -32,7 +35,8 @@ public actor ModelRegistry {
     var writes = 0
     let recordsMaxAge = Duration.seconds(1)
 
-    public init(catalog: any CatalogStore, modelsDirectory: String, logger: Logger, threadPool: NIOThreadPool = .singleton) throws {
+    public init(catalog: any CatalogStore, modelsDirectory: String, sharedWithOtherBoxes: Bool = false, logger: Logger, threadPool: NIOThreadPool = .singleton) throws {
+        self.leftoverAge = sharedWithOtherBoxes ? 86400 : 0
         self.catalog = catalog
         self.root = modelsDirectory
         self.logger = logger
@@ -91,6 +95,7 @@ public actor ModelRegistry {
     public func refresh(includingDeleted: Bool = false) async throws -> [ModelRecord] {
         let root = self.root
         let removeLeftovers = !leftoversRemoved
+        let leftoverAge = self.leftoverAge
         leftoversRemoved = true
         let files: [FileFacts] = try await threadPool.runIfActive {
             var files: [FileFacts] = []
@@ -98,7 +103,7 @@ public actor ModelRegistry {
                 let directory = type.folder(in: root)
                 for name in try FileManager.default.contentsOfDirectory(atPath: directory) {
                     if ModelUpload.isLeftover(name) {
-                        if removeLeftovers { unlink(directory + "/" + name) }
+                        if removeLeftovers, ModelUpload.isAbandoned(directory + "/" + name, age: leftoverAge) { unlink(directory + "/" + name) }
                         continue
                     }
                     guard ModelType.problem(withName: name) == nil, let facts = Self.facts(type: type, name: name, path: directory + "/" + name) else { continue }

@@ -36,6 +36,16 @@ package struct ModelUpload: Sendable {
     /// Whether a folder entry is the temporary file of an upload a crash cut off.
     static func isLeftover(_ entry: String) -> Bool { entry.hasPrefix(temporaryPrefix) }
 
+    /// Whether the temporary file at `path` may be removed as left behind: at once on a box of its own
+    /// (`age` 0), else (a models folder other boxes share, whose uploads and installs this box cannot
+    /// know) only once it has not been written for `age` seconds.
+    static func isAbandoned(_ path: String, age: TimeInterval) -> Bool {
+        guard age > 0 else { return true }
+        var status = stat()
+        guard stat(path, &status) == 0 else { return false }
+        return Date().timeIntervalSince1970 - TimeInterval(status.st_mtim.tv_sec) > age
+    }
+
     /// What ``ModelFileWriter/finish(expectedSHA256:)`` placed.
     package struct Placed: Sendable {
         let sha256: String
