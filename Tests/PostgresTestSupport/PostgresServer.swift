@@ -35,6 +35,11 @@ public final class PostgresServer: Sendable {
         return url(database: name)
     }
 
+    /// What `psql` prints for `sql` on the database at `url` (unaligned, tuples only).
+    public func psql(_ url: String, _ sql: String) throws -> String {
+        try Self.run(programs + "/psql", ["-X", "-A", "-t", "-c", sql, url]).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     /// The URL of database `name` on this server.
     public func url(database name: String) -> String {
         "postgres://\(Self.superuser)@127.0.0.1:\(port)/\(name)?sslmode=disable"
