@@ -32,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // C libraries from Debian, wrapped as system library targets.
@@ -54,13 +55,18 @@ let package = Package(
             dependencies: ["CPNG", "CTurboJPEG", "CWebP"],
             swiftSettings: swiftSettings
         ),
-        // Typed LMDB tables: tasks, models, functions, settings.
+        // The stores of tasks, models, pools, keys, users and settings: typed LMDB tables (the embedded
+        // default) or PostgreSQL tables (a database shared by several boxes).
         .target(
             name: "Storage",
             dependencies: [
                 "CLMDB",
                 "SDBoxCore",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -194,11 +200,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The tests' PostgreSQL server: a cluster made with initdb in a temporary folder, run unprivileged.
+        .target(
+            name: "PostgresTestSupport",
+            dependencies: ["SDBoxCore"],
+            path: "Tests/PostgresTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "SDBoxUnitTests",
             dependencies: [
                 "Archive", "SDBoxCore", "ImageCodec", "Storage", "ObjectStore", "Scheduler", "Appliance", "SDBoxServer", "ReferenceWorker",
+                "PostgresTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -206,6 +221,7 @@ let package = Package(
             name: "EndToEndTests",
             dependencies: [
                 "SDBoxCore",
+                "PostgresTestSupport",
                 "ImageCodec",
                 "Scheduler",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

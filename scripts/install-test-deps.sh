@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the tests need beyond the build: Debian's `chromium` for the browser tests, and Python
+# Installs what the tests need beyond the build: Debian's `postgresql` for the PostgreSQL store's tests
+# (they make a throw-away cluster with initdb, run as the system user sdbox-test; the package's own
+# cluster is not used), Debian's `chromium` for the browser tests, and Python
 # tools from PyPI in venvs under ~/.cache/sdbox (schemathesis for the API fuzz test, the `webuiapi` A1111
 # client for the client acceptance suite, FastAPI and uvicorn for the A1111 stand-in worker of the
 # passthrough security test).
@@ -26,6 +28,23 @@ install_chromium() {
     echo "install-test-deps: installing chromium for the browser tests" >&2
     if ! { $sudo_cmd apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends chromium fonts-dejavu-core; }; then
         echo "install-test-deps: chromium could not be installed; the browser tests will be skipped" >&2
+    fi
+}
+
+install_postgresql() {
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && return 0
+    local sudo_cmd=""
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+            sudo_cmd="sudo -n"
+        else
+            echo "install-test-deps: not root and no sudo; install postgresql to run the PostgreSQL store's tests" >&2
+            return 0
+        fi
+    fi
+    echo "install-test-deps: installing postgresql for the PostgreSQL store's tests" >&2
+    if ! { $sudo_cmd apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends postgresql; }; then
+        echo "install-test-deps: postgresql could not be installed; the PostgreSQL store's tests will fail" >&2
     fi
 }
 
@@ -67,6 +86,7 @@ install_fastapi() {
     fi
 }
 
+install_postgresql
 install_chromium
 install_schemathesis
 install_webuiapi

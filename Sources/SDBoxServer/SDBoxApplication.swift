@@ -14,8 +14,9 @@ import Scheduler
 import ServiceLifecycle
 import Storage
 
-/// Builds the sdbox server: opens the data folder (LMDB, objects, models), starts the scheduler as a
-/// service and routes the task API, the A1111-compatible API, models, objects and the web pages.
+/// Builds the sdbox server: opens the data folder (objects, models) and the stores (LMDB in it, or
+/// PostgreSQL), starts the scheduler as a service and routes the task API, the A1111-compatible API,
+/// models, objects and the web pages.
 public enum SDBoxApplication {
     /// The application for `configuration`; run it with `runService()`.
     ///
@@ -42,9 +43,10 @@ public enum SDBoxApplication {
         // cores, so that writes waiting for the disk never hold up a read or the thumbnails' and hashes' work.
         let storageThreads = NIOThreadPool(numberOfThreads: max(8, 4 * System.coreCount))
         storageThreads.start()
-        let database = try Database(path: folder.database, threadPool: storageThreads)
-        let tasks = LMDBTaskStore(database: database)
-        let catalog = LMDBCatalogStore(database: database)
+        let stores = try await DataStores.open(configuration.database, folder: folder, threadPool: storageThreads, logger: logger)
+        logger.info("database: \(stores.summary)")
+        let tasks = stores.tasks
+        let catalog = stores.catalog
         let objects = try ObjectStore(
             root: folder.objects, minimumFreeBytes: Int64(configuration.images.minFreeDiskMiB) << 20, threadPool: storageThreads
         )
@@ -91,8 +93,8 @@ public enum SDBoxApplication {
         let quotas = try await QuotaGuard.load(catalog: catalog, tasks: tasks)
         let services = Services(
             configuration: configuration, tasks: tasks, catalog: catalog, models: models, scheduler: scheduler,
-            objects: objects, signer: signer, keys: LMDBKeyStore(database: database),
-            accounts: UserAccounts(store: LMDBUserStore(database: database), sessionSeconds: configuration.auth.sessionSeconds), quotas: quotas,
+            objects: objects, signer: signer, keys: stores.keys,
+            accounts: UserAccounts(store: stores.users, sessionSeconds: configuration.auth.sessionSeconds), quotas: quotas,
             logger: logger,
             inputs: ImageInputResolver(
                 objects: objects, maxPixels: configuration.images.maxPixels, maxBytes: configuration.images.maxInputMiB << 20
@@ -117,7 +119,8 @@ public enum SDBoxApplication {
                 limits: configuration.connections
             ),
             configuration: .init(address: .hostname(configuration.http.host, port: configuration.http.port), serverName: "sdbox"),
-            services: background + [webhooks, events, schedulerEvents, installer],
+            // The database's pool first: the service group stops services in reverse order, so it closes last.
+            services: (stores.service.map { [$0] } ?? []) + background + [webhooks, events, schedulerEvents, installer],
             logger: logger
         )
     }

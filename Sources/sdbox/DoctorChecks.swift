@@ -10,8 +10,8 @@ import Subprocess
 import SystemPackage
 
 /// What `sdbox doctor` checks: what sdbox needs on this box, with a clear verdict for each: GPUs and
-/// driver, the worker backend (found, and starts), the data and models folders, the database, the port,
-/// and the configuration.
+/// driver, the worker backend (found, and starts), the data and models folders, the database (LMDB, or
+/// PostgreSQL when `database.url` is set), the port, and the configuration.
 struct DoctorChecks: Sendable {
     /// One check's outcome.
     struct Finding: Sendable {
@@ -49,7 +49,11 @@ struct DoctorChecks: Sendable {
         findings.append(writableFolder(folder.path, subject: "data folder"))
         if folder.isShared { findings.append(writableFolder(folder.shared, subject: "shared folder")) }
         findings.append(modelsFolder(folder.models))
-        findings.append(await database(folder.database))
+        if let location = configuration.database.postgres {
+            findings.append(await postgres(location))
+        } else {
+            findings.append(await database(folder.database))
+        }
         findings.append(port())
         findings += await workerBackend(data: folder.path)
         return findings
@@ -121,6 +125,22 @@ struct DoctorChecks: Sendable {
             return Finding(verdict: .ok, subject: "database", detail: "\(path) readable (\(models.count) models, \(active.count) unfinished tasks)")
         } catch {
             return Finding(verdict: .failure, subject: "database", detail: "\(path): \(error)")
+        }
+    }
+
+    /// The PostgreSQL database of `database.url`: reached, and its schema's version (migrated at start).
+    func postgres(_ location: PostgresLocation) async -> Finding {
+        do {
+            let (current, latest) = try await PostgresDatabase.schemaVersion(at: location, logger: logger)
+            if current == latest {
+                return Finding(verdict: .ok, subject: "database", detail: "\(location.masked) reached, schema version \(current)")
+            }
+            if current < latest {
+                return Finding(verdict: .ok, subject: "database", detail: "\(location.masked) reached, schema version \(current); `sdbox serve` migrates it to \(latest)")
+            }
+            return Finding(verdict: .failure, subject: "database", detail: "\(location.masked): schema version \(current) is newer than this sdbox knows (\(latest)); upgrade sdbox")
+        } catch {
+            return Finding(verdict: .failure, subject: "database", detail: "\(error)")
         }
     }
 

@@ -25,8 +25,7 @@ import Testing
         for name in [".upload-running-big.safetensors", ".upload-old-big.safetensors"] {
             try Data(count: 1024).write(to: URL(fileURLWithPath: checkpoints + name))
         }
-        var old = [timespec(tv_sec: time(nil) - 2 * 86400, tv_nsec: 0), timespec(tv_sec: time(nil) - 2 * 86400, tv_nsec: 0)]
-        utimensat(AT_FDCWD, checkpoints + ".upload-old-big.safetensors", &old, 0)
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -2 * 86400)], ofItemAtPath: checkpoints + ".upload-old-big.safetensors")
         let boxB = try await ServerProcess(config: config("box-b"))
         defer { boxB.destroy() }
         #expect(FileManager.default.fileExists(atPath: checkpoints + ".upload-running-big.safetensors"), "another box's upload is left alone")

@@ -35,6 +35,7 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var webhooks = WebhookSettings()
     public var events = EventSettings()
     public var cors = CORSSettings()
+    public var database = DatabaseSettings()
 
     public init() {}
 
@@ -64,7 +65,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         ("SDBOX_MAX_UPLOAD_BYTES", ["models", "maxUploadBytes"]), ("SDBOX_MAX_INSTANCES", ["scheduler", "maxInstances"]),
         ("SDBOX_CPU_SLOTS", ["scheduler", "cpuSlots"]), ("SDBOX_REQUIRE_API_KEYS", ["auth", "required"]),
         ("SDBOX_DEFAULT_PROFILE", ["workers", "defaultProfile"]), ("SDBOX_HUGGINGFACE_TOKEN", ["models", "huggingFaceToken"]),
-        ("SDBOX_CIVITAI_TOKEN", ["models", "civitaiToken"]),
+        ("SDBOX_CIVITAI_TOKEN", ["models", "civitaiToken"]), ("SDBOX_DATABASE_URL", ["database", "url"]),
     ]
 
     /// This configuration with the `SDBOX_*` variables of `environment` applied over it (they win over
@@ -105,6 +106,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         if var section = try reader.section("webhooks") { try config.webhooks.read(&section) }
         if var section = try reader.section("events") { try config.events.read(&section) }
         if var section = try reader.section("cors") { try config.cors.read(&section) }
+        if var section = try reader.section("database") { try config.database.read(&section) }
         if let name = config.workers.defaultProfile, config.workers.launchProfiles[name] == nil {
             throw ConfigurationError("workers.defaultProfile: no profile named '\(name)'")
         }

@@ -69,37 +69,6 @@ public final class Database: Sendable {
     }
 }
 
-/// JSON encoding of records stored in LMDB.
-enum RecordCoding {
-    static func encode(_ value: some Encodable) throws -> Data {
-        try JSONEncoder.records.encode(value)
-    }
-
-    static func decode<T: Decodable>(_ type: T.Type, from bytes: UnsafeRawBufferPointer) throws -> T {
-        try JSONDecoder.records.decode(T.self, from: Data(bytes))
-    }
-
-    static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
-        try JSONDecoder.records.decode(T.self, from: Data(bytes))
-    }
-}
-
-extension JSONEncoder {
-    static var records: JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .millisecondsSince1970
-        return encoder
-    }
-}
-
-extension JSONDecoder {
-    static var records: JSONDecoder {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .millisecondsSince1970
-        return decoder
-    }
-}
-
 extension LMDBTransaction {
     /// The record stored under `key`, decoded.
     func record<T: Decodable>(_ type: T.Type, in table: LMDBTable, key: String) throws -> T? {

@@ -66,14 +66,7 @@ public struct LMDBTaskStore: TaskStore {
             guard let old = try txn.record(TaskRecord.self, in: tables.tasks, key: id) else {
                 throw TaskStoreError.notFound(id)
             }
-            var task = old
-            try change(&task)
-            task.id = old.id
-            if task.state != old.state || old.state.isFinal {
-                guard old.state.canMove(to: task.state) else {
-                    throw TaskStoreError.invalidTransition(id: id, from: old.state, to: task.state)
-                }
-            }
+            let task = try old.changed(by: change)
             let encoded = try RecordCoding.encode(task)
             try txn.put(tables.tasks, key: id, value: encoded)
             if task.state.isFinal {
@@ -88,12 +81,10 @@ public struct LMDBTaskStore: TaskStore {
     @discardableResult
     public func updateCallback(_ id: String, _ change: @escaping @Sendable (inout TaskCallback) throws -> Void) async throws -> TaskRecord {
         try await write { txn, tables, changes in
-            guard var task = try txn.record(TaskRecord.self, in: tables.tasks, key: id) else {
+            guard let old = try txn.record(TaskRecord.self, in: tables.tasks, key: id) else {
                 throw TaskStoreError.notFound(id)
             }
-            guard var callback = task.callback else { return task }
-            try change(&callback)
-            task.callback = callback
+            guard let task = try old.changingCallback(by: change) else { return old }
             let encoded = try RecordCoding.encode(task)
             try txn.put(tables.tasks, key: id, value: encoded)
             try Self.indexCallback(of: task, txn: txn, tables: tables)
@@ -163,28 +154,20 @@ public struct LMDBTaskStore: TaskStore {
     /// listing where it stopped, so a filter that matches rarely never makes one call slow.
     public func recent(limit: Int, user: String? = nil, filter: TaskFilter = TaskFilter()) async throws -> TaskPage {
         try await database.read { txn, tables in
-            var page = TaskPage(tasks: [], next: nil)
-            var examined = 0
-            var lastExamined: String?
+            var builder = TaskPageBuilder(limit: limit, filter: filter)
             let sinceKey = filter.since.map(Self.timeKey(millis:))
             try txn.forEach(tables.tasksByTime, from: filter.before, reverse: true) { key, value in
                 if let before = filter.before, key >= before { return true }
                 if let sinceKey, key < sinceKey { return false }
-                guard page.tasks.count < limit, examined < filter.scanLimit else {
-                    page.next = lastExamined
-                    return false
+                return try builder.examine(key) {
+                    let id = String(decoding: value, as: UTF8.self)
+                    guard let task = try txn.record(TaskRecord.self, in: tables.tasks, key: id), user == nil || task.user == user,
+                        filter.admits(task)
+                    else { return nil }
+                    return task
                 }
-                examined += 1
-                lastExamined = key
-                let id = String(decoding: value, as: UTF8.self)
-                if let task = try txn.record(TaskRecord.self, in: tables.tasks, key: id), user == nil || task.user == user,
-                    filter.admits(task)
-                {
-                    page.tasks.append(task)
-                }
-                return true
             }
-            return page
+            return builder.page
         }
     }
 
@@ -230,9 +213,7 @@ public struct LMDBTaskStore: TaskStore {
     }
 
     /// The position of `task` in the time index, which orders tasks by creation.
-    static func timeKey(_ task: TaskRecord) -> String {
-        timeKey(millis: task.createdAt) + "_" + task.id
-    }
+    static func timeKey(_ task: TaskRecord) -> String { TaskFilter.position(of: task) }
 
     static func timeKey(millis date: Date) -> String { TaskFilter.position(at: date) }
 }

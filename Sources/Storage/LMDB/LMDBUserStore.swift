@@ -1,15 +1,10 @@
 import Foundation
 import SDBoxCore
 
-/// Users and sessions in LMDB: users by name, sessions by the sha256 of their token.
-///
-/// A session's last use is written at most once a minute, or four times a lifetime when that is shorter
-/// (a request with a token then costs a read, not a write); expiry is judged on that time, so a session
-/// may outlive its last use by up to a quarter of its lifetime more.
+/// Users and sessions in LMDB: users by name, sessions by the sha256 of their token. A use of a session
+/// writes its last use only now and then (``SessionUse``).
 public final class LMDBUserStore: UserStore {
     let database: Database
-    /// How stale a session's stored last use may be before a use writes it again.
-    static let touchInterval: TimeInterval = 60
 
     public init(database: Database) {
         self.database = database
@@ -22,7 +17,7 @@ public final class LMDBUserStore: UserStore {
     }
 
     public func user(named name: String) async throws -> UserRecord? {
-        guard Self.isStorable(name) else { return nil }
+        guard UserNames.isStorable(name) else { return nil }
         return try await database.read { txn, tables in try txn.record(UserRecord.self, in: tables.users, key: name) }
     }
 
@@ -31,7 +26,7 @@ public final class LMDBUserStore: UserStore {
     }
 
     public func removeUser(named name: String) async throws -> Bool {
-        guard Self.isStorable(name) else { return false }
+        guard UserNames.isStorable(name) else { return false }
         return try await database.write { txn, tables in
             guard try txn.get(tables.users, key: name) != nil else { return false }
             _ = try txn.delete(tables.users, key: name)
@@ -40,11 +35,6 @@ public final class LMDBUserStore: UserStore {
             }
             return true
         }
-    }
-
-    /// Whether a name can be a key of the users table (LMDB takes 1 to 511 bytes); no user has another.
-    static func isStorable(_ name: String) -> Bool {
-        (1...511).contains(name.utf8.count)
     }
 
     public func insert(_ session: SessionRecord) async throws {
@@ -57,20 +47,19 @@ public final class LMDBUserStore: UserStore {
         guard let session = try await database.read({ txn, tables in try txn.record(SessionRecord.self, in: tables.sessions, key: tokenHash) }) else {
             return nil
         }
-        let age = now.timeIntervalSince(session.lastUsed)
-        if age > lifetime {
+        switch SessionUse(of: session, now: now, lifetime: lifetime) {
+        case .expired:
             _ = try await database.write { txn, tables in _ = try txn.delete(tables.sessions, key: tokenHash) }
             return nil
+        case .current(let session):
+            return session
+        case .renewed(let used):
+            _ = try await database.write { txn, tables in
+                // The user may have been removed meanwhile: its sessions are gone, and this one stays gone.
+                guard try txn.get(tables.sessions, key: tokenHash) != nil else { return }
+                _ = try txn.put(tables.sessions, key: tokenHash, value: RecordCoding.encode(used))
+            }
+            return used
         }
-        guard age >= min(Self.touchInterval, lifetime / 4) else { return session }
-        var used = session
-        used.lastUsed = now
-        let stored = used
-        _ = try await database.write { txn, tables in
-            // The user may have been removed meanwhile: its sessions are gone, and this one stays gone.
-            guard try txn.get(tables.sessions, key: tokenHash) != nil else { return }
-            _ = try txn.put(tables.sessions, key: tokenHash, value: RecordCoding.encode(stored))
-        }
-        return used
     }
 }

@@ -1,0 +1,149 @@
+import Foundation
+import PostgresNIO
+import SDBoxCore
+
+/// The ``TaskStore`` in PostgreSQL (table `sdbox_tasks`): each task's record as `jsonb`, beside the
+/// columns its queries need; a change is a transaction that locks the task's row (`SELECT … FOR UPDATE`)
+/// and checks the move as LMDB does (``TaskRecord/changed(by:)``). Listings use the same positions as
+/// LMDB's time index, so a page's `next` means the same in both. Nothing is cached: other boxes may
+/// change a task at any time.
+public struct PostgresTaskStore: TaskStore {
+    let database: PostgresDatabase
+
+    public init(database: PostgresDatabase) {
+        self.database = database
+    }
+
+    /// Writes a new task. The id must be new; a clash (astronomically unlikely) gets a fresh id.
+    public func insert(_ task: TaskRecord) async throws -> TaskRecord {
+        var task = task
+        while true {
+            if let stored = try await Self.insert(task, on: database) { return stored }
+            task.id = TaskID.make()
+        }
+    }
+
+    public func insertUnlessPresent(_ task: TaskRecord) async throws -> (task: TaskRecord, inserted: Bool) {
+        while true {
+            if let stored = try await Self.insert(task, on: database) { return (stored, true) }
+            // Read in a statement of its own, whose snapshot sees the row that was in the way.
+            if let existing = try await get(task.id) { return (existing, false) }
+        }
+    }
+
+    /// Writes `task` unless its id is taken; the task as stored, or nil when the id was taken.
+    private static func insert(_ task: TaskRecord, on database: PostgresDatabase) async throws -> TaskRecord? {
+        let text = try RecordCoding.text(task)
+        let rows = try await database.query("""
+            INSERT INTO sdbox_tasks (id, position, state, final, user_name, model, created_at, callback_pending, record)
+            VALUES (\(task.id), \(TaskFilter.position(of: task)), \(task.state.rawValue), \(task.state.isFinal), \(task.user),
+                \(task.model), \(task.createdAt), \(task.callback?.state == .pending), \(text)::jsonb)
+            ON CONFLICT (id) DO NOTHING RETURNING id
+            """)
+        for try await _ in rows.decode(String.self) {
+            return try RecordCoding.decode(TaskRecord.self, from: text)
+        }
+        return nil
+    }
+
+    public func get(_ id: String) async throws -> TaskRecord? {
+        try await database.query("SELECT record::text FROM sdbox_tasks WHERE id = \(id)").record(TaskRecord.self)
+    }
+
+    /// Changes a task in one transaction, its row locked meanwhile; the change is checked as
+    /// ``TaskRecord/changed(by:)`` checks it.
+    @discardableResult
+    public func update(_ id: String, _ change: @escaping @Sendable (inout TaskRecord) throws -> Void) async throws -> TaskRecord {
+        try await rewrite(id) { try $0.changed(by: change) }
+    }
+
+    @discardableResult
+    public func updateCallback(_ id: String, _ change: @escaping @Sendable (inout TaskCallback) throws -> Void) async throws -> TaskRecord {
+        try await rewrite(id) { try $0.changingCallback(by: change) }
+    }
+
+    /// Locks task `id`, writes what `change` makes of it (nothing when it gives nil), and returns the task.
+    private func rewrite(_ id: String, _ change: @escaping @Sendable (TaskRecord) throws -> TaskRecord?) async throws -> TaskRecord {
+        try await database.transaction { connection in
+            let logger = database.logger
+            guard let old = try await connection.query("SELECT record::text FROM sdbox_tasks WHERE id = \(id) FOR UPDATE", logger: logger)
+                .record(TaskRecord.self)
+            else { throw TaskStoreError.notFound(id) }
+            guard let task = try change(old) else { return old }
+            let text = try RecordCoding.text(task)
+            try await connection.query("""
+                UPDATE sdbox_tasks SET state = \(task.state.rawValue), final = \(task.state.isFinal), user_name = \(task.user),
+                    model = \(task.model), callback_pending = \(task.callback?.state == .pending), record = \(text)::jsonb
+                WHERE id = \(id)
+                """, logger: logger)
+            return try RecordCoding.decode(TaskRecord.self, from: text)
+        }
+    }
+
+    /// Tasks whose webhook is still pending (final ones are due for delivery), oldest first.
+    public func pendingCallbacks() async throws -> [TaskRecord] {
+        try await database.query("SELECT record::text FROM sdbox_tasks WHERE callback_pending ORDER BY position").records(TaskRecord.self)
+    }
+
+    /// Tasks that are queued or running, oldest first.
+    public func activeTasks() async throws -> [TaskRecord] {
+        try await database.query("SELECT record::text FROM sdbox_tasks WHERE NOT final ORDER BY position").records(TaskRecord.self)
+    }
+
+    /// Up to `limit` tasks, newest first, optionally only one user's and only those `filter` lets through.
+    ///
+    /// As in LMDB, at most ``TaskFilter/scanLimit`` tasks are examined per call (``TaskPageBuilder``). The
+    /// query reads those positions from the index, marks the tasks the filter admits, and sends the
+    /// records of the first `limit` of them only.
+    public func recent(limit: Int, user: String? = nil, filter: TaskFilter = TaskFilter()) async throws -> TaskPage {
+        let states = filter.states.map(\.rawValue).sorted()
+        let since = filter.since.map(TaskFilter.position(at:))
+        let rows = try await database.query("""
+            WITH scanned AS (
+                SELECT id, position,
+                    (\(user)::text IS NULL OR user_name = \(user))
+                    AND (cardinality(\(states)::text[]) = 0 OR state = ANY(\(states)::text[]))
+                    AND (\(filter.model)::text IS NULL OR model = \(filter.model)) AS admitted
+                FROM sdbox_tasks
+                WHERE (\(filter.before)::text IS NULL OR position < \(filter.before)) AND (\(since)::text IS NULL OR position >= \(since))
+                ORDER BY position DESC LIMIT \(filter.scanLimit + 1)
+            ), counted AS (
+                SELECT id, position, admitted,
+                    count(*) FILTER (WHERE admitted) OVER (ORDER BY position DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS earlier
+                FROM scanned
+            )
+            SELECT c.position, t.record::text
+            FROM counted c LEFT JOIN sdbox_tasks t ON t.id = c.id AND c.admitted AND c.earlier < \(limit)
+            WHERE c.earlier <= \(limit)
+            ORDER BY c.position DESC
+            """)
+        var builder = TaskPageBuilder(limit: limit, filter: filter)
+        for try await (position, record) in rows.decode((String, String?).self) {
+            let more = try builder.examine(position) { try record.map { try RecordCoding.decode(TaskRecord.self, from: $0) } }
+            if !more { break }
+        }
+        return builder.page
+    }
+
+    /// Up to `limit` final tasks created before `date`, oldest first (what retention removes).
+    public func finishedTasks(createdBefore date: Date, limit: Int) async throws -> [TaskRecord] {
+        try await database.query("""
+            SELECT record::text FROM sdbox_tasks WHERE final AND position < \(TaskFilter.position(at: date))
+            ORDER BY position LIMIT \(limit)
+            """).records(TaskRecord.self)
+    }
+
+    /// Removes the tasks `ids` that are final and were created before `date`; returns how many went.
+    @discardableResult
+    public func remove(_ ids: Set<String>, createdBefore date: Date) async throws -> Int {
+        let rows = try await database.query("""
+            WITH removed AS (
+                DELETE FROM sdbox_tasks WHERE id = ANY(\(Array(ids))::text[]) AND final AND position < \(TaskFilter.position(at: date))
+                RETURNING 1
+            )
+            SELECT count(*) FROM removed
+            """)
+        for try await count in rows.decode(Int.self) { return count }
+        return 0
+    }
+}

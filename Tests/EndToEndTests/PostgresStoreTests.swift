@@ -1,0 +1,73 @@
+import Foundation
+import NIOHTTP1
+import PostgresTestSupport
+import SDBoxCore
+import Testing
+
+/// `sdbox serve` with `database.url`: its tasks, keys and models live in PostgreSQL (a real server, made
+/// by the tests) and are there again after a restart; the data folder holds no LMDB database.
+@Suite(.serialized, .timeLimit(.minutes(3))) struct PostgresStoreTests {
+    @Test func tasksKeysAndModelsLiveInPostgreSQLAcrossARestart() async throws {
+        let postgres = try PostgresServer.shared()
+        let url = try postgres.makeDatabase()
+        let server = try await ServerProcess(config: """
+            database:
+              url: "\(url)"
+            workers:
+              reference: {stepMilliseconds: 20, minimumStepMilliseconds: 20}
+            """, models: ["alpha.safetensors": DemoCheckpoint.contents()])
+        defer { server.destroy() }
+        #expect(server.log.contains("database: PostgreSQL postgres://sdbox@127.0.0.1"), "\(server.log)")
+        let body: JSONValue = ["stable_diffusion_model": "alpha", "prompt": "fox", "steps": 2, "width": 64, "height": 64]
+        var ids: [String] = []
+        for _ in 0..<2 {
+            let (status, answer) = try await server.json(.POST, "/txt2img", body)
+            #expect(status == 200 && answer["status"] == "succeeded", "\(answer)")
+            ids.append(try #require(answer["taskId"]?.stringValue))
+        }
+        for _ in 0..<3 {
+            let (status, accepted) = try await server.json(.POST, "/txt2img", body, headers: [("Request-Type", "async")])
+            #expect(status == 200 || status == 202, "\(accepted)")
+            ids.append(try #require(accepted["taskId"]?.stringValue))
+        }
+        for id in ids { #expect(try await server.waitForTask(id)["status"] == "succeeded") }
+        let (created, made) = try await server.json(.POST, "/admin/keys", ["user": "carol", "role": "user"])
+        #expect(created == 201, "\(made)")
+        let key = try #require(made["key"]?.stringValue)
+
+        // In PostgreSQL, and not in an LMDB database of the data folder.
+        #expect(try postgres.psql(url, "SELECT count(*) FROM sdbox_tasks WHERE state = 'succeeded'") == "\(ids.count)")
+        #expect(try postgres.psql(url, "SELECT record->>'user' FROM sdbox_api_keys") == "carol")
+        #expect(try postgres.psql(url, "SELECT name FROM sdbox_models WHERE type = 'stableDiffusion'") == "alpha.safetensors")
+        #expect(try postgres.psql(url, "SELECT max(version) FROM sdbox_schema_migrations") == "1")
+        #expect(!FileManager.default.fileExists(atPath: server.dataDirectory + "/db/data.mdb"))
+
+        server.stop()
+        try await server.start()
+        for id in ids {
+            let result = try await server.json(.GET, "/tasks/\(id)/result").1
+            #expect(result["status"] == "succeeded" && result["images"]?.arrayValue?.count == 1, "\(result)")
+        }
+        let (status, listed) = try await server.json(.GET, "/tasks?limit=10")
+        #expect(status == 200 && Set(listed["tasks"]?.arrayValue?.compactMap { $0["taskId"]?.stringValue } ?? []) == Set(ids))
+        #expect(try await server.json(.GET, "/tasks", headers: bearer(key)).0 == 200, "the key made before the restart")
+        let models = try await server.json(.GET, "/models").1
+        #expect(String(decoding: try models.encoded(), as: UTF8.self).contains("alpha.safetensors"))
+        // A task after the restart, and still no LMDB database.
+        #expect(try await server.json(.POST, "/txt2img", body).1["status"] == "succeeded")
+        #expect(try postgres.psql(url, "SELECT count(*) FROM sdbox_tasks") == "\(ids.count + 1)")
+        #expect(!FileManager.default.fileExists(atPath: server.dataDirectory + "/db/data.mdb"))
+    }
+
+    @Test func aDatabaseThatCannotBeReachedStopsTheStartWithAClearMessage() async throws {
+        let port = try #require(FreePort.allocate())
+        let url = "postgres://sdbox:hunter2@127.0.0.1:\(port)/sdbox?sslmode=disable"
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sdbox-e2e-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let (status, output) = try await runSDBox(["serve", "--port", "\(try #require(FreePort.allocate()))", "--data-dir", folder], environment: ["SDBOX_DATABASE_URL": url])
+        #expect(status != 0)
+        #expect(output.contains("postgres://sdbox:***@127.0.0.1:\(port)/sdbox") && output.contains("cannot be reached") && !output.contains("hunter2"), "\(output)")
+        let doctor = try await runSDBox(["doctor", "--data-dir", folder], environment: ["SDBOX_DATABASE_URL": url])
+        #expect(doctor.output.contains("[FAIL] database: database postgres://sdbox:***@"), "\(doctor.output)")
+    }
+}
