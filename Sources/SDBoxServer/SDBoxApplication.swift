@@ -43,7 +43,7 @@ public enum SDBoxApplication {
         // cores, so that writes waiting for the disk never hold up a read or the thumbnails' and hashes' work.
         let storageThreads = NIOThreadPool(numberOfThreads: max(8, 4 * System.coreCount))
         storageThreads.start()
-        let stores = try await DataStores.open(configuration.database, folder: folder, threadPool: storageThreads, logger: logger)
+        let stores = try await DataStores.open(configuration.database, folder: folder, node: configuration.node.name, threadPool: storageThreads, logger: logger)
         logger.info("database: \(stores.summary)")
         let tasks = stores.tasks
         let catalog = stores.catalog
@@ -120,7 +120,7 @@ public enum SDBoxApplication {
             ),
             configuration: .init(address: .hostname(configuration.http.host, port: configuration.http.port), serverName: "sdbox"),
             // The database's pool first: the service group stops services in reverse order, so it closes last.
-            services: (stores.service.map { [$0] } ?? []) + background + [webhooks, events, schedulerEvents, installer],
+            services: stores.services + background + [webhooks, events, schedulerEvents, installer],
             logger: logger
         )
     }

@@ -39,7 +39,7 @@ import Testing
         #expect(try postgres.psql(url, "SELECT count(*) FROM sdbox_tasks WHERE state = 'succeeded'") == "\(ids.count)")
         #expect(try postgres.psql(url, "SELECT record->>'user' FROM sdbox_api_keys") == "carol")
         #expect(try postgres.psql(url, "SELECT name FROM sdbox_models WHERE type = 'stableDiffusion'") == "alpha.safetensors")
-        #expect(try postgres.psql(url, "SELECT max(version) FROM sdbox_schema_migrations") == "1")
+        #expect(try postgres.psql(url, "SELECT max(version) FROM sdbox_schema_migrations") == "2")
         #expect(!FileManager.default.fileExists(atPath: server.dataDirectory + "/db/data.mdb"))
 
         server.stop()
@@ -57,6 +57,39 @@ import Testing
         #expect(try await server.json(.POST, "/txt2img", body).1["status"] == "succeeded")
         #expect(try postgres.psql(url, "SELECT count(*) FROM sdbox_tasks") == "\(ids.count + 1)")
         #expect(!FileManager.default.fileExists(atPath: server.dataDirectory + "/db/data.mdb"))
+    }
+
+    /// Until the fleet's scheduler claims tasks from the database, a second box would queue the first's
+    /// unfinished tasks as its own: it is refused while the first renews its row, with the reason.
+    @Test func aSecondBoxOnTheSameDatabaseIsRefusedWhileTheFirstRuns() async throws {
+        let postgres = try PostgresServer.shared()
+        let url = try postgres.makeDatabase()
+        func config(_ node: String) -> String {
+            """
+            database:
+              url: "\(url)"
+            node: {name: \(node)}
+            """
+        }
+        let first = try await ServerProcess(config: config("box-a"), models: ["alpha.safetensors": DemoCheckpoint.contents()])
+        defer { first.destroy() }
+        #expect(try postgres.psql(url, "SELECT name FROM sdbox_nodes") == "box-a")
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sdbox-e2e-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let port = try #require(FreePort.allocate())
+        let refused = try await runSDBox(
+            ["serve", "--port", "\(port)", "--data-dir", folder], environment: ["SDBOX_DATABASE_URL": url, "SDBOX_NODE_NAME": "box-b"]
+        )
+        #expect(refused.status != 0 && refused.output.contains("is in use by another box (box-a)"), "\(refused.output)")
+        // A crash leaves the row: the same box, restarting, takes it over at once.
+        first.stop(signal: SIGKILL)
+        try await first.start()
+        // A graceful stop removes it: then another box may start.
+        first.stop()
+        #expect(try postgres.psql(url, "SELECT count(*) FROM sdbox_nodes") == "0")
+        let second = try await ServerProcess(config: config("box-b"), models: ["alpha.safetensors": DemoCheckpoint.contents()])
+        defer { second.destroy() }
+        #expect(try postgres.psql(url, "SELECT name FROM sdbox_nodes") == "box-b")
     }
 
     @Test func aDatabaseThatCannotBeReachedStopsTheStartWithAClearMessage() async throws {

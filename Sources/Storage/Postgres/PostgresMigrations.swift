@@ -48,7 +48,11 @@ enum PostgresMigrations {
             #"CREATE TABLE sdbox_users (name text COLLATE "C" PRIMARY KEY, record jsonb NOT NULL)"#,
             "CREATE TABLE sdbox_sessions (token_hash text PRIMARY KEY, user_name text NOT NULL, record jsonb NOT NULL)",
             "CREATE INDEX sdbox_sessions_user ON sdbox_sessions (user_name)",
-        ])
+        ]),
+        // The boxes using the database, each renewing its row while it runs (PostgresNodeLease).
+        Migration(version: 2, name: "nodes", statements: [
+            #"CREATE TABLE sdbox_nodes (name text COLLATE "C" PRIMARY KEY, instance text NOT NULL, started_at timestamptz NOT NULL, heartbeat_at timestamptz NOT NULL)"#,
+        ]),
     ]
 
     /// The newest schema version this sdbox knows.
