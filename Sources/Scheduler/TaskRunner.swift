@@ -414,7 +414,8 @@ public final class TaskRunner: Sendable {
         taskEnded(task)
     }
 
-    /// Writes a change of a task, retrying each second while the disk is full, so that an outcome is never
+    /// Writes a change of a task, retrying each second while the store cannot take it (the disk is full,
+    /// or PostgreSQL cannot be reached: ``StoreFailure/isTransient(_:)``), so that an outcome is never
     /// dropped while sdbox runs; other errors, and shutdown, end the attempts.
     func persist(_ id: String, _ change: @escaping @Sendable (inout TaskRecord) throws -> Void) async throws -> TaskRecord {
         var waiting = false
@@ -430,11 +431,11 @@ public final class TaskRunner: Sendable {
         while true {
             do {
                 let task = try await tasks.update(id, change)
-                if waiting { logger.notice("disk space returned; task change recorded", metadata: ["task": "\(id)"]) }
+                if waiting { logger.notice("the store took the task change that waited", metadata: ["task": "\(id)"]) }
                 return task
-            } catch let error as LMDBError where error.isOutOfSpace && !isShuttingDown {
+            } catch where StoreFailure.isTransient(error) && !isShuttingDown {
                 if !waiting {
-                    logger.error("disk full: a task change waits for space", metadata: ["task": "\(id)", "error": "\(error)"])
+                    logger.error("the store cannot take a task change now (disk full or database unreachable); it waits", metadata: ["task": "\(id)", "error": "\(error)"])
                     waiting = true
                     let count = state.withLock { state in
                         state.changesWaitingForDisk += 1

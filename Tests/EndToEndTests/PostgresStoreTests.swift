@@ -92,6 +92,41 @@ import Testing
         #expect(try postgres.psql(url, "SELECT name FROM sdbox_nodes") == "box-b")
     }
 
+    /// PostgreSQL stopped while tasks run: requests that need it answer 503 with the reason, tasks that end
+    /// meanwhile keep their outcome until the database is back, and the box goes on by itself.
+    @Test func anOutageOfPostgreSQLAnswers503AndLosesNothing() async throws {
+        let postgres = try PostgresServer.dedicated()
+        let url = try postgres.makeDatabase()
+        let server = try await ServerProcess(config: """
+            database:
+              url: "\(url)"
+              timeoutSeconds: 2
+            workers:
+              reference: {stepMilliseconds: 100, minimumStepMilliseconds: 100}
+            """, models: ["alpha.safetensors": DemoCheckpoint.contents()])
+        defer { server.destroy() }
+        let body: JSONValue = ["stable_diffusion_model": "alpha", "prompt": "fox", "steps": 20, "width": 64, "height": 64]
+        // A task accepted before the outage that runs through it (20 steps of 100 ms).
+        let (status, accepted) = try await server.json(.POST, "/txt2img", body, headers: [("Request-Type", "async")])
+        #expect(status == 200, "\(accepted)")
+        let id = try #require(accepted["taskId"]?.stringValue)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while try await server.json(.GET, "/tasks/\(id)/result").1["status"] != "running", ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        try postgres.stop()
+        let refused = try await server.response(.POST, "/txt2img", body: try body.encoded(), headers: [("Request-Type", "async")])
+        let answer = try JSONValue(parsing: refused.body)
+        #expect(refused.status == 503 && answer["error"] == "database unavailable", "\(answer)")
+        #expect(answer["message"]?.stringValue?.contains("nothing was changed, try again") == true && refused.headers["Retry-After"].first == "5", "\(answer)")
+        #expect(try await server.json(.GET, "/tasks/\(id)/result").0 == 503)
+        try await Task.sleep(for: .seconds(2))
+        try postgres.start()
+        // Back by itself: the task accepted before is there and succeeded, and new work is taken.
+        #expect(try await server.waitForTask(id)["status"] == "succeeded")
+        #expect(try await server.json(.POST, "/txt2img", ["stable_diffusion_model": "alpha", "prompt": "p", "steps": 1, "width": 64, "height": 64]).1["status"] == "succeeded")
+    }
+
     @Test func aDatabaseThatCannotBeReachedStopsTheStartWithAClearMessage() async throws {
         let port = try #require(FreePort.allocate())
         let url = "postgres://sdbox:hunter2@127.0.0.1:\(port)/sdbox?sslmode=disable"

@@ -28,6 +28,22 @@ public final class PostgresServer: Sendable {
         try sharedServer.get()
     }
 
+    /// A server of its own, for a test that stops and starts it (an outage); stopped at process exit too.
+    public static func dedicated() throws -> PostgresServer {
+        try PostgresServer()
+    }
+
+    /// Stops the server as a restart of PostgreSQL does: every connection closed, committed work kept
+    /// (`pg_ctl stop -m fast`; an immediate stop would lose it, as the test servers run without fsync).
+    public func stop() throws {
+        try Self.run(asUser: user, programs + "/pg_ctl", ["-D", folder + "/data", "-w", "-t", "60", "-m", "fast", "stop"])
+    }
+
+    /// Starts the stopped server again, on its port.
+    public func start() throws {
+        try Self.run(asUser: user, programs + "/pg_ctl", Self.startArguments(folder: folder, port: port))
+    }
+
     /// Makes a new, empty database and returns its `postgres://` URL.
     public func makeDatabase() throws -> String {
         let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
@@ -57,10 +73,7 @@ public final class PostgresServer: Sendable {
             // Another test process may take the free port first: then pg_ctl fails, and another is tried.
             guard let port = FreePort.allocate() else { throw PostgresServerError("no free port") }
             do {
-                try Self.run(asUser: user, programs + "/pg_ctl", [
-                    "-D", folder + "/data", "-l", folder + "/server.log", "-w", "-t", "60", "start", "-o",
-                    "-p \(port) -k \(folder) -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
-                ])
+                try Self.run(asUser: user, programs + "/pg_ctl", Self.startArguments(folder: folder, port: port))
                 self.port = port
                 break
             } catch where attempts < 3 {
@@ -68,6 +81,14 @@ public final class PostgresServer: Sendable {
             }
         }
         Self.stopAtExit(folder)
+    }
+
+    /// `pg_ctl`'s arguments to start the cluster in `folder` on `port` (fsync off: tests only).
+    static func startArguments(folder: String, port: Int) -> [String] {
+        [
+            "-D", folder + "/data", "-l", folder + "/server.log", "-w", "-t", "60", "start", "-o",
+            "-p \(port) -k \(folder) -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+        ]
     }
 
     /// The programs of the newest PostgreSQL installed: `pg_config --bindir`, else `/usr/lib/postgresql/*/bin`.

@@ -8,6 +8,9 @@ public struct DatabaseSettings: Sendable, Equatable {
     public var postgres: PostgresLocation?
     /// The most connections this box opens to it (`database.maxConnections`).
     public var maxConnections = 10
+    /// How long a request waits for the database (a connection and its answer) before it counts as
+    /// unreachable and the request is answered 503 (`database.timeoutSeconds`).
+    public var timeoutSeconds = 10
 
     public init() {}
 
@@ -20,6 +23,7 @@ public struct DatabaseSettings: Sendable, Equatable {
             }
         }
         maxConnections = try section.integer("maxConnections", in: 1...1000) ?? maxConnections
+        timeoutSeconds = try section.integer("timeoutSeconds", in: 1...600) ?? timeoutSeconds
         try section.finish()
     }
 }

@@ -22,7 +22,9 @@ public struct DataStores: Sendable {
         _ settings: DatabaseSettings, folder: DataFolder, node: String, threadPool: NIOThreadPool, logger: Logger
     ) async throws -> DataStores {
         if let location = settings.postgres {
-            let database = try await PostgresDatabase.open(location, maxConnections: settings.maxConnections, logger: logger)
+            let database = try await PostgresDatabase.open(
+                location, maxConnections: settings.maxConnections, timeout: .seconds(settings.timeoutSeconds), logger: logger
+            )
             let lease: PostgresNodeLease
             do {
                 lease = try await PostgresNodeLease.acquire(database, node: node)

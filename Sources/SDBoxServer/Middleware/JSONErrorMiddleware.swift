@@ -31,6 +31,10 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             throw APIError(.insufficientStorage, "disk full", detail: "the database cannot grow: \(error); nothing was changed")
         } catch let error as ObjectStoreError where error.isDiskFull {
             throw APIError(.insufficientStorage, "disk full", detail: "\(error)")
+        } catch let error where PostgresStoreError.unavailability(of: error) != nil {
+            let reason = PostgresStoreError.unavailability(of: error)?.description ?? ""
+            context.logger.warning("database unavailable", metadata: ["path": "\(request.uri.path.prefix(200))", "error": "\(reason)"])
+            throw APIError(.serviceUnavailable, "database unavailable", detail: "\(reason); nothing was changed, try again", extra: ["retryAfter": 5])
         } catch {
             let summary = ErrorSummary(error)
             context.logger.error("request failed", metadata: ["path": "\(request.uri.path.prefix(200))", "error": "\(summary)"])

@@ -15,11 +15,15 @@ public final class PostgresDatabase: Service, Sendable {
     public let location: PostgresLocation
     let client: PostgresClient
     let logger: Logger
+    /// How long one request may wait for a connection and its answer before the database counts as
+    /// unreachable (PostgresNIO's pool would wait for a connection as long as the server is away).
+    let timeout: Duration
     private let running: Task<Void, Never>
 
-    private init(location: PostgresLocation, client: PostgresClient, logger: Logger) {
+    private init(location: PostgresLocation, client: PostgresClient, timeout: Duration, logger: Logger) {
         self.location = location
         self.client = client
+        self.timeout = timeout
         self.logger = logger
         // Started at once (not merely scheduled): the pool counts as running before the first query leases a connection.
         running = Task.immediate { await client.run() }
@@ -27,7 +31,9 @@ public final class PostgresDatabase: Service, Sendable {
 
     /// Connects to the database at `location`, brings its schema up to date, and opens a pool of at most
     /// `maxConnections` connections. Throws ``PostgresStoreError`` naming the database (masked) and the cause.
-    public static func open(_ location: PostgresLocation, maxConnections: Int = 10, logger: Logger) async throws -> PostgresDatabase {
+    public static func open(
+        _ location: PostgresLocation, maxConnections: Int = 10, timeout: Duration = .seconds(10), logger: Logger
+    ) async throws -> PostgresDatabase {
         try await withConnection(to: location, logger: logger) { connection in
             do {
                 try await PostgresMigrations.apply(on: connection, logger: logger)
@@ -38,7 +44,7 @@ public final class PostgresDatabase: Service, Sendable {
             }
         }
         let client = PostgresClient(configuration: location.clientConfiguration(maxConnections: maxConnections), backgroundLogger: logger)
-        return PostgresDatabase(location: location, client: client, logger: logger)
+        return PostgresDatabase(location: location, client: client, timeout: timeout, logger: logger)
     }
 
     /// The schema version of the database at `location` and the newest this sdbox knows, from one
@@ -90,14 +96,33 @@ public final class PostgresDatabase: Service, Sendable {
     /// Runs one statement on a connection of the pool.
     @discardableResult
     func query(_ query: PostgresQuery) async throws -> PostgresRowSequence {
-        try await client.query(query, logger: logger)
+        let (client, logger) = (self.client, self.logger)
+        return try await withinTimeout { try await client.query(query, logger: logger) }
     }
 
     /// Runs `body` in a transaction on a connection of the pool (``PostgresConnection/transaction(logger:_:)``).
-    func transaction<R: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> R) async throws -> R {
-        let logger = logger
-        return try await client.withConnection { connection in
-            try await connection.transaction(logger: logger, body)
+    func transaction<R: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> R) async throws -> R {
+        let (client, logger) = (self.client, self.logger)
+        return try await withinTimeout {
+            try await client.withConnection { connection in
+                try await connection.transaction(logger: logger, body)
+            }
+        }
+    }
+
+    /// `body`'s answer, or ``PostgresStoreError`` (unavailable) once ``timeout`` has passed: `body` is then
+    /// cancelled (a transaction not committed is rolled back by the server).
+    func withinTimeout<R: Sendable>(_ body: @escaping @Sendable () async throws -> R) async throws -> R {
+        let (timeout, location) = (self.timeout, self.location)
+        return try await withThrowingTaskGroup(of: R.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                throw PostgresStoreError("the database \(location.masked) did not answer within \(timeout)", isUnavailable: true)
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next() else { throw CancellationError() }
+            return first
         }
     }
 }

@@ -35,8 +35,8 @@ public final class PostgresKeyStore: KeyStore {
 
     /// Marks a key revoked; returns it, or nil if there is no such key.
     public func revoke(_ id: String, at now: Date = Date()) async throws -> APIKeyRecord? {
+        let logger = database.logger
         let revoked: APIKeyRecord? = try await database.transaction { connection in
-            let logger = database.logger
             guard var key = try await connection.query("SELECT record::text FROM sdbox_api_keys WHERE id = \(id) FOR UPDATE", logger: logger)
                 .record(APIKeyRecord.self)
             else { return nil }
