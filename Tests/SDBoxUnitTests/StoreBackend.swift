@@ -20,7 +20,9 @@ enum StoreBackend: String, CaseIterable, Sendable, CustomTestStringConvertible {
             return OpenStores(backend: self, lmdb: (directory, try Database(path: directory.path)), postgres: nil)
         case .postgres:
             let location = try PostgresLocation(url: try PostgresServer.shared().makeDatabase())
-            let database = try await PostgresDatabase.open(location, maxConnections: 4, logger: Logger(label: "sdbox.test.postgres"))
+            // A long timeout: the suite checks what the stores do, and a loaded CI machine (30 changes of one
+            // row through 4 connections) once took more than the default 10 s.
+            let database = try await PostgresDatabase.open(location, maxConnections: 4, timeout: .seconds(120), logger: Logger(label: "sdbox.test.postgres"))
             return OpenStores(backend: self, lmdb: nil, postgres: database)
         }
     }
