@@ -53,6 +53,11 @@ import Testing
         #expect(try await server.json(.GET, "/tasks", headers: bearer(key)).0 == 200, "the key made before the restart")
         let models = try await server.json(.GET, "/models").1
         #expect(String(decoding: try models.encoded(), as: UTF8.self).contains("alpha.safetensors"))
+        // A NUL character, which PostgreSQL cannot store, is the request's fault: 400, and nothing stored.
+        let before = try postgres.psql(url, "SELECT count(*) FROM sdbox_tasks")
+        let (nul, refusal) = try await server.json(.POST, "/txt2img", ["stable_diffusion_model": "alpha", "prompt": "a\u{0}b", "steps": 1, "width": 64, "height": 64])
+        #expect(nul == 400 && refusal["detail"]?.stringValue?.contains("NUL character") == true, "\(refusal)")
+        #expect(try postgres.psql(url, "SELECT count(*) FROM sdbox_tasks") == before)
         // A task after the restart, and still no LMDB database.
         #expect(try await server.json(.POST, "/txt2img", body).1["status"] == "succeeded")
         #expect(try postgres.psql(url, "SELECT count(*) FROM sdbox_tasks") == "\(ids.count + 1)")

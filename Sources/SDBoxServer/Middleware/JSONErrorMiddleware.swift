@@ -31,6 +31,8 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             throw APIError(.insufficientStorage, "disk full", detail: "the database cannot grow: \(error); nothing was changed")
         } catch let error as ObjectStoreError where error.isDiskFull {
             throw APIError(.insufficientStorage, "disk full", detail: "\(error)")
+        } catch let error where PostgresStoreError.isUnstorableText(error) {
+            throw APIError(.badRequest, "invalid request", detail: "a text holds a NUL character (\\u0000), which the database cannot store; nothing was changed")
         } catch let error where PostgresStoreError.unavailability(of: error) != nil {
             let reason = PostgresStoreError.unavailability(of: error)?.description ?? ""
             context.logger.warning("database unavailable", metadata: ["path": "\(request.uri.path.prefix(200))", "error": "\(reason)"])

@@ -43,3 +43,11 @@ extension PostgresStoreError {
         }
     }
 }
+
+extension PostgresStoreError {
+    /// Whether `error` is PostgreSQL refusing a text it cannot hold (SQLSTATE 22P05: a NUL character,
+    /// `\u0000`, which `jsonb` and `text` reject): the request's own content, so a 400 rather than a 500.
+    public static func isUnstorableText(_ error: any Error) -> Bool {
+        (error as? PSQLError)?.serverInfo?[.sqlState] == "22P05"
+    }
+}
