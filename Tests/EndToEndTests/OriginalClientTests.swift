@@ -73,9 +73,12 @@ import Testing
     @Test func restartRenewsEveryWorkerWithoutFailingATask() async throws {
         let server = try await ServerProcess(config: pacedWorkers)
         defer { server.destroy() }
-        let body: JSONValue = ["prompt": "slow", "steps": 30, "width": 256, "height": 256]
-        let (_, first) = try await server.json(.POST, "/txt2img", body, headers: [("Request-Type", "async")])
-        let (_, second) = try await server.json(.POST, "/txt2img", body, headers: [("Request-Type", "async")])
+        // The running task is long (about 3 s) so that the restart arrives while it runs even on a loaded
+        // machine; were it done first, the queued task would take the old worker before the restart.
+        let long: JSONValue = ["prompt": "slow", "steps": 150, "width": 512, "height": 512]
+        let short: JSONValue = ["prompt": "slow", "steps": 10, "width": 256, "height": 256]
+        let (_, first) = try await server.json(.POST, "/txt2img", long, headers: [("Request-Type", "async")])
+        let (_, second) = try await server.json(.POST, "/txt2img", short, headers: [("Request-Type", "async")])
         let running = try #require(first["taskId"]?.stringValue)
         let waiting = try #require(second["taskId"]?.stringValue)
         while try await server.json(.GET, "/tasks/\(running)/progress").1["status"] != "running" {
