@@ -60,6 +60,9 @@ extension Scheduler {
         dispatch()
     }
 
+    /// How many workers of each model the other boxes run, as this box last read their reports.
+    public func workersElsewhere() -> [String: Int] { planner.workersElsewhere }
+
     /// Sends the cancels of tasks this box neither queues nor runs to `body` (the fleet).
     public func forwardCancels(to body: @escaping @Sendable (String) async throws -> TaskRecord?) {
         cancelElsewhere = body

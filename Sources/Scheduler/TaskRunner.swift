@@ -146,7 +146,7 @@ public final class TaskRunner: Sendable {
             if let unwritten {
                 task = unwritten.task
             } else {
-                guard let queued = try await tasks.get(id) else { throw TaskStoreError.notFound(id) }
+                guard let queued = try await waitingForStore(id, { try await self.tasks.get(id) }) else { throw TaskStoreError.notFound(id) }
                 task = queued
             }
         } catch {
