@@ -21,8 +21,11 @@ final class TestFleet: @unchecked Sendable {
         for model in models {
             try DemoCheckpoint.contents().write(to: URL(fileURLWithPath: shared + "/models/Stable-diffusion/" + model))
         }
-        for index in 0..<count {
-            boxes.append(try await ServerProcess(config: """
+        // The boxes start together, as a fleet powered on at once does: one applies the migrations, one hashes each checkpoint.
+        let (url, shared) = (url, shared)
+        boxes = try await withThrowingTaskGroup(of: (Int, ServerProcess).self) { group in
+            for index in 0..<count {
+                group.addTask { (index, try await ServerProcess(config: """
                 database: {url: "\(url)"}
                 sharedDir: \(shared)
                 node: {name: box-\(index)}
@@ -30,7 +33,9 @@ final class TestFleet: @unchecked Sendable {
                 scheduler: {maxInstances: 2}
                 workers:
                   reference: {stepMilliseconds: 10, minimumStepMilliseconds: 10}
-                """))
+                """)) }
+            }
+            return try await group.reduce(into: [(Int, ServerProcess)]()) { $0.append($1) }.sorted { $0.0 < $1.0 }.map(\.1)
         }
     }
 
@@ -144,6 +149,20 @@ final class TestFleet: @unchecked Sendable {
         }["nodes"]?.arrayValue ?? []
         #expect(nodes.map { $0["name"]?.stringValue } == ["box-0", "box-1", "box-2"], "\(nodes)")
         #expect(nodes.first?["report"]?["workers"]?.arrayValue?.isEmpty == false, "\(nodes)")
+        // The Workers & GPUs page shows the boxes, the dead one as not answering.
+        if Chromium.isAvailable {
+            let browser = try Chromium(log: fleet.boxes[0].dataDirectory + "/chromium.log")
+            defer { browser.shutDown() }
+            let page = try await browser.newPage(width: 1280, height: 900)
+            try await page.open(fleet.boxes[0].baseURL + "/#workers")
+            _ = try await page.waitFor("""
+                ['box-0', 'box-1'].every((name) => document.querySelector(`tr[data-node="${name}"]`)?.dataset.live === 'true')
+                    && document.querySelector('tr[data-node="box-2"]')?.dataset.live === 'false'
+                    && document.querySelector('tr[data-node="box-2"]')?.textContent.includes('not answering')
+                    && document.querySelector('tr[data-node="box-0"]')?.textContent.includes('box-0 (this box)')
+                """, "the three boxes, box-2 not answering")
+            #expect(browser.problems.isEmpty, "the page reported: \(browser.problems)")
+        }
     }
 
     /// A caller waiting on one box for a task another box runs gets its answer (A1111 route and task
@@ -152,6 +171,13 @@ final class TestFleet: @unchecked Sendable {
         let fleet = try await TestFleet(postgres: try PostgresServer.shared(), models: ["m1.safetensors"], boxes: 2)
         defer { fleet.destroy() }
         let (front, back) = (fleet.boxes[0], fleet.boxes[1])
+        // The checkpoint in the shared folder is hashed once, by one box, and both know its hash.
+        let hashed = fleet.boxes.map { box in box.log.split(separator: "\n").filter { $0.contains("model=m1.safetensors") && $0.contains("model hashed") && !$0.contains("by another box") }.count }
+        #expect(hashed.reduce(0, +) == 1, "\(hashed)")
+        for box in fleet.boxes {
+            let model = try await box.json(.GET, "/sdapi/v1/sd-models").1.arrayValue?.first { $0["model_name"] == "m1" }
+            #expect(model?["sha256"]?.stringValue?.count == 64, "\(String(describing: model))")
+        }
         // m1's pool has one instance across the fleet (the default): once it is warm on box 1, box 0 leaves its tasks to box 1.
         let warm = try await back.json(.POST, "/txt2img", ["stable_diffusion_model": "m1", "prompt": "p", "steps": 1, "width": 64, "height": 64]).1
         let runner = try fleet.psql("SELECT claimed_by FROM sdbox_tasks WHERE id = '\(warm["taskId"]?.stringValue ?? "")'")

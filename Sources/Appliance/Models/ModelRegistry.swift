@@ -27,6 +27,8 @@ public actor ModelRegistry {
     /// How long a temporary file must have been left alone before it is removed as left behind: 0 (at
     /// once) on a box of its own, a day in a models folder other boxes share.
     nonisolated let leftoverAge: TimeInterval
+    /// Whether other boxes share the models folder: then one box hashes a file (``HashingClaim``).
+    nonisolated let shared: Bool
     /// Every model record as last read, and when: requests resolve models from here rather than decode
     /// every record each time. This registry's own writes clear it at once; other processes' show within
     /// ``recordsMaxAge``.
@@ -37,6 +39,7 @@ public actor ModelRegistry {
 
     public init(catalog: any CatalogStore, modelsDirectory: String, sharedWithOtherBoxes: Bool = false, logger: Logger, threadPool: NIOThreadPool = .singleton) throws {
         self.leftoverAge = sharedWithOtherBoxes ? 86400 : 0
+        self.shared = sharedWithOtherBoxes
         self.catalog = catalog
         self.root = modelsDirectory
         self.logger = logger
@@ -120,13 +123,23 @@ public actor ModelRegistry {
             {
                 continue
             }
+            if shared {
+                // Another box may be hashing it, or have just done so: one box hashes a shared file.
+                let (root, type, name) = (root, file.type, file.name)
+                guard try await threadPool.runIfActive({ HashingClaim.take(root: root, type: type, name: name) }) else { continue }
+                if let fresh = try await catalog.model(file.type, named: file.name), fresh.status != .deleted, file.matches(fresh), !fresh.etag.isEmpty {
+                    try? await threadPool.runIfActive { HashingClaim.release(root: root, type: type, name: name) }
+                    records[key] = fresh
+                    continue
+                }
+            }
             let record = ModelRecord(
                 type: file.type, name: file.name, ossPath: folder(of: file.type) + "/" + file.name, etag: "", status: .registering,
                 size: file.size, registeredTime: records[key]?.registeredTime ?? Date(), lastModificationTime: file.modified
             )
             try await save(record)
             records[key] = record
-            startHashing(record)
+            startHashing(record, claimed: shared)
         }
         let present = Set(files.map { Self.key($0.type, $0.name) })
         for (key, record) in records where !present.contains(key) && !uploading.contains(key) {
@@ -142,12 +155,19 @@ public actor ModelRegistry {
 
     static func key(_ type: ModelType, _ name: String) -> String { "\(type.rawValue)/\(name)" }
 
-    func startHashing(_ record: ModelRecord) {
+    /// Hashes a model's file in the background and saves its record with the sha256. In a shared models
+    /// folder, only with the file's ``HashingClaim`` (taken here unless the caller took it, `claimed`):
+    /// another box holding it hashes the file instead.
+    func startHashing(_ record: ModelRecord, claimed: Bool = false) {
         guard hashing.insert(Self.key(record.type, record.name)).inserted else { return }
-        let (threadPool, checksums) = (self.threadPool, self.checksums)
+        let (threadPool, checksums, root, mustClaim) = (self.threadPool, self.checksums, self.root, shared && !claimed)
         Task {
             let result: Result<String, any Error>
             do {
+                if mustClaim, try await !threadPool.runIfActive({ HashingClaim.take(root: root, type: record.type, name: record.name) }) {
+                    await self.leaveHashing(record)
+                    return
+                }
                 result = .success(try await threadPool.runIfActive { try checksums.sha256(ofFileAt: record.ossPath) })
             } catch {
                 result = .failure(error)
@@ -156,8 +176,18 @@ public actor ModelRegistry {
         }
     }
 
+    /// Forgets a hash this box leaves to the box that holds the file's claim.
+    func leaveHashing(_ record: ModelRecord) {
+        hashing.remove(Self.key(record.type, record.name))
+        logger.info("model hashed by another box", metadata: ["model": "\(record.name)", "type": "\(record.type.rawValue)"])
+    }
+
     func finishHashing(_ record: ModelRecord, _ result: Result<String, any Error>) async {
         hashing.remove(Self.key(record.type, record.name))
+        if shared {
+            let (root, type, name) = (root, record.type, record.name)
+            try? await threadPool.runIfActive { HashingClaim.release(root: root, type: type, name: name) }
+        }
         switch result {
         case .success(let sha256):
             var hashed = record

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import PostgresNIO
 import ServiceLifecycle
+import Synchronization
 
 /// sdbox's PostgreSQL database, the store several boxes can share: a pool of connections (PostgresNIO's
 /// `PostgresClient`), its schema migrated at open.
@@ -111,18 +112,73 @@ public final class PostgresDatabase: Service, Sendable {
     }
 
     /// `body`'s answer, or ``PostgresStoreError`` (unavailable) once ``timeout`` has passed: `body` is then
-    /// cancelled (a transaction not committed is rolled back by the server).
+    /// cancelled (a transaction not committed is rolled back by the server) and not waited for, as a query
+    /// in flight when the server went away may never end (PostgresNIO does not end it on cancellation).
     func withinTimeout<R: Sendable>(_ body: @escaping @Sendable () async throws -> R) async throws -> R {
         let (timeout, location) = (self.timeout, self.location)
-        return try await withThrowingTaskGroup(of: R.self) { group in
-            group.addTask { try await body() }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                throw PostgresStoreError("the database \(location.masked) did not answer within \(timeout)", isUnavailable: true)
+        let race = FirstAnswer<R>()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                race.start(
+                    continuation,
+                    body: Task {
+                        do {
+                            race.finish(.success(try await body()))
+                        } catch {
+                            race.finish(.failure(error))
+                        }
+                    },
+                    timer: Task {
+                        try? await Task.sleep(for: timeout)
+                        if !Task.isCancelled {
+                            race.finish(.failure(PostgresStoreError("the database \(location.masked) did not answer within \(timeout)", isUnavailable: true)))
+                        }
+                    }
+                )
             }
-            defer { group.cancelAll() }
-            guard let first = try await group.next() else { throw CancellationError() }
-            return first
+        } onCancel: {
+            race.finish(.failure(CancellationError()))
         }
+    }
+}
+
+/// The first of a query's answer and its timeout (``PostgresDatabase/withinTimeout(_:)``): it resumes the
+/// caller once, and cancels both the query and the timer.
+private final class FirstAnswer<R: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<R, any Error>?
+        var result: Result<R, any Error>?
+        var tasks: [Task<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    /// Notes the caller and the two tasks racing; an answer that came before is given at once.
+    func start(_ continuation: CheckedContinuation<R, any Error>, body: Task<Void, Never>, timer: Task<Void, Never>) {
+        let early = state.withLock { state -> Result<R, any Error>? in
+            state.tasks = [body, timer]
+            guard let result = state.result else {
+                state.continuation = continuation
+                return nil
+            }
+            return result
+        }
+        if let early {
+            body.cancel()
+            timer.cancel()
+            continuation.resume(with: early)
+        }
+    }
+
+    /// Gives `result` to the caller unless an answer was given already.
+    func finish(_ result: Result<R, any Error>) {
+        let (continuation, tasks) = state.withLock { state -> (CheckedContinuation<R, any Error>?, [Task<Void, Never>]) in
+            guard state.result == nil else { return (nil, []) }
+            state.result = result
+            defer { state.continuation = nil }
+            return (state.continuation, state.tasks)
+        }
+        for task in tasks { task.cancel() }
+        continuation?.resume(with: result)
     }
 }

@@ -16,11 +16,21 @@ export async function mount(view, { signal }) {
   const workerRows = h('tbody');
   const noWorkers = h('p', { class: 'empty', text: 'No worker is running. Workers start when tasks arrive, and stop when idle.' });
   const pools = h('tbody');
+  const nodeRows = h('tbody');
+  const fleet = h('section', { class: 'stack', 'aria-labelledby': 'fleet-title', hidden: true },
+    h('h2', { id: 'fleet-title', text: 'Boxes' }),
+    h('p', { class: 'muted', text: 'Every box of the fleet on this database, as it last reported; a box that stopped renewing its heartbeat is not live, and its tasks go to the others.' }),
+    h('div', { class: 'table-wrap' },
+      h('table', {},
+        h('thead', {}, h('tr', {}, ['Box', 'State', 'Last heartbeat', 'Workers', 'Models', 'GPUs', 'Queued']
+          .map((name) => h('th', { scope: 'col', class: ['Queued'].includes(name) ? 'num' : '', text: name })))),
+        nodeRows)));
   view.append(
     h('div', { class: 'page-head' },
       h('div', {}, h('h1', { tabindex: -1, text: 'Workers & GPUs' }),
         h('p', { class: 'subtitle', text: 'One pool of worker processes per checkpoint; updated live.' }))),
     h('section', { class: 'card', 'aria-label': 'Summary' }, stats),
+    fleet,
     h('section', { 'aria-labelledby': 'gpus-title' }, h('h2', { id: 'gpus-title', text: 'GPUs' }), gpus),
     h('section', { class: 'stack', 'aria-labelledby': 'workers-title' },
       h('h2', { id: 'workers-title', text: 'Workers' }),
@@ -45,6 +55,10 @@ export async function mount(view, { signal }) {
     latest = await api('/workers', { signal });
     renderStats(stats, latest);
     renderGPUs(gpus, latest);
+    fleet.hidden = !latest.nodes;
+    const now = Date.now();
+    syncChildren(nodeRows, (latest.nodes ?? []).map((node) => ({ ...node, here: node.name === latest.node, second: Math.floor(now / 1000) })),
+      (node) => node.name, nodeRow);
     const second = Math.floor(Date.now() / 1000);
     syncChildren(workerRows, latest.workers.map((worker) => ({ ...worker, second })), (worker) => worker.id, workerRow);
     noWorkers.hidden = latest.workers.length > 0;
@@ -103,6 +117,24 @@ function renderGPUs(container, data) {
       meter(gpu.plannedMiB, gpu.memoryMiB, `GPU ${gpu.index} memory`, text),
       h('p', { class: 'muted', text }));
   });
+}
+
+/** A box of the fleet: whether it is live, when it last renewed its heartbeat, and what it runs. */
+function nodeRow(node) {
+  const heartbeat = format.parseTime(node.heartbeatAt);
+  const workers = node.report?.workers ?? [];
+  const states = Object.entries(workers.reduce((counts, worker) => ({ ...counts, [worker.state]: (counts[worker.state] ?? 0) + 1 }), {}))
+    .map(([state, count]) => `${count} ${state}`).join(', ');
+  const gpus = node.report?.gpus ?? [];
+  const queued = Object.values(node.report?.queues ?? {}).reduce((sum, count) => sum + count, 0);
+  return h('tr', { dataset: { node: node.name, live: String(node.live) } },
+    h('td', { class: 'mono', text: node.here ? `${node.name} (this box)` : node.name }),
+    h('td', {}, badge(node.live ? 'live' : 'not answering', node.live ? 'ok' : 'bad')),
+    h('td', { class: 'nowrap', title: format.dateTime(heartbeat), text: heartbeat ? `${format.duration((Date.now() - heartbeat.getTime()) / 1000)} ago` : '—' }),
+    h('td', { text: workers.length === 0 ? 'none' : `${workers.length}: ${states}` }),
+    h('td', { class: 'mono', text: [...new Set(workers.map((worker) => worker.model))].join(', ') || '—' }),
+    h('td', { text: gpus.length === 0 ? 'CPU only' : gpus.map((gpu) => `GPU ${gpu.index}: ${format.mebibytes(gpu.plannedMiB)} of ${format.mebibytes(gpu.memoryMiB)}`).join(' · ') }),
+    h('td', { class: 'num', text: String(queued) }));
 }
 
 function workerRow(worker) {
