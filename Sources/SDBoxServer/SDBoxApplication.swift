@@ -117,7 +117,10 @@ public enum SDBoxApplication {
         let schedulerEvents = SchedulerEventHandler(
             events: scheduler.events, models: models, thumbnails: thumbnails, webhooks: webhooks, quotas: quotas
         )
-        let events = TaskEventHub(tasks: tasks, scheduler: scheduler, interval: .milliseconds(configuration.events.intervalMilliseconds))
+        let events = TaskEventHub(
+            tasks: tasks, scheduler: scheduler, interval: .milliseconds(configuration.events.intervalMilliseconds), readsOnChange: fleet != nil
+        )
+        await fleet?.observeTaskChanges { id in await events.taskChanged(id) }
         let routes = router(services: services, installer: installer, events: events, metrics: metrics, webRoot: webRoot)
         return Application(
             router: routes,

@@ -195,6 +195,7 @@ final class TestFleet: @unchecked Sendable {
         // A long task on the other box: its progress read here, then cancelled from here.
         let slow: JSONValue = ["stable_diffusion_model": "m1", "prompt": "slow", "steps": 150, "n_iter": 4, "width": 64, "height": 64]
         let slowID = try #require(try await waiting.json(.POST, "/txt2img", slow, headers: [("Request-Type", "async")]).1["taskId"]?.stringValue)
+        async let streamed = readEvents(waiting.baseURL + "/tasks/\(slowID)/events")
         let deadline = ContinuousClock.now + .seconds(30)
         var progress: JSONValue = [:]
         while ContinuousClock.now < deadline {
@@ -206,6 +207,12 @@ final class TestFleet: @unchecked Sendable {
         let (cancelStatus, cancelled) = try await waiting.json(.POST, "/tasks/\(slowID)/cancellation")
         #expect(cancelStatus == 200 && cancelled["status"] == "cancelled", "\(cancelled)")
         #expect(try fleet.psql("SELECT state, claimed_by FROM sdbox_tasks WHERE id = '\(slowID)'") == "cancelled|\(runner)")
+        // Its event stream on this box followed it on the other: started, steps in order, then its end.
+        let events = try await streamed
+        let names = events.map(\.name)
+        let steps = events.filter { $0.name == "progress" }.compactMap { $0.data["step"]?.integerValue }
+        #expect(names.filter { $0 == "started" }.count == 1 && !steps.isEmpty && names.last != nil && names.last != "progress", "\(names)")
+        #expect(events.last?.data["status"] == "cancelled", "\(String(describing: events.last))")
     }
 
     /// PostgreSQL stopped for 10 s while two boxes work through 60 tasks: nothing accepted is lost, nothing

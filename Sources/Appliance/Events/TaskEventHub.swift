@@ -77,11 +77,26 @@ package actor TaskEventHub: Service {
     var nextID = 0
     var looking = false
     var closed = false
+    /// In a fleet, the watched tasks' records as last read: read again only when the fleet announces a
+    /// change (``taskChanged(_:)``), not at every look, so that open streams do not poll the database.
+    let readsOnChange: Bool
+    var records: [String: TaskRecord] = [:]
+    /// Counts ``taskChanged(_:)`` calls, so that a look that raced a change does not keep what it read.
+    var changes = 0
 
-    package init(tasks: any TaskStore, scheduler: Scheduler, interval: Duration) {
+    /// With `readsOnChange` (a fleet), a watched task's record is read when it is first watched and after
+    /// each ``taskChanged(_:)``; else at every look (LMDB's reads cost no disk).
+    package init(tasks: any TaskStore, scheduler: Scheduler, interval: Duration, readsOnChange: Bool = false) {
         self.tasks = tasks
         self.scheduler = scheduler
         self.interval = interval
+        self.readsOnChange = readsOnChange
+    }
+
+    /// Task `id`'s record changed (or, with nil, any record may have): the next look reads it again.
+    package func taskChanged(_ id: String?) {
+        changes += 1
+        if let id { records[id] = nil } else { records = [:] }
     }
 
     /// The events of a task, from where it stands now to its final event.
@@ -110,13 +125,19 @@ package actor TaskEventHub: Service {
     func look() async {
         while !subscribers.isEmpty {
             let ids = Set(subscribers.values.map(\.taskID))
+            records = records.filter { ids.contains($0.key) }
+            let known = readsOnChange ? records : [:]
+            let changesBefore = changes
             let snapshots = await withTaskGroup(of: (String, TaskSnapshot?).self, returning: [String: TaskSnapshot?].self) { group in
-                for id in ids { group.addTask { (id, await self.snapshot(of: id)) } }
+                for id in ids { group.addTask { (id, await self.snapshot(of: id, record: known[id])) } }
                 var found: [String: TaskSnapshot?] = [:]
                 for await (id, snapshot) in group { found[id] = snapshot }
                 return found
             }
             let now = ContinuousClock.now
+            if readsOnChange && changes == changesBefore {
+                for (id, snapshot) in snapshots where known[id] == nil { records[id] = snapshot?.record }
+            }
             for (key, subscriber) in subscribers {
                 // Subscribed since the look: next time.
                 guard let looked = snapshots[subscriber.taskID] else { continue }
@@ -141,8 +162,10 @@ package actor TaskEventHub: Service {
         looking = false
     }
 
-    nonisolated func snapshot(of id: String) async -> TaskSnapshot? {
-        guard let record = try? await tasks.get(id) else { return nil }
+    /// Where task `id` stands: its `record` (read now when nil) and its queue place or progress.
+    nonisolated func snapshot(of id: String, record known: TaskRecord? = nil) async -> TaskSnapshot? {
+        let read = known == nil ? try? await tasks.get(id) : nil
+        guard let record = known ?? read else { return nil }
         var snapshot = TaskSnapshot(record: record)
         guard !record.state.isFinal else { return snapshot }
         switch await scheduler.progress(of: id) {

@@ -41,6 +41,8 @@ public actor FleetMember: Service {
     var workersElsewhere: [String: Int] = [:]
     /// The progress last announced of each task running here.
     var announced: [String: A1111.Progress] = [:]
+    /// Who hears of changed tasks (a task's id; nil when any may have changed).
+    var taskChangeObservers: [@Sendable (String?) async -> Void] = []
 
     public init(
         links: DataStores.FleetLinks, scheduler: Scheduler, tasks: any TaskStore, settings: FleetSettings, maxAttempts: Int,
@@ -58,6 +60,12 @@ public actor FleetMember: Service {
     }
 
     nonisolated var node: String { claims.node }
+
+    /// Calls `body` with the id of each task whose state changed on any box (nil after notices may have
+    /// been missed), e.g. for live progress streams.
+    public func observeTaskChanges(_ body: @escaping @Sendable (String?) async -> Void) {
+        taskChangeObservers.append(body)
+    }
 
     // MARK: Service
 
@@ -199,6 +207,7 @@ public actor FleetMember: Service {
             await claim()
         case .task:
             guard let id = notice.id, let state = notice.state else { return }
+            for observer in taskChangeObservers { await observer(id) }
             if state != .running { scheduler.forgetProgressElsewhere(of: id) }
             if state.isFinal { await scheduler.runner.taskChangedElsewhere(id) }
         case .progress:
@@ -208,6 +217,7 @@ public actor FleetMember: Service {
             guard let id = notice.id, notice.node == node else { return }
             _ = try? await scheduler.cancel(id)
         case .resync:
+            for observer in taskChangeObservers { await observer(nil) }
             queueMayHaveWork = true
             for id in scheduler.runner.waitedTaskIDs() { await scheduler.runner.taskChangedElsewhere(id) }
             await claim()
