@@ -43,6 +43,23 @@ import Testing
         #expect(planned5 == [.assign(taskID: "a2", workerID: 1)])
     }
 
+    /// In a fleet, a pool's caps count the workers other boxes run for it.
+    @Test func aPoolsCapsCountTheWorkersOfOtherBoxes() {
+        var p = planner(maxInstances: 4, policy: PoolPolicy(minInstances: 2, maxInstances: 3))
+        p.workersElsewhere = ["A": 2]
+        for index in 0..<4 { p.enqueue("a\(index)", model: "A", user: "u", enqueuedAt: at(0)) }
+        #expect(p.plan(now: at(0)) == [.start(workerID: 1, model: "A", gpu: nil)], "3 allowed, 2 elsewhere: one here")
+        p.workersElsewhere = ["A": 3]
+        #expect(p.plan(now: at(1)) == [], "the fleet has them all")
+        // Kept warm across the fleet: B's minimum of 2 is met by the other boxes' 2.
+        var warm = planner(maxInstances: 4, policy: PoolPolicy(minInstances: 2, maxInstances: 3))
+        warm.policies["B"] = PoolPolicy(minInstances: 2, maxInstances: 3)
+        warm.workersElsewhere = ["B": 2]
+        #expect(warm.plan(now: at(0)) == [])
+        warm.workersElsewhere = ["B": 1]
+        #expect(warm.plan(now: at(1)) == [.start(workerID: 1, model: "B", gpu: nil)])
+    }
+
     @Test func theWorkerTableKeepsWhenEachStateBeganAndTasksServed() {
         var p = planner(policy: PoolPolicy(idleTimeout: 5))
         p.enqueue("a1", model: "A", user: "u", enqueuedAt: at(0))

@@ -169,3 +169,23 @@ struct RunnerBench {
         #expect(final.state == .failed && final.error == "the pool was deleted")
     }
 }
+
+/// The per-user limits' ledger counts tasks by id.
+@Suite struct UsageLedgerTests {
+    @Test func tasksAreCountedOnceByIdAndWithdrawnOnce() {
+        let ledger = UsageLedger()
+        #expect(ledger.admit(task: "a", user: "u", bytes: 10, maxTasks: 2, maxBytes: 100) == .admitted)
+        #expect(ledger.admit(task: "a", user: "u", bytes: 10, maxTasks: 2, maxBytes: 100) == .alreadyCounted, "the same client id twice")
+        #expect(ledger.admit(task: "b", user: "u", bytes: 10, maxTasks: 2, maxBytes: 100) == .admitted)
+        var full = ActiveUsage()
+        full.tasks = 2
+        full.bytes = 20
+        #expect(ledger.admit(task: "c", user: "u", bytes: 10, maxTasks: 2, maxBytes: 100) == .refused(full))
+        // A task counted elsewhere (another box's) changes nothing; one withdrawn twice frees one place.
+        ledger.withdraw(task: "elsewhere")
+        ledger.withdraw(task: "a")
+        ledger.withdraw(task: "a")
+        #expect(ledger.admit(task: "c", user: "u", bytes: 10, maxTasks: 2, maxBytes: 100) == .admitted)
+        #expect(ledger.admit(task: "d", user: "u", bytes: 10, maxTasks: 2, maxBytes: 100) != .admitted)
+    }
+}

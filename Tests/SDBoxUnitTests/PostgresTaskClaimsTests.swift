@@ -1,0 +1,113 @@
+import Foundation
+import Logging
+import PostgresTestSupport
+import SDBoxCore
+import Storage
+import Testing
+
+/// The fleet's one queue in PostgreSQL: claims by preference, never one task to two boxes, fencing of a
+/// box whose claim was taken over, and the release of expired claims.
+@Suite struct PostgresTaskClaimsTests {
+    /// A box: its store and its claims on one database.
+    struct Box {
+        let tasks: PostgresTaskStore
+        let claims: PostgresTaskClaims
+
+        init(_ name: String, on database: PostgresDatabase) {
+            let held = HeldClaims()
+            tasks = PostgresTaskStore(database: database, node: name, claims: held)
+            claims = PostgresTaskClaims(database: database, node: name, held: held)
+        }
+    }
+
+    func openDatabase() async throws -> PostgresDatabase {
+        let location = try PostgresLocation(url: try PostgresServer.shared().makeDatabase())
+        return try await PostgresDatabase.open(location, maxConnections: 8, timeout: .seconds(120), logger: Logger(label: "sdbox.test.claims"))
+    }
+
+    @Test func claimsPreferTheOverdueThenIdleThenWarmThenUnservedModels() async throws {
+        let database = try await openDatabase()
+        defer { Task { await database.close() } }
+        let box = Box("a", on: database)
+        let now = Date()
+        // Oldest first: cold (served elsewhere), unserved, warm, idle.
+        for (id, model, age) in [("cold", "c", 40.0), ("unserved", "u", 30.0), ("warm", "w", 20.0), ("idle", "i", 10.0)] {
+            _ = try await box.tasks.insert(StoreSuite.makeTask(id, model: model, at: now.addingTimeInterval(-age)))
+        }
+        var preferences = PostgresTaskClaims.Preferences()
+        preferences.idle = ["i"]
+        preferences.warm = ["i", "w"]
+        preferences.servedElsewhere = ["c"]
+        preferences.fairnessSeconds = 3600
+        var order: [String] = []
+        while let task = try await box.claims.claim(preferences, claimSeconds: 30) { order.append(task.id) }
+        #expect(order == ["idle", "warm", "unserved", "cold"])
+
+        // A task past the fairness bound goes before every preference; an excluded model is never claimed.
+        _ = try await box.tasks.insert(StoreSuite.makeTask("late", model: "c", at: now.addingTimeInterval(-120)))
+        _ = try await box.tasks.insert(StoreSuite.makeTask("fresh", model: "i", at: now))
+        _ = try await box.tasks.insert(StoreSuite.makeTask("capped", model: "x", at: now.addingTimeInterval(-500)))
+        preferences.fairnessSeconds = 60
+        preferences.excluded = ["x"]
+        #expect(try await box.claims.claim(preferences, claimSeconds: 30)?.id == "late")
+        #expect(try await box.claims.claim(preferences, claimSeconds: 30)?.id == "fresh")
+        #expect(try await box.claims.claim(preferences, claimSeconds: 30) == nil)
+    }
+
+    @Test func boxesClaimingTogetherNeverTakeOneTaskTwice() async throws {
+        let database = try await openDatabase()
+        defer { Task { await database.close() } }
+        let boxes = ["a", "b", "c"].map { Box($0, on: database) }
+        for index in 0..<60 { _ = try await boxes[0].tasks.insert(StoreSuite.makeTask("t\(index)", model: "m\(index % 4)")) }
+        let claimed = try await withThrowingTaskGroup(of: [String].self) { group in
+            for box in boxes {
+                group.addTask {
+                    var mine: [String] = []
+                    while let task = try await box.claims.claim(PostgresTaskClaims.Preferences(), claimSeconds: 30) { mine.append(task.id) }
+                    return mine
+                }
+            }
+            return try await group.reduce(into: [String]()) { $0 += $1 }
+        }
+        #expect(claimed.count == 60 && Set(claimed).count == 60)
+    }
+
+    @Test func aBoxWhoseClaimExpiredCannotFinishTheTask() async throws {
+        let database = try await openDatabase()
+        defer { Task { await database.close() } }
+        let (a, b) = (Box("a", on: database), Box("b", on: database))
+        _ = try await a.tasks.insert(StoreSuite.makeTask("t"))
+        // A claims and starts it, then stops renewing (its claim lasts 1 s).
+        #expect(try await a.claims.claim(.init(), claimSeconds: 1)?.id == "t")
+        try await a.tasks.update("t") {
+            $0.state = .running
+            $0.attempts += 1
+        }
+        try await Task.sleep(for: .milliseconds(1500))
+        // B gives it back to the queue (a running task counts its attempt), claims and finishes it.
+        let released = try await b.claims.release(expiredOrOf: nil, maxAttempts: 2)
+        #expect(released.map(\.id) == ["t"] && released.first?.state == .queued && released.first?.attempts == 1)
+        #expect(try await b.claims.claim(.init(), claimSeconds: 30)?.id == "t")
+        try await b.tasks.update("t") {
+            $0.state = .running
+            $0.attempts += 1
+        }
+        // A's late outcome is refused, before its images and at its write; B's is the one.
+        await #expect(throws: TaskStoreError.claimLost("t")) { try await a.tasks.confirmClaim("t") }
+        await #expect(throws: TaskStoreError.claimLost("t")) {
+            try await a.tasks.update("t") { $0.state = .succeeded }
+        }
+        try await b.tasks.confirmClaim("t")
+        let done = try await b.tasks.update("t") { $0.state = .succeeded }
+        #expect(done.state == .succeeded && done.attempts == 2)
+        // Released again after its last attempt, a task fails with the reason.
+        _ = try await a.tasks.insert(StoreSuite.makeTask("u"))
+        #expect(try await a.claims.claim(.init(), claimSeconds: 30)?.id == "u")
+        try await a.tasks.update("u") {
+            $0.state = .running
+            $0.attempts = 2
+        }
+        let failed = try await b.claims.release(expiredOrOf: "a", maxAttempts: 2)
+        #expect(failed.first?.state == .failed && failed.first?.error?.contains("the box a stopped") == true, "\(failed)")
+    }
+}
