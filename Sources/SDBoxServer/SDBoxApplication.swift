@@ -99,6 +99,9 @@ public enum SDBoxApplication {
         }
         // The quotas' tally is built before the scheduler runs, so every task that ends from now on is one it counted.
         let quotas = try await QuotaGuard.load(catalog: catalog, tasks: tasks)
+        // In a fleet, every box counts what every box's tasks used.
+        await fleet?.observeTasksEndedElsewhere { task in quotas.taskEnded(task) }
+        await fleet?.observeSettings { try await quotas.reload() }
         let services = Services(
             configuration: configuration, tasks: tasks, catalog: catalog, models: models, scheduler: scheduler,
             objects: objects, signer: signer, keys: stores.keys,

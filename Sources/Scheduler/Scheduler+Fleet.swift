@@ -25,12 +25,19 @@ extension Scheduler {
     /// The most workers this box runs on its GPUs at once (`scheduler.maxInstances`).
     public nonisolated var maxInstances: Int { configuration.maxInstances }
 
-    /// Reads the pause again from the catalogue, where another box of the fleet may have changed it.
-    public func reloadPause() async throws {
+    /// Reads the pause and the pools' settings again from the catalogue, where another box of the fleet
+    /// may have changed them.
+    public func reloadSettings() async throws {
         let pause = try await catalog.queuePause()
-        guard pause != planner.pause else { return }
+        let pools = try await catalog.pools()
+        var changed = pause != planner.pause
         planner.pause = pause
-        dispatch()
+        let stored = Dictionary(pools.map { ($0.model, $0.settings) }, uniquingKeysWith: { first, _ in first })
+        for (model, settings) in stored where poolSettings[model] != settings {
+            apply(settings, to: model)
+            changed = true
+        }
+        if changed { dispatch() }
     }
 
     /// What this box can take on now: an idle worker (of any model: one of another model makes room) or a

@@ -508,17 +508,12 @@ public final class TaskRunner: Sendable {
         }
     }
 
-    /// Wakes whoever waits here for task `id` if it is final: in a fleet, another box ran it, and its
-    /// change was announced. Its user's share of the queue is freed here if it was counted here.
-    public func taskChangedElsewhere(_ id: String) async {
-        let waited = state.withLock { !$0.waiters.isEmpty(for: id) || !$0.earlyWaiters.isEmpty(for: id) }
-        guard waited else {
-            usage.withdraw(task: id)
-            return
-        }
-        guard let task = try? await tasks.get(id), task.state.isFinal else { return }
-        usage.withdraw(task: id)
-        let (waiting, waitingEarly) = state.withLock { ($0.waiters.takeAll(of: id), $0.earlyWaiters.takeAll(of: id)) }
+    /// Wakes whoever waits here for a task that another box of the fleet brought to its final state, and
+    /// frees its user's share of the queue if it was counted here.
+    public func taskEndedElsewhere(_ task: TaskRecord) {
+        guard task.state.isFinal else { return }
+        usage.withdraw(task: task.id)
+        let (waiting, waitingEarly) = state.withLock { ($0.waiters.takeAll(of: task.id), $0.earlyWaiters.takeAll(of: task.id)) }
         for waiter in waiting { waiter.resume(returning: task) }
         for waiter in waitingEarly { waiter.resume(returning: nil) }
     }

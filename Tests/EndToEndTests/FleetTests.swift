@@ -215,6 +215,40 @@ final class TestFleet: @unchecked Sendable {
         #expect(events.last?.data["status"] == "cancelled", "\(String(describing: events.last))")
     }
 
+    /// What an admin sets on one box holds on every box: a quota counts the images every box made, and a
+    /// paused queue holds every box.
+    @Test func quotasAndThePauseHoldAcrossTheFleet() async throws {
+        let fleet = try await TestFleet(postgres: try PostgresServer.shared(), models: ["m1.safetensors", "m2.safetensors"], boxes: 2)
+        defer { fleet.destroy() }
+        let (first, second) = (fleet.boxes[0], fleet.boxes[1])
+        #expect(try await first.json(.PUT, "/admin/quotas/user/default", ["imagesPerDay": 3]).0 == 200)
+        func dayImages(on box: ServerProcess) async throws -> JSONValue? {
+            try await box.json(.GET, "/admin/quotas").1["quotas"]?.arrayValue?.first { $0["name"] == "default" }?["day"]?["images"]
+        }
+        for index in 0..<3 {
+            let body: JSONValue = ["stable_diffusion_model": .string(index % 2 == 0 ? "m1" : "m2"), "prompt": "p", "steps": 1, "width": 64, "height": 64]
+            #expect(try await first.json(.POST, "/txt2img", body).1["status"] == "succeeded")
+        }
+        let deadline = ContinuousClock.now + .seconds(15)
+        while try await dayImages(on: second) != 3, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(try await dayImages(on: second) == 3, "the other box counts the images made on any box")
+        let (refused, why) = try await second.json(.POST, "/txt2img", ["stable_diffusion_model": "m1", "prompt": "p", "steps": 1, "width": 64, "height": 64])
+        #expect(refused == 429 && why["error"] == "quota exceeded" && why["used"] == 3, "\(why)")
+
+        #expect(try await first.json(.POST, "/admin/queue/pause").0 == 200)
+        _ = try await second.waitForWorkers(timeout: .seconds(15)) { $0["paused"]?["all"] == true }
+        #expect(try await first.json(.DELETE, "/admin/quotas/user/default").0 == 200)
+        let removed = ContinuousClock.now + .seconds(15)
+        while try await second.json(.GET, "/admin/quotas").1["quotas"]?.arrayValue?.isEmpty == false, ContinuousClock.now < removed {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let held = try #require(try await second.json(.POST, "/txt2img", ["stable_diffusion_model": "m2", "prompt": "p", "steps": 1, "width": 64, "height": 64], headers: [("Request-Type", "async")]).1["taskId"]?.stringValue)
+        try await Task.sleep(for: .seconds(2))
+        #expect(try fleet.psql("SELECT state, claimed_by IS NULL FROM sdbox_tasks WHERE id = '\(held)'") == "queued|t", "no box claims while paused")
+        #expect(try await second.json(.POST, "/admin/queue/resume").0 == 200)
+        #expect(try await first.waitForTask(held)["status"] == "succeeded")
+    }
+
     /// PostgreSQL stopped for 10 s while two boxes work through 60 tasks: nothing accepted is lost, nothing
     /// runs twice (the outage is shorter than `fleet.claimSeconds`), and the boxes go on by themselves.
     @Test func postgreSQLStoppedForTenSecondsMidRunLosesNoTask() async throws {

@@ -43,6 +43,10 @@ public actor FleetMember: Service {
     var announced: [String: A1111.Progress] = [:]
     /// Who hears of changed tasks (a task's id; nil when any may have changed).
     var taskChangeObservers: [@Sendable (String?) async -> Void] = []
+    /// What reads its settings again with each heartbeat (another box may have changed them).
+    var settingsObservers: [@Sendable () async throws -> Void] = []
+    /// Who hears of tasks another box brought to their final state.
+    var endedElsewhereObservers: [@Sendable (TaskRecord) async -> Void] = []
 
     public init(
         links: DataStores.FleetLinks, scheduler: Scheduler, tasks: any TaskStore, settings: FleetSettings, maxAttempts: Int,
@@ -60,6 +64,17 @@ public actor FleetMember: Service {
     }
 
     nonisolated var node: String { claims.node }
+
+    /// Calls `body` with each heartbeat, for settings kept in memory that another box may change.
+    public func observeSettings(_ body: @escaping @Sendable () async throws -> Void) {
+        settingsObservers.append(body)
+    }
+
+    /// Calls `body` with each task another box brought to its final state (its record read once), e.g. for
+    /// the quotas' tally, which counts what every box's tasks used.
+    public func observeTasksEndedElsewhere(_ body: @escaping @Sendable (TaskRecord) async -> Void) {
+        endedElsewhereObservers.append(body)
+    }
 
     /// Calls `body` with the id of each task whose state changed on any box (nil after notices may have
     /// been missed), e.g. for live progress streams.
@@ -162,7 +177,8 @@ public actor FleetMember: Service {
     func keepUp() async {
         do {
             try await claims.renew(claimSeconds: settings.claimSeconds)
-            try await scheduler.reloadPause()
+            try await scheduler.reloadSettings()
+            for refresh in settingsObservers { try await refresh() }
             let report = NodeReport(
                 workers: await scheduler.workers(), gpus: await scheduler.gpus(), maxInstances: scheduler.maxInstances,
                 queues: await scheduler.queueDepths()
@@ -209,7 +225,7 @@ public actor FleetMember: Service {
             guard let id = notice.id, let state = notice.state else { return }
             for observer in taskChangeObservers { await observer(id) }
             if state != .running { scheduler.forgetProgressElsewhere(of: id) }
-            if state.isFinal { await scheduler.runner.taskChangedElsewhere(id) }
+            if state.isFinal, notice.node != node { await endedElsewhere(id) }
         case .progress:
             guard let id = notice.id, let progress = notice.progress, notice.node != node else { return }
             scheduler.noteProgressElsewhere(progress, of: id)
@@ -219,9 +235,19 @@ public actor FleetMember: Service {
         case .resync:
             for observer in taskChangeObservers { await observer(nil) }
             queueMayHaveWork = true
-            for id in scheduler.runner.waitedTaskIDs() { await scheduler.runner.taskChangedElsewhere(id) }
+            // Notices missed meanwhile: a task someone waits for here may have ended.
+            for id in scheduler.runner.waitedTaskIDs() {
+                if let task = try? await tasks.get(id), task.state.isFinal { scheduler.runner.taskEndedElsewhere(task) }
+            }
             await claim()
         }
+    }
+
+    /// A task another box brought to its final state: read once, for whoever waits here and the observers.
+    func endedElsewhere(_ id: String) async {
+        guard let task = try? await tasks.get(id), task.state.isFinal else { return }
+        scheduler.runner.taskEndedElsewhere(task)
+        for observer in endedElsewhereObservers { await observer(task) }
     }
 
     /// Announces the progress of the tasks running here that changed since last announced.

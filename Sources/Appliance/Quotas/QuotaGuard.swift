@@ -84,6 +84,11 @@ public final class QuotaGuard: Sendable {
         return true
     }
 
+    /// Reads the quotas again from the catalogue, where another box of the fleet may have changed them.
+    public func reload() async throws {
+        adopt(try await catalog.quotas())
+    }
+
     /// Holds a table a change answered, unless a later change's is already held.
     private func adopt(_ table: QuotaTable) {
         state.withLock { state in

@@ -31,7 +31,7 @@ public struct FleetNotice: Codable, Sendable, Equatable {
     public var model: String?
     /// The task's state as written (`task`).
     public var state: TaskState?
-    /// The box that sent it (`progress`), or that is asked (`cancel`).
+    /// The box that sent it (`task`, `progress`), or that is asked (`cancel`).
     public var node: String?
     /// The worker's progress report (`progress`), without `current_image`.
     public var progress: A1111.Progress?

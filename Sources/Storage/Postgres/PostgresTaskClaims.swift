@@ -108,7 +108,7 @@ public struct PostgresTaskClaims: Sendable {
                     }
                 }
                 let text = try RecordCoding.text(task)
-                let notice = task.state.isFinal ? FleetNotice(.task, id: task.id, state: task.state) : FleetNotice(.queued, id: task.id, model: task.model)
+                let notice = task.state.isFinal ? FleetNotice(.task, id: task.id, state: task.state, node: self.node) : FleetNotice(.queued, id: task.id, model: task.model)
                 try await connection.query("""
                     WITH changed AS (
                         UPDATE sdbox_tasks SET state = \(task.state.rawValue), final = \(task.state.isFinal), record = \(text)::jsonb,

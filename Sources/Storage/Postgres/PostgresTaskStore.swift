@@ -96,7 +96,7 @@ public struct PostgresTaskStore: TaskStore {
             let old = try RecordCoding.decode(TaskRecord.self, from: found.text)
             guard let task = try change(old) else { return old }
             let text = try RecordCoding.text(task)
-            let notice = FleetNotice(.task, id: id, state: task.state).payload()
+            let notice = FleetNotice(.task, id: id, state: task.state, node: node).payload()
             try await connection.query("""
                 WITH changed AS (
                     UPDATE sdbox_tasks SET state = \(task.state.rawValue), final = \(task.state.isFinal), user_name = \(task.user),
