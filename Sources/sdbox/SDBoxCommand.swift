@@ -155,24 +155,42 @@ struct Doctor: AsyncParsableCommand {
     }
 }
 
-/// `sdbox keys`: makes, lists and revokes API keys in a data folder's database (the server need not stop).
+/// `sdbox keys`: makes, lists and revokes API keys in the database a box uses (the server need not stop):
+/// the data folder's LMDB, or the PostgreSQL database its configuration names.
 struct Keys: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Manage API keys.", subcommands: [Add.self, List.self, Revoke.self]
     )
 
-    /// The data folder whose keys are managed.
+    /// The database whose keys and users are managed: the configuration's (`--config`, `SDBOX_*`), or the
+    /// data folder's LMDB.
     struct Location: ParsableArguments {
-        @Option(help: "The data folder (default ./sdbox-data).")
-        var dataDir = "./sdbox-data"
+        @Option(help: "The configuration file: with database.url, keys and users are kept in that PostgreSQL database.")
+        var config: String?
 
-        /// The data folder's database.
-        func database() throws -> Database {
-            try Database(path: DataFolder(dataDir).database)
-        }
+        @Option(help: "The data folder (default: the configuration's dataDir, else ./sdbox-data).")
+        var dataDir: String?
 
-        func store() throws -> LMDBKeyStore {
-            LMDBKeyStore(database: try database())
+        /// Runs `body` with the keys and users of the database, opened for it and closed after.
+        func withStores<R: Sendable>(_ body: (any KeyStore, UserAccounts) async throws -> R) async throws -> R {
+            let configuration = try ConfigurationOptions.read(file: config)
+            if let postgres = configuration.database.postgres {
+                let database = try await PostgresDatabase.open(
+                    postgres, maxConnections: 2, timeout: .seconds(configuration.database.timeoutSeconds), logger: Logger(label: "sdbox")
+                )
+                do {
+                    let result = try await body(
+                        PostgresKeyStore(database: database), UserAccounts(store: PostgresUserStore(database: database), sessionSeconds: 3600)
+                    )
+                    await database.close()
+                    return result
+                } catch {
+                    await database.close()
+                    throw error
+                }
+            }
+            let database = try Database(path: DataFolder(dataDir ?? configuration.dataDirectory).database)
+            return try await body(LMDBKeyStore(database: database), UserAccounts(store: LMDBUserStore(database: database), sessionSeconds: 3600))
         }
     }
 
@@ -187,7 +205,7 @@ struct Keys: AsyncParsableCommand {
         func run() async throws {
             if let problem = APIKeyRecord.problem(withUserName: user) { throw ValidationError(problem) }
             let (record, key) = APIKeyRecord.make(user: user, role: role)
-            try await location.store().insert(record)
+            try await location.withStores { keys, _ in try await keys.insert(record) }
             print("made \(role.rawValue) key \(record.id) for user \(user); keep it, it is not shown again: \(key)")
         }
     }
@@ -197,7 +215,7 @@ struct Keys: AsyncParsableCommand {
         @OptionGroup var location: Location
 
         func run() async throws {
-            for key in try await location.store().list() {
+            for key in try await location.withStores({ keys, _ in try await keys.list() }) {
                 let state = key.revokedAt.map { "revoked \($0.ISO8601Format())" } ?? "active"
                 print("\(key.id)  \(key.role.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0))  \(key.user)  created \(key.createdAt.ISO8601Format())  \(state)")
             }
@@ -211,7 +229,7 @@ struct Keys: AsyncParsableCommand {
         var id: String
 
         func run() async throws {
-            guard try await location.store().revoke(id) != nil else { throw ValidationError("no key with id \(id)") }
+            guard try await location.withStores({ keys, _ in try await keys.revoke(id) }) != nil else { throw ValidationError("no key with id \(id)") }
             print("revoked \(id)")
         }
     }

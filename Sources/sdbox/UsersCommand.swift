@@ -28,7 +28,7 @@ struct Users: AsyncParsableCommand {
             let password = readLine(strippingNewline: true) ?? ""
             echo.restore()
             do {
-                try await location.accounts().save(name: name, role: role, password: password)
+                try await location.withStores { _, accounts in try await accounts.save(name: name, role: role, password: password) }
             } catch let error as APIError {
                 throw ValidationError(error.detail)
             }
@@ -41,7 +41,7 @@ struct Users: AsyncParsableCommand {
         @OptionGroup var location: Keys.Location
 
         func run() async throws {
-            for user in try await location.accounts().store.users() {
+            for user in try await location.withStores({ _, accounts in try await accounts.store.users() }) {
                 print("\(user.name)  \(user.role.rawValue)  created \(user.createdAt.ISO8601Format())")
             }
         }
@@ -54,7 +54,9 @@ struct Users: AsyncParsableCommand {
         var name: String
 
         func run() async throws {
-            guard try await location.accounts().store.removeUser(named: name) else { throw ValidationError("no user named \(name)") }
+            guard try await location.withStores({ _, accounts in try await accounts.store.removeUser(named: name) }) else {
+                throw ValidationError("no user named \(name)")
+            }
             print("removed \(name)")
         }
     }
@@ -79,12 +81,5 @@ struct TerminalEcho {
         guard var settings = saved else { return }
         tcsetattr(STDIN_FILENO, TCSANOW, &settings)
         FileHandle.standardError.write(Data("\n".utf8))
-    }
-}
-
-extension Keys.Location {
-    /// The users of the data folder's database.
-    func accounts() throws -> UserAccounts {
-        UserAccounts(store: LMDBUserStore(database: try database()), sessionSeconds: 3600)
     }
 }

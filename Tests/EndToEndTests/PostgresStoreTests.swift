@@ -51,6 +51,14 @@ import Testing
         let (status, listed) = try await server.json(.GET, "/tasks?limit=10")
         #expect(status == 200 && Set(listed["tasks"]?.arrayValue?.compactMap { $0["taskId"]?.stringValue } ?? []) == Set(ids))
         #expect(try await server.json(.GET, "/tasks", headers: bearer(key)).0 == 200, "the key made before the restart")
+        // `sdbox keys` works on the configuration's database, with the server running.
+        let made2 = try await runSDBox(["keys", "add", "--config", server.configPath, "--user", "dave", "--role", "admin"])
+        let daveKey = try #require(made2.output.split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }, "\(made2.output)")
+        let daveCan = try await server.json(.GET, "/admin/keys", headers: bearer(daveKey)).0
+        let bogus = try await server.json(.GET, "/admin/keys", headers: bearer("sdbox_bogus")).0
+        #expect(made2.status == 0 && daveCan == 200 && bogus == 401, "\(made2.output) \(bogus)")
+        let listedKeys = try await runSDBox(["keys", "list", "--config", server.configPath])
+        #expect(listedKeys.output.contains("dave") && listedKeys.output.contains("carol"), "\(listedKeys.output)")
         let models = try await server.json(.GET, "/models").1
         #expect(String(decoding: try models.encoded(), as: UTF8.self).contains("alpha.safetensors"))
         // A NUL character, which PostgreSQL cannot store, is the request's fault: 400, and nothing stored.
