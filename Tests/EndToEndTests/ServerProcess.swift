@@ -76,9 +76,10 @@ final class ServerProcess: @unchecked Sendable {
                 if log.contains("already in use") { throw PortTaken() }
                 throw TestFailure("sdbox exited at start: \(log)")
             }
-            // A short timeout: the client keeps retrying a refused connection until the request times out.
+            // The client keeps retrying a refused connection until the request times out; 5 s, as a machine
+            // loaded by the rest of the suite can take seconds to answer (1 s timed out every try in CI).
             // The connection is not kept: a test's own idle timeout could close it just as a request reuses it.
-            if let answer = try? await response(.GET, "/healthz", headers: [("Connection", "close")], timeout: .seconds(1)), answer.status == 200 {
+            if let answer = try? await response(.GET, "/healthz", headers: [("Connection", "close")], timeout: .seconds(5)), answer.status == 200 {
                 // The answer may come from another test's server on the same port: then this one exits.
                 if Self.listens(pid: pid, port: port) { return }
             }

@@ -184,10 +184,6 @@ public actor ModelRegistry {
 
     func finishHashing(_ record: ModelRecord, _ result: Result<String, any Error>) async {
         hashing.remove(Self.key(record.type, record.name))
-        if shared {
-            let (root, type, name) = (root, record.type, record.name)
-            try? await threadPool.runIfActive { HashingClaim.release(root: root, type: type, name: name) }
-        }
         switch result {
         case .success(let sha256):
             var hashed = record
@@ -206,6 +202,11 @@ public actor ModelRegistry {
             }
         case .failure(let error):
             logger.error("could not hash model", metadata: ["model": "\(record.name)", "error": "\(error)"])
+        }
+        // The claim goes once the record holds the hash, so that a box taking it next finds the hash.
+        if shared {
+            let (root, type, name) = (root, record.type, record.name)
+            try? await threadPool.runIfActive { HashingClaim.release(root: root, type: type, name: name) }
         }
     }
 
