@@ -81,14 +81,16 @@ struct FleetBenchmark: AsyncParsableCommand {
     }
 
     func measure(bench: Workbench, pace: RealisticPace, postgres: BenchPostgres, workspace: String) async throws {
-        // GPU memory for `maxInstances` workers of 8000 MiB, and RAM to park every model's worker.
+        // GPU memory for `maxInstances` workers of 8000 MiB, and RAM to park every model's worker. A pool's
+        // maxInstances counts the workers of every box: it is set to the fleet's slots, so that only the
+        // boxes' slots bound the workers, for every fleet size alike.
         let settings = """
             scheduler:
               maxInstances: \(maxInstances)
               fairnessSeconds: \(max(1, Int((60 * scale).rounded())))
               hostMemoryMiB: \(models * 8000)
               gpus: [{index: 0, memoryMiB: \(maxInstances * 8000)}]
-              pool: {maxInstances: 1, idleTimeoutSeconds: 3600, gpuMemoryMiB: 8000, hostMemoryMiB: 8000}
+              pool: {maxInstances: \(maxInstances * boxes), idleTimeoutSeconds: 3600, gpuMemoryMiB: 8000, hostMemoryMiB: 8000}
             limits: {maxQueuedPerUser: 1000000, maxQueuedBytesPerUser: 1099511627776}
             \(pace.workersSection)
 
@@ -96,7 +98,7 @@ struct FleetBenchmark: AsyncParsableCommand {
         let perModel = (0..<models).map { model in bench.workload.filter { $0 == model }.count }
         print("sdbox-bench fleet: \(tasks) tasks over \(models) checkpoints (\(perModel.map(String.init).joined(separator: " ")); seed \(seed)), \(RealisticPace.steps) steps at \(RealisticPace.side)x\(RealisticPace.side)")
         print("all submitted at once, async, round robin to the boxes by the client (no load balancer: a box claims any box's tasks when it has room)")
-        print("each box: maxInstances \(maxInstances) (GPU memory for \(maxInstances) workers, one per model), parking on, its own data folder; one PostgreSQL, one shared folder")
+        print("each box: maxInstances \(maxInstances) (GPU memory for \(maxInstances) workers), parking on, its own data folder; pools' maxInstances \(maxInstances * boxes) over the fleet")
         print("reference workers, \(pace.summary) (a real A1111: start 30-70 s, load ~5 s, generation ~3 s)")
         print("every box on this machine: \(ProcessInfo.processInfo.activeProcessorCount) cores shared by all boxes, their workers and PostgreSQL; load average \(LoadAverage.now())")
         print("wait: from a task's submission to its start on a worker (the record's startedAt); makespan: first submission to the last finishedAt\n")
