@@ -43,7 +43,7 @@ public enum SDBoxApplication {
         // cores, so that writes waiting for the disk never hold up a read or the thumbnails' and hashes' work.
         let storageThreads = NIOThreadPool(numberOfThreads: max(8, 4 * System.coreCount))
         storageThreads.start()
-        let stores = try await DataStores.open(configuration.database, folder: folder, node: configuration.node.name, threadPool: storageThreads, logger: logger)
+        let stores = try await DataStores.open(configuration.database, fleet: configuration.fleet, folder: folder, node: configuration.node.name, threadPool: storageThreads, logger: logger)
         logger.info("database: \(stores.summary)")
         let tasks = stores.tasks
         let catalog = stores.catalog
@@ -59,6 +59,7 @@ public enum SDBoxApplication {
         schedulerConfiguration.dataDirectory = folder.path
         schedulerConfiguration.sharedDirectory = folder.isShared ? folder.shared : nil
         schedulerConfiguration.executablePath = executablePath
+        schedulerConfiguration.sharedQueue = stores.fleet != nil
         let models = try ModelRegistry(
             catalog: catalog, modelsDirectory: schedulerConfiguration.modelsDirectory, sharedWithOtherBoxes: folder.isShared, logger: logger
         )
@@ -82,7 +83,14 @@ public enum SDBoxApplication {
         let thumbnails = ThumbnailService(
             objects: objects, longestSide: configuration.images.thumbnailSide, quality: configuration.images.thumbnailQuality, logger: logger
         )
-        var background: [any Service] = [scheduler, thumbnails]
+        let fleet = stores.fleet.map { links in
+            FleetMember(
+                links: links, scheduler: scheduler, tasks: tasks, settings: configuration.fleet, maxAttempts: schedulerConfiguration.maxAttempts,
+                fairnessSeconds: schedulerConfiguration.fairnessWaitSeconds, logger: logger
+            )
+        }
+        // The fleet's member before the scheduler: it stops after it, and then gives back what this box held.
+        var background: [any Service] = (fleet.map { [$0] } ?? []) + [scheduler, thumbnails]
         if configuration.images.retentionDays > 0 {
             background.append(RetentionSweeper(
                 tasks: tasks, objects: objects, maxAge: .seconds(configuration.images.retentionDays * 86400),
@@ -98,7 +106,7 @@ public enum SDBoxApplication {
             logger: logger,
             inputs: ImageInputResolver(
                 objects: objects, maxPixels: configuration.images.maxPixels, maxBytes: configuration.images.maxInputMiB << 20
-            ), thumbnails: thumbnails
+            ), thumbnails: thumbnails, fleet: fleet
         )
         let webhooks = WebhookDelivery(
             tasks: tasks, settings: configuration.webhooks,

@@ -142,6 +142,9 @@ public struct DispatchPlanner: Sendable {
     public var policies: [String: PoolPolicy] = [:]
     /// Queues an admin has paused: their tasks wait, no worker takes one or starts for one.
     public var pause = QueuePause()
+    /// In a fleet, the workers of each model on the other boxes: a pool's `maxInstances` and
+    /// `minInstances` count them too.
+    public var workersElsewhere: [String: Int] = [:]
 
     var queues: [String: ModelQueue] = [:]
     public private(set) var workers: [Int: Worker] = [:]
@@ -397,7 +400,6 @@ public struct DispatchPlanner: Sendable {
     mutating func scaleUp(now: Date) -> [Decision] {
         var decisions: [Decision] = []
         for model in modelsBySwitchCost(now: now) {
-            let policy = policy(for: model)
             let live = liveWorkers(model: model)
             var unserved = queuedCount(model: model) - live.filter { $0.state == .starting || $0.state == .reloading }.count
             // Parked workers come back first, the most recently used first: a reload is the cheapest switch.
@@ -407,13 +409,13 @@ public struct DispatchPlanner: Sendable {
             }
             var count = live.count
             while unserved > 0 {
-                if count < policy.maxInstances, let place = placement(for: model) {
+                if count < instanceCap(for: model), let place = placement(for: model) {
                     decisions.append(start(model, at: place, now: now))
                     unserved -= 1
                     count += 1
                     continue
                 }
-                if count < policy.maxInstances, let remote = idleRemote(for: model) {
+                if count < instanceCap(for: model), let remote = idleRemote(for: model) {
                     decisions.append(switchCheckpoint(of: remote.id, to: model, now: now))
                     unserved -= 1
                     count += 1
@@ -443,7 +445,7 @@ public struct DispatchPlanner: Sendable {
         var decisions: [Decision] = []
         for (model, policy) in policies.sorted(by: { $0.key < $1.key }) where policy.minInstances > 0 {
             var count = liveWorkers(model: model).count
-            while count < min(policy.minInstances, policy.maxInstances), let place = placement(for: model) {
+            while count < min(policy.minInstances - workersElsewhere[model, default: 0], instanceCap(for: model)), let place = placement(for: model) {
                 decisions.append(start(model, at: place, now: now))
                 count += 1
             }
@@ -478,6 +480,11 @@ public struct DispatchPlanner: Sendable {
         return byWait.enumerated().sorted { (group($0.element), $0.offset) < (group($1.element), $1.offset) }.map(\.element)
     }
 
+    /// How many workers `model`'s pool may have on this box: its `maxInstances`, less those on other boxes.
+    func instanceCap(for model: String) -> Int {
+        policy(for: model).maxInstances - workersElsewhere[model, default: 0]
+    }
+
     /// Where a new worker for `model` would run now, or nil when the cap or memory forbids one.
     func placement(for model: String) -> Placement? {
         guard slotsTaken < maxInstances else { return nil }
@@ -503,7 +510,7 @@ public struct DispatchPlanner: Sendable {
     func canServe(_ model: String) -> Bool {
         let live = liveWorkers(model: model)
         if live.contains(where: { $0.state == .parked && canReload($0) }) { return true }
-        return live.count < policy(for: model).maxInstances && placement(for: model) != nil
+        return live.count < instanceCap(for: model) && placement(for: model) != nil
     }
 
     /// Whether taking `worker` off its GPU would let a task of `model` get a worker.

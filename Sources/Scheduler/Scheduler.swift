@@ -30,6 +30,13 @@ public actor Scheduler: Service {
     nonisolated let readAhead: CheckpointReadAhead
     /// Model states, stored images and finished tasks, in order (see ``SchedulerEvent``).
     public nonisolated let events: AsyncStream<SchedulerEvent>
+    /// In a fleet: a signal each time this box may have room for another task (``claimRoom()``).
+    public nonisolated let roomSignals: AsyncStream<Void>
+    let roomSignal: AsyncStream<Void>.Continuation
+    /// In a fleet: the latest progress of tasks running on other boxes, as they announce it.
+    nonisolated let progressElsewhere = ProgressBoard(freshness: .seconds(3600))
+    /// In a fleet: how a cancel reaches a task this box does not hold (``forwardCancels(to:)``).
+    var cancelElsewhere: (@Sendable (String) async throws -> TaskRecord?)?
 
     enum Job: Sendable {
         case supervise(WorkerProcess)
@@ -60,6 +67,7 @@ public actor Scheduler: Service {
         self.logger = logger
         let (events, sink) = AsyncStream.makeStream(of: SchedulerEvent.self)
         self.events = events
+        (roomSignals, roomSignal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         self.readAhead = CheckpointReadAhead(budgetMiB: configuration.readAheadMiB, logger: logger)
         self.runner = TaskRunner(configuration: configuration, tasks: tasks, objects: objects, client: client, logger: logger, events: sink)
         self.planner = DispatchPlanner(
@@ -80,7 +88,7 @@ public actor Scheduler: Service {
         if !reaped.isEmpty { logger.warning("killed workers left by a previous run", metadata: ["pids": "\(reaped)"]) }
         for function in try await catalog.pools() { apply(function.settings, to: function.model) }
         planner.pause = try await catalog.queuePause()
-        try await recover()
+        if !configuration.sharedQueue { try await recover() }
         let (stream, continuation) = AsyncStream.makeStream(of: Job.self)
         jobs = continuation
         logger.info(
@@ -160,7 +168,7 @@ public actor Scheduler: Service {
                 }
             }
             requeue(task)
-            runner.usage.add(user: task.user, bytes: task.request.storageSize)
+            runner.usage.add(task: task.id, user: task.user, bytes: task.request.storageSize)
         }
         if !active.isEmpty { logger.info("recovered unfinished tasks", metadata: ["count": "\(active.count)"]) }
     }
@@ -203,7 +211,8 @@ public actor Scheduler: Service {
                 throw error
             }
         }
-        _ = await runner.cancel(id)
+        if await runner.cancel(id) { return try await runner.tasks.get(id) }
+        if let cancelElsewhere { return try await cancelElsewhere(id) }
         return try await runner.tasks.get(id)
     }
 
@@ -215,7 +224,9 @@ public actor Scheduler: Service {
     public nonisolated func progress(of id: String) async -> TaskProgress {
         if let report = runner.postedProgress(of: id) { return .running(report) }
         if let queued = await queuedProgress(of: id) { return queued }
-        return await runner.progress(of: id) ?? .notActive
+        if let local = await runner.progress(of: id) { return local }
+        if let remote = progressElsewhere.latest(of: id) { return .running(remote.report) }
+        return .notActive
     }
 
     /// A queued task's place and estimated time, in one visit to the actor; nil when it is not queued.
@@ -346,6 +357,7 @@ public actor Scheduler: Service {
             }
         }
         reportModelStates()
+        if configuration.sharedQueue, claimRoom().count > 0 { roomSignal.yield() }
         metrics.record(planner, inventory: inventory)
         let waiting = planner.modelsByWait().filter { planner.liveWorkers(model: $0).isEmpty }
         readAhead.queued(waiting.map { ModelType.stableDiffusion.path(of: $0, in: configuration.modelsDirectory) })

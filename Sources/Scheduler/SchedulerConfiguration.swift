@@ -88,6 +88,9 @@ public struct SchedulerConfiguration: Sendable, Equatable {
 
     /// The folder a fleet's boxes share (`sharedDir`), if any: the models are there.
     public var sharedDirectory: String?
+    /// Whether the task queue is the fleet's (PostgreSQL): then the scheduler queues only the tasks this
+    /// box claims, and leaves the unfinished tasks it finds at start to the fleet's claims.
+    public var sharedQueue = false
     /// The models root, in A1111's layout (`Stable-diffusion/`, ...).
     public var modelsDirectory: String { (sharedDirectory ?? dataDirectory) + "/models" }
     /// Where workers' pid files live.

@@ -146,7 +146,7 @@ public final class TaskRunner: Sendable {
             if let unwritten {
                 task = unwritten.task
             } else {
-                guard let queued = try await tasks.get(id) else { throw TaskStoreError.notFound(id) }
+                guard let queued = try await waitingForStore(id, { try await self.tasks.get(id) }) else { throw TaskStoreError.notFound(id) }
                 task = queued
             }
         } catch {
@@ -205,6 +205,8 @@ public final class TaskRunner: Sendable {
                 return
             }
             do {
+                // In a fleet, a box whose claim was taken over stores nothing (the task runs elsewhere).
+                try await waitingForStore(id) { try await self.tasks.confirmClaim(id) }
                 let result = try await store(answer, read: read, of: task)
                 let failure = answer.isSuccess ? nil : "worker answered \(answer.status): \(answer.detail)"
                 await finish(id, state: cancelled ? .cancelled : failure == nil ? .succeeded : .failed, error: failure, result: result)
@@ -366,8 +368,8 @@ public final class TaskRunner: Sendable {
 
     // MARK: Outcomes
 
-    /// Cancels a task taken out of its queue before it ran.
-    func cancelQueued(_ id: String) async throws -> TaskRecord {
+    /// Cancels a task taken out of its queue before it ran (or, in a fleet, one no box holds).
+    public func cancelQueued(_ id: String) async throws -> TaskRecord {
         let task = try await tasks.update(id) {
             $0.state = .cancelled
             $0.finishedAt = Date()
@@ -387,6 +389,10 @@ public final class TaskRunner: Sendable {
                 $0.error = error
                 if let result { $0.result = result }
             }
+        } catch TaskStoreError.claimLost {
+            // In a fleet: another box took the task over after this box's claim expired; its outcome is the one.
+            logger.warning("task taken over by another box; this box's outcome is dropped", metadata: ["task": "\(id)"])
+            return
         } catch let failure {
             let reason = "the task's outcome could not be recorded: \(ErrorSummary(failure))"
             logger.error("could not record task outcome", metadata: ["task": "\(id)", "error": "\(ErrorSummary(failure))"])
@@ -418,6 +424,11 @@ public final class TaskRunner: Sendable {
     /// or PostgreSQL cannot be reached: ``StoreFailure/isTransient(_:)``), so that an outcome is never
     /// dropped while sdbox runs; other errors, and shutdown, end the attempts.
     func persist(_ id: String, _ change: @escaping @Sendable (inout TaskRecord) throws -> Void) async throws -> TaskRecord {
+        try await waitingForStore(id) { try await self.tasks.update(id, change) }
+    }
+
+    /// `body`'s answer about task `id`, asked again each second while the store cannot answer (``persist(_:_:)``).
+    func waitingForStore<R: Sendable>(_ id: String, _ body: @Sendable () async throws -> R) async throws -> R {
         var waiting = false
         defer {
             if waiting {
@@ -430,9 +441,9 @@ public final class TaskRunner: Sendable {
         }
         while true {
             do {
-                let task = try await tasks.update(id, change)
+                let answer = try await body()
                 if waiting { logger.notice("the store took the task change that waited", metadata: ["task": "\(id)"]) }
-                return task
+                return answer
             } catch where StoreFailure.isTransient(error) && !isShuttingDown {
                 if !waiting {
                     logger.error("the store cannot take a task change now (disk full or database unreachable); it waits", metadata: ["task": "\(id)", "error": "\(error)"])
@@ -448,10 +459,16 @@ public final class TaskRunner: Sendable {
         }
     }
 
+    /// Tells the rest of sdbox of a task that ended without a run here: in a fleet, one this box gave back
+    /// to the queue after it had all its attempts.
+    public func announceEnded(_ task: TaskRecord) {
+        taskEnded(task)
+    }
+
     /// Accounts for a task that reached its final state, wakes whoever waits for it and tells the rest of sdbox.
     func taskEnded(_ task: TaskRecord) {
         metrics.taskFinished(task)
-        usage.withdraw(user: task.user, bytes: task.request.storageSize)
+        usage.withdraw(task: task.id)
         let (waiting, waitingEarly) = state.withLock { ($0.waiters.takeAll(of: task.id), $0.earlyWaiters.takeAll(of: task.id)) }
         for waiter in waiting { waiter.resume(returning: task) }
         for waiter in waitingEarly { waiter.resume(returning: nil) }
@@ -489,6 +506,26 @@ public final class TaskRunner: Sendable {
             // Final before the wait began: nothing will be handed over.
             Task { await self.resumeIfFinal(id, \.earlyWaiters, number: number, with: { _ in nil }) }
         }
+    }
+
+    /// Wakes whoever waits here for task `id` if it is final: in a fleet, another box ran it, and its
+    /// change was announced. Its user's share of the queue is freed here if it was counted here.
+    public func taskChangedElsewhere(_ id: String) async {
+        let waited = state.withLock { !$0.waiters.isEmpty(for: id) || !$0.earlyWaiters.isEmpty(for: id) }
+        guard waited else {
+            usage.withdraw(task: id)
+            return
+        }
+        guard let task = try? await tasks.get(id), task.state.isFinal else { return }
+        usage.withdraw(task: id)
+        let (waiting, waitingEarly) = state.withLock { ($0.waiters.takeAll(of: id), $0.earlyWaiters.takeAll(of: id)) }
+        for waiter in waiting { waiter.resume(returning: task) }
+        for waiter in waitingEarly { waiter.resume(returning: nil) }
+    }
+
+    /// The ids of the tasks someone waits for here.
+    public func waitedTaskIDs() -> [String] {
+        state.withLock { Array(Set($0.waiters.ids).union($0.earlyWaiters.ids)) }
     }
 
     /// Hands an early outcome to the callers waiting for it.

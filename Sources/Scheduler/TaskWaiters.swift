@@ -23,4 +23,10 @@ struct TaskWaiters<Value: Sendable> {
     mutating func takeAll(of id: String) -> [CheckedContinuation<Value, Never>] {
         byTask.removeValue(forKey: id).map { Array($0.values) } ?? []
     }
+
+    /// Whether nobody waits for task `id`.
+    func isEmpty(for id: String) -> Bool { byTask[id] == nil }
+
+    /// The tasks someone waits for.
+    var ids: [String] { Array(byTask.keys) }
 }

@@ -10,36 +10,64 @@ public struct ActiveUsage: Sendable, Equatable {
 
 /// What each user's unfinished tasks take, for the per-user limits: checked and counted in one step, so
 /// concurrent submissions cannot all pass a check that only one of them should.
+///
+/// Tasks are counted by id, so that taking one back twice, or one this box never counted (in a fleet, a
+/// task submitted to another box and run here), changes nothing.
 public final class UsageLedger: Sendable {
-    private let entries = Mutex<[String: ActiveUsage]>([:])
+    private struct Counted {
+        let user: String
+        let bytes: Int
+    }
+
+    private struct State {
+        var users: [String: ActiveUsage] = [:]
+        var tasks: [String: Counted] = [:]
+
+        mutating func count(_ id: String, user: String, bytes: Int) {
+            tasks[id] = Counted(user: user, bytes: bytes)
+            let usage = users[user] ?? ActiveUsage()
+            users[user] = ActiveUsage(tasks: usage.tasks + 1, bytes: usage.bytes + bytes)
+        }
+    }
+
+    private let state = Mutex(State())
 
     public init() {}
 
-    /// Counts a task of `user` whose request takes `bytes`, unless the user already has `maxTasks`
-    /// unfinished tasks or this one would take the user past `maxBytes`: then nothing is counted and the
-    /// usage is returned. A task admitted is then stored, or ``withdraw(user:bytes:)``n.
-    public func admit(user: String, bytes: Int, maxTasks: Int, maxBytes: Int) -> ActiveUsage? {
-        entries.withLock { entries in
-            let usage = entries[user] ?? ActiveUsage()
-            guard usage.tasks < maxTasks, usage.bytes + bytes <= maxBytes else { return usage }
-            entries[user] = ActiveUsage(tasks: usage.tasks + 1, bytes: usage.bytes + bytes)
-            return nil
+    /// How a task's admission went.
+    public enum Admission: Sendable, Equatable {
+        /// Counted: the task is then stored, or ``UsageLedger/withdraw(task:)``n.
+        case admitted
+        /// A task of this id is counted already (the same client-chosen id sent twice): nothing changed.
+        case alreadyCounted
+        /// Refused: the user's usage, which one more task would take past a limit.
+        case refused(ActiveUsage)
+    }
+
+    /// Counts task `id` of `user`, whose request takes `bytes`, unless the user already has `maxTasks`
+    /// unfinished tasks or this one would take the user past `maxBytes`.
+    public func admit(task id: String, user: String, bytes: Int, maxTasks: Int, maxBytes: Int) -> Admission {
+        state.withLock { state in
+            if state.tasks[id] != nil { return .alreadyCounted }
+            let usage = state.users[user] ?? ActiveUsage()
+            guard usage.tasks < maxTasks, usage.bytes + bytes <= maxBytes else { return .refused(usage) }
+            state.count(id, user: user, bytes: bytes)
+            return .admitted
         }
     }
 
     /// Counts a task without a limit (one a previous run left unfinished).
-    func add(user: String, bytes: Int) {
-        entries.withLock { entries in
-            let usage = entries[user] ?? ActiveUsage()
-            entries[user] = ActiveUsage(tasks: usage.tasks + 1, bytes: usage.bytes + bytes)
+    func add(task id: String, user: String, bytes: Int) {
+        state.withLock { state in
+            if state.tasks[id] == nil { state.count(id, user: user, bytes: bytes) }
         }
     }
 
-    /// Takes back a task that ended, or that was admitted but not stored.
-    public func withdraw(user: String, bytes: Int) {
-        entries.withLock { entries in
-            guard let usage = entries[user] else { return }
-            entries[user] = usage.tasks <= 1 ? nil : ActiveUsage(tasks: usage.tasks - 1, bytes: usage.bytes - bytes)
+    /// Takes back a task that ended, or that was admitted but not stored; nothing for a task not counted.
+    public func withdraw(task id: String) {
+        state.withLock { state in
+            guard let counted = state.tasks.removeValue(forKey: id), let usage = state.users[counted.user] else { return }
+            state.users[counted.user] = usage.tasks <= 1 ? nil : ActiveUsage(tasks: usage.tasks - 1, bytes: usage.bytes - counted.bytes)
         }
     }
 }

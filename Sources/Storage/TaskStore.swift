@@ -28,9 +28,15 @@ public protocol TaskStore: Sendable {
     func finishedTasks(createdBefore date: Date, limit: Int) async throws -> [TaskRecord]
     /// Removes the tasks `ids` that are final and created before `date`; returns how many went.
     func remove(_ ids: Set<String>, createdBefore date: Date) async throws -> Int
+    /// Throws ``TaskStoreError/claimLost(_:)`` when this box held a claim on task `id` that another box took over.
+    func confirmClaim(_ id: String) async throws
 }
 
 extension TaskStore {
+    /// Throws ``TaskStoreError/claimLost(_:)`` when this box held a claim on task `id` that another box
+    /// took over (checked before a result is stored). A store without claims (LMDB) has nothing to check.
+    public func confirmClaim(_ id: String) async throws {}
+
     /// Up to `limit` tasks, newest first.
     public func recent(limit: Int, user: String? = nil) async throws -> TaskPage {
         try await recent(limit: limit, user: user, filter: TaskFilter())
@@ -41,11 +47,15 @@ extension TaskStore {
 public enum TaskStoreError: Error, Sendable, Equatable, CustomStringConvertible {
     case notFound(String)
     case invalidTransition(id: String, from: TaskState, to: TaskState)
+    /// This box's claim on the task was taken over by another box (``PostgresTaskClaims``): a late change
+    /// from the box that lost it is refused, so that a task finishes once.
+    case claimLost(String)
 
     public var description: String {
         switch self {
         case .notFound(let id): "task \(id) not found"
         case .invalidTransition(let id, let from, let to): "task \(id) cannot move from \(from.rawValue) to \(to.rawValue)"
+        case .claimLost(let id): "task \(id) was taken over by another box after this box's claim on it expired"
         }
     }
 }

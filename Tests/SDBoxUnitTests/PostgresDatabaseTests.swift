@@ -36,8 +36,8 @@ import Testing
         }
         let version = try await PostgresDatabase.schemaVersion(at: location, logger: logger)
         #expect(version.current == version.latest && version.latest >= 1)
-        _ = try await PostgresTaskStore(database: databases[0]).insert(StoreSuite.makeTask("shared"))
-        #expect(try await PostgresTaskStore(database: databases[3]).get("shared") != nil, "one schema, one set of tables")
+        _ = try await PostgresTaskStore(database: databases[0], node: "test", claims: HeldClaims()).insert(StoreSuite.makeTask("shared"))
+        #expect(try await PostgresTaskStore(database: databases[3], node: "test", claims: HeldClaims()).get("shared") != nil, "one schema, one set of tables")
         for database in databases { await database.close() }
     }
 

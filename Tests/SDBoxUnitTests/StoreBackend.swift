@@ -41,7 +41,7 @@ final class OpenStores: Sendable {
     }
 
     var tasks: any TaskStore {
-        if let postgres { return PostgresTaskStore(database: postgres) }
+        if let postgres { return PostgresTaskStore(database: postgres, node: "test", claims: HeldClaims()) }
         return LMDBTaskStore(database: lmdb!.database)
     }
 

@@ -63,7 +63,7 @@ struct RunnerBench {
         let task = try await tasks.insert(
             TaskRecord(id: TaskID.make(), kind: .txt2img, model: "demo.safetensors", user: "u", request: ["prompt": "fox", "steps": 2])
         )
-        runner.usage.add(user: "u", bytes: task.request.storageSize)
+        runner.usage.add(task: task.id, user: "u", bytes: task.request.storageSize)
         runner.register(task.id, on: worker)
         return task
     }
@@ -96,7 +96,7 @@ struct RunnerBench {
         #expect(final.result?.images == ["images/u/\(task.id)_1.png"])
         #expect(bench.runner.runningTaskIDs().isEmpty)
         // The user's share is free again.
-        #expect(bench.runner.usage.admit(user: "u", bytes: 1, maxTasks: 1, maxBytes: 10) == nil)
+        #expect(bench.runner.usage.admit(task: "next", user: "u", bytes: 1, maxTasks: 1, maxBytes: 10) == .admitted)
     }
 
     @Test func aLostWorkerRequeuesTheTaskUntilItsAttemptsRunOut() async throws {

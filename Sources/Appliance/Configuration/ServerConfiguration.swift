@@ -36,6 +36,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var events = EventSettings()
     public var cors = CORSSettings()
     public var database = DatabaseSettings()
+    /// How boxes sharing the PostgreSQL database claim tasks (`fleet`).
+    public var fleet = FleetSettings()
 
     public init() {}
 
@@ -107,6 +109,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         if var section = try reader.section("events") { try config.events.read(&section) }
         if var section = try reader.section("cors") { try config.cors.read(&section) }
         if var section = try reader.section("database") { try config.database.read(&section) }
+        if var section = try reader.section("fleet") { try config.fleet.read(&section) }
         if let name = config.workers.defaultProfile, config.workers.launchProfiles[name] == nil {
             throw ConfigurationError("workers.defaultProfile: no profile named '\(name)'")
         }

@@ -24,12 +24,15 @@ public struct Services: Sendable {
     public let logger: Logger
     public let inputs: ImageInputResolver
     public let thumbnails: ThumbnailService
+    /// This box in its fleet, when the database is PostgreSQL.
+    public let fleet: FleetMember?
 
     public init(
         configuration: ServerConfiguration, tasks: any TaskStore, catalog: any CatalogStore, models: ModelRegistry,
         scheduler: Scheduler, objects: ObjectStore, signer: URLSigner, keys: any KeyStore, accounts: UserAccounts, quotas: QuotaGuard,
-        logger: Logger, inputs: ImageInputResolver, thumbnails: ThumbnailService
+        logger: Logger, inputs: ImageInputResolver, thumbnails: ThumbnailService, fleet: FleetMember? = nil
     ) {
+        self.fleet = fleet
         self.keys = keys
         self.accounts = accounts
         self.quotas = quotas
@@ -159,14 +162,18 @@ extension Services {
     /// Counts a request in its user's share of the queue, or refuses it: 429 when the user already has
     /// `limits.maxQueuedPerUser` tasks queued or running, or their requests with this one would take more
     /// than `limits.maxQueuedBytesPerUser` of storage; 413 when this request alone is over that.
-    func admit(_ request: JSONValue, of user: String) throws -> Int {
+    /// Returns whether the task was counted now (false: a task of this id was counted already).
+    func admit(_ request: JSONValue, of user: String, task id: String) throws -> Bool {
         let size = request.storageSize
         let limit = configuration.limits.maxQueuedBytesPerUser
         guard size <= limit else {
             throw APIError(.contentTooLarge, "request too large", detail: "the request takes \(size) bytes stored; the limit is \(limit) (limits.maxQueuedBytesPerUser)")
         }
-        guard let usage = scheduler.runner.usage.admit(user: user, bytes: size, maxTasks: configuration.limits.maxQueuedPerUser, maxBytes: limit) else {
-            return size
+        let usage: ActiveUsage
+        switch scheduler.runner.usage.admit(task: id, user: user, bytes: size, maxTasks: configuration.limits.maxQueuedPerUser, maxBytes: limit) {
+        case .admitted: return true
+        case .alreadyCounted: return false
+        case .refused(let counted): usage = counted
         }
         if usage.tasks >= configuration.limits.maxQueuedPerUser {
             throw APIError(
@@ -194,38 +201,40 @@ extension Services {
         kind: TaskKind, model: String, workerBody: JSONValue, priority: Int, submission: Submission
     ) async throws -> TaskRecord {
         let caller = submission.caller
-        let size = try admit(workerBody, of: caller.user)
-        var record = TaskRecord(
-            id: submission.taskID ?? TaskID.make(), kind: kind, model: model, user: caller.user, request: workerBody, priority: priority
-        )
+        let id = submission.taskID ?? TaskID.make()
+        let counted = try admit(workerBody, of: caller.user, task: id)
+        let ledger = scheduler.runner.usage
+        func uncount() { if counted { ledger.withdraw(task: id) } }
+        var record = TaskRecord(id: id, kind: kind, model: model, user: caller.user, request: workerBody, priority: priority)
         record.priorityAcrossUsers = caller.isAdmin && priority != 0 ? true : nil
         record.callback = submission.callback
         record.apiKey = caller.apiKey
         do {
             try quotas.admit(record)
         } catch {
-            scheduler.runner.usage.withdraw(user: caller.user, bytes: size)
+            uncount()
             throw error
         }
         let stored: (task: TaskRecord, inserted: Bool)
         do {
             try await catalog.ensurePool(model: model)
-            if submission.waits && submission.taskID == nil {
+            if submission.waits && submission.taskID == nil && !scheduler.sharesQueue {
                 return try await enqueueWhileWriting(record)
             }
             stored = submission.taskID == nil ? (try await tasks.insert(record), true) : try await tasks.insertUnlessPresent(record)
         } catch {
-            scheduler.runner.usage.withdraw(user: caller.user, bytes: size)
+            uncount()
             quotas.withdraw(record)
             throw error
         }
         guard stored.inserted else {
-            scheduler.runner.usage.withdraw(user: caller.user, bytes: size)
+            uncount()
             quotas.withdraw(record)
             guard let existing = try await existingTask(for: submission) else { throw APIError.taskNotFound(record.id) }
             return existing
         }
-        await scheduler.submit(stored.task)
+        // In a fleet, the box with room claims it (the insert told every box).
+        if !scheduler.sharesQueue { await scheduler.submit(stored.task) }
         return stored.task
     }
 

@@ -1,3 +1,4 @@
+import Appliance
 import SDBoxCore
 import Scheduler
 
@@ -34,6 +35,11 @@ struct WorkersAnswer: Encodable {
     let paused: QueuePause
     let defaultProfile: String
     let referenceWorker: Bool
+    /// In a fleet, every box (this one too) with its GPUs and workers as it last reported them, and
+    /// whether it still renews its heartbeat; absent for a box on LMDB.
+    let nodes: [FleetNode]?
+    /// In a fleet, the workers of each model on the other boxes as this box counts them (its pools' caps count them too).
+    let workersElsewhere: [String: Int]?
 }
 
 /// `POST /batch_update_sd_resource`, as the original answers: `status`, the functions that failed

@@ -29,7 +29,8 @@ struct PoolRoutes {
                 cpuSlots: scheduler.inventory.cpuSlots, maxInstances: services.configuration.scheduler.maxInstances,
                 hostMemoryMiB: services.configuration.scheduler.hostMemoryMiB, parkedMiB: await scheduler.parkedMemoryMiB(),
                 queues: await scheduler.queueDepths(), coldStarts: await scheduler.coldStarts(), paused: await scheduler.queuePause(), defaultProfile: services.configuration.workers.defaultProfileName,
-                referenceWorker: services.configuration.workers.usesReferenceWorker
+                referenceWorker: services.configuration.workers.usesReferenceWorker, nodes: try await services.fleet?.nodes(),
+                workersElsewhere: services.fleet == nil ? nil : await scheduler.workersElsewhere()
             ))
         }
         router.post("/restart") { _, _ in

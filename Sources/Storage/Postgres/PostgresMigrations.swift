@@ -19,7 +19,7 @@ enum PostgresMigrations {
         Migration(version: 1, name: "stores", statements: [
             // Tasks: the record as jsonb, beside the columns queries select and order by. `position` is the
             // time index's key (TaskFilter.position(of:)), compared bytewise. The claim columns are the
-            // fleet's (claims with FOR UPDATE SKIP LOCKED, fencing by claim_epoch), unused so far.
+            // fleet's (claims with FOR UPDATE SKIP LOCKED, fencing by claim_epoch: PostgresTaskClaims).
             """
             CREATE TABLE sdbox_tasks (
                 id text PRIMARY KEY,
@@ -52,6 +52,11 @@ enum PostgresMigrations {
         // The boxes using the database, each renewing its row while it runs (PostgresNodeLease).
         Migration(version: 2, name: "nodes", statements: [
             #"CREATE TABLE sdbox_nodes (name text COLLATE "C" PRIMARY KEY, instance text NOT NULL, started_at timestamptz NOT NULL, heartbeat_at timestamptz NOT NULL)"#,
+        ]),
+        // The fleet: each box's report (GPUs, workers) beside its heartbeat, and its claims found quickly.
+        Migration(version: 3, name: "fleet", statements: [
+            "ALTER TABLE sdbox_nodes ADD COLUMN report jsonb",
+            "CREATE INDEX sdbox_tasks_claimed ON sdbox_tasks (claimed_by) WHERE NOT final",
         ]),
     ]
 

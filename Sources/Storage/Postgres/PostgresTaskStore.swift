@@ -7,11 +7,22 @@ import SDBoxCore
 /// and checks the move as LMDB does (``TaskRecord/changed(by:)``). Listings use the same positions as
 /// LMDB's time index, so a page's `next` means the same in both. Nothing is cached: other boxes may
 /// change a task at any time.
+///
+/// For the fleet, every write tells the other boxes (``FleetNotice``, sent as the write commits): a new
+/// task is `queued` for the boxes with room to claim, a changed one is a `task` notice for those waiting
+/// on it. A change of a task this box claimed (``HeldClaims``) is written only while the claim is still
+/// this box's, with the same fencing number; else it is refused (``TaskStoreError/claimLost(_:)``).
 public struct PostgresTaskStore: TaskStore {
     let database: PostgresDatabase
+    /// This box's name, as its claims carry it.
+    let node: String
+    /// The claims this box holds.
+    let claims: HeldClaims
 
-    public init(database: PostgresDatabase) {
+    public init(database: PostgresDatabase, node: String, claims: HeldClaims) {
         self.database = database
+        self.node = node
+        self.claims = claims
     }
 
     /// Writes a new task. The id must be new; a clash (astronomically unlikely) gets a fresh id.
@@ -34,13 +45,17 @@ public struct PostgresTaskStore: TaskStore {
     /// Writes `task` unless its id is taken; the task as stored, or nil when the id was taken.
     private static func insert(_ task: TaskRecord, on database: PostgresDatabase) async throws -> TaskRecord? {
         let text = try RecordCoding.text(task)
+        let notice = FleetNotice(.queued, id: task.id, model: task.model).payload()
         let rows = try await database.query("""
-            INSERT INTO sdbox_tasks (id, position, state, final, user_name, model, created_at, callback_pending, record)
-            VALUES (\(task.id), \(TaskFilter.position(of: task)), \(task.state.rawValue), \(task.state.isFinal), \(task.user),
-                \(task.model), \(task.createdAt), \(task.callback?.state == .pending), \(text)::jsonb)
-            ON CONFLICT (id) DO NOTHING RETURNING id
+            WITH inserted AS (
+                INSERT INTO sdbox_tasks (id, position, state, final, user_name, model, created_at, callback_pending, record)
+                VALUES (\(task.id), \(TaskFilter.position(of: task)), \(task.state.rawValue), \(task.state.isFinal), \(task.user),
+                    \(task.model), \(task.createdAt), \(task.callback?.state == .pending), \(text)::jsonb)
+                ON CONFLICT (id) DO NOTHING RETURNING id
+            )
+            SELECT id, pg_notify(\(FleetNotice.channel), \(notice))::text FROM inserted
             """)
-        for try await _ in rows.decode(String.self) {
+        for try await _ in rows.decode((String, String).self) {
             return try RecordCoding.decode(TaskRecord.self, from: text)
         }
         return nil
@@ -62,22 +77,46 @@ public struct PostgresTaskStore: TaskStore {
         try await rewrite(id) { try $0.changingCallback(by: change) }
     }
 
-    /// Locks task `id`, writes what `change` makes of it (nothing when it gives nil), and returns the task.
+    /// Locks task `id`, writes what `change` makes of it (nothing when it gives nil), tells the fleet, and
+    /// returns the task. A task this box claimed is changed only under the same claim.
     private func rewrite(_ id: String, _ change: @escaping @Sendable (TaskRecord) throws -> TaskRecord?) async throws -> TaskRecord {
-        try await database.transaction { connection in
+        let (node, claims, held) = (node, claims, claims.epoch(of: id))
+        return try await database.transaction { connection in
             let logger = database.logger
-            guard let old = try await connection.query("SELECT record::text FROM sdbox_tasks WHERE id = \(id) FOR UPDATE", logger: logger)
-                .record(TaskRecord.self)
-            else { throw TaskStoreError.notFound(id) }
+            let rows = try await connection.query(
+                "SELECT record::text, claimed_by, claim_epoch FROM sdbox_tasks WHERE id = \(id) FOR UPDATE", logger: logger
+            )
+            var found: (text: String, owner: String?, epoch: Int64)?
+            for try await row in rows.decode((String, String?, Int64).self) { found = row }
+            guard let found else { throw TaskStoreError.notFound(id) }
+            // A lost claim stays held, so that every later change from this box is refused too.
+            if let held, found.owner != node || found.epoch != held {
+                throw TaskStoreError.claimLost(id)
+            }
+            let old = try RecordCoding.decode(TaskRecord.self, from: found.text)
             guard let task = try change(old) else { return old }
             let text = try RecordCoding.text(task)
+            let notice = FleetNotice(.task, id: id, state: task.state).payload()
             try await connection.query("""
-                UPDATE sdbox_tasks SET state = \(task.state.rawValue), final = \(task.state.isFinal), user_name = \(task.user),
-                    model = \(task.model), callback_pending = \(task.callback?.state == .pending), record = \(text)::jsonb
-                WHERE id = \(id)
+                WITH changed AS (
+                    UPDATE sdbox_tasks SET state = \(task.state.rawValue), final = \(task.state.isFinal), user_name = \(task.user),
+                        model = \(task.model), callback_pending = \(task.callback?.state == .pending), record = \(text)::jsonb,
+                        lease_expires_at = CASE WHEN \(task.state.isFinal) THEN NULL ELSE lease_expires_at END
+                    WHERE id = \(id) RETURNING id
+                )
+                SELECT pg_notify(\(FleetNotice.channel), \(notice)) FROM changed WHERE \(task.state != old.state)
                 """, logger: logger)
+            if task.state.isFinal { claims.drop(id) }
             return try RecordCoding.decode(TaskRecord.self, from: text)
         }
+    }
+
+    /// Throws ``TaskStoreError/claimLost(_:)`` when this box's claim on task `id` was taken over.
+    public func confirmClaim(_ id: String) async throws {
+        guard let held = claims.epoch(of: id) else { return }
+        let rows = try await database.query("SELECT claimed_by, claim_epoch FROM sdbox_tasks WHERE id = \(id)")
+        for try await (owner, epoch) in rows.decode((String?, Int64).self) where owner == node && epoch == held { return }
+        throw TaskStoreError.claimLost(id)
     }
 
     /// Tasks whose webhook is still pending (final ones are due for delivery), oldest first.

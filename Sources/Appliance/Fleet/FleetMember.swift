@@ -1,0 +1,241 @@
+import Foundation
+import Logging
+import SDBoxCore
+import Scheduler
+import ServiceLifecycle
+import Storage
+
+/// This box as a member of a fleet: boxes that share one PostgreSQL database (and a folder) and serve as
+/// one. Every box takes requests; each runs the tasks it claims from the one queue.
+///
+/// - **Claims**: whenever this box has room (``Scheduler/claimRoom()``: an idle worker or a free slot) and
+///   the queue may hold work (a `queued` notice came, or the periodic look), it claims tasks one at a time
+///   (``PostgresTaskClaims/claim(_:claimSeconds:)``: past the fairness bound first, then models idle or warm
+///   here, then models no box serves, oldest first; never a model whose pool has all its `maxInstances`
+///   on other boxes) and queues them in its scheduler.
+/// - **Leases**: every third of `fleet.claimSeconds` it renews its claims and its heartbeat (with its
+///   ``NodeReport``), reads the other boxes' reports (the workers each model has elsewhere, for the
+///   pools' caps), and gives back to the queue the tasks of boxes whose claims expired.
+/// - **Notices** (``FleetNotice``, LISTEN/NOTIFY): a task's change wakes whoever waits for it here (sync
+///   callers, streams); progress of tasks running here is announced each second and others' is kept for
+///   polls; a cancel for a task this box runs is carried out here.
+/// - **Start and stop**: at start it gives back what it held before it stopped (a running task counting
+///   its attempt); at graceful stop, after the scheduler stopped, it gives back what it still holds.
+public actor FleetMember: Service {
+    let claims: PostgresTaskClaims
+    let notifications: PostgresNotifications
+    let lease: PostgresNodeLease
+    let scheduler: Scheduler
+    let tasks: any TaskStore
+    let settings: FleetSettings
+    let maxAttempts: Int
+    let fairnessSeconds: Double
+    let logger: Logger
+
+    /// Whether the queue may hold a task this box could claim (cleared when a claim finds none).
+    var queueMayHaveWork = true
+    /// Whether a claim round runs, and whether another was asked for meanwhile.
+    var claiming = false
+    var claimAgain = false
+    /// What the other live boxes run: workers per model.
+    var workersElsewhere: [String: Int] = [:]
+    /// The progress last announced of each task running here.
+    var announced: [String: A1111.Progress] = [:]
+
+    public init(
+        links: DataStores.FleetLinks, scheduler: Scheduler, tasks: any TaskStore, settings: FleetSettings, maxAttempts: Int,
+        fairnessSeconds: Double, logger: Logger
+    ) {
+        self.claims = links.claims
+        self.notifications = links.notifications
+        self.lease = links.lease
+        self.scheduler = scheduler
+        self.tasks = tasks
+        self.settings = settings
+        self.maxAttempts = maxAttempts
+        self.fairnessSeconds = fairnessSeconds
+        self.logger = logger
+    }
+
+    nonisolated var node: String { claims.node }
+
+    // MARK: Service
+
+    public func run() async throws {
+        await scheduler.forwardCancels { [weak self] id in try await self?.cancelElsewhere(id) }
+        await giveBackOwnClaims(reason: "start")
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.notifications.listen { notice in await self.handle(notice) } }
+            group.addTask {
+                for await _ in self.scheduler.roomSignals { await self.claim() }
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    await self.keepUp()
+                    try? await Task.sleep(for: .seconds(self.settings.renewSeconds))
+                }
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(1))
+                    await self.announceProgress()
+                }
+            }
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
+        // The scheduler has stopped (it stops before this service): what this box holds goes back.
+        await giveBackOwnClaims(reason: "stop")
+    }
+
+    /// Gives back every claim this box holds (its tasks queued again, a running one counting its attempt).
+    func giveBackOwnClaims(reason: String) async {
+        do {
+            let released = try await claims.release(expiredOrOf: node, maxAttempts: maxAttempts)
+            if !released.isEmpty { logger.info("fleet: gave back this box's tasks at \(reason)", metadata: ["count": "\(released.count)"]) }
+            for task in released where task.state.isFinal { scheduler.runner.announceEnded(task) }
+        } catch {
+            logger.error("fleet: could not give back this box's tasks at \(reason); their claims expire in \(settings.claimSeconds) s", metadata: [
+                "error": "\(ErrorSummary(error))"
+            ])
+        }
+    }
+
+    // MARK: Claims
+
+    /// Claims tasks while this box has room and the queue may hold some; one round at a time.
+    func claim() async {
+        guard queueMayHaveWork else { return }
+        guard !claiming else {
+            claimAgain = true
+            return
+        }
+        claiming = true
+        defer { claiming = false }
+        repeat {
+            claimAgain = false
+            await claimWhileRoom()
+        } while claimAgain && queueMayHaveWork
+    }
+
+    func claimWhileRoom() async {
+        while !Task.isCancelled {
+            let room = await scheduler.claimRoom()
+            guard room.count > 0 else { return }
+            var preferences = PostgresTaskClaims.Preferences()
+            preferences.idle = room.idleModels
+            preferences.warm = room.warmModels
+            preferences.servedElsewhere = workersElsewhere.filter { $0.value > 0 }.map(\.key).sorted()
+            preferences.paused = room.pausedModels
+            preferences.fairnessSeconds = fairnessSeconds
+            var excluded: [String] = []
+            for (model, count) in workersElsewhere where !room.warmModels.contains(model) {
+                if await scheduler.settings(ofPool: model).maxInstances ?? 1 <= count { excluded.append(model) }
+            }
+            preferences.excluded = excluded.sorted()
+            do {
+                guard let task = try await claims.claim(preferences, claimSeconds: settings.claimSeconds) else {
+                    queueMayHaveWork = false
+                    return
+                }
+                logger.debug("fleet: claimed a task", metadata: ["task": "\(task.id)", "model": "\(task.model)"])
+                await scheduler.submit(task)
+            } catch {
+                logger.warning("fleet: could not claim a task", metadata: ["error": "\(ErrorSummary(error))"])
+                return
+            }
+        }
+    }
+
+    // MARK: Leases and reports
+
+    /// Renews claims and heartbeat, reads the other boxes' reports, gives back expired claims, and looks
+    /// for work (a notice may have been missed).
+    func keepUp() async {
+        do {
+            try await claims.renew(claimSeconds: settings.claimSeconds)
+            try await scheduler.reloadPause()
+            let report = NodeReport(
+                workers: await scheduler.workers(), gpus: await scheduler.gpus(), maxInstances: scheduler.maxInstances,
+                queues: await scheduler.queueDepths()
+            )
+            try await lease.heartbeat(report: String(decoding: try JSONEncoder().encode(report), as: UTF8.self))
+            var elsewhere: [String: Int] = [:]
+            for other in try await nodes() where other.live && other.name != node {
+                for worker in other.report?.workers ?? [] where worker.state != .stopping && worker.state != .down {
+                    elsewhere[worker.model, default: 0] += 1
+                }
+            }
+            workersElsewhere = elsewhere
+            await scheduler.setWorkersElsewhere(elsewhere)
+            let released = try await claims.release(expiredOrOf: nil, maxAttempts: maxAttempts)
+            if !released.isEmpty {
+                logger.warning("fleet: took back tasks whose box stopped renewing its claims", metadata: ["count": "\(released.count)"])
+            }
+            for task in released where task.state.isFinal { scheduler.runner.announceEnded(task) }
+        } catch {
+            logger.warning("fleet: could not renew this box's claims and heartbeat", metadata: ["error": "\(ErrorSummary(error))"])
+        }
+        queueMayHaveWork = true
+        await claim()
+    }
+
+    /// Every box of the fleet, this one included, with its last report.
+    public func nodes() async throws -> [FleetNode] {
+        try await lease.nodes().map { row in
+            FleetNode(
+                name: row.name, startedAt: row.startedAt, heartbeatAt: row.heartbeatAt, live: row.live,
+                report: row.report.flatMap { try? JSONDecoder().decode(NodeReport.self, from: Data($0.utf8)) }
+            )
+        }
+    }
+
+    // MARK: Notices
+
+    func handle(_ notice: FleetNotice) async {
+        switch notice.event {
+        case .queued:
+            queueMayHaveWork = true
+            await claim()
+        case .task:
+            guard let id = notice.id, let state = notice.state else { return }
+            if state != .running { scheduler.forgetProgressElsewhere(of: id) }
+            if state.isFinal { await scheduler.runner.taskChangedElsewhere(id) }
+        case .progress:
+            guard let id = notice.id, let progress = notice.progress, notice.node != node else { return }
+            scheduler.noteProgressElsewhere(progress, of: id)
+        case .cancel:
+            guard let id = notice.id, notice.node == node else { return }
+            _ = try? await scheduler.cancel(id)
+        case .resync:
+            queueMayHaveWork = true
+            for id in scheduler.runner.waitedTaskIDs() { await scheduler.runner.taskChangedElsewhere(id) }
+            await claim()
+        }
+    }
+
+    /// Announces the progress of the tasks running here that changed since last announced.
+    func announceProgress() async {
+        var now: [String: A1111.Progress] = [:]
+        for id in scheduler.runner.runningTaskIDs() {
+            guard case .running(var report?) = await scheduler.progress(of: id) else { continue }
+            report.current_image = nil
+            now[id] = report
+            guard announced[id] != report else { continue }
+            try? await notifications.send(FleetNotice(.progress, id: id, node: node, progress: report))
+        }
+        announced = now
+    }
+
+    /// A cancel of a task this box neither queues nor runs: a queued task no box holds is cancelled here;
+    /// one another box holds is cancelled by that box (asked with a notice). Returns the task as it stands.
+    func cancelElsewhere(_ id: String) async throws -> TaskRecord? {
+        guard let task = try await tasks.get(id), !task.state.isFinal else { return try await tasks.get(id) }
+        if let holder = try await claims.holder(of: id), holder != node {
+            try await notifications.send(FleetNotice(.cancel, id: id, node: holder))
+            return task
+        }
+        guard task.state == .queued else { return task }
+        return try await scheduler.runner.cancelQueued(id)
+    }
+}

@@ -1,0 +1,80 @@
+import Foundation
+import SDBoxCore
+import Storage
+
+/// What a box can take on now, for its claims on the fleet's queue.
+public struct ClaimRoom: Sendable, Equatable {
+    /// How many more tasks it could start soon: idle workers and free slots, less the tasks it already
+    /// holds queued.
+    public var count: Int
+    /// Models with an idle worker here.
+    public var idleModels: [String]
+    /// Models with a worker here, in either tier.
+    public var warmModels: [String]
+    /// Models whose queues are paused here.
+    public var pausedModels: [String]
+    /// Whether the whole queue is paused here.
+    public var paused: Bool
+}
+
+extension Scheduler {
+    /// Whether the task queue is the fleet's (``SchedulerConfiguration/sharedQueue``): a submitted task is
+    /// then queued by the box that claims it, not by the one that took the request.
+    public nonisolated var sharesQueue: Bool { configuration.sharedQueue }
+
+    /// The most workers this box runs on its GPUs at once (`scheduler.maxInstances`).
+    public nonisolated var maxInstances: Int { configuration.maxInstances }
+
+    /// Reads the pause again from the catalogue, where another box of the fleet may have changed it.
+    public func reloadPause() async throws {
+        let pause = try await catalog.queuePause()
+        guard pause != planner.pause else { return }
+        planner.pause = pause
+        dispatch()
+    }
+
+    /// What this box can take on now: an idle worker (of any model: one of another model makes room) or a
+    /// free slot, each less a task already queued here.
+    public func claimRoom() -> ClaimRoom {
+        let live = planner.workers.values.filter { $0.state != .stopping && $0.state != .down }
+        let idle = live.filter { $0.state == .ready }
+        let freeSlots = max(0, configuration.maxInstances - planner.slotsTaken)
+        let queued = planner.queueDepths.values.reduce(0, +)
+        return ClaimRoom(
+            count: planner.pause.all ? 0 : max(0, idle.count + freeSlots - queued),
+            idleModels: Array(Set(idle.map(\.model))).sorted(), warmModels: Array(Set(live.map(\.model))).sorted(),
+            pausedModels: planner.pause.models.sorted(), paused: planner.pause.all
+        )
+    }
+
+    /// Takes every queued task out of this box's queues (at graceful shutdown, to give them back to the
+    /// fleet) and returns their ids.
+    public func takeBackQueued() -> [String] {
+        planner.queueDepths.keys.flatMap { planner.removeAll(model: $0) }
+    }
+
+    /// Sets how many workers of each model the other boxes run, which pools' caps count.
+    public func setWorkersElsewhere(_ counts: [String: Int]) {
+        guard planner.workersElsewhere != counts else { return }
+        planner.workersElsewhere = counts
+        dispatch()
+    }
+
+    /// How many workers of each model the other boxes run, as this box last read their reports.
+    public func workersElsewhere() -> [String: Int] { planner.workersElsewhere }
+
+    /// Sends the cancels of tasks this box neither queues nor runs to `body` (the fleet).
+    public func forwardCancels(to body: @escaping @Sendable (String) async throws -> TaskRecord?) {
+        cancelElsewhere = body
+    }
+
+    /// Notes the progress a task running on another box announced.
+    public nonisolated func noteProgressElsewhere(_ report: A1111.Progress, of id: String) {
+        progressElsewhere.post(report, of: id)
+    }
+
+    /// Forgets the progress of a task that no longer runs on another box.
+    public nonisolated func forgetProgressElsewhere(of id: String) {
+        progressElsewhere.remove(id)
+    }
+}

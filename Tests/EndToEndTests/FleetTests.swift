@@ -1,0 +1,210 @@
+import Foundation
+import NIOHTTP1
+import PostgresTestSupport
+import SDBoxCore
+import Testing
+
+/// Boxes of a fleet as test processes: real `sdbox serve` processes on one real PostgreSQL database and
+/// one shared folder (its checkpoints in `models/Stable-diffusion/`), each under its own `node.name`.
+final class TestFleet: @unchecked Sendable {
+    // Safety: the boxes are started and stopped by one test at a time.
+    let postgres: PostgresServer
+    let url: String
+    let shared: String
+    private(set) var boxes: [ServerProcess] = []
+
+    init(postgres: PostgresServer, models: [String], boxes count: Int, claimSeconds: Int = 3) async throws {
+        self.postgres = postgres
+        url = try postgres.makeDatabase()
+        shared = FileManager.default.temporaryDirectory.appendingPathComponent("sdbox-fleet-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: shared + "/models/Stable-diffusion", withIntermediateDirectories: true)
+        for model in models {
+            try DemoCheckpoint.contents().write(to: URL(fileURLWithPath: shared + "/models/Stable-diffusion/" + model))
+        }
+        for index in 0..<count {
+            boxes.append(try await ServerProcess(config: """
+                database: {url: "\(url)"}
+                sharedDir: \(shared)
+                node: {name: box-\(index)}
+                fleet: {claimSeconds: \(claimSeconds)}
+                scheduler: {maxInstances: 2}
+                workers:
+                  reference: {stepMilliseconds: 10, minimumStepMilliseconds: 10}
+                """))
+        }
+    }
+
+    func destroy() {
+        for box in boxes { box.destroy() }
+        try? FileManager.default.removeItem(atPath: shared)
+    }
+
+    /// Kills box `index` as a power cut would: sdbox and its workers, at once, with nothing cleaned up.
+    func cut(_ index: Int) {
+        let workers = boxes[index].workerPIDs()
+        boxes[index].stop(signal: SIGKILL)
+        for worker in workers { kill(worker, SIGKILL) }
+    }
+
+    /// What `psql` prints for `sql` on the fleet's database.
+    func psql(_ sql: String) throws -> String { try postgres.psql(url, sql) }
+
+    /// Waits until `sql` prints `expected`, at most `timeout`; returns what it printed last.
+    @discardableResult
+    func wait(for sql: String, toBe expected: String, timeout: Duration = .seconds(120)) async throws -> String {
+        let deadline = ContinuousClock.now + timeout
+        var last = try psql(sql)
+        while last != expected, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(250))
+            last = try psql(sql)
+        }
+        return last
+    }
+
+    /// How many times the boxes' logs record task `id` as succeeded.
+    func successesLogged() -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for box in boxes {
+            for line in box.log.split(separator: "\n") where line.contains("[Scheduler] task succeeded") {
+                guard let range = line.range(of: "task=") else { continue }
+                counts[String(line[range.upperBound...].prefix { !$0.isWhitespace }), default: 0] += 1
+            }
+        }
+        return counts
+    }
+}
+
+/// Several boxes on one PostgreSQL database and one shared folder serve as one sdbox: any box takes any
+/// request, the boxes with room claim the tasks, a box that dies loses nothing, and a caller waiting on one
+/// box hears of a task run on another.
+@Suite(.serialized, .timeLimit(.minutes(5))) struct FleetTests {
+    static let models = ["m1.safetensors", "m2.safetensors", "m3.safetensors", "m4.safetensors"]
+
+    /// 300 async tasks over four models, sent round robin to three boxes; one box is cut off (SIGKILL of
+    /// sdbox and its workers) mid-run. Every task ends `succeeded` once (one success recorded in all the
+    /// boxes' logs), with its image in the shared folder, and each live box lists every task once.
+    @Test func threeHundredTasksOnThreeBoxesSurviveABoxKilledMidRun() async throws {
+        let fleet = try await TestFleet(postgres: try PostgresServer.shared(), models: Self.models, boxes: 3)
+        defer { fleet.destroy() }
+        // Every move of a task to a final state, as the database sees it.
+        _ = try fleet.psql("""
+            CREATE TABLE test_finals (id text NOT NULL, state text NOT NULL);
+            CREATE FUNCTION test_note_final() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN IF NEW.final AND NOT OLD.final THEN INSERT INTO test_finals VALUES (NEW.id, NEW.state); END IF; RETURN NEW; END $$;
+            CREATE TRIGGER test_finals AFTER UPDATE ON sdbox_tasks FOR EACH ROW EXECUTE FUNCTION test_note_final();
+            """)
+        var ids: [String] = []
+        for start in stride(from: 0, to: 300, by: 20) {
+            let batch = try await withThrowingTaskGroup(of: String.self) { group in
+                for index in start..<(start + 20) {
+                    group.addTask {
+                        let body: JSONValue = [
+                            "stable_diffusion_model": .string(Self.models[index % 4]), "prompt": .string("fox \(index)"), "steps": 4, "width": 64, "height": 64,
+                        ]
+                        let (status, answer) = try await fleet.boxes[index % 3].json(.POST, "/txt2img", body, headers: [("Request-Type", "async")])
+                        guard status == 200, let id = answer["taskId"]?.stringValue else { throw TestFailure("not accepted: \(status) \(answer)") }
+                        return id
+                    }
+                }
+                return try await group.reduce(into: [String]()) { $0.append($1) }
+            }
+            ids += batch
+        }
+        #expect(Set(ids).count == 300)
+        // Box 2 dies once about a third of the work is done, with tasks claimed and running.
+        try await fleet.wait(for: "SELECT count(*) >= 100 FROM sdbox_tasks WHERE final", toBe: "t")
+        let heldByTheDead = try fleet.psql("SELECT count(*) FROM sdbox_tasks WHERE claimed_by = 'box-2' AND NOT final")
+        #expect((Int(heldByTheDead) ?? 0) > 0, "box 2 held tasks when it was cut")
+        fleet.cut(2)
+        let done = try await fleet.wait(for: "SELECT count(*) FROM sdbox_tasks WHERE final", toBe: "300")
+        #expect(done == "300", "tasks final: \(done)")
+        #expect(try fleet.psql("SELECT count(*) FROM sdbox_tasks WHERE state = 'succeeded' AND jsonb_array_length(record->'result'->'images') = 1") == "300")
+        #expect(try fleet.psql("SELECT count(DISTINCT claimed_by) FROM sdbox_tasks") == "3", "every box ran tasks")
+        #expect(fleet.boxes.prefix(2).contains { $0.log.contains("fleet: took back tasks whose box stopped renewing its claims") })
+        // Once: each task became final once, as succeeded, and no box announced a success twice. (What the
+        // dead box logged last may be lost with it: a task missing from the logs must be one it ran.)
+        #expect(try fleet.psql("SELECT count(*), count(DISTINCT id), count(*) FILTER (WHERE state = 'succeeded') FROM test_finals") == "300|300|300")
+        let logged = fleet.successesLogged()
+        #expect(logged.values.allSatisfy { $0 == 1 }, "\(logged.filter { $0.value != 1 })")
+        let unlogged = Set(ids).subtracting(logged.keys).sorted()
+        let unloggedOwners = unlogged.isEmpty ? "" : try fleet.psql("SELECT DISTINCT claimed_by FROM sdbox_tasks WHERE id IN ('\(unlogged.joined(separator: "','"))')")
+        #expect(unlogged.isEmpty || unloggedOwners == "box-2", "\(unlogged) ran on \(unloggedOwners); box-2 held \(heldByTheDead) when cut")
+        for image in try fleet.psql("SELECT record->'result'->'images'->>0 FROM sdbox_tasks").split(separator: "\n").prefix(300) {
+            #expect(FileManager.default.fileExists(atPath: fleet.shared + "/objects/" + image), "\(image)")
+        }
+        // Every live box lists every task once.
+        for box in fleet.boxes.prefix(2) {
+            let (status, listed) = try await box.json(.GET, "/tasks?limit=500")
+            let listedIDs = listed["tasks"]?.arrayValue?.compactMap { $0["taskId"]?.stringValue } ?? []
+            #expect(status == 200 && listedIDs.count == 300 && Set(listedIDs) == Set(ids))
+        }
+        // The box that died is listed as no longer live; the others with their workers.
+        let nodes = try await fleet.boxes[0].waitForWorkers(timeout: .seconds(15)) { workers in
+            workers["nodes"]?.arrayValue?.first { $0["name"] == "box-2" }?["live"] == false
+        }["nodes"]?.arrayValue ?? []
+        #expect(nodes.map { $0["name"]?.stringValue } == ["box-0", "box-1", "box-2"], "\(nodes)")
+        #expect(nodes.first?["report"]?["workers"]?.arrayValue?.isEmpty == false, "\(nodes)")
+    }
+
+    /// A caller waiting on one box for a task another box runs gets its answer (A1111 route and task
+    /// API); its progress is read from the waiting box, and a cancel sent there stops it on the other.
+    @Test func aCallerOnOneBoxIsAnsweredForATaskRunOnAnother() async throws {
+        let fleet = try await TestFleet(postgres: try PostgresServer.shared(), models: ["m1.safetensors"], boxes: 2)
+        defer { fleet.destroy() }
+        let (front, back) = (fleet.boxes[0], fleet.boxes[1])
+        // m1's pool has one instance across the fleet (the default): once it is warm on box 1, box 0 leaves its tasks to box 1.
+        let warm = try await back.json(.POST, "/txt2img", ["stable_diffusion_model": "m1", "prompt": "p", "steps": 1, "width": 64, "height": 64]).1
+        let runner = try fleet.psql("SELECT claimed_by FROM sdbox_tasks WHERE id = '\(warm["taskId"]?.stringValue ?? "")'")
+        let waiting = runner == "box-1" ? front : back
+        _ = try await waiting.waitForWorkers(timeout: .seconds(15)) { $0["workersElsewhere"]?["m1.safetensors"] == 1 }
+
+        let body: JSONValue = ["stable_diffusion_model": "m1", "prompt": "fox", "steps": 3, "width": 64, "height": 64]
+        let (status, a1111) = try await waiting.json(.POST, "/sdapi/v1/txt2img", body)
+        #expect(status == 200 && a1111["images"]?.arrayValue?.count == 1, "\(a1111)")
+        let (taskStatus, answer) = try await waiting.json(.POST, "/txt2img", body)
+        let id = try #require(answer["taskId"]?.stringValue)
+        #expect(taskStatus == 200 && answer["status"] == "succeeded" && answer["ossUrl"]?.arrayValue?.count == 1, "\(answer)")
+        #expect(try fleet.psql("SELECT claimed_by FROM sdbox_tasks WHERE id = '\(id)'") == runner)
+
+        // A long task on the other box: its progress read here, then cancelled from here.
+        let slow: JSONValue = ["stable_diffusion_model": "m1", "prompt": "slow", "steps": 150, "n_iter": 4, "width": 64, "height": 64]
+        let slowID = try #require(try await waiting.json(.POST, "/txt2img", slow, headers: [("Request-Type", "async")]).1["taskId"]?.stringValue)
+        let deadline = ContinuousClock.now + .seconds(30)
+        var progress: JSONValue = [:]
+        while ContinuousClock.now < deadline {
+            progress = try await waiting.json(.GET, "/tasks/\(slowID)/progress").1
+            if progress["status"] == "running", (progress["progress"]?.doubleValue ?? 0) > 0 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(progress["status"] == "running" && (progress["progress"]?.doubleValue ?? 0) > 0, "\(progress)")
+        let (cancelStatus, cancelled) = try await waiting.json(.POST, "/tasks/\(slowID)/cancellation")
+        #expect(cancelStatus == 200 && cancelled["status"] == "cancelled", "\(cancelled)")
+        #expect(try fleet.psql("SELECT state, claimed_by FROM sdbox_tasks WHERE id = '\(slowID)'") == "cancelled|\(runner)")
+    }
+
+    /// PostgreSQL stopped for 10 s while two boxes work through 60 tasks: nothing accepted is lost, nothing
+    /// runs twice (the outage is shorter than `fleet.claimSeconds`), and the boxes go on by themselves.
+    @Test func postgreSQLStoppedForTenSecondsMidRunLosesNoTask() async throws {
+        let postgres = try PostgresServer.dedicated()
+        let fleet = try await TestFleet(postgres: postgres, models: Self.models, boxes: 2, claimSeconds: 30)
+        defer { fleet.destroy() }
+        var ids: [String] = []
+        for index in 0..<60 {
+            let body: JSONValue = ["stable_diffusion_model": .string(Self.models[index % 4]), "prompt": "p", "steps": 20, "width": 64, "height": 64]
+            let (status, answer) = try await fleet.boxes[index % 2].json(.POST, "/txt2img", body, headers: [("Request-Type", "async")])
+            #expect(status == 200, "\(answer)")
+            ids.append(try #require(answer["taskId"]?.stringValue))
+        }
+        try await fleet.wait(for: "SELECT count(*) >= 10 FROM sdbox_tasks WHERE final", toBe: "t")
+        try postgres.stop()
+        try await Task.sleep(for: .seconds(10))
+        try postgres.start()
+        let done = try await fleet.wait(for: "SELECT count(*) FROM sdbox_tasks WHERE state = 'succeeded'", toBe: "60")
+        let states = try fleet.psql("SELECT state, claimed_by, lease_expires_at < now(), record->>'attempts', id FROM sdbox_tasks WHERE state <> 'succeeded'")
+        let stuck = states.split(separator: "\n").compactMap { $0.split(separator: "|").last.map(String.init) }
+        let lines = fleet.boxes.flatMap { box in box.log.split(separator: "\n").filter { line in stuck.contains { line.contains($0) } } }
+        #expect(done == "60", "\(states)\n\(lines.joined(separator: "\n"))")
+        let logged = fleet.successesLogged()
+        #expect(Set(ids) == Set(logged.keys) && logged.values.allSatisfy { $0 == 1 }, "\(logged.filter { $0.value != 1 }) \(fleet.boxes[0].log.suffix(3000))")
+    }
+}
