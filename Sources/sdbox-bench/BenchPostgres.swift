@@ -39,7 +39,7 @@ struct BenchPostgres {
         )
         let server = BenchPostgres(process: process, port: port, programs: programs)
         let deadline = ContinuousClock.now + .seconds(60)
-        while (try? BenchProcess.output(of: [programs + "/pg_isready", "-q", "-h", "127.0.0.1", "-p", "\(port)"])) == nil {
+        while (try? BenchProcess.output(of: [programs + "/pg_isready", "-q", "-h", "127.0.0.1", "-p", "\(port)", "-U", superuser])) == nil {
             guard ContinuousClock.now < deadline, !process.hasEnded else { throw BenchmarkError("PostgreSQL did not start; see \(process.log)") }
             try await Task.sleep(for: .milliseconds(100))
         }
@@ -50,5 +50,16 @@ struct BenchPostgres {
     func makeDatabase(_ name: String) throws -> String {
         _ = try BenchProcess.output(of: [programs + "/createdb", "-h", "127.0.0.1", "-p", "\(port)", "-U", Self.superuser, name])
         return "postgres://\(Self.superuser)@127.0.0.1:\(port)/\(name)?sslmode=disable"
+    }
+
+    /// The errors PostgreSQL logged (`ERROR`, `FATAL`, `PANIC` lines), with their count, most frequent first.
+    func loggedErrors() -> [(count: Int, line: String)] {
+        let log = (try? String(contentsOfFile: process.log, encoding: .utf8)) ?? ""
+        var counts: [String: Int] = [:]
+        for line in log.split(separator: "\n") {
+            guard let level = ["ERROR:", "FATAL:", "PANIC:"].compactMap({ line.range(of: $0) }).first else { continue }
+            counts[String(line[level.lowerBound...]), default: 0] += 1
+        }
+        return counts.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map { (count: $0.value, line: $0.key) }
     }
 }

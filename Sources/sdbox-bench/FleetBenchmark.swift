@@ -123,6 +123,9 @@ struct FleetBenchmark: AsyncParsableCommand {
         if seconds > 0 {
             try await StoreStatusReads(bench: bench, pace: pace, postgres: postgres, workspace: workspace, settings: settings, seconds: seconds, connections: connections, rounds: rounds).run()
         }
+        let errors = postgres.loggedErrors()
+        print("\nPostgreSQL logged \(errors.map(\.count).reduce(0, +)) errors" + (errors.isEmpty ? "" : ":"))
+        for error in errors.prefix(10) { print(String(format: "%6d  ", error.count) + error.line) }
         print("\nload average at the end: \(LoadAverage.now())")
     }
 }
