@@ -39,7 +39,7 @@ struct BenchPostgres {
         )
         let server = BenchPostgres(process: process, port: port, programs: programs)
         let deadline = ContinuousClock.now + .seconds(60)
-        while (try? BenchProcess.output(of: [programs + "/pg_isready", "-q", "-h", "127.0.0.1", "-p", "\(port)", "-U", superuser])) == nil {
+        while (try? BenchProcess.output(of: [programs + "/pg_isready", "-q", "-h", "127.0.0.1", "-p", "\(port)", "-U", superuser, "-d", "postgres"])) == nil {
             guard ContinuousClock.now < deadline, !process.hasEnded else { throw BenchmarkError("PostgreSQL did not start; see \(process.log)") }
             try await Task.sleep(for: .milliseconds(100))
         }

@@ -101,7 +101,7 @@ struct FleetBenchmark: AsyncParsableCommand {
         print("each box: maxInstances \(maxInstances) (GPU memory for \(maxInstances) workers), parking on, its own data folder; pools' maxInstances \(maxInstances * boxes) over the fleet")
         print("reference workers, \(pace.summary) (a real A1111: start 30-70 s, load ~5 s, generation ~3 s)")
         print("every box on this machine: \(ProcessInfo.processInfo.activeProcessorCount) cores shared by all boxes, their workers and PostgreSQL; load average \(LoadAverage.now())")
-        print("wait: from a task's submission to its start on a worker (the record's startedAt); makespan: first submission to the last finishedAt\n")
+        print("wait: from a task's submission to its start on a worker (the record's startedAt); run: startedAt to finishedAt; makespan: first submission to the last finishedAt\n")
         let workload = FleetWorkload(bench: bench, pace: pace)
         var rows: [FleetFigures] = []
         for size in 1...boxes {

@@ -43,6 +43,7 @@ struct FleetWorkload {
             boxes: boxes.count, tasks: records.count,
             makespan: (records.compactMap(\.finishedAt).max() ?? start) - start,
             waits: records.compactMap { record in record.startedAt.map { $0 - (sent[record.id] ?? start) } },
+            runs: records.compactMap { record in record.startedAt.flatMap { started in record.finishedAt.map { $0 - started } } },
             finishedPerBox: finished, coldStartsPerBox: try await fleet.coldStarts(http: bench.http),
             load: LoadAverage.now(), problems: problems, logged: fleet.logged()
         )
@@ -94,6 +95,8 @@ struct FleetFigures {
     let makespan: Double
     /// Each task's wait: from its submission to its start on a worker, in seconds.
     let waits: [Double]
+    /// Each task's time on its worker (start to end), in seconds.
+    let runs: [Double]
     let finishedPerBox: [Int]
     let coldStartsPerBox: [Int]
     /// The load average when the last task had ended.
@@ -106,11 +109,11 @@ struct FleetFigures {
     static func printTable(_ rows: [FleetFigures]) {
         guard let one = rows.first(where: { $0.boxes == 1 }) ?? rows.first else { return }
         func pad(_ text: String, _ width: Int) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
-        print("boxes  tasks   makespan   tasks/s   p50 wait   p95 wait   vs 1 box  load   tasks per box    cold starts per box")
+        print("boxes  tasks   makespan   tasks/s   p50 wait   p95 wait   p50 run   vs 1 box  load   tasks per box    cold starts per box")
         for row in rows {
             let figures = String(
-                format: "%5d  %5d  %7.2f s  %8.2f  %7.2f s  %7.2f s  %7.2fx  ", row.boxes, row.tasks, row.makespan, Double(row.tasks) / row.makespan,
-                row.waits.median, row.waits.percentile(0.95), one.makespan / row.makespan
+                format: "%5d  %5d  %7.2f s  %8.2f  %7.2f s  %7.2f s  %6.3f s  %7.2fx  ", row.boxes, row.tasks, row.makespan, Double(row.tasks) / row.makespan,
+                row.waits.median, row.waits.percentile(0.95), row.runs.median, one.makespan / row.makespan
             )
             print(figures + pad(row.load, 7) + pad(row.finishedPerBox.map(String.init).joined(separator: " "), 17) + row.coldStartsPerBox.map(String.init).joined(separator: " "))
         }
