@@ -6,12 +6,11 @@ import SDBoxCore
 /// folder, configuration and `node.name`, all on one PostgreSQL database and one shared folder (objects
 /// and models). Without a database URL it is one box on LMDB.
 struct Fleet {
-    /// One box: its process, port and data folder.
+    /// One box: its name, process and port.
     struct Box {
         let name: String
         let process: BenchProcess
         let port: Int
-        let data: String
         var url: String { "http://127.0.0.1:\(port)" }
     }
 
@@ -36,7 +35,7 @@ struct Fleet {
                     [binary, "serve", "--port", "\(port)", "--data-dir", data, "--config", data + "/sdbox.yaml", "--log-level", "warning"],
                     log: data + "/server.log"
                 )
-                boxes.append(Box(name: name, process: process, port: port, data: data))
+                boxes.append(Box(name: name, process: process, port: port))
                 try await http.waitUntilAnswering(port: port, path: "/readyz", timeout: .seconds(120), process: process)
             }
         } catch {
