@@ -63,7 +63,7 @@ struct ControlPlaneBenchmark: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: data + "/models/Stable-diffusion", withIntermediateDirectories: true)
         try DemoCheckpoint.contents().write(to: URL(fileURLWithPath: data + "/models/Stable-diffusion/bench.safetensors"))
         func addKey(user: String, role: String) throws -> String {
-            try Self.output(of: [binary, "keys", "add", "--data-dir", data, "--user", user, "--role", role])
+            try BenchProcess.output(of: [binary, "keys", "add", "--data-dir", data, "--user", user, "--role", role])
                 .split(whereSeparator: \.isWhitespace).last.map(String.init) ?? ""
         }
         let key = try addKey(user: "bench", role: "user")
@@ -199,7 +199,7 @@ struct ControlPlaneBenchmark: AsyncParsableCommand {
         var arguments = ["/usr/bin/wrk", "-t2", "-c\(connections)", "-d\(seconds)s", "--latency"]
         for (name, value) in headers { arguments += ["-H", "\(name): \(value)"] }
         if let script { arguments += ["-s", script] }
-        let text = try output(of: arguments + [url])
+        let text = try BenchProcess.output(of: arguments + [url])
         var run = WrkRun()
         for line in text.split(separator: "\n") {
             let fields = line.split(whereSeparator: \.isWhitespace)
@@ -235,19 +235,5 @@ struct ControlPlaneBenchmark: AsyncParsableCommand {
         }
         func mebibytes(_ name: String) -> String { String(format: "%.1f MiB", Double(fields[name] ?? 0) / 1024) }
         return "resident \(mebibytes("VmRSS")) (anonymous \(mebibytes("RssAnon")), files \(mebibytes("RssFile")))"
-    }
-
-    /// Runs a command to its end and returns what it printed.
-    static func output(of arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: arguments[0])
-        process.arguments = Array(arguments.dropFirst())
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return String(decoding: data, as: UTF8.self)
     }
 }

@@ -5,7 +5,7 @@ import Synchronization
 
 /// `sdbox-bench scheduling --profile realistic`: more checkpoints than GPU memory, with a real worker's
 /// costs. Eight checkpoints, GPU memory for two workers, process start 30 s, checkpoint load 5 s, reload
-/// from RAM 1 s, generation 3 s, all multiplied by `scale` so that a run takes minutes; tasks arrive in
+/// from RAM 1 s, generation 3 s, all scaled down (``RealisticPace``) so that a run takes minutes; tasks arrive in
 /// bursts, each task's model drawn with Zipf-like popularity (the k-th model weighs 1/k).
 ///
 /// Four ways to serve it, in one run:
@@ -21,27 +21,11 @@ import Synchronization
 /// switching worker starts with the first task's checkpoint loaded.
 struct RealisticScheduling {
     let bench: Workbench
-    let scale: Double
+    let pace: RealisticPace
     let fairnessSeconds: Int
     let arrivals: [(at: Double, model: Int)]
 
     static let models = 8
-    static let startSeconds = 30.0
-    static let loadSeconds = 5.0
-    static let reloadSeconds = 1.0
-    static let generationSeconds = 3.0
-    /// Sampling steps per task; the per-step time makes the scaled generation.
-    static let steps = 10
-    /// Image side: small, so that drawing and encoding the reference worker's PNG adds little to the
-    /// scaled generation time on a CPU-only machine.
-    static let side = 256
-
-    /// The reference worker's `--step-ms` (its pace is given for 512x512 and scales with the pixels) for
-    /// one generation of ``generationMilliseconds`` at ``side``.
-    var stepMilliseconds: Int { max(1, generationMilliseconds / Self.steps * (512 * 512) / (Self.side * Self.side)) }
-
-    func milliseconds(_ seconds: Double) -> Int { Int((seconds * scale * 1000).rounded()) }
-    var generationMilliseconds: Int { milliseconds(Self.generationSeconds) }
 
     /// `bursts` bursts of `perBurst` tasks, `gapSeconds` (unscaled) apart; models drawn by Zipf weights.
     static func arrivals(bursts: Int, perBurst: Int, gapSeconds: Double, scale: Double, seed: UInt64) -> [(at: Double, model: Int)] {
@@ -60,8 +44,8 @@ struct RealisticScheduling {
     }
 
     func run() async throws -> [ScheduledRun] {
-        print("realistic profile, every cost x\(scale): process start \(milliseconds(Self.startSeconds)) ms, load \(milliseconds(Self.loadSeconds)) ms,")
-        print("reload \(milliseconds(Self.reloadSeconds)) ms, generation \(generationMilliseconds) ms; \(arrivals.count) tasks over \(Self.models) checkpoints")
+        print("realistic profile, \(pace.summary);")
+        print("\(arrivals.count) tasks over \(Self.models) checkpoints")
         let counts = (0..<Self.models).map { model in arrivals.filter { $0.model == model }.count }
         print("tasks per model (Zipf): \(counts.map(String.init).joined(separator: " ")); fairnessSeconds \(fairnessSeconds) (scaled)")
         print("")
@@ -76,15 +60,11 @@ struct RealisticScheduling {
     // MARK: Scenarios
 
     func worker(model: Int, tag: String) async throws -> (BenchProcess, Int) {
-        try await bench.startWorker(model: model, tag: tag, stepMilliseconds: stepMilliseconds, loadMilliseconds: milliseconds(Self.loadSeconds))
+        try await bench.startWorker(model: model, tag: tag, stepMilliseconds: pace.stepMilliseconds, loadMilliseconds: pace.milliseconds(RealisticPace.loadSeconds))
     }
 
     func body(_ index: Int, model: Int?) -> Data {
-        var body: [String: JSONValue] = ["prompt": .string("task \(index)"), "seed": .integer(Int64(index)), "steps": .integer(Int64(Self.steps)),
-            "width": .integer(Int64(Self.side)), "height": .integer(Int64(Self.side)),
-        ]
-        if let model { body["stable_diffusion_model"] = .string(bench.modelName(model)) }
-        return (try? JSONValue.object(body).encoded()) ?? Data()
+        pace.body(index, model: model.map(bench.modelName))
     }
 
     /// Sleeps until `seconds` after `start`.
@@ -108,7 +88,7 @@ struct RealisticScheduling {
                 switches += 1
             }
             try await bench.post(port: port, path: "/sdapi/v1/txt2img", body: body(index, model: nil))
-            waits.append((task.model, start.duration(to: .now).seconds - task.at - Double(generationMilliseconds) / 1000))
+            waits.append((task.model, start.duration(to: .now).seconds - task.at - Double(pace.generationMilliseconds) / 1000))
         }
         let makespan = start.duration(to: .now).seconds
         await process.stop()
@@ -129,7 +109,7 @@ struct RealisticScheduling {
                         let task = arrivals[index]
                         try await wait(until: task.at, from: start)
                         try await bench.post(port: port, path: "/sdapi/v1/txt2img", body: body(index, model: nil))
-                        mine.append((task.model, start.duration(to: .now).seconds - task.at - Double(generationMilliseconds) / 1000))
+                        mine.append((task.model, start.duration(to: .now).seconds - task.at - Double(pace.generationMilliseconds) / 1000))
                     }
                 }
             }
@@ -148,13 +128,7 @@ struct RealisticScheduling {
               hostMemoryMiB: \(parking ? Self.models * 8000 : 0)
               gpus: [{index: 0, memoryMiB: 16000}]
               pool: {maxInstances: 1, idleTimeoutSeconds: 3600, gpuMemoryMiB: 8000, hostMemoryMiB: 8000}
-            workers:
-              reference:
-                stepMilliseconds: \(stepMilliseconds)
-                minimumStepMilliseconds: 1
-                startMilliseconds: \(milliseconds(Self.startSeconds))
-                loadMilliseconds: \(milliseconds(Self.loadSeconds))
-                reloadMilliseconds: \(milliseconds(Self.reloadSeconds))
+            \(pace.workersSection)
             """
         let server = try await bench.startServer(tag: parking ? "tiers" : "stop-start", config: config)
         // As the ideal starts with every model warm: one task per model first, in turn, before the clock.
@@ -169,7 +143,7 @@ struct RealisticScheduling {
                 group.addTask {
                     try await wait(until: task.at, from: start)
                     try await bench.post(port: server.port, path: "/txt2img", body: body(index, model: task.model))
-                    return (task.model, start.duration(to: .now).seconds - task.at - Double(generationMilliseconds) / 1000)
+                    return (task.model, start.duration(to: .now).seconds - task.at - Double(pace.generationMilliseconds) / 1000)
                 }
             }
             return try await group.reduce(into: []) { $0.append($1) }

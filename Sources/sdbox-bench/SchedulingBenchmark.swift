@@ -88,16 +88,16 @@ struct SchedulingBenchmark: AsyncParsableCommand {
     func runRealistic(binary: String, workspace: String) async throws {
         let arrivals = RealisticScheduling.arrivals(bursts: bursts, perBurst: perBurst, gapSeconds: gapSeconds, scale: scale, seed: seed)
         let bench = Workbench(
-            binary: binary, workspace: workspace, modelCount: RealisticScheduling.models, steps: RealisticScheduling.steps, stepMilliseconds: 1,
+            binary: binary, workspace: workspace, modelCount: RealisticScheduling.models, steps: RealisticPace.steps, stepMilliseconds: 1,
             loadMilliseconds: 0, workload: arrivals.map(\.model)
         )
         try bench.prepare()
-        let realistic = RealisticScheduling(bench: bench, scale: scale, fairnessSeconds: max(1, Int((60 * scale).rounded())), arrivals: arrivals)
+        let realistic = RealisticScheduling(bench: bench, pace: RealisticPace(scale: scale), fairnessSeconds: max(1, Int((60 * scale).rounded())), arrivals: arrivals)
         do {
             let runs = try await realistic.run()
             let leastPopular = (0..<RealisticScheduling.models).last { model in arrivals.contains { $0.model == model } } ?? 0
             ScheduledRun.printTable(runs, stopStart: runs[1], ideal: runs[3], leastPopular: leastPopular)
-            let bound = Double(realistic.fairnessSeconds) + Double(realistic.milliseconds(RealisticScheduling.startSeconds + RealisticScheduling.loadSeconds)) / 1000
+            let bound = Double(realistic.fairnessSeconds) + Double(realistic.pace.milliseconds(RealisticPace.startSeconds + RealisticPace.loadSeconds)) / 1000
             print(String(format: "\nbound on the least popular model's p95 wait: fairnessSeconds + one cold start = %.2f s", bound))
             print("load average: \((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?")")
         } catch {
