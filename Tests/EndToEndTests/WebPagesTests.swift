@@ -108,8 +108,9 @@ struct WebPagesTests {
         for prompt in ["a lighthouse", "a forest"] {
             _ = try await generate(server, ["prompt": .string(prompt), "steps": 4, "width": 64, "height": 64])
         }
-        // A slow task (150 steps at 1024×1024: about 12 s) and one queued behind it.
-        let slow: JSONValue = ["stable_diffusion_model": "demo", "prompt": "slow", "steps": 150, "width": 1024, "height": 1024]
+        // A slow task (4 images of 150 steps at 1024×1024: about 48 s, so that a loaded machine still cancels
+        // it mid-run) and one queued behind it.
+        let slow: JSONValue = ["stable_diffusion_model": "demo", "prompt": "slow", "steps": 150, "n_iter": 4, "width": 1024, "height": 1024]
         let running = try await generate(server, slow, async: true)
         let queued = try await generate(server, slow, async: true)
         try await withPage(server) { page in

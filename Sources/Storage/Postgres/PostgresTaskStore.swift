@@ -18,6 +18,8 @@ public struct PostgresTaskStore: TaskStore {
     let node: String
     /// The claims this box holds.
     let claims: HeldClaims
+    /// Final records read or written lately, for polls of finished tasks.
+    let finished = FinalTaskCache()
 
     public init(database: PostgresDatabase, node: String, claims: HeldClaims) {
         self.database = database
@@ -61,8 +63,12 @@ public struct PostgresTaskStore: TaskStore {
         return nil
     }
 
+    /// The task `id`; a final one read or written here within a few seconds comes from memory (``FinalTaskCache``).
     public func get(_ id: String) async throws -> TaskRecord? {
-        try await database.query("SELECT record::text FROM sdbox_tasks WHERE id = \(id)").record(TaskRecord.self)
+        if let task = finished.task(id) { return task }
+        let task = try await database.query("SELECT record::text FROM sdbox_tasks WHERE id = \(id)").record(TaskRecord.self)
+        if let task { finished.keep(task) }
+        return task
     }
 
     /// Changes a task in one transaction, its row locked meanwhile; the change is checked as
@@ -81,7 +87,7 @@ public struct PostgresTaskStore: TaskStore {
     /// returns the task. A task this box claimed is changed only under the same claim.
     private func rewrite(_ id: String, _ change: @escaping @Sendable (TaskRecord) throws -> TaskRecord?) async throws -> TaskRecord {
         let (node, claims, held) = (node, claims, claims.epoch(of: id))
-        return try await database.transaction { connection in
+        let stored = try await database.transaction { connection in
             let logger = database.logger
             let rows = try await connection.query(
                 "SELECT record::text, claimed_by, claim_epoch FROM sdbox_tasks WHERE id = \(id) FOR UPDATE", logger: logger
@@ -109,6 +115,8 @@ public struct PostgresTaskStore: TaskStore {
             if task.state.isFinal { claims.drop(id) }
             return try RecordCoding.decode(TaskRecord.self, from: text)
         }
+        finished.keep(stored)
+        return stored
     }
 
     /// Throws ``TaskStoreError/claimLost(_:)`` when this box's claim on task `id` was taken over.
@@ -182,6 +190,7 @@ public struct PostgresTaskStore: TaskStore {
             )
             SELECT count(*) FROM removed
             """)
+        finished.forget(ids)
         for try await count in rows.decode(Int.self) { return count }
         return 0
     }
