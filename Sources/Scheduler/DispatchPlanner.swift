@@ -352,16 +352,22 @@ public struct DispatchPlanner: Sendable {
     }
 
     mutating func rejectUnplaceable() -> [Decision] {
-        guard let largest = inventory.gpus.map(\.memoryMiB).max() else { return [] }
         var decisions: [Decision] = []
-        let remotely = Set(workers.values.filter(\.isRemote).flatMap { $0.switchable.union([$0.model]) })
-        for model in queues.keys.sorted() where policy(for: model).gpuMemoryMiB > largest && !remotely.contains(model) {
+        for model in queues.keys.sorted() {
+            guard let reason = unplaceable(model) else { continue }
             let ids = removeAll(model: model)
             if ids.isEmpty { continue }
-            let reason = "a worker for \(model) needs \(policy(for: model).gpuMemoryMiB) MiB of GPU memory; the largest GPU offers \(largest) MiB"
             decisions.append(.reject(taskIDs: ids, model: model, reason: reason))
         }
         return decisions
+    }
+
+    /// Why no worker of this box can ever serve `model` (its pool needs more GPU memory than the largest
+    /// GPU has, and no remote worker serves it); nil when one can.
+    public func unplaceable(_ model: String) -> String? {
+        guard let largest = inventory.gpus.map(\.memoryMiB).max(), policy(for: model).gpuMemoryMiB > largest else { return nil }
+        guard !workers.values.contains(where: { $0.isRemote && ($0.model == model || $0.switchable.contains(model)) }) else { return nil }
+        return "a worker for \(model) needs \(policy(for: model).gpuMemoryMiB) MiB of GPU memory; the largest GPU offers \(largest) MiB"
     }
 
     mutating func yieldForFairness(now: Date) -> [Decision] {

@@ -54,10 +54,10 @@ extension Scheduler {
         )
     }
 
-    /// Takes every queued task out of this box's queues (at graceful shutdown, to give them back to the
-    /// fleet) and returns their ids.
-    public func takeBackQueued() -> [String] {
-        planner.queueDepths.keys.flatMap { planner.removeAll(model: $0) }
+    /// Whether no worker of this box can ever serve `model` (its pool needs a bigger GPU than this box has):
+    /// in a fleet, its tasks are left to the other boxes.
+    public func cannotServe(_ model: String) -> Bool {
+        planner.unplaceable(model) != nil
     }
 
     /// Sets how many workers of each model the other boxes run, which pools' caps count.

@@ -13,7 +13,11 @@ final class TestFleet: @unchecked Sendable {
     let shared: String
     private(set) var boxes: [ServerProcess] = []
 
-    init(postgres: PostgresServer, models: [String], boxes count: Int, claimSeconds: Int = 3) async throws {
+    /// `scheduler` gives each box's `scheduler` section (by its index).
+    init(
+        postgres: PostgresServer, models: [String], boxes count: Int, claimSeconds: Int = 3,
+        scheduler: @escaping @Sendable (Int) -> String = { _ in "{maxInstances: 2}" }
+    ) async throws {
         self.postgres = postgres
         url = try postgres.makeDatabase()
         shared = FileManager.default.temporaryDirectory.appendingPathComponent("sdbox-fleet-\(UUID().uuidString)").path
@@ -30,7 +34,7 @@ final class TestFleet: @unchecked Sendable {
                 sharedDir: \(shared)
                 node: {name: box-\(index)}
                 fleet: {claimSeconds: \(claimSeconds)}
-                scheduler: {maxInstances: 2}
+                scheduler: \(scheduler(index))
                 workers:
                   reference: {stepMilliseconds: 10, minimumStepMilliseconds: 10}
                 """)) }
@@ -193,7 +197,7 @@ final class TestFleet: @unchecked Sendable {
         #expect(try fleet.psql("SELECT claimed_by FROM sdbox_tasks WHERE id = '\(id)'") == runner)
 
         // A long task on the other box: its progress read here, then cancelled from here.
-        let slow: JSONValue = ["stable_diffusion_model": "m1", "prompt": "slow", "steps": 150, "n_iter": 4, "width": 64, "height": 64]
+        let slow: JSONValue = ["stable_diffusion_model": "m1", "prompt": "slow", "steps": 150, "n_iter": 8, "width": 64, "height": 64]
         let slowID = try #require(try await waiting.json(.POST, "/txt2img", slow, headers: [("Request-Type", "async")]).1["taskId"]?.stringValue)
         async let streamed = readEvents(waiting.baseURL + "/tasks/\(slowID)/events")
         let deadline = ContinuousClock.now + .seconds(30)
@@ -204,6 +208,8 @@ final class TestFleet: @unchecked Sendable {
             try await Task.sleep(for: .milliseconds(100))
         }
         #expect(progress["status"] == "running" && (progress["progress"]?.doubleValue ?? 0) > 0, "\(progress)")
+        // The running box announces progress each second: let the stream see some before the cancel.
+        try await Task.sleep(for: .seconds(2))
         let (cancelStatus, cancelled) = try await waiting.json(.POST, "/tasks/\(slowID)/cancellation")
         #expect(cancelStatus == 200 && cancelled["status"] == "cancelled", "\(cancelled)")
         #expect(try fleet.psql("SELECT state, claimed_by FROM sdbox_tasks WHERE id = '\(slowID)'") == "cancelled|\(runner)")
@@ -247,6 +253,24 @@ final class TestFleet: @unchecked Sendable {
         #expect(try fleet.psql("SELECT state, claimed_by IS NULL FROM sdbox_tasks WHERE id = '\(held)'") == "queued|t", "no box claims while paused")
         #expect(try await second.json(.POST, "/admin/queue/resume").0 == 200)
         #expect(try await first.waitForTask(held)["status"] == "succeeded")
+    }
+
+    /// Boxes with GPUs of different sizes: a model whose pool needs more GPU memory than one box has runs
+    /// on the box that has it, whichever box took the request; none fails for want of a GPU.
+    @Test func aModelTooBigForOneBoxsGPURunsOnABoxWithABiggerOne() async throws {
+        let fleet = try await TestFleet(postgres: try PostgresServer.shared(), models: ["m1.safetensors"], boxes: 2) { index in
+            "{maxInstances: 2, gpus: [{index: 0, name: GPU, memoryMiB: \(index == 0 ? 8192 : 24576)}], pool: {gpuMemoryMiB: 12000}}"
+        }
+        defer { fleet.destroy() }
+        var ids: [String] = []
+        for index in 0..<6 {
+            let body: JSONValue = ["stable_diffusion_model": "m1", "prompt": "p", "steps": 2, "width": 64, "height": 64]
+            let (status, answer) = try await fleet.boxes[index % 2].json(.POST, "/txt2img", body, headers: [("Request-Type", "async")])
+            #expect(status == 200, "\(answer)")
+            ids.append(try #require(answer["taskId"]?.stringValue))
+        }
+        for id in ids { #expect(try await fleet.boxes[0].waitForTask(id)["status"] == "succeeded") }
+        #expect(try fleet.psql("SELECT DISTINCT claimed_by FROM sdbox_tasks") == "box-1", "only the box with the 24 GiB GPU ran them")
     }
 
     /// PostgreSQL stopped for 10 s while two boxes work through 60 tasks: nothing accepted is lost, nothing

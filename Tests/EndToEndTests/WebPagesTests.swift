@@ -108,9 +108,10 @@ struct WebPagesTests {
         for prompt in ["a lighthouse", "a forest"] {
             _ = try await generate(server, ["prompt": .string(prompt), "steps": 4, "width": 64, "height": 64])
         }
-        // A slow task (4 images of 150 steps at 1024×1024: about 48 s, so that a loaded machine still cancels
-        // it mid-run) and one queued behind it.
-        let slow: JSONValue = ["stable_diffusion_model": "demo", "prompt": "slow", "steps": 150, "n_iter": 4, "width": 1024, "height": 1024]
+        // A slow task (8 images of 150 steps at 512×512: about 24 s, so that a loaded machine still cancels it
+        // mid-run; at 1024×1024 the debug build's drawing of the image after an interrupt took over 20 s in
+        // CI) and one queued behind it.
+        let slow: JSONValue = ["stable_diffusion_model": "demo", "prompt": "slow", "steps": 150, "n_iter": 8, "width": 512, "height": 512]
         let running = try await generate(server, slow, async: true)
         let queued = try await generate(server, slow, async: true)
         try await withPage(server) { page in

@@ -39,6 +39,8 @@ public actor FleetMember: Service {
     var claimAgain = false
     /// What the other live boxes run: workers per model.
     var workersElsewhere: [String: Int] = [:]
+    /// Models whose pools need a bigger GPU than this box has: their tasks are left to the other boxes.
+    var unservableHere: Set<String> = []
     /// The progress last announced of each task running here.
     var announced: [String: A1111.Progress] = [:]
     /// Who hears of changed tasks (a task's id; nil when any may have changed).
@@ -155,11 +157,18 @@ public actor FleetMember: Service {
             for (model, count) in workersElsewhere where !room.warmModels.contains(model) {
                 if await scheduler.settings(ofPool: model).maxInstances ?? 1 <= count { excluded.append(model) }
             }
-            preferences.excluded = excluded.sorted()
+            preferences.excluded = (excluded + unservableHere).sorted()
             do {
                 guard let task = try await claims.claim(preferences, claimSeconds: settings.claimSeconds) else {
                     queueMayHaveWork = false
                     return
+                }
+                if await scheduler.cannotServe(task.model) {
+                    // Another box with a bigger GPU may: the task goes back, and this box claims none of its model.
+                    unservableHere.insert(task.model)
+                    try await claims.giveBack([task.id])
+                    logger.info("fleet: left a model to boxes with bigger GPUs", metadata: ["model": "\(task.model)"])
+                    continue
                 }
                 logger.debug("fleet: claimed a task", metadata: ["task": "\(task.id)", "model": "\(task.model)"])
                 await scheduler.submit(task)
@@ -191,6 +200,8 @@ public actor FleetMember: Service {
                 }
             }
             workersElsewhere = elsewhere
+            // Pools' settings may have changed: models left to other boxes are looked at again.
+            unservableHere = []
             await scheduler.setWorkersElsewhere(elsewhere)
             let released = try await claims.release(expiredOrOf: nil, maxAttempts: maxAttempts)
             if !released.isEmpty {
