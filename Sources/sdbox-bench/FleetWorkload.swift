@@ -3,18 +3,25 @@ import Foundation
 import NIOHTTP1
 import SDBoxCore
 
-/// The mixed workload of `sdbox-bench fleet` on one fleet: every task submitted at once as an async
+/// The mixed workload of `sdbox-bench fleet` on one fleet: every task submitted at once (at most
+/// ``submissionsInFlight`` requests open) as an async
 /// `POST /txt2img`, round robin over the boxes (no load balancer: any box's tasks are claimed by whichever
 /// box has room), then read back from the task records once all have ended.
 struct FleetWorkload {
     let bench: Workbench
     let pace: RealisticPace
 
+    /// Submissions in flight at once: within a box's connections per client address
+    /// (`connections.maxConnectionsPerAddress`, 512), which a burst of 1,000 would pass.
+    static let submissionsInFlight = 256
+
     /// Runs the workload on `fleet` and returns its figures.
     func run(on fleet: Fleet) async throws -> FleetFigures {
         let boxes = fleet.boxes
         let sent = try await withThrowingTaskGroup(of: (id: String, at: Double).self) { group in
+            var sent: [String: Double] = [:]
             for (index, model) in bench.workload.enumerated() {
+                if index >= Self.submissionsInFlight, let done = try await group.next() { sent[done.id] = done.at }
                 group.addTask {
                     let at = Date().timeIntervalSince1970
                     let answer = try await bench.http.answer(
@@ -25,7 +32,7 @@ struct FleetWorkload {
                     return (id, at)
                 }
             }
-            return try await group.reduce(into: [String: Double]()) { $0[$1.id] = $1.at }
+            return try await group.reduce(into: sent) { $0[$1.id] = $1.at }
         }
         let start = sent.values.min() ?? 0
         while try await !unfinished(on: boxes[0]) {
