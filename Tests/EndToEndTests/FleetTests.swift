@@ -153,6 +153,21 @@ final class TestFleet: @unchecked Sendable {
         }["nodes"]?.arrayValue ?? []
         #expect(nodes.map { $0["name"]?.stringValue } == ["box-0", "box-1", "box-2"], "\(nodes)")
         #expect(nodes.first?["report"]?["workers"]?.arrayValue?.isEmpty == false, "\(nodes)")
+        // And in the metrics: two live boxes, one not answering, and the tasks taken back from it.
+        var metrics = ""
+        let looked = ContinuousClock.now + .seconds(10)
+        repeat {
+            metrics = String(decoding: try await fleet.boxes[0].request(.GET, "/metrics").1, as: UTF8.self)
+            if metrics.contains(#"sdbox_fleet_nodes{state="not_answering"} 1"#) { break }
+            try await Task.sleep(for: .milliseconds(200))
+        } while ContinuousClock.now < looked
+        #expect(metrics.contains(#"sdbox_fleet_nodes{state="live"} 2"#) && metrics.contains(#"sdbox_fleet_nodes{state="not_answering"} 1"#), "\(metrics.split(separator: "\n").filter { $0.contains("fleet") })")
+        var takenBack = 0
+        for box in fleet.boxes.prefix(2) {
+            let text = String(decoding: try await box.request(.GET, "/metrics").1, as: UTF8.self)
+            takenBack += text.split(separator: "\n").first { $0.hasPrefix("sdbox_fleet_tasks_taken_back_total ") }.flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
+        }
+        #expect(takenBack > 0, "the live boxes count the tasks they took back")
         // The Workers & GPUs page shows the boxes, the dead one as not answering.
         if Chromium.isAvailable {
             let browser = try Chromium(log: fleet.boxes[0].dataDirectory + "/chromium.log")

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import SDBoxCore
 import Scheduler
 import ServiceLifecycle
@@ -193,8 +194,12 @@ public actor FleetMember: Service {
                 queues: await scheduler.queueDepths()
             )
             try await lease.heartbeat(report: String(decoding: try JSONEncoder().encode(report), as: UTF8.self))
+            let fleet = try await nodes()
+            let live = fleet.filter(\.live).count
+            Gauge(label: "sdbox_fleet_nodes", dimensions: [("state", "live")]).record(live)
+            Gauge(label: "sdbox_fleet_nodes", dimensions: [("state", "not_answering")]).record(fleet.count - live)
             var elsewhere: [String: Int] = [:]
-            for other in try await nodes() where other.live && other.name != node {
+            for other in fleet where other.live && other.name != node {
                 for worker in other.report?.workers ?? [] where worker.state != .stopping && worker.state != .down {
                     elsewhere[worker.model, default: 0] += 1
                 }
@@ -206,6 +211,7 @@ public actor FleetMember: Service {
             let released = try await claims.release(expiredOrOf: nil, maxAttempts: maxAttempts)
             if !released.isEmpty {
                 logger.warning("fleet: took back tasks whose box stopped renewing its claims", metadata: ["count": "\(released.count)"])
+                Counter(label: "sdbox_fleet_tasks_taken_back_total").increment(by: released.count)
             }
             for task in released where task.state.isFinal { scheduler.runner.announceEnded(task) }
         } catch {
