@@ -271,7 +271,8 @@ final class TestFleet: @unchecked Sendable {
     }
 
     /// Boxes with GPUs of different sizes: a model whose pool needs more GPU memory than one box has runs
-    /// on the box that has it, whichever box took the request; none fails for want of a GPU.
+    /// on the box that has it, whichever box took the request; none fails for want of a GPU, unless no box
+    /// has one big enough.
     @Test func aModelTooBigForOneBoxsGPURunsOnABoxWithABiggerOne() async throws {
         let fleet = try await TestFleet(postgres: try PostgresServer.shared(), models: ["m1.safetensors"], boxes: 2) { index in
             "{maxInstances: 2, gpus: [{index: 0, name: GPU, memoryMiB: \(index == 0 ? 8192 : 24576)}], pool: {gpuMemoryMiB: 12000}}"
@@ -286,6 +287,11 @@ final class TestFleet: @unchecked Sendable {
         }
         for id in ids { #expect(try await fleet.boxes[0].waitForTask(id)["status"] == "succeeded") }
         #expect(try fleet.psql("SELECT DISTINCT claimed_by FROM sdbox_tasks") == "box-1", "only the box with the 24 GiB GPU ran them")
+        // A pool no box's GPU can hold fails with the reason, as on a single box, rather than waiting.
+        #expect(try await fleet.boxes[0].json(.POST, "/batch_update_sd_resource", ["models": ["m1.safetensors"], "gpuMemorySize": 40000]).0 == 200)
+        try await Task.sleep(for: .seconds(2))
+        let (_, failed) = try await fleet.boxes[0].json(.POST, "/txt2img", ["stable_diffusion_model": "m1", "prompt": "p", "steps": 2, "width": 64, "height": 64])
+        #expect(failed["status"] == "failed" && failed["message"]?.stringValue?.contains("largest GPU offers") == true, "\(failed)")
     }
 
     /// PostgreSQL stopped for 10 s while two boxes work through 60 tasks: nothing accepted is lost, nothing

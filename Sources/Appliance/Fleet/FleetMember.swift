@@ -40,6 +40,8 @@ public actor FleetMember: Service {
     var claimAgain = false
     /// What the other live boxes run: workers per model.
     var workersElsewhere: [String: Int] = [:]
+    /// The other live boxes as last reported.
+    var otherLiveNodes: [FleetNode] = []
     /// Models whose pools need a bigger GPU than this box has: their tasks are left to the other boxes.
     var unservableHere: Set<String> = []
     /// The progress last announced of each task running here.
@@ -164,8 +166,9 @@ public actor FleetMember: Service {
                     queueMayHaveWork = false
                     return
                 }
-                if await scheduler.cannotServe(task.model) {
-                    // Another box with a bigger GPU may: the task goes back, and this box claims none of its model.
+                if await scheduler.cannotServe(task.model), await anotherBoxCouldServe(task.model) {
+                    // Another box has a bigger GPU: the task goes back, and this box claims none of its model.
+                    // (When no box has one, it stays here and fails with the reason, as on a single box.)
                     unservableHere.insert(task.model)
                     try await claims.giveBack([task.id])
                     logger.info("fleet: left a model to boxes with bigger GPUs", metadata: ["model": "\(task.model)"])
@@ -177,6 +180,16 @@ public actor FleetMember: Service {
                 logger.warning("fleet: could not claim a task", metadata: ["error": "\(ErrorSummary(error))"])
                 return
             }
+        }
+    }
+
+    /// Whether another live box reported a GPU with the memory `model`'s pool needs (or runs without GPUs,
+    /// or has a remote worker), so that a task this box cannot place is better left to it.
+    func anotherBoxCouldServe(_ model: String) async -> Bool {
+        let need = await scheduler.settings(ofPool: model).gpuMemoryMiB ?? 0
+        return otherLiveNodes.contains { other in
+            guard let report = other.report else { return true }
+            return report.gpus.isEmpty || report.gpus.contains { $0.memoryMiB >= need } || report.workers.contains { $0.remote != nil }
         }
     }
 
@@ -198,8 +211,9 @@ public actor FleetMember: Service {
             let live = fleet.filter(\.live).count
             Gauge(label: "sdbox_fleet_nodes", dimensions: [("state", "live")]).record(live)
             Gauge(label: "sdbox_fleet_nodes", dimensions: [("state", "not_answering")]).record(fleet.count - live)
+            otherLiveNodes = fleet.filter { $0.live && $0.name != node }
             var elsewhere: [String: Int] = [:]
-            for other in fleet where other.live && other.name != node {
+            for other in otherLiveNodes {
                 for worker in other.report?.workers ?? [] where worker.state != .stopping && worker.state != .down {
                     elsewhere[worker.model, default: 0] += 1
                 }
