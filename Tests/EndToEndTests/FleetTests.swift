@@ -19,7 +19,7 @@ final class TestFleet: @unchecked Sendable {
         scheduler: @escaping @Sendable (Int) -> String = { _ in "{maxInstances: 2}" }
     ) async throws {
         self.postgres = postgres
-        url = try postgres.makeDatabase()
+        url = try await postgres.makeDatabase()
         shared = FileManager.default.temporaryDirectory.appendingPathComponent("sdbox-fleet-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: shared + "/models/Stable-diffusion", withIntermediateDirectories: true)
         for model in models {
@@ -56,16 +56,16 @@ final class TestFleet: @unchecked Sendable {
     }
 
     /// What `psql` prints for `sql` on the fleet's database.
-    func psql(_ sql: String) throws -> String { try postgres.psql(url, sql) }
+    func psql(_ sql: String) async throws -> String { try await postgres.psql(url, sql) }
 
     /// Waits until `sql` prints `expected`, at most `timeout`; returns what it printed last.
     @discardableResult
     func wait(for sql: String, toBe expected: String, timeout: Duration = .seconds(120)) async throws -> String {
         let deadline = ContinuousClock.now + timeout
-        var last = try psql(sql)
+        var last = try await psql(sql)
         while last != expected, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(250))
-            last = try psql(sql)
+            last = try await psql(sql)
         }
         return last
     }
@@ -93,10 +93,10 @@ final class TestFleet: @unchecked Sendable {
     /// sdbox and its workers) mid-run. Every task ends `succeeded` once (one success recorded in all the
     /// boxes' logs), with its image in the shared folder, and each live box lists every task once.
     @Test func threeHundredTasksOnThreeBoxesSurviveABoxKilledMidRun() async throws {
-        let fleet = try await TestFleet(postgres: try PostgresServer.shared(), models: Self.models, boxes: 3)
+        let fleet = try await TestFleet(postgres: try await PostgresServer.shared(), models: Self.models, boxes: 3)
         defer { fleet.destroy() }
         // Every move of a task to a final state, as the database sees it.
-        _ = try fleet.psql("""
+        _ = try await fleet.psql("""
             CREATE TABLE test_finals (id text NOT NULL, state text NOT NULL);
             CREATE FUNCTION test_note_final() RETURNS trigger LANGUAGE plpgsql AS $$
                 BEGIN IF NEW.final AND NOT OLD.final THEN INSERT INTO test_finals VALUES (NEW.id, NEW.state); END IF; RETURN NEW; END $$;
@@ -122,23 +122,23 @@ final class TestFleet: @unchecked Sendable {
         #expect(Set(ids).count == 300)
         // Box 2 dies once about a third of the work is done, with tasks claimed and running.
         try await fleet.wait(for: "SELECT count(*) >= 100 FROM sdbox_tasks WHERE final", toBe: "t")
-        let heldByTheDead = try fleet.psql("SELECT count(*) FROM sdbox_tasks WHERE claimed_by = 'box-2' AND NOT final")
+        let heldByTheDead = try await fleet.psql("SELECT count(*) FROM sdbox_tasks WHERE claimed_by = 'box-2' AND NOT final")
         #expect((Int(heldByTheDead) ?? 0) > 0, "box 2 held tasks when it was cut")
         fleet.cut(2)
         let done = try await fleet.wait(for: "SELECT count(*) FROM sdbox_tasks WHERE final", toBe: "300")
         #expect(done == "300", "tasks final: \(done)")
-        #expect(try fleet.psql("SELECT count(*) FROM sdbox_tasks WHERE state = 'succeeded' AND jsonb_array_length(record->'result'->'images') = 1") == "300")
-        #expect(try fleet.psql("SELECT count(DISTINCT claimed_by) FROM sdbox_tasks") == "3", "every box ran tasks")
+        #expect(try await fleet.psql("SELECT count(*) FROM sdbox_tasks WHERE state = 'succeeded' AND jsonb_array_length(record->'result'->'images') = 1") == "300")
+        #expect(try await fleet.psql("SELECT count(DISTINCT claimed_by) FROM sdbox_tasks") == "3", "every box ran tasks")
         #expect(fleet.boxes.prefix(2).contains { $0.log.contains("fleet: took back tasks whose box stopped renewing its claims") })
         // Once: each task became final once, as succeeded, and no box announced a success twice. (What the
         // dead box logged last may be lost with it: a task missing from the logs must be one it ran.)
-        #expect(try fleet.psql("SELECT count(*), count(DISTINCT id), count(*) FILTER (WHERE state = 'succeeded') FROM test_finals") == "300|300|300")
+        #expect(try await fleet.psql("SELECT count(*), count(DISTINCT id), count(*) FILTER (WHERE state = 'succeeded') FROM test_finals") == "300|300|300")
         let logged = fleet.successesLogged()
         #expect(logged.values.allSatisfy { $0 == 1 }, "\(logged.filter { $0.value != 1 })")
         let unlogged = Set(ids).subtracting(logged.keys).sorted()
-        let unloggedOwners = unlogged.isEmpty ? "" : try fleet.psql("SELECT DISTINCT claimed_by FROM sdbox_tasks WHERE id IN ('\(unlogged.joined(separator: "','"))')")
+        let unloggedOwners = unlogged.isEmpty ? "" : try await fleet.psql("SELECT DISTINCT claimed_by FROM sdbox_tasks WHERE id IN ('\(unlogged.joined(separator: "','"))')")
         #expect(unlogged.isEmpty || unloggedOwners == "box-2", "\(unlogged) ran on \(unloggedOwners); box-2 held \(heldByTheDead) when cut")
-        for image in try fleet.psql("SELECT record->'result'->'images'->>0 FROM sdbox_tasks").split(separator: "\n").prefix(300) {
+        for image in try await fleet.psql("SELECT record->'result'->'images'->>0 FROM sdbox_tasks").split(separator: "\n").prefix(300) {
             #expect(FileManager.default.fileExists(atPath: fleet.shared + "/objects/" + image), "\(image)")
         }
         // Every live box lists every task once.
@@ -187,7 +187,7 @@ final class TestFleet: @unchecked Sendable {
     /// A caller waiting on one box for a task another box runs gets its answer (A1111 route and task
     /// API); its progress is read from the waiting box, and a cancel sent there stops it on the other.
     @Test func aCallerOnOneBoxIsAnsweredForATaskRunOnAnother() async throws {
-        let fleet = try await TestFleet(postgres: try PostgresServer.shared(), models: ["m1.safetensors"], boxes: 2)
+        let fleet = try await TestFleet(postgres: try await PostgresServer.shared(), models: ["m1.safetensors"], boxes: 2)
         defer { fleet.destroy() }
         let (front, back) = (fleet.boxes[0], fleet.boxes[1])
         // The checkpoint in the shared folder is hashed once, by one box, and both know its hash.
@@ -199,7 +199,7 @@ final class TestFleet: @unchecked Sendable {
         }
         // m1's pool has one instance across the fleet (the default): once it is warm on box 1, box 0 leaves its tasks to box 1.
         let warm = try await back.json(.POST, "/txt2img", ["stable_diffusion_model": "m1", "prompt": "p", "steps": 1, "width": 64, "height": 64]).1
-        let runner = try fleet.psql("SELECT claimed_by FROM sdbox_tasks WHERE id = '\(warm["taskId"]?.stringValue ?? "")'")
+        let runner = try await fleet.psql("SELECT claimed_by FROM sdbox_tasks WHERE id = '\(warm["taskId"]?.stringValue ?? "")'")
         let waiting = runner == "box-1" ? front : back
         _ = try await waiting.waitForWorkers(timeout: .seconds(15)) { $0["workersElsewhere"]?["m1.safetensors"] == 1 }
 
@@ -209,7 +209,7 @@ final class TestFleet: @unchecked Sendable {
         let (taskStatus, answer) = try await waiting.json(.POST, "/txt2img", body)
         let id = try #require(answer["taskId"]?.stringValue)
         #expect(taskStatus == 200 && answer["status"] == "succeeded" && answer["ossUrl"]?.arrayValue?.count == 1, "\(answer)")
-        #expect(try fleet.psql("SELECT claimed_by FROM sdbox_tasks WHERE id = '\(id)'") == runner)
+        #expect(try await fleet.psql("SELECT claimed_by FROM sdbox_tasks WHERE id = '\(id)'") == runner)
 
         // A long task on the other box: its progress read here, then cancelled from here.
         let slow: JSONValue = ["stable_diffusion_model": "m1", "prompt": "slow", "steps": 150, "n_iter": 8, "width": 64, "height": 64]
@@ -227,7 +227,7 @@ final class TestFleet: @unchecked Sendable {
         try await Task.sleep(for: .seconds(2))
         let (cancelStatus, cancelled) = try await waiting.json(.POST, "/tasks/\(slowID)/cancellation")
         #expect(cancelStatus == 200 && cancelled["status"] == "cancelled", "\(cancelled)")
-        #expect(try fleet.psql("SELECT state, claimed_by FROM sdbox_tasks WHERE id = '\(slowID)'") == "cancelled|\(runner)")
+        #expect(try await fleet.psql("SELECT state, claimed_by FROM sdbox_tasks WHERE id = '\(slowID)'") == "cancelled|\(runner)")
         // Its event stream on this box followed it on the other: started, steps in order, then its end.
         let events = try await streamed
         let names = events.map(\.name)
@@ -239,7 +239,7 @@ final class TestFleet: @unchecked Sendable {
     /// What an admin sets on one box holds on every box: a quota counts the images every box made, and a
     /// paused queue holds every box.
     @Test func quotasAndThePauseHoldAcrossTheFleet() async throws {
-        let fleet = try await TestFleet(postgres: try PostgresServer.shared(), models: ["m1.safetensors", "m2.safetensors"], boxes: 2)
+        let fleet = try await TestFleet(postgres: try await PostgresServer.shared(), models: ["m1.safetensors", "m2.safetensors"], boxes: 2)
         defer { fleet.destroy() }
         let (first, second) = (fleet.boxes[0], fleet.boxes[1])
         #expect(try await first.json(.PUT, "/admin/quotas/user/default", ["imagesPerDay": 3]).0 == 200)
@@ -265,7 +265,7 @@ final class TestFleet: @unchecked Sendable {
         }
         let held = try #require(try await second.json(.POST, "/txt2img", ["stable_diffusion_model": "m2", "prompt": "p", "steps": 1, "width": 64, "height": 64], headers: [("Request-Type", "async")]).1["taskId"]?.stringValue)
         try await Task.sleep(for: .seconds(2))
-        #expect(try fleet.psql("SELECT state, claimed_by IS NULL FROM sdbox_tasks WHERE id = '\(held)'") == "queued|t", "no box claims while paused")
+        #expect(try await fleet.psql("SELECT state, claimed_by IS NULL FROM sdbox_tasks WHERE id = '\(held)'") == "queued|t", "no box claims while paused")
         #expect(try await second.json(.POST, "/admin/queue/resume").0 == 200)
         #expect(try await first.waitForTask(held)["status"] == "succeeded")
     }
@@ -274,7 +274,7 @@ final class TestFleet: @unchecked Sendable {
     /// on the box that has it, whichever box took the request; none fails for want of a GPU, unless no box
     /// has one big enough.
     @Test func aModelTooBigForOneBoxsGPURunsOnABoxWithABiggerOne() async throws {
-        let fleet = try await TestFleet(postgres: try PostgresServer.shared(), models: ["m1.safetensors"], boxes: 2) { index in
+        let fleet = try await TestFleet(postgres: try await PostgresServer.shared(), models: ["m1.safetensors"], boxes: 2) { index in
             "{maxInstances: 2, gpus: [{index: 0, name: GPU, memoryMiB: \(index == 0 ? 8192 : 24576)}], pool: {gpuMemoryMiB: 12000}}"
         }
         defer { fleet.destroy() }
@@ -286,7 +286,7 @@ final class TestFleet: @unchecked Sendable {
             ids.append(try #require(answer["taskId"]?.stringValue))
         }
         for id in ids { #expect(try await fleet.boxes[0].waitForTask(id)["status"] == "succeeded") }
-        #expect(try fleet.psql("SELECT DISTINCT claimed_by FROM sdbox_tasks") == "box-1", "only the box with the 24 GiB GPU ran them")
+        #expect(try await fleet.psql("SELECT DISTINCT claimed_by FROM sdbox_tasks") == "box-1", "only the box with the 24 GiB GPU ran them")
         // A pool no box's GPU can hold fails with the reason, as on a single box, rather than waiting.
         #expect(try await fleet.boxes[0].json(.POST, "/batch_update_sd_resource", ["models": ["m1.safetensors"], "gpuMemorySize": 40000]).0 == 200)
         try await Task.sleep(for: .seconds(2))
@@ -297,7 +297,7 @@ final class TestFleet: @unchecked Sendable {
     /// PostgreSQL stopped for 10 s while two boxes work through 60 tasks: nothing accepted is lost, nothing
     /// runs twice (the outage is shorter than `fleet.claimSeconds`), and the boxes go on by themselves.
     @Test func postgreSQLStoppedForTenSecondsMidRunLosesNoTask() async throws {
-        let postgres = try PostgresServer.dedicated()
+        let postgres = try await PostgresServer.dedicated()
         let fleet = try await TestFleet(postgres: postgres, models: Self.models, boxes: 2, claimSeconds: 30)
         defer { fleet.destroy() }
         var ids: [String] = []
@@ -308,11 +308,11 @@ final class TestFleet: @unchecked Sendable {
             ids.append(try #require(answer["taskId"]?.stringValue))
         }
         try await fleet.wait(for: "SELECT count(*) >= 10 FROM sdbox_tasks WHERE final", toBe: "t")
-        try postgres.stop()
+        try await postgres.stop()
         try await Task.sleep(for: .seconds(10))
-        try postgres.start()
+        try await postgres.start()
         let done = try await fleet.wait(for: "SELECT count(*) FROM sdbox_tasks WHERE state = 'succeeded'", toBe: "60")
-        let states = try fleet.psql("SELECT state, claimed_by, lease_expires_at < now(), record->>'attempts', id FROM sdbox_tasks WHERE state <> 'succeeded'")
+        let states = try await fleet.psql("SELECT state, claimed_by, lease_expires_at < now(), record->>'attempts', id FROM sdbox_tasks WHERE state <> 'succeeded'")
         let stuck = states.split(separator: "\n").compactMap { $0.split(separator: "|").last.map(String.init) }
         let lines = fleet.boxes.flatMap { box in box.log.split(separator: "\n").filter { line in stuck.contains { line.contains($0) } } }
         #expect(done == "60", "\(states)\n\(lines.joined(separator: "\n"))")

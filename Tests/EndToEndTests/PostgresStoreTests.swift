@@ -8,8 +8,8 @@ import Testing
 /// by the tests) and are there again after a restart; the data folder holds no LMDB database.
 @Suite(.serialized, .timeLimit(.minutes(3))) struct PostgresStoreTests {
     @Test func tasksKeysAndModelsLiveInPostgreSQLAcrossARestart() async throws {
-        let postgres = try PostgresServer.shared()
-        let url = try postgres.makeDatabase()
+        let postgres = try await PostgresServer.shared()
+        let url = try await postgres.makeDatabase()
         let server = try await ServerProcess(config: """
             database:
               url: "\(url)"
@@ -36,10 +36,10 @@ import Testing
         let key = try #require(made["key"]?.stringValue)
 
         // In PostgreSQL, and not in an LMDB database of the data folder.
-        #expect(try postgres.psql(url, "SELECT count(*) FROM sdbox_tasks WHERE state = 'succeeded'") == "\(ids.count)")
-        #expect(try postgres.psql(url, "SELECT record->>'user' FROM sdbox_api_keys") == "carol")
-        #expect(try postgres.psql(url, "SELECT name FROM sdbox_models WHERE type = 'stableDiffusion'") == "alpha.safetensors")
-        #expect(try postgres.psql(url, "SELECT max(version) FROM sdbox_schema_migrations") == "3")
+        #expect(try await postgres.psql(url, "SELECT count(*) FROM sdbox_tasks WHERE state = 'succeeded'") == "\(ids.count)")
+        #expect(try await postgres.psql(url, "SELECT record->>'user' FROM sdbox_api_keys") == "carol")
+        #expect(try await postgres.psql(url, "SELECT name FROM sdbox_models WHERE type = 'stableDiffusion'") == "alpha.safetensors")
+        #expect(try await postgres.psql(url, "SELECT max(version) FROM sdbox_schema_migrations") == "3")
         #expect(!FileManager.default.fileExists(atPath: server.dataDirectory + "/db/data.mdb"))
 
         server.stop()
@@ -62,13 +62,13 @@ import Testing
         let models = try await server.json(.GET, "/models").1
         #expect(String(decoding: try models.encoded(), as: UTF8.self).contains("alpha.safetensors"))
         // A NUL character, which PostgreSQL cannot store, is the request's fault: 400, and nothing stored.
-        let before = try postgres.psql(url, "SELECT count(*) FROM sdbox_tasks")
+        let before = try await postgres.psql(url, "SELECT count(*) FROM sdbox_tasks")
         let (nul, refusal) = try await server.json(.POST, "/txt2img", ["stable_diffusion_model": "alpha", "prompt": "a\u{0}b", "steps": 1, "width": 64, "height": 64])
         #expect(nul == 400 && refusal["detail"]?.stringValue?.contains("NUL character") == true, "\(refusal)")
-        #expect(try postgres.psql(url, "SELECT count(*) FROM sdbox_tasks") == before)
+        #expect(try await postgres.psql(url, "SELECT count(*) FROM sdbox_tasks") == before)
         // A task after the restart, and still no LMDB database.
         #expect(try await server.json(.POST, "/txt2img", body).1["status"] == "succeeded")
-        #expect(try postgres.psql(url, "SELECT count(*) FROM sdbox_tasks") == "\(ids.count + 1)")
+        #expect(try await postgres.psql(url, "SELECT count(*) FROM sdbox_tasks") == "\(ids.count + 1)")
         #expect(!FileManager.default.fileExists(atPath: server.dataDirectory + "/db/data.mdb"))
     }
 
@@ -76,8 +76,8 @@ import Testing
     /// is refused with the reason; a box killed and restarting under its name waits for its old row to go
     /// stale and starts; a graceful stop removes the row.
     @Test func aBoxUnderALiveBoxsNameIsRefused() async throws {
-        let postgres = try PostgresServer.shared()
-        let url = try postgres.makeDatabase()
+        let postgres = try await PostgresServer.shared()
+        let url = try await postgres.makeDatabase()
         let config = """
             database:
               url: "\(url)"
@@ -86,7 +86,7 @@ import Testing
             """
         let first = try await ServerProcess(config: config, models: ["alpha.safetensors": DemoCheckpoint.contents()])
         defer { first.destroy() }
-        #expect(try postgres.psql(url, "SELECT name FROM sdbox_nodes") == "box-a")
+        #expect(try await postgres.psql(url, "SELECT name FROM sdbox_nodes") == "box-a")
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sdbox-e2e-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: folder) }
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
@@ -99,14 +99,14 @@ import Testing
         try await first.start()
         // A graceful stop removes it.
         first.stop()
-        #expect(try postgres.psql(url, "SELECT count(*) FROM sdbox_nodes") == "0")
+        #expect(try await postgres.psql(url, "SELECT count(*) FROM sdbox_nodes") == "0")
     }
 
     /// PostgreSQL stopped while tasks run: requests that need it answer 503 with the reason, tasks that end
     /// meanwhile keep their outcome until the database is back, and the box goes on by itself.
     @Test func anOutageOfPostgreSQLAnswers503AndLosesNothing() async throws {
-        let postgres = try PostgresServer.dedicated()
-        let url = try postgres.makeDatabase()
+        let postgres = try await PostgresServer.dedicated()
+        let url = try await postgres.makeDatabase()
         let server = try await ServerProcess(config: """
             database:
               url: "\(url)"
@@ -124,14 +124,14 @@ import Testing
         while try await server.json(.GET, "/tasks/\(id)/result").1["status"] != "running", ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(20))
         }
-        try postgres.stop()
+        try await postgres.stop()
         let refused = try await server.response(.POST, "/txt2img", body: try body.encoded(), headers: [("Request-Type", "async")])
         let answer = try JSONValue(parsing: refused.body)
         #expect(refused.status == 503 && answer["error"] == "database unavailable", "\(answer)")
         #expect(answer["message"]?.stringValue?.contains("nothing was changed, try again") == true && refused.headers["Retry-After"].first == "5", "\(answer)")
         #expect(try await server.json(.GET, "/tasks/\(id)/result").0 == 503)
         try await Task.sleep(for: .seconds(2))
-        try postgres.start()
+        try await postgres.start()
         // Back by itself: the task accepted before is there and succeeded, and new work is taken.
         let final = try await server.waitForTask(id)
         #expect(final["status"] == "succeeded", "\(final)\n\(server.log.suffix(4000))")

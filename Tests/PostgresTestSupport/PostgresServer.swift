@@ -23,37 +23,56 @@ public final class PostgresServer: Sendable {
     private static let sharedServer = Result { try PostgresServer() }
     private static let started = Mutex<[String]>([])
 
+    // Every call that waits for a PostgreSQL program (initdb, pg_ctl, createdb, psql) runs on a thread of
+    // its own: on Swift's cooperative pool (two threads on two cores) a few such waits at once stalled every
+    // other test's requests for a minute in CI.
+
     /// The server of this test process, started on first use.
-    public static func shared() throws -> PostgresServer {
-        try sharedServer.get()
+    public static func shared() async throws -> PostgresServer {
+        try await offThePool { try sharedServer.get() }
     }
 
     /// A server of its own, for a test that stops and starts it (an outage); stopped at process exit too.
-    public static func dedicated() throws -> PostgresServer {
-        try PostgresServer()
+    public static func dedicated() async throws -> PostgresServer {
+        try await offThePool { try PostgresServer() }
     }
 
     /// Stops the server as a restart of PostgreSQL does: every connection closed, committed work kept
     /// (`pg_ctl stop -m fast`; an immediate stop would lose it, as the test servers run without fsync).
-    public func stop() throws {
-        try Self.run(asUser: user, programs + "/pg_ctl", ["-D", folder + "/data", "-w", "-t", "60", "-m", "fast", "stop"])
+    public func stop() async throws {
+        let (user, programs, folder) = (user, programs, folder)
+        _ = try await Self.offThePool {
+            try Self.run(asUser: user, programs + "/pg_ctl", ["-D", folder + "/data", "-w", "-t", "60", "-m", "fast", "stop"])
+        }
     }
 
     /// Starts the stopped server again, on its port.
-    public func start() throws {
-        try Self.run(asUser: user, programs + "/pg_ctl", Self.startArguments(folder: folder, port: port))
+    public func start() async throws {
+        let (user, programs, folder, port) = (user, programs, folder, port)
+        _ = try await Self.offThePool { try Self.run(asUser: user, programs + "/pg_ctl", Self.startArguments(folder: folder, port: port)) }
     }
 
     /// Makes a new, empty database and returns its `postgres://` URL.
-    public func makeDatabase() throws -> String {
+    public func makeDatabase() async throws -> String {
         let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
-        try Self.run(programs + "/createdb", ["-h", "127.0.0.1", "-p", "\(port)", "-U", Self.superuser, name])
+        let (programs, port) = (programs, port)
+        _ = try await Self.offThePool { try Self.run(programs + "/createdb", ["-h", "127.0.0.1", "-p", "\(port)", "-U", Self.superuser, name]) }
         return url(database: name)
     }
 
     /// What `psql` prints for `sql` on the database at `url` (unaligned, tuples only).
-    public func psql(_ url: String, _ sql: String) throws -> String {
-        try Self.run(programs + "/psql", ["-X", "-A", "-t", "-c", sql, url]).trimmingCharacters(in: .whitespacesAndNewlines)
+    public func psql(_ url: String, _ sql: String) async throws -> String {
+        let programs = programs
+        return try await Self.offThePool {
+            try Self.run(programs + "/psql", ["-X", "-A", "-t", "-c", sql, url]).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+    }
+
+    /// Runs `body`, which blocks, on a thread of its own.
+    static func offThePool<R: Sendable>(_ body: @escaping @Sendable () throws -> R) async throws -> R {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+        }
     }
 
     /// The URL of database `name` on this server.

@@ -28,7 +28,7 @@ import Testing
 
     /// Boxes that start together on a new database migrate it once; a later start finds nothing to do.
     @Test func migrationsApplyOnceEvenWhenBoxesStartTogether() async throws {
-        let location = try PostgresLocation(url: try PostgresServer.shared().makeDatabase())
+        let location = try PostgresLocation(url: try await PostgresServer.shared().makeDatabase())
         #expect(try await PostgresDatabase.schemaVersion(at: location, logger: logger).current == 0)
         let databases = try await withThrowingTaskGroup(of: PostgresDatabase.self) { group in
             for _ in 0..<4 { group.addTask { try await PostgresDatabase.open(location, maxConnections: 2, logger: logger) } }
@@ -50,7 +50,7 @@ import Testing
             let text = "\(error)"
             return text.contains("cannot be reached") && text.contains("postgres://sdbox:***@127.0.0.1:\(port)/sdbox") && !text.contains("hunter2")
         }
-        let server = try PostgresServer.shared()
+        let server = try await PostgresServer.shared()
         await #expect {
             _ = try await PostgresDatabase.open(try PostgresLocation(url: server.url(database: "no_such_database")), logger: logger)
         } throws: { error in

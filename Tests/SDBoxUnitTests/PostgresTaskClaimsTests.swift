@@ -21,7 +21,7 @@ import Testing
     }
 
     func openDatabase() async throws -> PostgresDatabase {
-        let location = try PostgresLocation(url: try PostgresServer.shared().makeDatabase())
+        let location = try PostgresLocation(url: try await PostgresServer.shared().makeDatabase())
         return try await PostgresDatabase.open(location, maxConnections: 8, timeout: .seconds(120), logger: Logger(label: "sdbox.test.claims"))
     }
 

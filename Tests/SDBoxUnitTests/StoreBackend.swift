@@ -19,7 +19,7 @@ enum StoreBackend: String, CaseIterable, Sendable, CustomTestStringConvertible {
             let directory = try TemporaryDirectory()
             return OpenStores(backend: self, lmdb: (directory, try Database(path: directory.path)), postgres: nil)
         case .postgres:
-            let location = try PostgresLocation(url: try PostgresServer.shared().makeDatabase())
+            let location = try PostgresLocation(url: try await PostgresServer.shared().makeDatabase())
             // A long timeout: the suite checks what the stores do, and a loaded CI machine (30 changes of one
             // row through 4 connections) once took more than the default 10 s.
             let database = try await PostgresDatabase.open(location, maxConnections: 4, timeout: .seconds(120), logger: Logger(label: "sdbox.test.postgres"))
