@@ -468,11 +468,16 @@ public final class TaskRunner: Sendable {
     /// Accounts for a task that reached its final state, wakes whoever waits for it and tells the rest of sdbox.
     func taskEnded(_ task: TaskRecord) {
         metrics.taskFinished(task)
+        release(task)
+        events.yield(.taskFinished(task))
+    }
+
+    /// Frees a final task's share of its user's queue (if counted here) and wakes whoever waits for it.
+    func release(_ task: TaskRecord) {
         usage.withdraw(task: task.id)
         let (waiting, waitingEarly) = state.withLock { ($0.waiters.takeAll(of: task.id), $0.earlyWaiters.takeAll(of: task.id)) }
         for waiter in waiting { waiter.resume(returning: task) }
         for waiter in waitingEarly { waiter.resume(returning: nil) }
-        events.yield(.taskFinished(task))
     }
 
     /// Saves a worker's answer as the task's result: a generation's or extras' images into the object store
@@ -512,10 +517,7 @@ public final class TaskRunner: Sendable {
     /// frees its user's share of the queue if it was counted here.
     public func taskEndedElsewhere(_ task: TaskRecord) {
         guard task.state.isFinal else { return }
-        usage.withdraw(task: task.id)
-        let (waiting, waitingEarly) = state.withLock { ($0.waiters.takeAll(of: task.id), $0.earlyWaiters.takeAll(of: task.id)) }
-        for waiter in waiting { waiter.resume(returning: task) }
-        for waiter in waitingEarly { waiter.resume(returning: nil) }
+        release(task)
     }
 
     /// The ids of the tasks someone waits for here.

@@ -119,14 +119,21 @@ public actor FleetMember: Service {
     /// Gives back every claim this box holds (its tasks queued again, a running one counting its attempt).
     func giveBackOwnClaims(reason: String) async {
         do {
-            let released = try await claims.release(expiredOrOf: node, maxAttempts: maxAttempts)
-            if !released.isEmpty { logger.info("fleet: gave back this box's tasks at \(reason)", metadata: ["count": "\(released.count)"]) }
-            for task in released where task.state.isFinal { scheduler.runner.announceEnded(task) }
+            let released = try await release(expiredOrOf: node)
+            if released > 0 { logger.info("fleet: gave back this box's tasks at \(reason)", metadata: ["count": "\(released)"]) }
         } catch {
             logger.error("fleet: could not give back this box's tasks at \(reason); their claims expire in \(settings.claimSeconds) s", metadata: [
                 "error": "\(ErrorSummary(error))"
             ])
         }
+    }
+
+    /// Gives back the expired claims, and with `node` every claim of that box (``PostgresTaskClaims/release(expiredOrOf:maxAttempts:)``);
+    /// a task that failed for it is announced here. Returns how many tasks were given back.
+    func release(expiredOrOf node: String?) async throws -> Int {
+        let released = try await claims.release(expiredOrOf: node, maxAttempts: maxAttempts)
+        for task in released where task.state.isFinal { scheduler.runner.announceEnded(task) }
+        return released.count
     }
 
     // MARK: Claims
@@ -222,12 +229,11 @@ public actor FleetMember: Service {
             // Pools' settings may have changed: models left to other boxes are looked at again.
             unservableHere = []
             await scheduler.setWorkersElsewhere(elsewhere)
-            let released = try await claims.release(expiredOrOf: nil, maxAttempts: maxAttempts)
-            if !released.isEmpty {
-                logger.warning("fleet: took back tasks whose box stopped renewing its claims", metadata: ["count": "\(released.count)"])
-                Counter(label: "sdbox_fleet_tasks_taken_back_total").increment(by: released.count)
+            let released = try await release(expiredOrOf: nil)
+            if released > 0 {
+                logger.warning("fleet: took back tasks whose box stopped renewing its claims", metadata: ["count": "\(released)"])
+                Counter(label: "sdbox_fleet_tasks_taken_back_total").increment(by: released)
             }
-            for task in released where task.state.isFinal { scheduler.runner.announceEnded(task) }
         } catch {
             logger.warning("fleet: could not renew this box's claims and heartbeat", metadata: ["error": "\(ErrorSummary(error))"])
         }
