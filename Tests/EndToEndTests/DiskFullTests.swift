@@ -101,7 +101,7 @@ struct DiskFullTests {
         #expect(try await server.streamedUpload("/admin/models/lora/full.safetensors", ModelManagementTests.safetensors(bytes: 1 << 20)).0 == 201)
 
         // The database is whole after a kill and restart: every task is there, in the state it was answered with.
-        server.stop(signal: SIGKILL)
+        await server.stop(signal: SIGKILL)
         try await server.start()
         #expect(try await server.json(.GET, "/tasks/\(firstID)/result").1["status"] == "succeeded")
         for id in failedTasks {
@@ -159,7 +159,7 @@ struct DiskFullTests {
         while try await server.json(.GET, "/tasks/\(id)").1["status"] != "running" {
             try await Task.sleep(for: .milliseconds(20))
         }
-        server.stop(signal: SIGKILL)
+        await server.stop(signal: SIGKILL)
         try disk.fill("filler")
         try await server.start()
         #expect(try await server.json(.GET, "/tasks/\(id)").0 == 200)

@@ -49,9 +49,9 @@ final class TestFleet: @unchecked Sendable {
     }
 
     /// Kills box `index` as a power cut would: sdbox and its workers, at once, with nothing cleaned up.
-    func cut(_ index: Int) {
+    func cut(_ index: Int) async {
         let workers = boxes[index].workerPIDs()
-        boxes[index].stop(signal: SIGKILL)
+        await boxes[index].stop(signal: SIGKILL)
         for worker in workers { kill(worker, SIGKILL) }
     }
 
@@ -64,7 +64,7 @@ final class TestFleet: @unchecked Sendable {
             kill(boxes[index].pid, SIGSTOP)
             let held = Int(try await psql("SELECT count(*) FROM sdbox_tasks WHERE claimed_by = 'box-\(index)' AND NOT final")) ?? 0
             if held > 0 || ContinuousClock.now >= deadline {
-                cut(index)
+                await cut(index)
                 return held
             }
             kill(boxes[index].pid, SIGCONT)

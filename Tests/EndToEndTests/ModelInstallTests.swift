@@ -290,7 +290,7 @@ final class ModelSite: @unchecked Sendable {
         let id = try await install(server, ["url": .string(site.base + "/files/slow.safetensors?rate=524288")])
         let started = try await waitForInstall(server, id) { ($0["receivedBytes"]?.integerValue ?? 0) > 0 }
         #expect(started["state"] == "downloading" && started["bytesPerSecond"]?.doubleValue != nil, "\(started)")
-        server.stop()
+        await server.stop()
         #expect(leftovers(server).count == 1, "the partial file is kept for the next start")
         try await server.start()
         let done = try await finished(server, id)

@@ -42,7 +42,7 @@ import Testing
         #expect(try await postgres.psql(url, "SELECT max(version) FROM sdbox_schema_migrations") == "3")
         #expect(!FileManager.default.fileExists(atPath: server.dataDirectory + "/db/data.mdb"))
 
-        server.stop()
+        await server.stop()
         try await server.start()
         for id in ids {
             let result = try await server.json(.GET, "/tasks/\(id)/result").1
@@ -95,10 +95,10 @@ import Testing
         let refused = try await runSDBox(["serve", "--config", folder + "/sdbox.yaml", "--port", "\(port)", "--data-dir", folder])
         #expect(refused.status != 0 && refused.output.contains("another box named 'box-a' is using the database"), "\(refused.output)")
         // A crash leaves the row: the same box, restarting, waits for it to go stale and takes it over.
-        first.stop(signal: SIGKILL)
+        await first.stop(signal: SIGKILL)
         try await first.start()
         // A graceful stop removes it.
-        first.stop()
+        await first.stop()
         #expect(try await postgres.psql(url, "SELECT count(*) FROM sdbox_nodes") == "0")
     }
 

@@ -40,7 +40,7 @@ import Testing
         let metrics = String(decoding: try await server.request(.GET, "/metrics").1, as: UTF8.self)
         #expect(metrics.contains(#"sdbox_queue_paused{model="*"} 1"#), "\(metrics)")
         // The pause outlives a restart, and so does the task.
-        server.stop()
+        await server.stop()
         try await server.start()
         #expect(try await server.json(.GET, "/admin/queue").1["paused"] == true)
         try await Task.sleep(for: .milliseconds(500))

@@ -118,7 +118,7 @@ import Testing
         #expect(try await server.json(.GET, "/admin/quotas", headers: bearer(annB)).0 == 403, "admins only")
 
         // Across a restart: the quotas are kept and the day's images counted again from the tasks.
-        server.stop()
+        await server.stop()
         try await server.start()
         let (_, listed) = try await server.json(.GET, "/admin/quotas")
         let quotas = listed["quotas"]?.arrayValue ?? []

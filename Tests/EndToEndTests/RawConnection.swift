@@ -47,29 +47,40 @@ final class RawConnection {
     }
 
     /// What the server sends until it closes the connection; nil if it still has not after `seconds`.
-    func readUntilClosed(seconds: Int = 30) -> Data? {
-        var timeout = timeval(tv_sec: seconds, tv_usec: 0)
-        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    /// The socket is polled, never waited on, so no thread of the tests' async code is held.
+    func readUntilClosed(seconds: Int = 30) async -> Data? {
+        let deadline = ContinuousClock.now + .seconds(seconds)
         var data = Data()
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let received = recv(descriptor, &buffer, buffer.count, 0)
-            if received > 0 {
-                data.append(contentsOf: buffer[0..<received])
-            } else if received == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) {
-                return data
-            } else {
-                return nil
+        while ContinuousClock.now < deadline {
+            switch receive() {
+            case .bytes(let bytes): data.append(contentsOf: bytes)
+            case .closed: return data
+            case .nothingYet: try? await Task.sleep(for: .milliseconds(10))
             }
         }
+        return nil
     }
 
-    /// The first bytes the server sends, waiting up to `seconds`.
-    func readSome(seconds: Int = 30) -> String {
-        var timeout = timeval(tv_sec: seconds, tv_usec: 0)
-        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    /// The first bytes the server sends, waiting up to `seconds`; empty if it sends none.
+    func readSome(seconds: Int = 30) async -> String {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            switch receive() {
+            case .bytes(let bytes): return String(decoding: bytes, as: UTF8.self)
+            case .closed: return ""
+            case .nothingYet: try? await Task.sleep(for: .milliseconds(10))
+            }
+        }
+        return ""
+    }
+
+    private enum Received { case bytes([UInt8]), closed, nothingYet }
+
+    private func receive() -> Received {
         var buffer = [UInt8](repeating: 0, count: 4096)
-        let received = recv(descriptor, &buffer, buffer.count, 0)
-        return received > 0 ? String(decoding: buffer[0..<received], as: UTF8.self) : ""
+        let received = recv(descriptor, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+        if received > 0 { return .bytes(Array(buffer[0..<received])) }
+        if received < 0, errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { return .nothingYet }
+        return .closed
     }
 }

@@ -28,7 +28,7 @@ import Testing
             }
             // Let some run, then kill sdbox without warning at a random moment, and start it again.
             try await Task.sleep(for: .milliseconds(Int64.random(in: 50...400, using: &generator)))
-            server.stop(signal: SIGKILL)
+            await server.stop(signal: SIGKILL)
             try await server.start()
         }
         #expect(accepted.count == Self.tasksPerRound * 3)

@@ -280,13 +280,13 @@ extension RemoteWorkerTests {
         #expect(try await server.json(.DELETE, "/admin/workers/remote/from-file").0 == 409)
         #expect(try await server.json(.DELETE, "/admin/workers/remote/nobody").0 == 404)
         // Kept across a restart.
-        server.stop()
+        await server.stop()
         try await server.start()
         _ = try await waitForRemote(server, named: "gpu-pc") { $0["state"] == "ready" }
         // Removed: gone now and after the next restart.
         #expect(try await server.json(.DELETE, "/admin/workers/remote/gpu-pc").0 == 200)
         #expect(try await remoteWorker(server, named: "gpu-pc") == nil)
-        server.stop()
+        await server.stop()
         try await server.start()
         #expect(try await remoteWorker(server, named: "gpu-pc") == nil)
         #expect(try await remoteWorker(server, named: "from-file")?["state"] == "down")
@@ -367,7 +367,7 @@ extension RemoteWorkerTests {
     @Test(.enabled(if: SDCpp.isInstalled, "the sdcpp worker is not installed: set SDBOX_SDCPP_VENV (scripts/test does)"))
     func anSDCppWorkerStartedElsewhereServesAsARemoteWorker() async throws {
         // The stable-diffusion.cpp worker, started by the test as someone would on another machine.
-        let (checkpoint, _) = try SDCpp.models.get()
+        let (checkpoint, _) = try await SDCpp.models()
         let name = (checkpoint as NSString).lastPathComponent
         let port = try #require(FreePort.allocate())
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("sdcpp-remote-\(UUID().uuidString).log").path

@@ -63,7 +63,7 @@ import Testing
         let connection = try RawConnection(port: server.port)
         connection.send("POST /txt2img HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"prompt\":")
         // The server closes the connection: the read ends, rather than our own 30 s wait.
-        #expect(connection.readUntilClosed(seconds: 30) != nil, "the server did not close the stalled connection")
+        #expect(await connection.readUntilClosed(seconds: 30) != nil, "the server did not close the stalled connection")
         #expect(try await server.json(.GET, "/tasks").1["tasks"] == [], "nothing was recorded")
         #expect(try await server.json(.POST, "/txt2img", ["steps": 1, "width": 64, "height": 64]).0 == 200)
     }
@@ -162,7 +162,7 @@ import Testing
             try await Task.sleep(for: .milliseconds(30))
         }
         // sdbox dies without any chance to clean up.
-        server.stop(signal: SIGKILL)
+        await server.stop(signal: SIGKILL)
         try await server.start()
 
         for id in ids {
@@ -183,7 +183,7 @@ import Testing
         _ = try await server.json(.POST, "/txt2img", ["steps": 1, "width": 64, "height": 64])
         let workers = server.workerPIDs()
         #expect(workers.count == 1)
-        server.stop(signal: SIGTERM)
+        await server.stop(signal: SIGTERM)
         #expect(server.log.contains("scheduler stopped"))
         try await Task.sleep(for: .milliseconds(200))
         #expect(server.workerPIDs().isEmpty)

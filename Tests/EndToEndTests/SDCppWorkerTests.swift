@@ -14,12 +14,14 @@ enum SDCpp {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
     /// The test checkpoint and upscaler, made with `sdbox models make-test-checkpoint` under the venv and
-    /// named after a hash of the script that writes them, so a changed script writes new ones.
-    static let models: Result<(checkpoint: String, upscaler: String), TestFailure> = {
+    /// named after a hash of the script that writes them, so a changed script writes new ones. Made once,
+    /// by the first test that asks; the others await it (the making takes seconds, and a test blocked on a
+    /// lazy global would hold one of the few threads every test's async code runs on).
+    static func models() async throws -> (checkpoint: String, upscaler: String) { try await madeModels.value }
+
+    private static let madeModels = Task<(checkpoint: String, upscaler: String), any Error> {
         let script = repository + "/workers/sdcpp/sdcpp_worker/test_checkpoint.py"
-        guard let version = try? Checkpoint.sha256(ofFileAt: script).prefix(12) else {
-            return .failure(TestFailure("cannot read \(script)"))
-        }
+        guard let version = try? Checkpoint.sha256(ofFileAt: script).prefix(12) else { throw TestFailure("cannot read \(script)") }
         let folder = venv + "/test-models"
         try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let checkpoint = folder + "/sdxs-noise-\(version).safetensors"
@@ -29,26 +31,18 @@ enum SDCpp {
                 try? FileManager.default.removeItem(atPath: folder + "/" + stale)
             }
             let partial = folder + "/partial-" + (path as NSString).lastPathComponent
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: ServerProcess.binary)
-            process.arguments = ["models", "make-test-checkpoint", partial, "--venv", venv] + extra
-            do {
-                try process.run()
-                process.waitUntilExit()
-                guard process.terminationStatus == 0 else { return .failure(TestFailure("sdbox models make-test-checkpoint failed")) }
-                try FileManager.default.moveItem(atPath: partial, toPath: path)
-            } catch {
-                return .failure(TestFailure("sdbox models make-test-checkpoint: \(error)"))
-            }
+            let (status, output) = try await runSDBox(["models", "make-test-checkpoint", partial, "--venv", venv] + extra)
+            guard status == 0 else { throw TestFailure("sdbox models make-test-checkpoint failed: \(output)") }
+            try FileManager.default.moveItem(atPath: partial, toPath: path)
         }
-        return .success((checkpoint, upscaler))
-    }()
+        return (checkpoint, upscaler)
+    }
 
     /// A server with the test checkpoint and upscaler registered in place, whose pools run the built-in
     /// `sdcpp` profile (the venv linked where that profile looks); with `perPool`, only the test
     /// checkpoint's pool does (chosen with `batch_update_sd_resource`) and the others keep the reference worker.
     static func server(perPool: Bool = false) async throws -> ServerProcess {
-        let (checkpoint, upscaler) = try models.get()
+        let (checkpoint, upscaler) = try await models()
         // One engine thread: workers of other suites run at the same time, and two threads spinning for
         // two busy cores make a generation many times slower.
         let server = try await perPool
@@ -231,7 +225,7 @@ struct SDCppWorkerTests {
     /// The worker's own A1111 answers, called directly: listings, options, and upscaling with the test
     /// ESRGAN (which enlarges about like nearest-neighbour, so the output still looks like the input).
     @Test func workerAnswersAsA1111AndUpscalesWithESRGAN() async throws {
-        let (checkpoint, upscaler) = try SDCpp.models.get()
+        let (checkpoint, upscaler) = try await SDCpp.models()
         let port = try #require(FreePort.allocate())
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("sdcpp-worker-\(port).log").path
         let pid = try spawn(

@@ -169,17 +169,17 @@ import Testing
         // A method HTTP does not know: 400 and closed, not left waiting.
         let unknown = try RawConnection(port: server.port)
         unknown.send("XFOO / HTTP/1.1\r\nHost: x\r\n\r\n")
-        let answer = try #require(unknown.readUntilClosed(seconds: 30), "XFOO was neither answered nor closed")
+        let answer = try #require(await unknown.readUntilClosed(seconds: 30), "XFOO was neither answered nor closed")
         #expect(String(decoding: answer, as: UTF8.self).hasPrefix("HTTP/1.1 400"))
         // A body announced over the limit: 413 before any of it is sent.
         let huge = try RawConnection(port: server.port)
         huge.send("POST /txt2img HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n")
-        #expect(huge.readSome(seconds: 30).hasPrefix("HTTP/1.1 413"))
+        #expect(await huge.readSome(seconds: 30).hasPrefix("HTTP/1.1 413"))
         // Eight open connections from one address; the ninth is closed at once; the box still serves.
         var held = try (0..<8).map { _ in try RawConnection(port: server.port) }
         try await Task.sleep(for: .milliseconds(200))
         let ninth = try RawConnection(port: server.port)
-        #expect(ninth.readUntilClosed(seconds: 30) == Data(), "a ninth connection was kept")
+        #expect(await ninth.readUntilClosed(seconds: 30) == Data(), "a ninth connection was kept")
         // Once they close (the server sees it in its own time), connections are taken again.
         held.removeAll()
         var served = false
@@ -202,7 +202,7 @@ import Testing
             "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n" + String(decoding: frame, as: UTF8.self)
         )
-        #expect(connection.readSome(seconds: 30).hasPrefix("HTTP/1.1 101"))
+        #expect(await connection.readSome(seconds: 30).hasPrefix("HTTP/1.1 101"))
         #expect(try await server.json(.GET, "/healthz").0 == 200, "the server lives")
     }
 
@@ -235,6 +235,6 @@ import Testing
         unknown.send("XF")
         // Its workers stop within their grace period; the clients hold nothing up.
         #expect(try await server.stop(signal: SIGTERM, within: .seconds(20)), "sdbox was still running 20 s after SIGTERM")
-        #expect(partialHead.readUntilClosed(seconds: 5) != nil)
+        #expect(await partialHead.readUntilClosed(seconds: 5) != nil)
     }
 }

@@ -116,12 +116,14 @@ final class ServerProcess: @unchecked Sendable {
         }
     }
 
-    /// Sends `signal` to sdbox alone and waits for it to exit.
-    func stop(signal: Int32 = SIGTERM) {
+    /// Sends `signal` to sdbox alone and waits for it to exit. A graceful stop can take seconds, so the wait
+    /// polls rather than blocking one of the few threads every test's async code runs on.
+    func stop(signal: Int32 = SIGTERM) async {
         guard pid > 0 else { return }
         kill(pid, signal)
-        var status: Int32 = 0
-        waitpid(pid, &status, 0)
+        while waitpid(pid, nil, WNOHANG) == 0 {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
         pid = 0
     }
 
@@ -144,7 +146,8 @@ final class ServerProcess: @unchecked Sendable {
     func destroy() {
         if pid > 0 {
             kill(-pid, SIGKILL)
-            stop(signal: SIGKILL)
+            killAndReap(pid)
+            pid = 0
         }
         for worker in workerPIDs() { kill(worker, SIGKILL) }
         // Workers of any kind (not only sdbox's own) by the pid files sdbox keeps for them.

@@ -151,7 +151,7 @@ func waitForResult(_ server: ServerProcess, _ id: String, timeout: Duration = .s
         let id = try #require(submitted["taskId"]?.stringValue)
         _ = try await waitForResult(server, id) { $0["webhook"]?["attempts"]?.arrayValue?.count == 1 }
         // sdbox stops before the retry is due; the next sdbox makes it.
-        server.stop()
+        await server.stop()
         try await server.start()
         let result = try await waitForResult(server, id) { $0["webhook"]?["state"] == "delivered" }
         #expect(result["webhook"]?["attempts"]?.arrayValue?.map { $0["status"] } == [500, 200])
@@ -170,7 +170,7 @@ func waitForResult(_ server: ServerProcess, _ id: String, timeout: Duration = .s
         ], headers: [("Request-Type", "async")])
         let id = try #require(submitted["taskId"]?.stringValue)
         _ = try await waitForResult(server, id) { $0["webhook"]?["attempts"]?.arrayValue?.count == 1 }
-        server.stop()
+        await server.stop()
         try (fastWorkers + "\nwebhooks: {retrySeconds: 1}\n").write(toFile: server.configPath, atomically: true, encoding: .utf8)
         try await server.start()
 
