@@ -117,6 +117,8 @@ public enum SDBoxApplication {
         ) { task in
             Data(try Response.jsonBytes(services.resultAnswer(of: task, base: task.callback?.baseURL ?? "", webhook: false)))
         }
+        // In a fleet, the webhooks of a box that stopped are delivered by the box that takes them over.
+        await fleet?.observeWebhookTakeovers { task in webhooks.taskEnded(task) }
         let schedulerEvents = SchedulerEventHandler(
             events: scheduler.events, models: models, thumbnails: thumbnails, webhooks: webhooks, quotas: quotas
         )

@@ -18,7 +18,8 @@ public protocol TaskStore: Sendable {
     /// Changes a task's webhook record, the one thing that still changes once a task is final.
     @discardableResult
     func updateCallback(_ id: String, _ change: @escaping @Sendable (inout TaskCallback) throws -> Void) async throws -> TaskRecord
-    /// Tasks whose webhook is still pending, oldest first.
+    /// Final tasks whose webhook is still pending (due for delivery), oldest first; in a fleet, those this
+    /// box delivers.
     func pendingCallbacks() async throws -> [TaskRecord]
     /// Tasks that are queued or running, oldest first.
     func activeTasks() async throws -> [TaskRecord]

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import NIOHTTP1
 import PostgresTestSupport
 import SDBoxCore
@@ -16,7 +17,7 @@ final class TestFleet: @unchecked Sendable {
     /// `scheduler` gives each box's `scheduler` section (by its index).
     init(
         postgres: PostgresServer, models: [String], boxes count: Int, claimSeconds: Int = 3,
-        scheduler: @escaping @Sendable (Int) -> String = { _ in "{maxInstances: 2}" }
+        scheduler: @escaping @Sendable (Int) -> String = { _ in "{maxInstances: 2}" }, extra: String = ""
     ) async throws {
         self.postgres = postgres
         url = try await postgres.makeDatabase()
@@ -25,19 +26,32 @@ final class TestFleet: @unchecked Sendable {
         for model in models {
             try DemoCheckpoint.contents().write(to: URL(fileURLWithPath: shared + "/models/Stable-diffusion/" + model))
         }
-        // The boxes start together, as a fleet powered on at once does: one applies the migrations, one hashes each checkpoint.
         let (url, shared) = (url, shared)
-        boxes = try await withThrowingTaskGroup(of: (Int, ServerProcess).self) { group in
-            for index in 0..<count {
-                group.addTask { (index, try await ServerProcess(config: """
-                database: {url: "\(url)"}
-                sharedDir: \(shared)
-                node: {name: box-\(index)}
-                fleet: {claimSeconds: \(claimSeconds)}
-                scheduler: \(scheduler(index))
-                workers:
-                  reference: {stepMilliseconds: 10, minimumStepMilliseconds: 10}
-                """)) }
+        config = { index in
+            """
+            database: {url: "\(url)"}
+            sharedDir: \(shared)
+            node: {name: box-\(index)}
+            fleet: {claimSeconds: \(claimSeconds)}
+            scheduler: \(scheduler(index))
+            workers:
+              reference: {stepMilliseconds: 10, minimumStepMilliseconds: 10}
+            \(extra)
+            """
+        }
+        // The boxes start together, as a fleet powered on at once does: one applies the migrations, one hashes each checkpoint.
+        try await add(count)
+    }
+
+    /// Each box's configuration, by its index.
+    let config: @Sendable (Int) -> String
+
+    /// Starts `count` more boxes together, numbered after those already started.
+    func add(_ count: Int) async throws {
+        let (first, config) = (boxes.count, config)
+        boxes += try await withThrowingTaskGroup(of: (Int, ServerProcess).self) { group in
+            for index in first..<(first + count) {
+                group.addTask { (index, try await ServerProcess(config: config(index))) }
             }
             return try await group.reduce(into: [(Int, ServerProcess)]()) { $0.append($1) }.sorted { $0.0 < $1.0 }.map(\.1)
         }
@@ -284,6 +298,47 @@ final class TestFleet: @unchecked Sendable {
         #expect(try await fleet.psql("SELECT state, claimed_by IS NULL FROM sdbox_tasks WHERE id = '\(held)'") == "queued|t", "no box claims while paused")
         #expect(try await second.json(.POST, "/admin/queue/resume").0 == 200)
         #expect(try await first.waitForTask(held)["status"] == "succeeded")
+    }
+
+    /// A webhook is delivered by one box: the box that ended its task, while it lives; a box that starts
+    /// leaves the other boxes' pending webhooks alone; the pending webhooks of a box that stopped are taken
+    /// over by one live box. The receiver is down meanwhile, then up: each task's result arrives once.
+    @Test func eachWebhookIsDeliveredOnceAndTheWebhooksOfABoxThatStoppedAreTakenOver() async throws {
+        let receiver = try await WebhookReceiver()
+        await receiver.log.set(down: true)
+        let fleet = try await TestFleet(
+            postgres: try await PostgresServer.shared(), models: ["m1.safetensors"], boxes: 1,
+            extra: "webhooks: {retrySeconds: 1, maxRetrySeconds: 1, maxAttempts: 100, allowPrivateNetworks: true}"
+        )
+        defer { fleet.destroy() }
+        var ids: [String] = []
+        for index in 0..<4 {
+            let body: JSONValue = [
+                "stable_diffusion_model": "m1", "prompt": .string("fox \(index)"), "steps": 2, "width": 64, "height": 64,
+                "callback_url": .string(receiver.url("/switched")),
+            ]
+            let (status, answer) = try await fleet.boxes[0].json(.POST, "/txt2img", body, headers: [("Request-Type", "async")])
+            ids.append(try #require(answer["taskId"]?.stringValue, "\(status) \(answer)"))
+        }
+        let tried = "SELECT count(*) FROM sdbox_tasks WHERE final AND callback_pending AND jsonb_array_length(record->'callback'->'attempts') > 0"
+        #expect(try await fleet.wait(for: tried, toBe: "4", timeout: .seconds(60)) == "4", "every webhook tried, and pending")
+        // A box that starts does not deliver box 0's webhooks.
+        try await fleet.add(1)
+        try await Task.sleep(for: .seconds(2))
+        #expect(try await fleet.psql("SELECT DISTINCT callback_by FROM sdbox_tasks") == "box-0")
+        // Box 0 stops: box 1 takes its webhooks over (after `claimSeconds`), and a box started then leaves them to it.
+        await fleet.cut(0)
+        let takenOver = "SELECT count(*) FROM sdbox_tasks WHERE callback_by = 'box-1'"
+        #expect(try await fleet.wait(for: takenOver, toBe: "4", timeout: .seconds(30)) == "4")
+        #expect(fleet.boxes[1].log.contains("fleet: took over webhooks whose box stopped renewing its row"))
+        try await fleet.add(1)
+        await receiver.log.set(down: false)
+        #expect(try await fleet.wait(for: "SELECT count(*) FROM sdbox_tasks WHERE callback_pending", toBe: "0", timeout: .seconds(30)) == "0")
+        // Retries come each second: a second delivery of any task would have come by now.
+        try await Task.sleep(for: .seconds(3))
+        let accepted = await receiver.log.accepted.compactMap { $0.headers[HTTPField.Name("X-SDBox-Task-Id")!] }
+        #expect(accepted.sorted() == ids.sorted(), "each task's result accepted once: \(accepted)")
+        #expect(try await fleet.psql("SELECT DISTINCT record->'callback'->>'state' FROM sdbox_tasks") == "delivered")
     }
 
     /// Boxes with GPUs of different sizes: a model whose pool needs more GPU memory than one box has runs

@@ -9,7 +9,7 @@ import SDBoxCore
 import Testing
 
 /// A local webhook receiver (a small Hummingbird app): records every POST; `/flaky` answers 500 to its
-/// first call and 200 after, `/broken` always answers 503.
+/// first call and 200 after, `/broken` always answers 503, `/switched` 503 while the receiver is `down`.
 final class WebhookReceiver: Sendable {
     /// A request as received.
     struct Delivery: Sendable {
@@ -20,9 +20,24 @@ final class WebhookReceiver: Sendable {
 
     actor Log {
         var deliveries: [Delivery] = []
-        func record(_ delivery: Delivery) -> Int {
+        /// Whether `/switched` refuses.
+        var down = false
+        /// The deliveries `/switched` accepted.
+        var accepted: [Delivery] = []
+        func set(down: Bool) { self.down = down }
+        /// Records a delivery; how many reached its path, and the status to answer.
+        func record(_ delivery: Delivery) -> HTTPResponse.Status {
             deliveries.append(delivery)
-            return deliveries.filter { $0.path == delivery.path }.count
+            let calls = deliveries.filter { $0.path == delivery.path }.count
+            switch delivery.path {
+            case "/flaky": return calls == 1 ? .internalServerError : .ok
+            case "/broken": return .serviceUnavailable
+            case "/switched":
+                if down { return .serviceUnavailable }
+                accepted.append(delivery)
+                return .ok
+            default: return .ok
+            }
         }
     }
 
@@ -37,12 +52,7 @@ final class WebhookReceiver: Sendable {
         let router = Router()
         router.post("/:name") { request, context -> HTTPResponse.Status in
             let body = try await request.body.collect(upTo: 1 << 20)
-            let calls = await log.record(Delivery(path: request.uri.path, headers: request.headers, body: Data(body.readableBytesView)))
-            switch request.uri.path {
-            case "/flaky": return calls == 1 ? .internalServerError : .ok
-            case "/broken": return .serviceUnavailable
-            default: return .ok
-            }
+            return await log.record(Delivery(path: request.uri.path, headers: request.headers, body: Data(body.readableBytesView)))
         }
         var logger = Logger(label: "webhook-receiver")
         logger.logLevel = .critical

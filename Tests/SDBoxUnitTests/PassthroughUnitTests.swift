@@ -95,7 +95,7 @@ import Testing
         record.callback = TaskCallback(url: "http://127.0.0.1:9/hook", baseURL: nil)
         let task = try await store.insert(record)
         _ = try await store.insert(TaskRecord(id: TaskID.make(), kind: .txt2img, model: "demo.safetensors", user: "default", request: [:]))
-        #expect(try await store.pendingCallbacks().map(\.id) == [task.id])
+        #expect(try await store.pendingCallbacks().isEmpty, "a webhook is due once its task is final")
 
         try await store.update(task.id) { $0.state = .running }
         try await store.update(task.id) { $0.state = .succeeded }

@@ -107,9 +107,11 @@ import Testing
         _ = try await store.insert(hooked)
         _ = try await store.insert(earlier)
         let plain = try await store.insert(Self.makeTask("plain", at: base + 2))
-        #expect(try await store.pendingCallbacks().map(\.id) == ["earlier", "hooked"])
+        #expect(try await store.pendingCallbacks().isEmpty, "a webhook is due once its task is final")
         try await store.update("hooked") { $0.state = .cancelled }
-        #expect(try await store.pendingCallbacks().map(\.id) == ["earlier", "hooked"], "a final task's webhook is still due")
+        #expect(try await store.pendingCallbacks().map(\.id) == ["hooked"])
+        try await store.update("earlier") { $0.state = .cancelled }
+        #expect(try await store.pendingCallbacks().map(\.id) == ["earlier", "hooked"], "a final task's webhook is still due, oldest first")
         let delivered = try await store.updateCallback("hooked") { $0.state = .delivered }
         #expect(delivered.callback?.state == .delivered && delivered.state == .cancelled)
         #expect(try await store.pendingCallbacks().map(\.id) == ["earlier"])

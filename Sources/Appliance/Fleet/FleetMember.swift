@@ -52,6 +52,8 @@ public actor FleetMember: Service {
     var settingsObservers: [@Sendable () async throws -> Void] = []
     /// Who hears of tasks another box brought to their final state.
     var endedElsewhereObservers: [@Sendable (TaskRecord) async -> Void] = []
+    /// Called with each final task whose pending webhook this box took over from a box that stopped.
+    var webhookTakeoverObservers: [@Sendable (TaskRecord) async -> Void] = []
 
     public init(
         links: DataStores.FleetLinks, scheduler: Scheduler, tasks: any TaskStore, settings: FleetSettings, maxAttempts: Int,
@@ -79,6 +81,12 @@ public actor FleetMember: Service {
     /// the quotas' tally, which counts what every box's tasks used.
     public func observeTasksEndedElsewhere(_ body: @escaping @Sendable (TaskRecord) async -> Void) {
         endedElsewhereObservers.append(body)
+    }
+
+    /// Calls `body` with each final task whose pending webhook this box took over, at a heartbeat, from a
+    /// box that stopped renewing its row (the deliverer, ``PostgresTaskClaims/takeOverWebhooks(liveSeconds:)``).
+    public func observeWebhookTakeovers(_ body: @escaping @Sendable (TaskRecord) async -> Void) {
+        webhookTakeoverObservers.append(body)
     }
 
     /// Calls `body` with the id of each task whose state changed on any box (nil after notices may have
@@ -233,6 +241,13 @@ public actor FleetMember: Service {
             if released > 0 {
                 logger.warning("fleet: took back tasks whose box stopped renewing its claims", metadata: ["count": "\(released)"])
                 Counter(label: "sdbox_fleet_tasks_taken_back_total").increment(by: released)
+            }
+            let webhooks = try await claims.takeOverWebhooks(liveSeconds: settings.claimSeconds)
+            if !webhooks.isEmpty {
+                logger.warning("fleet: took over webhooks whose box stopped renewing its row", metadata: ["count": "\(webhooks.count)"])
+                for task in webhooks {
+                    for observer in webhookTakeoverObservers { await observer(task) }
+                }
             }
         } catch {
             logger.warning("fleet: could not renew this box's claims and heartbeat", metadata: ["error": "\(ErrorSummary(error))"])

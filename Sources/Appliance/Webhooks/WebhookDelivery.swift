@@ -35,8 +35,9 @@ package actor WebhookDelivery: Service {
         (due, dueContinuation) = AsyncStream.makeStream(of: String.self)
     }
 
-    /// Hears that a task ended (the scheduler's final observer); its webhook, if any, is delivered.
-    nonisolated func taskEnded(_ task: TaskRecord) {
+    /// Hears that a task ended (the scheduler's final observer), or that this box took over its webhook in a
+    /// fleet; its webhook, if any, is delivered.
+    package nonisolated func taskEnded(_ task: TaskRecord) {
         if task.callback?.state == .pending { dueContinuation.yield(task.id) }
     }
 
@@ -45,7 +46,7 @@ package actor WebhookDelivery: Service {
     /// Resumes the deliveries a previous run left pending, then delivers webhooks as tasks end, until
     /// graceful shutdown.
     package func run() async throws {
-        let pending = try await tasks.pendingCallbacks().filter(\.state.isFinal)
+        let pending = try await tasks.pendingCallbacks()
         if !pending.isEmpty { logger.info("resuming webhook deliveries", metadata: ["count": "\(pending.count)"]) }
         for task in pending { dueContinuation.yield(task.id) }
         // A receiver's redirect is an answer, not followed: it could lead where the target check forbids.

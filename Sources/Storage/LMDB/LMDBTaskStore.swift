@@ -92,9 +92,10 @@ public struct LMDBTaskStore: TaskStore {
         }
     }
 
-    /// Tasks whose webhook is still pending (final ones are due for delivery), oldest first.
+    /// Final tasks whose webhook is still pending (due for delivery), oldest first. The index also holds
+    /// the unfinished tasks that have a webhook.
     public func pendingCallbacks() async throws -> [TaskRecord] {
-        try await tasks(indexedIn: \.pendingCallbacks)
+        try await tasks(indexedIn: \.pendingCallbacks).filter(\.state.isFinal)
     }
 
     /// The tasks whose ids an index table holds, oldest first.

@@ -58,6 +58,11 @@ enum PostgresMigrations {
             "ALTER TABLE sdbox_nodes ADD COLUMN report jsonb",
             "CREATE INDEX sdbox_tasks_claimed ON sdbox_tasks (claimed_by) WHERE NOT final",
         ]),
+        // Webhooks in a fleet: the box that delivers a final task's webhook (the one that ended it, or the
+        // one that took it over from a box that stopped), so that no two boxes deliver one.
+        Migration(version: 4, name: "webhook deliverers", statements: [
+            "ALTER TABLE sdbox_tasks ADD COLUMN callback_by text",
+        ]),
     ]
 
     /// The newest schema version this sdbox knows.

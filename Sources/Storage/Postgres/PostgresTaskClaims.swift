@@ -113,6 +113,7 @@ public struct PostgresTaskClaims: Sendable {
                     WITH changed AS (
                         UPDATE sdbox_tasks SET state = \(task.state.rawValue), final = \(task.state.isFinal), record = \(text)::jsonb,
                             callback_pending = \(task.callback?.state == .pending), claimed_by = NULL, lease_expires_at = NULL,
+                            callback_by = CASE WHEN \(task.state.isFinal) THEN \(self.node) ELSE callback_by END,
                             claim_epoch = claim_epoch + 1
                         WHERE id = \(task.id) RETURNING id
                     )
@@ -122,6 +123,21 @@ public struct PostgresTaskClaims: Sendable {
             }
             return released
         }
+    }
+
+    /// Takes over the pending webhooks of final tasks whose deliverer stopped renewing its row in
+    /// `sdbox_nodes` (for `liveSeconds`), and returns those tasks for this box to deliver. Boxes taking over
+    /// at once take different ones: a row another box just took names a live box when it is looked at again.
+    public func takeOverWebhooks(liveSeconds: Int) async throws -> [TaskRecord] {
+        try await database.query("""
+            UPDATE sdbox_tasks t SET callback_by = \(node)
+            WHERE t.callback_pending AND t.final AND t.callback_by IS DISTINCT FROM \(node)
+                AND NOT EXISTS (
+                    SELECT 1 FROM sdbox_nodes n
+                    WHERE n.name = t.callback_by AND n.heartbeat_at >= now() - make_interval(secs => \(liveSeconds))
+                )
+            RETURNING t.record::text
+            """).records(TaskRecord.self).sorted { $0.createdAt < $1.createdAt }
     }
 
     /// Gives back to the queue the tasks this box claimed but has not started (`ids`, at graceful

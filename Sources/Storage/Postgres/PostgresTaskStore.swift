@@ -31,28 +31,29 @@ public struct PostgresTaskStore: TaskStore {
     public func insert(_ task: TaskRecord) async throws -> TaskRecord {
         var task = task
         while true {
-            if let stored = try await Self.insert(task, on: database) { return stored }
+            if let stored = try await Self.insert(task, node: node, on: database) { return stored }
             task.id = TaskID.make()
         }
     }
 
     public func insertUnlessPresent(_ task: TaskRecord) async throws -> (task: TaskRecord, inserted: Bool) {
         while true {
-            if let stored = try await Self.insert(task, on: database) { return (stored, true) }
+            if let stored = try await Self.insert(task, node: node, on: database) { return (stored, true) }
             // Read in a statement of its own, whose snapshot sees the row that was in the way.
             if let existing = try await get(task.id) { return (existing, false) }
         }
     }
 
     /// Writes `task` unless its id is taken; the task as stored, or nil when the id was taken.
-    private static func insert(_ task: TaskRecord, on database: PostgresDatabase) async throws -> TaskRecord? {
+    private static func insert(_ task: TaskRecord, node: String, on database: PostgresDatabase) async throws -> TaskRecord? {
         let text = try RecordCoding.text(task)
         let notice = FleetNotice(.queued, id: task.id, model: task.model).payload()
+        let deliverer: String? = task.state.isFinal ? node : nil
         let rows = try await database.query("""
             WITH inserted AS (
-                INSERT INTO sdbox_tasks (id, position, state, final, user_name, model, created_at, callback_pending, record)
+                INSERT INTO sdbox_tasks (id, position, state, final, user_name, model, created_at, callback_pending, callback_by, record)
                 VALUES (\(task.id), \(TaskFilter.position(of: task)), \(task.state.rawValue), \(task.state.isFinal), \(task.user),
-                    \(task.model), \(task.createdAt), \(task.callback?.state == .pending), \(text)::jsonb)
+                    \(task.model), \(task.createdAt), \(task.callback?.state == .pending), \(deliverer), \(text)::jsonb)
                 ON CONFLICT (id) DO NOTHING RETURNING id
             )
             SELECT id, pg_notify(\(FleetNotice.channel), \(notice))::text FROM inserted
@@ -107,6 +108,7 @@ public struct PostgresTaskStore: TaskStore {
                 WITH changed AS (
                     UPDATE sdbox_tasks SET state = \(task.state.rawValue), final = \(task.state.isFinal), user_name = \(task.user),
                         model = \(task.model), callback_pending = \(task.callback?.state == .pending), record = \(text)::jsonb,
+                        callback_by = CASE WHEN \(task.state.isFinal) AND NOT final THEN \(node) ELSE callback_by END,
                         lease_expires_at = CASE WHEN \(task.state.isFinal) THEN NULL ELSE lease_expires_at END
                     WHERE id = \(id) RETURNING id
                 )
@@ -127,9 +129,18 @@ public struct PostgresTaskStore: TaskStore {
         throw TaskStoreError.claimLost(id)
     }
 
-    /// Tasks whose webhook is still pending (final ones are due for delivery), oldest first.
+    /// Final tasks whose webhook is still pending (due for delivery), oldest first.
+    ///
+    /// In a fleet, those this box delivers: those it ended, and those no box was named for (ended
+    /// before the boxes shared the database); taking the latter is one statement, so two boxes starting
+    /// together never both deliver one. The webhooks of a box that stopped are taken over by
+    /// ``PostgresTaskClaims/takeOverWebhooks(liveSeconds:)``.
     public func pendingCallbacks() async throws -> [TaskRecord] {
-        try await database.query("SELECT record::text FROM sdbox_tasks WHERE callback_pending ORDER BY position").records(TaskRecord.self)
+        try await database.query("""
+            UPDATE sdbox_tasks SET callback_by = \(node)
+            WHERE callback_pending AND final AND (callback_by = \(node) OR callback_by IS NULL)
+            RETURNING record::text
+            """).records(TaskRecord.self).sorted { $0.createdAt < $1.createdAt }
     }
 
     /// Tasks that are queued or running, oldest first.
