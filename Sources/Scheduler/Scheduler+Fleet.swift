@@ -26,7 +26,7 @@ extension Scheduler {
     public nonisolated var maxInstances: Int { configuration.maxInstances }
 
     /// Reads the pause and the pools' settings again from the catalogue, where another box of the fleet
-    /// may have changed them.
+    /// may have changed them, or deleted a pool.
     public func reloadSettings() async throws {
         let pause = try await catalog.queuePause()
         let pools = try await catalog.pools()
@@ -35,6 +35,15 @@ extension Scheduler {
         let stored = Dictionary(pools.map { ($0.model, $0.settings) }, uniquingKeysWith: { first, _ in first })
         for (model, settings) in stored where poolSettings[model] != settings {
             apply(settings, to: model)
+            changed = true
+        }
+        // A pool deleted on another box goes here too; with its model deleted, its running tasks stop as well.
+        for model in poolSettings.keys.sorted() where stored[model] == nil {
+            if try await catalog.model(.stableDiffusion, named: model) == nil {
+                await dropPool(model: model, reason: "the model \(model) was deleted", stopRunning: true)
+            } else {
+                await dropPool(model: model, reason: "the pool \(PoolRecord.name(forModel: model)) was deleted", stopRunning: false)
+            }
             changed = true
         }
         if changed { dispatch() }

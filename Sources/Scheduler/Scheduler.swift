@@ -312,6 +312,12 @@ public actor Scheduler: Service {
     /// with `reason` too). A later task for the model starts a new pool.
     public func removePool(model: String, reason: String, stopRunning: Bool = false) async throws {
         try await catalog.removePool(model: model)
+        await dropPool(model: model, reason: reason, stopRunning: stopRunning)
+    }
+
+    /// Lets go of a pool whose record is gone (``removePool(model:reason:stopRunning:)``, here or, in a
+    /// fleet, on another box): its settings, its queued tasks here (failed with `reason`) and its workers.
+    func dropPool(model: String, reason: String, stopRunning: Bool) async {
         poolSettings[model] = nil
         planner.policies[model] = nil
         await failQueued(planner.removeAll(model: model), reason: reason)

@@ -341,6 +341,26 @@ final class TestFleet: @unchecked Sendable {
         #expect(try await fleet.psql("SELECT DISTINCT record->'callback'->>'state' FROM sdbox_tasks") == "delivered")
     }
 
+    /// A pool deleted on one box is let go of on every box: the box that runs its worker stops it within a
+    /// heartbeat, as the box that deleted it would (idle workers otherwise stay for 10 minutes).
+    @Test func aPoolDeletedOnOneBoxStopsItsWorkerOnAnother() async throws {
+        let fleet = try await TestFleet(postgres: try await PostgresServer.shared(), models: ["m1.safetensors"], boxes: 2)
+        defer { fleet.destroy() }
+        let (status, answer) = try await fleet.boxes[0].json(.POST, "/txt2img", ["stable_diffusion_model": "m1", "prompt": "p", "steps": 1, "width": 64, "height": 64])
+        #expect(status == 200 && answer["status"] == "succeeded", "\(answer)")
+        func runsM1(_ box: ServerProcess) async throws -> Bool {
+            try await box.json(.GET, "/workers").1["workers"]?.arrayValue?.contains { $0["model"] == "m1.safetensors" } == true
+        }
+        let holder = try await runsM1(fleet.boxes[0]) ? 0 : 1
+        #expect(try await runsM1(fleet.boxes[holder]))
+        let (deleted, why) = try await fleet.boxes[1 - holder].json(.POST, "/del/sd/functions", ["functions": ["m1.safetensors"]])
+        #expect(deleted == 200, "\(why)")
+        _ = try await fleet.boxes[holder].waitForWorkers(timeout: .seconds(15)) { workers in
+            workers["workers"]?.arrayValue?.contains { $0["model"] == "m1.safetensors" } == false
+        }
+        #expect(fleet.boxes[holder].log.contains("pool deleted"))
+    }
+
     /// Boxes with GPUs of different sizes: a model whose pool needs more GPU memory than one box has runs
     /// on the box that has it, whichever box took the request; none fails for want of a GPU, unless no box
     /// has one big enough.
