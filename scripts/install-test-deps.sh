@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond the build: Debian's `postgresql` for the PostgreSQL store's tests
 # (they make a throw-away cluster with initdb, run as the system user sdbox-test; the package's own
-# cluster is not used), Debian's `chromium` for the browser tests, and Python
+# cluster is not used), Debian's `chromium` for the browser tests, `iproute2` (`ss`, `ip`), and Python
 # tools from PyPI in venvs under ~/.cache/sdbox (schemathesis for the API fuzz test, the `webuiapi` A1111
 # client for the client acceptance suite, FastAPI and uvicorn for the A1111 stand-in worker of the
 # passthrough security test).
@@ -10,10 +10,12 @@
 set -uo pipefail
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/sdbox"
 
-install_chromium() {
-    command -v chromium >/dev/null && return 0
+# apt_install <what it is for> <packages...>: installs Debian packages as root or through sudo; reports
+# (and returns 0) when it cannot.
+apt_install() {
+    local purpose="$1"; shift
     if ! command -v apt-get >/dev/null; then
-        echo "install-test-deps: no apt-get; the browser tests will be skipped (install chromium to run them)" >&2
+        echo "install-test-deps: no apt-get; install $* to run $purpose" >&2
         return 0
     fi
     local sudo_cmd=""
@@ -21,31 +23,28 @@ install_chromium() {
         if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
             sudo_cmd="sudo -n"
         else
-            echo "install-test-deps: not root and no sudo; the browser tests will be skipped (install chromium to run them)" >&2
+            echo "install-test-deps: not root and no sudo; install $* to run $purpose" >&2
             return 0
         fi
     fi
-    echo "install-test-deps: installing chromium for the browser tests" >&2
-    if ! { $sudo_cmd apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends chromium fonts-dejavu-core; }; then
-        echo "install-test-deps: chromium could not be installed; the browser tests will be skipped" >&2
+    echo "install-test-deps: installing $* for $purpose" >&2
+    if ! { $sudo_cmd apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@"; }; then
+        echo "install-test-deps: $* could not be installed; $purpose will be skipped or fail" >&2
     fi
 }
 
+install_chromium() {
+    command -v chromium >/dev/null || apt_install "the browser tests" chromium fonts-dejavu-core
+}
+
 install_postgresql() {
-    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && return 0
-    local sudo_cmd=""
-    if [ "$(id -u)" -ne 0 ]; then
-        if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-            sudo_cmd="sudo -n"
-        else
-            echo "install-test-deps: not root and no sudo; install postgresql to run the PostgreSQL store's tests" >&2
-            return 0
-        fi
-    fi
-    echo "install-test-deps: installing postgresql for the PostgreSQL store's tests" >&2
-    if ! { $sudo_cmd apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends postgresql; }; then
-        echo "install-test-deps: postgresql could not be installed; the PostgreSQL store's tests will fail" >&2
-    fi
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install "the PostgreSQL store's tests" postgresql
+}
+
+# `ss` and `ip`: the end-to-end tests find which process listens on a port, and the model-install tests
+# add a public test address to the loopback device.
+install_iproute2() {
+    command -v ss >/dev/null && command -v ip >/dev/null || apt_install "the end-to-end tests" iproute2
 }
 
 install_schemathesis() {
@@ -86,6 +85,7 @@ install_fastapi() {
     fi
 }
 
+install_iproute2
 install_postgresql
 install_chromium
 install_schemathesis

@@ -37,7 +37,7 @@ final class ModelSite: @unchecked Sendable {
             ["/usr/bin/python3", script, "--root", folder, "--port", "\(port)", "--cdn", "https://\(host == "127.0.0.1" ? "127.0.0.2" : host):\(port)", "--cert", folder + "/cert.pem", "--key", folder + "/key.pem"],
             output: folder + "/site.log"
         )
-        for _ in 0..<100 where !ServerProcess.listens(pid: pid, port: port) { try await Task.sleep(for: .milliseconds(50)) }
+        for _ in 0..<100 where await !ServerProcess.listens(pid: pid, port: port) { try await Task.sleep(for: .milliseconds(50)) }
     }
 
     func stop() {

@@ -81,7 +81,7 @@ final class ServerProcess: @unchecked Sendable {
             // The connection is not kept: a test's own idle timeout could close it just as a request reuses it.
             if let answer = try? await response(.GET, "/healthz", headers: [("Connection", "close")], timeout: .seconds(5)), answer.status == 200 {
                 // The answer may come from another test's server on the same port: then this one exits.
-                if Self.listens(pid: pid, port: port) { return }
+                if await Self.listens(pid: pid, port: port) { return }
             }
             try await Task.sleep(for: .milliseconds(50))
         }
@@ -94,20 +94,14 @@ final class ServerProcess: @unchecked Sendable {
     /// Another process listens on the server's port.
     struct PortTaken: Error {}
 
-    /// Whether process `pid` holds the socket listening on `port` (from /proc): the server that answers is
-    /// this one, not another test's that was given the same port.
-    static func listens(pid: pid_t, port: Int) -> Bool {
-        var listening: Set<Substring> = []
-        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            guard let text = try? String(contentsOfFile: table, encoding: .utf8) else { continue }
-            for line in text.split(separator: "\n").dropFirst() {
-                // sl, local_address (hex ip:port), rem_address, st (0A: listening), ..., inode (10th)
-                let fields = line.split(separator: " ")
-                guard fields.count > 9, fields[1].hasSuffix(":" + String(format: "%04X", port)), fields[3] == "0A" else { continue }
-                listening.insert(fields[9])
-            }
-        }
-        guard let descriptors = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd") else { return false }
+    /// Whether process `pid` holds the socket listening on `port`: the server that answers is this one, not
+    /// another test's that was given the same port. `ss` finds the listening socket's inode, filtered in the
+    /// kernel; reading /proc/net/tcp instead walks every socket of the machine (thousands while the suite
+    /// runs, seconds of kernel time a read), on the few threads all the tests' async code shares.
+    static func listens(pid: pid_t, port: Int) async -> Bool {
+        guard let (status, output) = try? await runProgram(["/usr/bin/ss", "-Hltne", "sport = :\(port)"]), status == 0 else { return false }
+        let listening = Set(output.split(whereSeparator: \.isWhitespace).filter { $0.hasPrefix("ino:") }.map { $0.dropFirst(4) })
+        guard !listening.isEmpty, let descriptors = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd") else { return false }
         return descriptors.contains { descriptor in
             guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(descriptor)"),
                 target.hasPrefix("socket:[")
