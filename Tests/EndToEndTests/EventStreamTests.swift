@@ -7,8 +7,9 @@ import NIOHTTP1
 import SDBoxCore
 import Testing
 
-/// Workers slow enough to watch step by step (500 ms per step at 64x64, so that a stall of a second on a
-/// machine loaded by the rest of the suite costs one step at most), streams that look every 20 ms.
+/// Workers slow enough to watch step by step (a second per step at 64x64: the rest of the suite, at its
+/// busiest, has starved the server or the test for 3 s, the whole of a task at half a second a step),
+/// streams that look every 20 ms.
 let watchedWorkers = """
     scheduler:
       maxInstances: 1
@@ -16,8 +17,8 @@ let watchedWorkers = """
       intervalMilliseconds: 20
     workers:
       reference:
-        stepMilliseconds: 500
-        minimumStepMilliseconds: 500
+        stepMilliseconds: 1000
+        minimumStepMilliseconds: 1000
     """
 
 /// Reads a Server-Sent Events stream until it ends: each event's name and JSON data.
@@ -55,7 +56,7 @@ func expectLifeStepByStep(_ events: [(name: String, data: JSONValue)], steps: In
     }
     #expect(names.filter { $0 == "started" }.count == 1, "\(names)", sourceLocation: sourceLocation)
     let seen = events.filter { $0.name == "progress" }.compactMap { $0.data["step"]?.integerValue }
-    // Each step lasts some 25 looks, so on a quiet machine every step is seen; a machine loaded by the rest
+    // Each step lasts some 50 looks, so on a quiet machine every step is seen; a machine loaded by the rest
     // of the suite can starve the server for seconds, so what is checked is that the steps come in order,
     // each once, and that the stream saw the task sample.
     #expect(!seen.isEmpty && seen == seen.sorted() && Set(seen).count == seen.count && seen.allSatisfy { (0...Int64(steps)).contains($0) }, "\(seen)", sourceLocation: sourceLocation)
