@@ -29,11 +29,7 @@ struct LoggingOptions: ParsableArguments {
 
     func bootstrap(label: String, default defaultLevel: Logger.Level = .info) -> Logger {
         let level = logLevel ?? defaultLevel
-        LoggingSystem.bootstrap { name in
-            var handler = StreamLogHandler.standardOutput(label: name)
-            handler.logLevel = level
-            return handler
-        }
+        LoggingSystem.bootstrap { name in ConsoleLogHandler(label: name, logLevel: level) }
         return Logger(label: label)
     }
 }
