@@ -115,10 +115,8 @@ final class ServerProcess: @unchecked Sendable {
     func stop(signal: Int32 = SIGTERM) async {
         guard pid > 0 else { return }
         kill(pid, signal)
-        while waitpid(pid, nil, WNOHANG) == 0 {
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        pid = 0
+        // Cancelled meanwhile (a test's time limit), it is left to `destroy` to reap.
+        if (try? await exitStatus(of: pid)) != nil { pid = 0 }
     }
 
     /// Sends `signal` to sdbox alone; true once it has exited, false if it is still running after `limit`.
@@ -297,12 +295,19 @@ func runProgram(_ arguments: [String], environment: [String: String] = [:]) asyn
     let output = FileManager.default.temporaryDirectory.appendingPathComponent("sdbox-run-\(UUID().uuidString).log").path
     defer { unlink(output) }
     let pid = try spawn(arguments, output: output, environment: environment)
+    let status = try await exitStatus(of: pid)
+    let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+    return (status, text)
+}
+
+/// Waits for child `pid` to exit, and reaps it; its exit status. The child is polled, so that no thread of
+/// the tests' async code is held while it runs; a cancelled wait throws, leaving the child unreaped.
+func exitStatus(of pid: pid_t) async throws -> Int32 {
     var status: Int32 = 0
     while waitpid(pid, &status, WNOHANG) == 0 {
         try await Task.sleep(for: .milliseconds(20))
     }
-    let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
-    return ((status >> 8) & 0xff, text)
+    return (status >> 8) & 0xff
 }
 
 extension ServerProcess {
