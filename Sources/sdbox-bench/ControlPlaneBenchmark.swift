@@ -9,7 +9,8 @@ import SDBoxCore
 /// the .deb runs):
 ///
 /// - **Status reads**: `GET /tasks/{id}/progress` and `/result` of a finished task, against nginx serving
-///   the very same bytes as a static file in the same run (wrk, alternating rounds), with the ratio.
+///   the very same bytes as a static file and Hummingbird alone serving them from memory
+///   (``StaticBytesServer``), in the same run (wrk, alternating rounds), with the ratios.
 /// - **Enqueue rate**: durable async submissions (`POST /txt2img`, `Request-Type: async`) a second from
 ///   many connections; each is answered only once its task is on disk.
 /// - **A deep queue**: the resident memory of sdbox with `--queued` tasks waiting.
@@ -18,7 +19,7 @@ import SDBoxCore
 struct ControlPlaneBenchmark: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "control-plane",
-        abstract: "Status reads against nginx on the same bytes, durable enqueues a second, memory with a deep queue."
+        abstract: "Status reads against nginx and Hummingbird alone on the same bytes, durable enqueues a second, memory with a deep queue."
     )
 
     @Option(help: "Seconds of each wrk run.")
@@ -77,12 +78,13 @@ struct ControlPlaneBenchmark: AsyncParsableCommand {
               reference: {stepMilliseconds: 60000}
             """
         try config.write(toFile: data + "/sdbox.yaml", atomically: true, encoding: .utf8)
-        guard let sdboxPort = FreePort.allocate(), let nginxPort = FreePort.allocate() else { throw BenchmarkError("no free port") }
+        guard let sdboxPort = FreePort.allocate(), let nginxPort = FreePort.allocate(), let stackPort = FreePort.allocate() else { throw BenchmarkError("no free port") }
         let server = BenchProcess(
             [binary, "serve", "--port", "\(sdboxPort)", "--data-dir", data, "--config", data + "/sdbox.yaml", "--require-api-keys", "--log-level", "warning"],
             log: data + "/server.log"
         )
         let web = BenchProcess([nginx, "-p", workspace, "-c", try writeNginxConfiguration(port: nginxPort, workspace: workspace)], log: workspace + "/nginx.log")
+        var stackServer: BenchProcess?
         do {
             try await http.waitUntilAnswering(port: sdboxPort, path: "/healthz", timeout: .seconds(120))
             let sdboxURL = "http://127.0.0.1:\(sdboxPort)"
@@ -95,15 +97,31 @@ struct ControlPlaneBenchmark: AsyncParsableCommand {
             )
             let idle = Self.memory(of: server.processID)
 
-            print("\nstatus reads of a finished task (the same bytes from nginx as a static file):")
-            print("what                                   requests/s     p50        p99      ratio to nginx")
+            var sizes: [String: Int] = [:]
             for what in ["progress", "result"] {
                 let bytes = try await http.answer(sdboxURL + "/tasks/\(id)/\(what)", headers: auth)
                 try bytes.write(to: URL(fileURLWithPath: workspace + "/www/\(what)"))
+                sizes[what] = bytes.count
+            }
+            // Hummingbird alone on the same bytes: what sdbox's HTTP stack answers with nothing of sdbox's.
+            let stack = BenchProcess(
+                [CommandLine.arguments[0], "static-bytes", "--port", "\(stackPort)", "--folder", workspace + "/www"], log: workspace + "/static-bytes.log"
+            )
+            stackServer = stack
+            try await http.waitUntilAnswering(port: stackPort, path: "/healthz", timeout: .seconds(30), process: stack)
+
+            print("\nstatus reads of a finished task (the same bytes from Hummingbird alone and from nginx as a static file):")
+            print("what                                   requests/s     p50        p99      ratio to nginx, to Hummingbird alone")
+            for what in ["progress", "result"] {
                 for round in 1...rounds {
                     let own = try Self.wrk(url: sdboxURL + "/tasks/\(id)/\(what)", headers: auth, connections: connections, seconds: seconds)
+                    let bare = try Self.wrk(url: "http://127.0.0.1:\(stackPort)/\(what)", headers: auth, connections: connections, seconds: seconds)
                     let reference = try Self.wrk(url: "http://127.0.0.1:\(nginxPort)/\(what)", headers: auth, connections: connections, seconds: seconds)
-                    print(own.line("sdbox /tasks/{id}/\(what) (\(bytes.count) B) #\(round)") + String(format: "   %.2fx", own.requestsPerSecond / reference.requestsPerSecond))
+                    print(
+                        own.line("sdbox /tasks/{id}/\(what) (\(sizes[what] ?? 0) B) #\(round)")
+                            + String(format: "   %.2fx, %.2fx", own.requestsPerSecond / reference.requestsPerSecond, own.requestsPerSecond / bare.requestsPerSecond)
+                    )
+                    print(bare.line("Hummingbird alone, same bytes #\(round)") + String(format: "   %.2fx", bare.requestsPerSecond / reference.requestsPerSecond))
                     print(reference.line("nginx, same bytes #\(round)") + "   (load \(LoadAverage.now()))")
                 }
             }
@@ -134,10 +152,12 @@ struct ControlPlaneBenchmark: AsyncParsableCommand {
         } catch {
             await server.stop()
             await web.stop()
+            await stackServer?.stop()
             throw error
         }
         await server.stop()
         await web.stop()
+        await stackServer?.stop()
         print("\nload average at the end: \(LoadAverage.now())")
     }
 

@@ -13,6 +13,9 @@ struct PairedGenerations {
     enum Path: String, CaseIterable {
         /// The worker's own `POST /sdapi/v1/txt2img`.
         case direct = "worker directly"
+        /// The same call through Hummingbird and AsyncHTTPClient alone (``ForwardingProxy``): what the
+        /// HTTP stack adds by standing between a client and its worker, before anything of sdbox's.
+        case proxy = "bare stack, forwarding"
         /// sdbox's A1111 route, `POST /sdapi/v1/txt2img` (base64 images in the answer).
         case a1111 = "sdbox /sdapi/v1/txt2img"
         /// sdbox's task API, `POST /txt2img` synchronous (signed image URLs in the answer).
@@ -21,6 +24,7 @@ struct PairedGenerations {
 
     let http: HTTPClient
     let workerPort: Int
+    let proxyPort: Int
     let sdboxPort: Int
     /// The generation's fields; each request adds its own `seed`.
     let fields: [String: JSONValue]
@@ -44,6 +48,7 @@ struct PairedGenerations {
         body["seed"] = .integer(Int64(seed))
         let (port, route) = switch path {
         case .direct: (workerPort, "/sdapi/v1/txt2img")
+        case .proxy: (proxyPort, "/sdapi/v1/txt2img")
         case .a1111: (sdboxPort, "/sdapi/v1/txt2img")
         case .taskAPI: (sdboxPort, "/txt2img")
         }
@@ -53,8 +58,9 @@ struct PairedGenerations {
         return started.duration(to: .now).seconds
     }
 
-    /// Starts `worker` (a command with `{port}` and `{checkpoint}`) directly and an sdbox (`binary`) whose one
-    /// pool runs the same command, then measures ``measure(rounds:paths:)`` on them with `fields`.
+    /// Starts `worker` (a command with `{port}` and `{checkpoint}`) directly, a ``ForwardingProxy`` to it and an
+    /// sdbox (`binary`) whose one pool runs the same command, then measures ``measure(rounds:paths:)`` on them
+    /// with `fields`.
     static func run(
         http: HTTPClient, binary: String, worker: [String], checkpoint: String, fields: [String: JSONValue], rounds: Int,
         paths: [Path] = Path.allCases, workspace: String
@@ -62,10 +68,15 @@ struct PairedGenerations {
         let data = workspace + "/sdbox"
         try FileManager.default.createDirectory(atPath: data + "/models/Stable-diffusion", withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(atPath: data + "/models/Stable-diffusion/bench.safetensors", withDestinationPath: checkpoint)
-        guard let workerPort = FreePort.allocate(), let sdboxPort = FreePort.allocate() else { throw BenchmarkError("no free port") }
+        guard let workerPort = FreePort.allocate(), let proxyPort = FreePort.allocate(), let sdboxPort = FreePort.allocate() else {
+            throw BenchmarkError("no free port")
+        }
         let direct = BenchProcess(
             worker.map { $0.replacingOccurrences(of: "{port}", with: "\(workerPort)").replacingOccurrences(of: "{checkpoint}", with: checkpoint) },
             log: workspace + "/direct.log"
+        )
+        let proxy = BenchProcess(
+            [CommandLine.arguments[0], "forwarding-proxy", "--port", "\(proxyPort)", "--upstream", "http://127.0.0.1:\(workerPort)"], log: workspace + "/proxy.log"
         )
         let command = (worker + ["--parent-pid", "{sdbox_pid}"]).map { "\"\($0)\"" }.joined(separator: ", ")
         let config = """
@@ -84,14 +95,18 @@ struct PairedGenerations {
         do {
             try await http.waitUntilAnswering(port: sdboxPort, path: "/healthz", timeout: .seconds(300))
             try await http.waitUntilAnswering(port: workerPort, path: "/internal/ping", timeout: .seconds(300))
+            try await http.waitUntilAnswering(port: proxyPort, path: "/healthz", timeout: .seconds(30), process: proxy)
             // The warm-up round also waits for sdbox's hash of the file and its worker.
-            times = try await PairedGenerations(http: http, workerPort: workerPort, sdboxPort: sdboxPort, fields: fields).measure(rounds: rounds, paths: paths)
+            times = try await PairedGenerations(http: http, workerPort: workerPort, proxyPort: proxyPort, sdboxPort: sdboxPort, fields: fields)
+                .measure(rounds: rounds, paths: paths)
         } catch {
             await server.stop()
+            await proxy.stop()
             await direct.stop()
             throw error
         }
         await server.stop()
+        await proxy.stop()
         await direct.stop()
         return times
     }
@@ -109,6 +124,10 @@ struct PairedGenerations {
                 line += String(format: "   |     %+7.2f ms %+7.2f ms   %.3f", added.median * 1000, added.percentile(0.9) * 1000, own.median / max(direct.median, 1e-9))
             }
             print(line)
+        }
+        if let proxy = times[.proxy], let a1111 = times[.a1111] {
+            let own = zip(a1111, proxy).map { $0 - $1 }
+            print(String(format: "sdbox's own part of the A1111 route (its time less the bare stack's, paired): %+.2f ms median, %+.2f ms p90", own.median * 1000, own.percentile(0.9) * 1000))
         }
     }
 }

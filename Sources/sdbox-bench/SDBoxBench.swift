@@ -8,7 +8,7 @@ struct SDBoxBench: AsyncParsableCommand {
         abstract: "Benchmarks for sdbox; each prints its figures.",
         subcommands: [
             SchedulingBenchmark.self, UploadBenchmark.self, ThumbnailBenchmark.self, SDCppBenchmark.self, OverheadBenchmark.self,
-            ControlPlaneBenchmark.self, FleetBenchmark.self,
+            ControlPlaneBenchmark.self, FleetBenchmark.self, StaticBytesServer.self, ForwardingProxy.self,
         ]
     )
 }
