@@ -41,7 +41,9 @@ public actor Scheduler: Service {
     enum Job: Sendable {
         case supervise(WorkerProcess)
         case probe(RemoteWorker)
-        case execute(taskID: String, worker: any WorkerSlot)
+        /// Runs a task on the worker granted to it, within its pool's task timeout (decided with the grant, so
+        /// that the run starts without another turn of the actor).
+        case execute(taskID: String, worker: any WorkerSlot, timeoutSeconds: Int)
     }
 
     /// The rules, and the one table of workers.
@@ -116,10 +118,9 @@ public actor Scheduler: Service {
                     group.addTask { await self.supervise(worker) }
                 case .probe(let remote):
                     group.addTask { await self.watchRemote(remote) }
-                case .execute(let taskID, let worker):
+                case .execute(let taskID, let worker, let timeoutSeconds):
                     group.addTask {
-                        let timeout = await self.settings(ofPool: worker.model).taskTimeoutSeconds ?? 3600
-                        await self.runner.run(taskID, on: worker, timeoutSeconds: timeout) { ending in
+                        await self.runner.run(taskID, on: worker, timeoutSeconds: timeoutSeconds) { ending in
                             await self.runEnded(of: worker, ending)
                         }
                     }
@@ -344,7 +345,7 @@ public actor Scheduler: Service {
                 guard let slot = planner.workers[workerID]?.slot else { continue }
                 if grantLease(taskID, workerID: workerID, endpoint: slot.endpoint, model: slot.model) { continue }
                 runner.register(taskID, on: slot)
-                jobs?.yield(.execute(taskID: taskID, worker: slot))
+                jobs?.yield(.execute(taskID: taskID, worker: slot, timeoutSeconds: settings(ofPool: slot.model).taskTimeoutSeconds ?? 3600))
             case .start(let workerID, let model, let gpu):
                 startWorker(workerID, for: model, gpu: gpu)
             case .park(let workerID, let reason):

@@ -261,7 +261,11 @@ public final class TaskRunner: Sendable {
         // A generation must succeed; a passthrough call's answer is its result, whatever its status.
         guard task.kind != .passthrough else { return .answered(answer, read: nil) }
         guard answer.isSuccess else { return .rejected(status: answer.status, detail: answer.detail) }
-        if task.request[TaskRecord.infoAdditionsKey] == nil, run(of: task.id)?.abortReason == nil { publish(EarlyOutcome(answer: answer.body), of: task.id) }
+        if task.request[TaskRecord.infoAdditionsKey] == nil, run(of: task.id)?.abortReason == nil, publish(EarlyOutcome(answer: answer.body), of: task.id) {
+            // The caller just handed the answer runs next on this thread, rather than on one woken for it (a
+            // wake-up took 80 to 140 µs on the 2-core machine); what is left of this run waits for no one.
+            await Task.yield()
+        }
         let read = Result { try WorkerAnswer(kind: task.kind, answer: answer.body, request: task.request) }
         return .answered(answer, read: read)
     }
@@ -525,9 +529,11 @@ public final class TaskRunner: Sendable {
         state.withLock { Array(Set($0.waiters.ids).union($0.earlyWaiters.ids)) }
     }
 
-    /// Hands an early outcome to the callers waiting for it.
-    func publish(_ outcome: EarlyOutcome, of id: String) {
-        for waiter in state.withLock({ $0.earlyWaiters.takeAll(of: id) }) { waiter.resume(returning: outcome) }
+    /// Hands an early outcome to the callers waiting for it; false when none waits.
+    func publish(_ outcome: EarlyOutcome, of id: String) -> Bool {
+        let waiting = state.withLock { $0.earlyWaiters.takeAll(of: id) }
+        for waiter in waiting { waiter.resume(returning: outcome) }
+        return !waiting.isEmpty
     }
 
     /// Waits until a task is final and returns it; `nil` if it does not exist. With a `timeout`, returns
