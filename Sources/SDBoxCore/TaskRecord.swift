@@ -126,9 +126,20 @@ public enum TaskID {
     static let alphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
     /// A new identifier: 12 base-62 characters (71 bits of randomness).
+    ///
+    /// The digits come from one 128-bit draw: two calls to the system's generator (each a `getrandom`
+    /// system call) rather than one per character. Each digit is a remainder by 62 of what the draw still
+    /// holds, at least 2^56, so its bias is under 2^-50.
     public static func make() -> String {
         var generator = SystemRandomNumberGenerator()
-        return String((0..<12).map { _ in alphabet[Int(generator.next(upperBound: UInt64(alphabet.count)))] })
+        var draw = UInt128(generator.next() as UInt64) << 64 | UInt128(generator.next() as UInt64)
+        var characters: [Character] = []
+        characters.reserveCapacity(12)
+        for _ in 0..<12 {
+            characters.append(alphabet[Int(draw % 62)])
+            draw /= 62
+        }
+        return String(characters)
     }
 
     /// Whether a string could be a task identifier (used to refuse junk before touching the store).
