@@ -28,6 +28,12 @@ struct OverheadBenchmark: AsyncParsableCommand {
     @Option(name: .customLong("step-ms"), help: "Reference worker milliseconds per step at 512x512 (its default).")
     var stepMilliseconds = 50
 
+    @Option(
+        name: .customLong("gap-ms"),
+        help: "Milliseconds of pause before each request (0: back to back, so what sdbox does after an answer falls on the next request)."
+    )
+    var gapMilliseconds = 0
+
     @Option(help: "Rounds with the sdcpp worker, when installed (0 to skip).")
     var sdcppRounds = 20
 
@@ -47,7 +53,7 @@ struct OverheadBenchmark: AsyncParsableCommand {
         configuration.timeout.read = .seconds(3600)
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         do {
-            print("sdbox-bench overhead: \(size)x\(size), \(steps) steps, one request at a time, \(ProcessInfo.processInfo.activeProcessorCount) cores")
+            print("sdbox-bench overhead: \(size)x\(size), \(steps) steps, one request at a time, \(gapMilliseconds) ms apart, \(ProcessInfo.processInfo.activeProcessorCount) cores")
             let checkpoint = workspace + "/reference.safetensors"
             try DemoCheckpoint.contents().write(to: URL(fileURLWithPath: checkpoint))
             let reference = [binary, "worker", "--port", "{port}", "--checkpoint", "{checkpoint}", "--step-ms", "\(stepMilliseconds)"]
@@ -78,7 +84,10 @@ struct OverheadBenchmark: AsyncParsableCommand {
             "prompt": "a lighthouse at dusk", "steps": .integer(Int64(steps)), "width": .integer(Int64(size)), "height": .integer(Int64(size)), "cfg_scale": 1,
         ]
         PairedGenerations.report(
-            try await PairedGenerations.run(http: http, binary: binary, worker: worker, checkpoint: checkpoint, fields: fields, rounds: rounds, workspace: workspace)
+            try await PairedGenerations.run(
+                http: http, binary: binary, worker: worker, checkpoint: checkpoint, fields: fields, rounds: rounds,
+                gap: .milliseconds(gapMilliseconds), workspace: workspace
+            )
         )
     }
 }

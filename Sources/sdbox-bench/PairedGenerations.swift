@@ -28,6 +28,10 @@ struct PairedGenerations {
     let sdboxPort: Int
     /// The generation's fields; each request adds its own `seed`.
     let fields: [String: JSONValue]
+    /// A pause before each request: with generations of seconds, what sdbox does after an answer (storing
+    /// images, thumbnails, commits) is over long before the next one; with a 24 ms test generation it is
+    /// not, and it falls on whichever request comes next unless the requests are spaced.
+    var gap: Duration = .zero
 
     /// Seconds each request took, per path, `rounds` rounds of one request per path (the order rotating
     /// between rounds), after one warm-up round.
@@ -36,7 +40,10 @@ struct PairedGenerations {
         var times: [Path: [Double]] = [:]
         for round in 1...rounds {
             let rotated = Array(paths[(round % paths.count)...] + paths[..<(round % paths.count)])
-            for path in rotated { times[path, default: []].append(try await send(path, seed: round)) }
+            for path in rotated {
+                if gap > .zero { try await Task.sleep(for: gap) }
+                times[path, default: []].append(try await send(path, seed: round))
+            }
         }
         return times
     }
@@ -60,10 +67,10 @@ struct PairedGenerations {
 
     /// Starts `worker` (a command with `{port}` and `{checkpoint}`) directly, a ``ForwardingProxy`` to it and an
     /// sdbox (`binary`) whose one pool runs the same command, then measures ``measure(rounds:paths:)`` on them
-    /// with `fields`.
+    /// with `fields`, `gap` before each request.
     static func run(
         http: HTTPClient, binary: String, worker: [String], checkpoint: String, fields: [String: JSONValue], rounds: Int,
-        paths: [Path] = Path.allCases, workspace: String
+        paths: [Path] = Path.allCases, gap: Duration = .zero, workspace: String
     ) async throws -> [Path: [Double]] {
         let data = workspace + "/sdbox"
         try FileManager.default.createDirectory(atPath: data + "/models/Stable-diffusion", withIntermediateDirectories: true)
@@ -97,7 +104,7 @@ struct PairedGenerations {
             try await http.waitUntilAnswering(port: workerPort, path: "/internal/ping", timeout: .seconds(300))
             try await http.waitUntilAnswering(port: proxyPort, path: "/healthz", timeout: .seconds(30), process: proxy)
             // The warm-up round also waits for sdbox's hash of the file and its worker.
-            times = try await PairedGenerations(http: http, workerPort: workerPort, proxyPort: proxyPort, sdboxPort: sdboxPort, fields: fields)
+            times = try await PairedGenerations(http: http, workerPort: workerPort, proxyPort: proxyPort, sdboxPort: sdboxPort, fields: fields, gap: gap)
                 .measure(rounds: rounds, paths: paths)
         } catch {
             await server.stop()
