@@ -37,9 +37,10 @@ extension Scheduler {
             apply(settings, to: model)
             changed = true
         }
-        // A pool deleted on another box goes here too; with its model deleted, its running tasks stop as well.
+        // A pool deleted on another box goes here too; with its model deleted (its record gone, or kept
+        // marked deleted), its running tasks stop as well. A model's record and its pool go in one write.
         for model in poolSettings.keys.sorted() where stored[model] == nil {
-            if try await catalog.model(.stableDiffusion, named: model) == nil {
+            if try await catalog.model(.stableDiffusion, named: model).map({ $0.status == .deleted }) ?? true {
                 await dropPool(model: model, reason: "the model \(model) was deleted", stopRunning: true)
             } else {
                 await dropPool(model: model, reason: "the pool \(PoolRecord.name(forModel: model)) was deleted", stopRunning: false)

@@ -316,9 +316,10 @@ public actor Scheduler: Service {
         await dropPool(model: model, reason: reason, stopRunning: stopRunning)
     }
 
-    /// Lets go of a pool whose record is gone (``removePool(model:reason:stopRunning:)``, here or, in a
-    /// fleet, on another box): its settings, its queued tasks here (failed with `reason`) and its workers.
-    func dropPool(model: String, reason: String, stopRunning: Bool) async {
+    /// Lets go of a pool whose record is gone (``removePool(model:reason:stopRunning:)``, a deleted model,
+    /// here or, in a fleet, on another box): its settings, its queued tasks here (failed with `reason`) and
+    /// its workers.
+    public func dropPool(model: String, reason: String, stopRunning: Bool) async {
         poolSettings[model] = nil
         planner.policies[model] = nil
         await failQueued(planner.removeAll(model: model), reason: reason)

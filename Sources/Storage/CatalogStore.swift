@@ -7,7 +7,9 @@ public protocol CatalogStore: Sendable {
     func models() async throws -> [ModelRecord]
     /// The record of model `name` of `type`, if there is one.
     func model(_ type: ModelType, named name: String) async throws -> ModelRecord?
-    /// Writes a model record and makes sure its pool record exists.
+    /// Writes a model record and, for a checkpoint, makes sure its pool record exists; a checkpoint's
+    /// record marked `deleted` (the original's `DELETE /models/{name}` keeps it) takes its pool record away
+    /// in the same write, so that no box of a fleet sees the one change without the other.
     func save(_ model: ModelRecord) async throws
     /// Removes a model record and its pool record.
     func removeModel(_ type: ModelType, named name: String) async throws

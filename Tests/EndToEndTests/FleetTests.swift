@@ -361,6 +361,29 @@ final class TestFleet: @unchecked Sendable {
         #expect(fleet.boxes[holder].log.contains("pool deleted"))
     }
 
+    /// A model deleted with the original's `DELETE /models/{name}` on one box (its record kept, marked
+    /// deleted, and its pool removed in the same write) stops its task running on another box: the task
+    /// fails with the reason rather than finishing on a model that is gone, and no box lists its function.
+    @Test func aModelDeletedOnOneBoxStopsItsTaskRunningOnAnother() async throws {
+        let fleet = try await TestFleet(postgres: try await PostgresServer.shared(), models: ["m1.safetensors"], boxes: 2)
+        defer { fleet.destroy() }
+        // 150 steps at 1024x1024: 6 s at the fleet's pace.
+        let body: JSONValue = ["stable_diffusion_model": "m1", "prompt": "p", "steps": 150, "width": 1024, "height": 1024]
+        let (status, answer) = try await fleet.boxes[0].json(.POST, "/txt2img", body, headers: [("Request-Type", "async")])
+        #expect(status == 200, "\(answer)")
+        let id = try #require(answer["taskId"]?.stringValue)
+        try await fleet.wait(for: "SELECT count(*) FROM sdbox_tasks WHERE id = '\(id)' AND state = 'running'", toBe: "1", timeout: .seconds(30))
+        let holder = try await fleet.psql("SELECT claimed_by FROM sdbox_tasks WHERE id = '\(id)'") == "box-0" ? 0 : 1
+        let (deleted, why) = try await fleet.boxes[1 - holder].json(.DELETE, "/models/m1.safetensors")
+        #expect(deleted == 200, "\(why)")
+        let result = try await fleet.boxes[holder].waitForTask(id)
+        #expect(result["status"] == "failed" && result["error"]?.stringValue?.contains("was deleted") == true, "\(result)")
+        for box in fleet.boxes {
+            let functions = try await box.json(.GET, "/list/sdapi/functions").1["functions"]?.arrayValue ?? []
+            #expect(!functions.contains { $0["model"] == "m1.safetensors" }, "\(functions)")
+        }
+    }
+
     /// Boxes with GPUs of different sizes: a model whose pool needs more GPU memory than one box has runs
     /// on the box that has it, whichever box took the request; none fails for want of a GPU, unless no box
     /// has one big enough.

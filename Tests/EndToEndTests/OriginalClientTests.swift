@@ -123,8 +123,13 @@ import Testing
         let relinked = try FileManager.default.destinationOfSymbolicLink(atPath: server.dataDirectory + "/models/Stable-diffusion/fox.safetensors")
         #expect(relinked == other)
 
-        // DELETE keeps the record as deleted; the model is gone for generations.
+        // DELETE keeps the record as deleted; the model is gone for generations, and its function with it.
+        func listsFox() async throws -> Bool {
+            try await server.json(.GET, "/list/sdapi/functions").1["functions"]?.arrayValue?.contains { $0["model"] == "fox.safetensors" } == true
+        }
+        #expect(try await listsFox())
         #expect(try await server.json(.DELETE, "/models/fox.safetensors").1 == ["message": "delete success"])
+        #expect(try await listsFox() == false, "the deleted model's function is gone")
         #expect(try await server.json(.GET, "/models/fox.safetensors").1["status"] == "deleted")
         #expect(try await server.json(.GET, "/models").1.arrayValue?.contains { $0["name"] == "fox.safetensors" && $0["status"] == "deleted" } == true)
         #expect(try await server.json(.GET, "/sdapi/v1/sd-models").1.arrayValue?.contains { $0["filename"]?.stringValue?.hasSuffix("fox.safetensors") == true } == false)
@@ -133,6 +138,7 @@ import Testing
         // Registering it again brings it back.
         #expect(try await server.json(.POST, "/models", register).1 == ["message": "register success"])
         #expect(try await server.json(.GET, "/models/fox.safetensors").1["status"] != "deleted")
+        #expect(try await listsFox())
     }
 
     @Test func usersSignInWithTheOriginalsLoginAndTokenHeader() async throws {

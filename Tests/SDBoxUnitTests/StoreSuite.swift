@@ -225,6 +225,15 @@ import Testing
         try await catalog.ensurePool(model: "new.safetensors")
         try await catalog.ensurePool(model: "new.safetensors")
         #expect(try await catalog.pools().filter { $0.model == "new.safetensors" }.map(\.settings) == [PoolSettings()], "back with default settings")
+        // A checkpoint's record kept as deleted (the original's DELETE) takes its pool with it, in the same
+        // write; registered again, it gets a pool with default settings.
+        var tombstone = model(.stableDiffusion, "b.safetensors")
+        tombstone.status = .deleted
+        try await catalog.save(tombstone)
+        #expect(try await catalog.model(.stableDiffusion, named: "b.safetensors")?.status == .deleted)
+        #expect(!(try await catalog.pools().map(\.model).contains("b.safetensors")), "a deleted model has no pool")
+        try await catalog.save(model(.stableDiffusion, "b.safetensors"))
+        #expect(try await catalog.pools().filter { $0.model == "b.safetensors" }.map(\.settings) == [PoolSettings()])
         try await catalog.removeModel(.stableDiffusion, named: "a.safetensors")
         #expect(try await catalog.model(.stableDiffusion, named: "a.safetensors") == nil)
         #expect(Set(try await catalog.pools().map(\.model)) == ["b.safetensors", "new.safetensors"])

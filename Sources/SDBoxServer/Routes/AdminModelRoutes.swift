@@ -43,13 +43,14 @@ struct AdminModelRoutes {
             let type = try Self.modelType(try context.parameters.require("type"))
             let name = try Self.modelName(context.parameters.require("name"))
             let force = request.uri.queryParameters.get("force") == "true"
-            if type == .stableDiffusion {
-                if await services.scheduler.hasWork(model: name), !force {
-                    throw APIError(.conflict, "model in use", detail: "tasks for \(name) are queued or running; add ?force=true to fail them and delete")
-                }
-                try await services.scheduler.removePool(model: name, reason: "the model \(name) was deleted", stopRunning: true)
+            if type == .stableDiffusion, !force, await services.scheduler.hasWork(model: name) {
+                throw APIError(.conflict, "model in use", detail: "tasks for \(name) are queued or running; add ?force=true to fail them and delete")
             }
+            // The model's record and its pool go in one write, then this box lets go of the pool.
             try await services.models.delete(type: type, name: name)
+            if type == .stableDiffusion {
+                await services.scheduler.dropPool(model: name, reason: "the model \(name) was deleted", stopRunning: true)
+            }
             return try Response.json(["status": "deleted", "type": type.rawValue, "name": name])
         }
     }

@@ -60,9 +60,12 @@ struct CatalogRoutes {
                 if await services.scheduler.hasWork(model: record.name), request.uri.queryParameters.get("force") != "true" {
                     throw APIError(.conflict, "model in use", detail: "tasks for \(record.name) are queued or running; add ?force=true to fail them and delete")
                 }
-                try await services.scheduler.removePool(model: record.name, reason: "the model \(record.name) was deleted", stopRunning: true)
             }
+            // The record marked deleted and the pool's removal are one write; then this box lets go of the pool.
             _ = try await services.models.markDeleted(record)
+            if record.type == .stableDiffusion {
+                await services.scheduler.dropPool(model: record.name, reason: "the model \(record.name) was deleted", stopRunning: true)
+            }
             return try Response.json(["message": "delete success"])
         }
         router.get("/models") { request, _ in

@@ -23,16 +23,21 @@ public struct LMDBCatalogStore: CatalogStore {
         }
     }
 
-    /// Writes a model record and makes sure its pool record exists.
+    /// Writes a model record and makes sure its pool record exists (or, for a record marked deleted, is gone).
     public func save(_ model: ModelRecord) async throws {
+        let deleted = model.status == .deleted
+        if model.type == .stableDiffusion && deleted { database.catalogCache.poolRemoved(model.name) }
         try await database.write { txn, tables in
             try txn.put(tables.models, key: Self.modelKey(model.type, model.name), value: RecordCoding.encode(model))
-            if model.type == .stableDiffusion {
-                let function = PoolRecord(model: model.name)
+            guard model.type == .stableDiffusion else { return }
+            let function = PoolRecord(model: model.name)
+            if deleted {
+                try txn.delete(tables.functions, key: function.functionName)
+            } else {
                 try txn.put(tables.functions, key: function.functionName, value: RecordCoding.encode(function), overwrite: false)
             }
         }
-        if model.type == .stableDiffusion { database.catalogCache.poolExists(model.name) }
+        if model.type == .stableDiffusion && !deleted { database.catalogCache.poolExists(model.name) }
     }
 
     /// Removes a model record and its pool record.

@@ -24,7 +24,7 @@ public struct PostgresCatalogStore: CatalogStore {
             .record(ModelRecord.self)
     }
 
-    /// Writes a model record and makes sure its pool record exists.
+    /// Writes a model record and makes sure its pool record exists (or, for a record marked deleted, is gone).
     public func save(_ model: ModelRecord) async throws {
         let text = try RecordCoding.text(model)
         let pool = model.type == .stableDiffusion ? PoolRecord(model: model.name) : nil
@@ -34,7 +34,10 @@ public struct PostgresCatalogStore: CatalogStore {
                 INSERT INTO sdbox_models (type, name, record) VALUES (\(model.type.rawValue), \(model.name), \(text)::jsonb)
                 ON CONFLICT (type, name) DO UPDATE SET record = excluded.record
                 """, logger: database.logger)
-            if let pool, let poolText {
+            guard let pool, let poolText else { return }
+            if model.status == .deleted {
+                try await connection.query("DELETE FROM sdbox_pools WHERE name = \(pool.functionName)", logger: database.logger)
+            } else {
                 try await connection.query(
                     "INSERT INTO sdbox_pools (name, record) VALUES (\(pool.functionName), \(poolText)::jsonb) ON CONFLICT DO NOTHING",
                     logger: database.logger
