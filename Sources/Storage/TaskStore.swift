@@ -15,7 +15,8 @@ public protocol TaskStore: Sendable {
     /// task cannot be changed.
     @discardableResult
     func update(_ id: String, _ change: @escaping @Sendable (inout TaskRecord) throws -> Void) async throws -> TaskRecord
-    /// Changes a task's webhook record, the one thing that still changes once a task is final.
+    /// Changes a task's webhook record, the one thing that still changes once a task is final. In a fleet,
+    /// refused with ``TaskStoreError/webhookTakenOver(_:)`` when another box delivers the webhook now.
     @discardableResult
     func updateCallback(_ id: String, _ change: @escaping @Sendable (inout TaskCallback) throws -> Void) async throws -> TaskRecord
     /// Final tasks whose webhook is still pending (due for delivery), oldest first; in a fleet, those this
@@ -31,12 +32,18 @@ public protocol TaskStore: Sendable {
     func remove(_ ids: Set<String>, createdBefore date: Date) async throws -> Int
     /// Throws ``TaskStoreError/claimLost(_:)`` when this box held a claim on task `id` that another box took over.
     func confirmClaim(_ id: String) async throws
+    /// Whether this box is the one to deliver task `id`'s webhook: false in a fleet when another box took it
+    /// over while this one had stopped renewing its row (it was frozen, say, or cut off from the database).
+    func deliversWebhook(of id: String) async throws -> Bool
 }
 
 extension TaskStore {
     /// Throws ``TaskStoreError/claimLost(_:)`` when this box held a claim on task `id` that another box
     /// took over (checked before a result is stored). A store without claims (LMDB) has nothing to check.
     public func confirmClaim(_ id: String) async throws {}
+
+    /// Whether this box delivers task `id`'s webhook: always, for a store no other box shares (LMDB).
+    public func deliversWebhook(of id: String) async throws -> Bool { true }
 
     /// Up to `limit` tasks, newest first.
     public func recent(limit: Int, user: String? = nil) async throws -> TaskPage {
@@ -51,12 +58,16 @@ public enum TaskStoreError: Error, Sendable, Equatable, CustomStringConvertible 
     /// This box's claim on the task was taken over by another box (``PostgresTaskClaims``): a late change
     /// from the box that lost it is refused, so that a task finishes once.
     case claimLost(String)
+    /// Another box delivers the task's webhook now: it took it over while this box had stopped renewing its
+    /// row, so an attempt of this box's is not recorded.
+    case webhookTakenOver(String)
 
     public var description: String {
         switch self {
         case .notFound(let id): "task \(id) not found"
         case .invalidTransition(let id, let from, let to): "task \(id) cannot move from \(from.rawValue) to \(to.rawValue)"
         case .claimLost(let id): "task \(id) was taken over by another box after this box's claim on it expired"
+        case .webhookTakenOver(let id): "task \(id)'s webhook is delivered by another box, which took it over after this box stopped renewing its row"
         }
     }
 }

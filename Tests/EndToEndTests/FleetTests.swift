@@ -341,6 +341,46 @@ final class TestFleet: @unchecked Sendable {
         #expect(try await fleet.psql("SELECT DISTINCT record->'callback'->>'state' FROM sdbox_tasks") == "delivered")
     }
 
+    /// A box frozen past `fleet.claimSeconds` (as in a long pause or a network cut) has its pending webhooks
+    /// taken over; when it comes back it leaves them to the box that took them, rather than posting them too.
+    @Test func aBoxThatComesBackLeavesTheWebhooksAnotherTookOver() async throws {
+        let receiver = try await WebhookReceiver()
+        await receiver.log.set(down: true)
+        let fleet = try await TestFleet(
+            postgres: try await PostgresServer.shared(), models: ["m1.safetensors"], boxes: 1,
+            extra: "webhooks: {retrySeconds: 1, maxRetrySeconds: 1, maxAttempts: 100, allowPrivateNetworks: true}"
+        )
+        defer { fleet.destroy() }
+        var ids: [String] = []
+        for index in 0..<3 {
+            let body: JSONValue = [
+                "stable_diffusion_model": "m1", "prompt": .string("fox \(index)"), "steps": 2, "width": 64, "height": 64,
+                "callback_url": .string(receiver.url("/switched")),
+            ]
+            let (status, answer) = try await fleet.boxes[0].json(.POST, "/txt2img", body, headers: [("Request-Type", "async")])
+            ids.append(try #require(answer["taskId"]?.stringValue, "\(status) \(answer)"))
+        }
+        let tried = "SELECT count(*) FROM sdbox_tasks WHERE final AND callback_pending AND jsonb_array_length(record->'callback'->'attempts') > 0"
+        #expect(try await fleet.wait(for: tried, toBe: "3", timeout: .seconds(60)) == "3")
+        try await fleet.add(1)
+        // Box 0 freezes; box 1 takes its webhooks over once its row is stale.
+        kill(fleet.boxes[0].pid, SIGSTOP)
+        let takenOver = try await fleet.wait(for: "SELECT count(*) FROM sdbox_tasks WHERE callback_by = 'box-1'", toBe: "3", timeout: .seconds(30))
+        let seen = fleet.boxes[0].log.count
+        kill(fleet.boxes[0].pid, SIGCONT)
+        #expect(takenOver == "3")
+        // Back, box 0 makes no more attempts (the receiver is still down: each would be logged as failed).
+        try await Task.sleep(for: .seconds(3))
+        let since = String(fleet.boxes[0].log.dropFirst(seen))
+        #expect(since.components(separatedBy: "webhook taken over by another box; this box leaves it").count - 1 == 3, "\(since)")
+        #expect(!since.contains("webhook attempt failed"), "\(since)")
+        await receiver.log.set(down: false)
+        #expect(try await fleet.wait(for: "SELECT count(*) FROM sdbox_tasks WHERE callback_pending", toBe: "0", timeout: .seconds(30)) == "0")
+        try await Task.sleep(for: .seconds(2))
+        let accepted = await receiver.log.accepted.compactMap { $0.headers[HTTPField.Name("X-SDBox-Task-Id")!] }
+        #expect(accepted.sorted() == ids.sorted(), "each task's result accepted once: \(accepted)")
+    }
+
     /// A pool deleted on one box is let go of on every box: the box that runs its worker stops it within a
     /// heartbeat, as the box that deleted it would (idle workers otherwise stay for 10 minutes).
     @Test func aPoolDeletedOnOneBoxStopsItsWorkerOnAnother() async throws {

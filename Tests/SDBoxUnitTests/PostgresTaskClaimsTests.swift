@@ -110,4 +110,33 @@ import Testing
         let failed = try await b.claims.release(expiredOrOf: "a", maxAttempts: 2)
         #expect(failed.first?.state == .failed && failed.first?.error?.contains("the box a stopped") == true, "\(failed)")
     }
+
+    /// A box whose webhooks another box took over (it had stopped renewing its row) is told so before an
+    /// attempt, and an attempt it made anyway is not recorded: the box that took it over delivers it.
+    @Test func aBoxWhoseWebhookWasTakenOverLeavesItToTheOther() async throws {
+        let database = try await openDatabase()
+        defer { Task { await database.close() } }
+        let (a, b) = (Box("a", on: database), Box("b", on: database))
+        var hooked = StoreSuite.makeTask("t")
+        hooked.callback = TaskCallback(url: "http://127.0.0.1:9/hook", baseURL: nil)
+        _ = try await a.tasks.insert(hooked)
+        #expect(try await a.claims.claim(.init(), claimSeconds: 30)?.id == "t")
+        try await a.tasks.update("t") { $0.state = .running }
+        try await a.tasks.update("t") { $0.state = .succeeded }
+        #expect(try await a.tasks.deliversWebhook(of: "t"), "the box that ended the task delivers it")
+        #expect(try await b.tasks.deliversWebhook(of: "t") == false)
+        // A has no live row (it never beat, as a box frozen that long): B takes its pending webhook over.
+        #expect(try await b.claims.takeOverWebhooks(liveSeconds: 30).map(\.id) == ["t"])
+        #expect(try await a.tasks.deliversWebhook(of: "t") == false)
+        #expect(try await b.tasks.deliversWebhook(of: "t"))
+        let attempt = WebhookAttempt(at: Date(), status: 200, error: nil, milliseconds: 1)
+        await #expect(throws: TaskStoreError.webhookTakenOver("t")) {
+            try await a.tasks.updateCallback("t") { $0.state = .failed }
+        }
+        let delivered = try await b.tasks.updateCallback("t") {
+            $0.attempts.append(attempt)
+            $0.state = .delivered
+        }
+        #expect(delivered.callback?.state == .delivered && delivered.callback?.attempts.count == 1)
+    }
 }

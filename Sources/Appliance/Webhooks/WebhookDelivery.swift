@@ -73,6 +73,13 @@ package actor WebhookDelivery: Service {
     nonisolated func deliver(_ id: String, with client: HTTPClient) async {
         while !Task.isCancelled {
             guard let task = try? await tasks.get(id), let callback = task.callback, callback.state == .pending else { return }
+            // In a fleet, a box that stopped renewing its row (frozen, cut off) finds its webhooks taken over
+            // when it comes back: it leaves them to the box that delivers them now. (When the database cannot
+            // say, the attempt is made; its record is refused if the webhook was taken over.)
+            if (try? await tasks.deliversWebhook(of: id)) == false {
+                logger.notice("webhook taken over by another box; this box leaves it", metadata: ["task": "\(id)"])
+                return
+            }
             let number = callback.attempts.count + 1
             if let last = callback.attempts.last {
                 let wait = last.at.addingTimeInterval(TimeInterval(settings.delay(beforeAttempt: number).components.seconds)).timeIntervalSinceNow
@@ -97,6 +104,9 @@ package actor WebhookDelivery: Service {
                     callback.attempts.append(attempt)
                     if let state { callback.state = state }
                 }
+            } catch TaskStoreError.webhookTakenOver {
+                logger.notice("webhook taken over by another box; this box leaves it", metadata: ["task": "\(id)"])
+                return
             } catch {
                 logger.error("could not record a webhook attempt", metadata: ["task": "\(id)", "error": "\(error)"])
                 return

@@ -81,24 +81,30 @@ public struct PostgresTaskStore: TaskStore {
 
     @discardableResult
     public func updateCallback(_ id: String, _ change: @escaping @Sendable (inout TaskCallback) throws -> Void) async throws -> TaskRecord {
-        try await rewrite(id) { try $0.changingCallback(by: change) }
+        try await rewrite(id, delivering: true) { try $0.changingCallback(by: change) }
     }
 
     /// Locks task `id`, writes what `change` makes of it (nothing when it gives nil), tells the fleet, and
-    /// returns the task. A task this box claimed is changed only under the same claim.
-    private func rewrite(_ id: String, _ change: @escaping @Sendable (TaskRecord) throws -> TaskRecord?) async throws -> TaskRecord {
+    /// returns the task. A task this box claimed is changed only under the same claim; its webhook, only
+    /// by the box that delivers it (`delivering`).
+    private func rewrite(
+        _ id: String, delivering: Bool = false, _ change: @escaping @Sendable (TaskRecord) throws -> TaskRecord?
+    ) async throws -> TaskRecord {
         let (node, claims, held) = (node, claims, claims.epoch(of: id))
         let stored = try await database.transaction { connection in
             let logger = database.logger
             let rows = try await connection.query(
-                "SELECT record::text, claimed_by, claim_epoch FROM sdbox_tasks WHERE id = \(id) FOR UPDATE", logger: logger
+                "SELECT record::text, claimed_by, claim_epoch, callback_by FROM sdbox_tasks WHERE id = \(id) FOR UPDATE", logger: logger
             )
-            var found: (text: String, owner: String?, epoch: Int64)?
-            for try await row in rows.decode((String, String?, Int64).self) { found = row }
+            var found: (text: String, owner: String?, epoch: Int64, deliverer: String?)?
+            for try await row in rows.decode((String, String?, Int64, String?).self) { found = row }
             guard let found else { throw TaskStoreError.notFound(id) }
             // A lost claim stays held, so that every later change from this box is refused too.
             if let held, found.owner != node || found.epoch != held {
                 throw TaskStoreError.claimLost(id)
+            }
+            if delivering, let deliverer = found.deliverer, deliverer != node {
+                throw TaskStoreError.webhookTakenOver(id)
             }
             let old = try RecordCoding.decode(TaskRecord.self, from: found.text)
             guard let task = try change(old) else { return old }
@@ -127,6 +133,13 @@ public struct PostgresTaskStore: TaskStore {
         let rows = try await database.query("SELECT claimed_by, claim_epoch FROM sdbox_tasks WHERE id = \(id)")
         for try await (owner, epoch) in rows.decode((String?, Int64).self) where owner == node && epoch == held { return }
         throw TaskStoreError.claimLost(id)
+    }
+
+    /// Whether this box delivers task `id`'s webhook: no other box is named for it (`callback_by`).
+    public func deliversWebhook(of id: String) async throws -> Bool {
+        let rows = try await database.query("SELECT callback_by FROM sdbox_tasks WHERE id = \(id)")
+        for try await deliverer in rows.decode(String?.self) { return deliverer == nil || deliverer == node }
+        return false
     }
 
     /// Final tasks whose webhook is still pending (due for delivery), oldest first.
