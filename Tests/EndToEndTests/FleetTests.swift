@@ -14,9 +14,10 @@ final class TestFleet: @unchecked Sendable {
     let shared: String
     private(set) var boxes: [ServerProcess] = []
 
-    /// `scheduler` gives each box's `scheduler` section (by its index).
+    /// `scheduler` gives each box's `scheduler` section (by its index); `databaseTimeoutSeconds`, how long a
+    /// box waits for the database before a request fails as unavailable (`database.timeoutSeconds`).
     init(
-        postgres: PostgresServer, models: [String], boxes count: Int, claimSeconds: Int = 3,
+        postgres: PostgresServer, models: [String], boxes count: Int, claimSeconds: Int = 3, databaseTimeoutSeconds: Int = 10,
         scheduler: @escaping @Sendable (Int) -> String = { _ in "{maxInstances: 2}" }, extra: String = ""
     ) async throws {
         self.postgres = postgres
@@ -29,7 +30,7 @@ final class TestFleet: @unchecked Sendable {
         let (url, shared) = (url, shared)
         config = { index in
             """
-            database: {url: "\(url)"}
+            database: {url: "\(url)", timeoutSeconds: \(databaseTimeoutSeconds)}
             sharedDir: \(shared)
             node: {name: box-\(index)}
             fleet: {claimSeconds: \(claimSeconds)}
@@ -379,6 +380,36 @@ final class TestFleet: @unchecked Sendable {
         try await Task.sleep(for: .seconds(2))
         let accepted = await receiver.log.accepted.compactMap { $0.headers[HTTPField.Name("X-SDBox-Task-Id")!] }
         #expect(accepted.sorted() == ids.sorted(), "each task's result accepted once: \(accepted)")
+    }
+
+    /// A webhook being retried while PostgreSQL is stopped is neither dropped nor sent twice: its box waits
+    /// for the database to read the task and to record each attempt, then delivers it once.
+    @Test func aWebhookWaitsOutAPostgreSQLOutage() async throws {
+        let postgres = try await PostgresServer.dedicated()
+        let receiver = try await WebhookReceiver()
+        await receiver.log.set(down: true)
+        let fleet = try await TestFleet(
+            postgres: postgres, models: ["m1.safetensors"], boxes: 1, claimSeconds: 30, databaseTimeoutSeconds: 1,
+            extra: "webhooks: {retrySeconds: 1, maxRetrySeconds: 1, maxAttempts: 100, allowPrivateNetworks: true}"
+        )
+        defer { fleet.destroy() }
+        let body: JSONValue = [
+            "stable_diffusion_model": "m1", "prompt": "fox", "steps": 2, "width": 64, "height": 64, "callback_url": .string(receiver.url("/switched")),
+        ]
+        let (status, answer) = try await fleet.boxes[0].json(.POST, "/txt2img", body, headers: [("Request-Type", "async")])
+        let id = try #require(answer["taskId"]?.stringValue, "\(status) \(answer)")
+        let tried = "SELECT count(*) FROM sdbox_tasks WHERE final AND callback_pending AND jsonb_array_length(record->'callback'->'attempts') > 0"
+        #expect(try await fleet.wait(for: tried, toBe: "1", timeout: .seconds(60)) == "1")
+        // Longer than the 5 s a final task is served from this box's cache, so that reads reach the stopped
+        // database, and than the box's 1 s wait for it, so that they fail.
+        try await postgres.stop()
+        try await Task.sleep(for: .seconds(8))
+        try await postgres.start()
+        await receiver.log.set(down: false)
+        #expect(try await fleet.wait(for: "SELECT count(*) FROM sdbox_tasks WHERE callback_pending", toBe: "0", timeout: .seconds(30)) == "0")
+        try await Task.sleep(for: .seconds(2))
+        let accepted = await receiver.log.accepted.compactMap { $0.headers[HTTPField.Name("X-SDBox-Task-Id")!] }
+        #expect(accepted == [id], "the result accepted once: \(accepted)")
     }
 
     /// A pool deleted on one box is let go of on every box: the box that runs its worker stops it within a

@@ -72,7 +72,14 @@ package actor WebhookDelivery: Service {
     /// Attempts a task's webhook until it is delivered or given up, waiting between attempts.
     nonisolated func deliver(_ id: String, with client: HTTPClient) async {
         while !Task.isCancelled {
-            guard let task = try? await tasks.get(id), let callback = task.callback, callback.state == .pending else { return }
+            let stored: TaskRecord?
+            do {
+                stored = try await whenStoreAnswers { try await self.tasks.get(id) }
+            } catch {
+                if !Task.isCancelled { logger.error("could not read a task to deliver its webhook", metadata: ["task": "\(id)", "error": "\(error)"]) }
+                return
+            }
+            guard let task = stored, let callback = task.callback, callback.state == .pending else { return }
             // In a fleet, a box that stopped renewing its row (frozen, cut off) finds its webhooks taken over
             // when it comes back: it leaves them to the box that delivers them now. (When the database cannot
             // say, the attempt is made; its record is refused if the webhook was taken over.)
@@ -100,9 +107,11 @@ package actor WebhookDelivery: Service {
             let refused = if case .refused = target { true } else { false }
             let state: TaskCallback.State? = attempt.error == nil ? .delivered : number >= settings.maxAttempts || refused ? .failed : nil
             do {
-                try await tasks.updateCallback(id) { callback in
-                    callback.attempts.append(attempt)
-                    if let state { callback.state = state }
+                try await whenStoreAnswers {
+                    try await self.tasks.updateCallback(id) { callback in
+                        callback.attempts.append(attempt)
+                        if let state { callback.state = state }
+                    }
                 }
             } catch TaskStoreError.webhookTakenOver {
                 logger.notice("webhook taken over by another box; this box leaves it", metadata: ["task": "\(id)"])
@@ -118,6 +127,19 @@ package actor WebhookDelivery: Service {
             default: logger.info("webhook attempt failed; will retry", metadata: metadata)
             }
             if state != nil { return }
+        }
+    }
+
+    /// What `body` answers, asked again each second while the store cannot answer (PostgreSQL out of reach,
+    /// a full disk), so that a webhook is neither dropped nor sent again for want of a read or a record.
+    /// Ends (cancelled) at shutdown.
+    nonisolated func whenStoreAnswers<R: Sendable>(_ body: @Sendable () async throws -> R) async throws -> R {
+        while true {
+            do {
+                return try await body()
+            } catch where StoreFailure.isTransient(error) {
+                try await Task.sleep(for: .seconds(1))
+            }
         }
     }
 
