@@ -139,4 +139,22 @@ import Testing
         }
         #expect(delivered.callback?.state == .delivered && delivered.callback?.attempts.count == 1)
     }
+
+    /// At graceful shutdown a box gives back the tasks it claimed but has not started: another box can
+    /// claim them at once, long before the claims would have expired; a task already running stays.
+    @Test func aBoxGivesBackTheTasksItHasNotStarted() async throws {
+        let database = try await openDatabase()
+        defer { Task { await database.close() } }
+        let (a, b) = (Box("a", on: database), Box("b", on: database))
+        _ = try await a.tasks.insert(StoreSuite.makeTask("t", at: Date(timeIntervalSinceNow: -2)))
+        _ = try await a.tasks.insert(StoreSuite.makeTask("u", at: Date(timeIntervalSinceNow: -1)))
+        #expect(try await a.claims.claim(.init(), claimSeconds: 300)?.id == "t")
+        #expect(try await a.claims.claim(.init(), claimSeconds: 300)?.id == "u")
+        try await a.tasks.update("u") { $0.state = .running }
+        #expect(try await b.claims.claim(.init(), claimSeconds: 300) == nil, "both are a's")
+        try await a.claims.giveBack(["t", "u"])
+        #expect(try await b.claims.claim(.init(), claimSeconds: 300)?.id == "t")
+        #expect(try await b.claims.claim(.init(), claimSeconds: 300) == nil, "the running one stays a's")
+        try await a.tasks.update("u") { $0.state = .succeeded }
+    }
 }

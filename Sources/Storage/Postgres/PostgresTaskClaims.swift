@@ -141,7 +141,8 @@ public struct PostgresTaskClaims: Sendable {
     }
 
     /// Gives back to the queue the tasks this box claimed but has not started (`ids`, at graceful
-    /// shutdown), so that other boxes take them at once.
+    /// shutdown), so that other boxes take them at once: one `queued` notice tells them all, as a box that
+    /// hears it claims while it has room.
     public func giveBack(_ ids: [String]) async throws {
         guard !ids.isEmpty else { return }
         let rows = try await database.query("""
@@ -151,8 +152,8 @@ public struct PostgresTaskClaims: Sendable {
             """)
         var given: [(String, String)] = []
         for try await row in rows.decode((String, String).self) { given.append(row) }
-        for (id, model) in given {
-            held.drop(id)
+        for (id, _) in given { held.drop(id) }
+        if let (id, model) = given.first {
             try await PostgresNotifications(database: database).send(FleetNotice(.queued, id: id, model: model))
         }
     }
