@@ -42,14 +42,8 @@ struct AdminModelRoutes {
         admin.delete(":type/:name") { request, context in
             let type = try Self.modelType(try context.parameters.require("type"))
             let name = try Self.modelName(context.parameters.require("name"))
-            let force = request.uri.queryParameters.get("force") == "true"
-            if type == .stableDiffusion, !force, await services.scheduler.hasWork(model: name) {
-                throw APIError(.conflict, "model in use", detail: "tasks for \(name) are queued or running; add ?force=true to fail them and delete")
-            }
-            // The model's record and its pool go in one write, then this box lets go of the pool.
-            try await services.models.delete(type: type, name: name)
-            if type == .stableDiffusion {
-                await services.scheduler.dropPool(model: name, reason: "the model \(name) was deleted", stopRunning: true)
+            try await services.deleteModel(type, named: name, force: request.uri.queryParameters.get("force") == "true") {
+                try await services.models.delete(type: type, name: name)
             }
             return try Response.json(["status": "deleted", "type": type.rawValue, "name": name])
         }

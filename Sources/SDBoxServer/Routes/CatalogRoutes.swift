@@ -56,15 +56,8 @@ struct CatalogRoutes {
         router.delete("/models/:name") { request, context in
             let record = try await existing(try AdminModelRoutes.modelName(context.parameters.require("name")), request: request)
             guard record.status != .deleted else { throw APIError(.notFound, "model not found", detail: "model not exist: \(record.name) is deleted") }
-            if record.type == .stableDiffusion {
-                if await services.scheduler.hasWork(model: record.name), request.uri.queryParameters.get("force") != "true" {
-                    throw APIError(.conflict, "model in use", detail: "tasks for \(record.name) are queued or running; add ?force=true to fail them and delete")
-                }
-            }
-            // The record marked deleted and the pool's removal are one write; then this box lets go of the pool.
-            _ = try await services.models.markDeleted(record)
-            if record.type == .stableDiffusion {
-                await services.scheduler.dropPool(model: record.name, reason: "the model \(record.name) was deleted", stopRunning: true)
+            try await services.deleteModel(record.type, named: record.name, force: request.uri.queryParameters.get("force") == "true") {
+                _ = try await services.models.markDeleted(record)
             }
             return try Response.json(["message": "delete success"])
         }
