@@ -40,8 +40,10 @@ import Testing
               reference: {stepMilliseconds: 20, minimumStepMilliseconds: 5}
             """, models: Self.threeModels)
         defer { server.destroy() }
+        // Beta's task is twice as long as alpha's, so that alpha's worker is the first to be free: tasks of
+        // the same length may end in either order, and their records are written after their workers are free.
         let alpha = try await submit(server, model: "alpha")
-        let beta = try await submit(server, model: "beta")
+        let beta = try await submit(server, model: "beta", steps: 40)
         let gamma = try await submit(server, model: "gamma")
         // Two workers run at once (alpha and beta); gamma waits under the cap.
         var most = 0
