@@ -117,7 +117,8 @@ package actor WebhookDelivery: Service {
                 logger.notice("webhook taken over by another box; this box leaves it", metadata: ["task": "\(id)"])
                 return
             } catch {
-                logger.error("could not record a webhook attempt", metadata: ["task": "\(id)", "error": "\(error)"])
+                // At shutdown, the wait for a store that cannot answer ends here; the attempt is made again at next start.
+                if !Task.isCancelled { logger.error("could not record a webhook attempt", metadata: ["task": "\(id)", "error": "\(error)"]) }
                 return
             }
             let metadata: Logger.Metadata = ["task": "\(id)", "attempt": "\(number)", "url": "\(callback.url)", "error": "\(attempt.error ?? "")"]
