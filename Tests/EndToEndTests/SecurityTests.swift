@@ -158,6 +158,9 @@ import Testing
             connections: {headerTimeoutSeconds: 2, bodyTimeoutSeconds: 2, minBodyBytesPerSecond: 1000, maxConnectionsPerAddress: 8}
             """)
         defer { server.destroy() }
+        // A connection that sends nothing: closed at the head's deadline.
+        let silent = try RawConnection(port: server.port)
+        #expect(await silent.readUntilClosed(seconds: 30) == Data(), "a silent connection was kept")
         // A head trickled in, a line every half second: cut off by the head's deadline.
         let slowHead = try RawConnection(port: server.port)
         slowHead.send("GET /healthz HTTP/1.1\r\n")
@@ -189,6 +192,8 @@ import Testing
             if !served { try await Task.sleep(for: .milliseconds(100)) }
         }
         #expect(served, "the box did not serve again after the held connections closed")
+        // Connections closed before their first request are not errors of the server's.
+        #expect(!server.log.contains(" error "), "\(server.log.split(separator: "\n").filter { $0.contains(" error ") })")
     }
 
     @Test func aWebSocketUpgradeWithFramesAttachedIsServed() async throws {

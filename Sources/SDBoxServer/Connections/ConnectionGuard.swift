@@ -101,6 +101,8 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     var readingBody = false
     /// Whether the connection has switched protocols (no more HTTP requests, no head or body deadlines).
     var upgraded = false
+    /// Whether a request's head came in on this connection (before it, the WebSocket upgrade handler waits).
+    var sawRequest = false
     /// When the connection is closed unless something happens first, and why; nil when no deadline runs.
     var deadline: (at: NIODeadline, reason: String)?
     /// The timer that checks ``deadline``, and when it fires. Deadlines move with every request, so the
@@ -121,11 +123,19 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     var isIdle: Bool { inFlight == 0 && !readingBody }
 
+    /// Closes the connection. Before its first request, Hummingbird's WebSocket upgrade handler still waits
+    /// for one and would log the close as an error ("Error handling upgrade result"); it is told first that
+    /// the input ended, as when a client goes away, and lets go quietly.
+    func close(_ context: ChannelHandlerContext) {
+        if !sawRequest { context.fireUserInboundEventTriggered(ChannelEvent.inputClosed) }
+        context.close(promise: nil)
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         let address = context.channel.remoteAddress?.ipAddress ?? "unknown"
         guard counter.open(address) else {
             logger.notice("connection refused: too many open connections", metadata: ["address": "\(address)"])
-            context.close(promise: nil)
+            close(context)
             return
         }
         let counter = counter
@@ -150,6 +160,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         }
         switch part {
         case .head:
+            sawRequest = true
             inFlight += 1
             readingBody = true
             bodyBytes = 0
@@ -208,9 +219,9 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             writeDeadline = nil
         } else if writeDeadline == nil {
             let logger = logger
-            writeDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Int64(limits.headerTimeoutSeconds))) {
+            writeDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Int64(limits.headerTimeoutSeconds))) { [self] in
                 logger.notice("connection closed: the client stopped reading", metadata: ["address": "\(context.channel.remoteAddress?.ipAddress ?? "unknown")"])
-                context.close(promise: nil)
+                close(context)
             }
         }
         context.fireChannelWritabilityChanged()
@@ -229,14 +240,14 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         headers.add(name: "Content-Length", value: "\(body.readableBytes)")
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .badRequest, headers: headers))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [self] _ in close(context) }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         // At shutdown, a connection without a request in progress closes now: a client that is slowly
         // sending a head (or nothing) must not hold the process up.
         if event is ChannelShouldQuiesceEvent, isIdle, !upgraded {
-            context.close(promise: nil)
+            close(context)
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -275,7 +286,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
                 return
             }
             logger.notice("connection closed: \(deadline.reason) too slow", metadata: ["address": "\(context.channel.remoteAddress?.ipAddress ?? "unknown")"])
-            context.close(promise: nil)
+            close(context)
         }
         timer = (task, instant)
     }
