@@ -90,6 +90,26 @@ final class TestFleet: @unchecked Sendable {
     /// What `psql` prints for `sql` on the fleet's database.
     func psql(_ sql: String) async throws -> String { try await postgres.psql(url, sql) }
 
+    /// The `webhooks` section of fleets whose webhooks tests follow: retried each second, to this machine.
+    static let quickWebhooks = "webhooks: {retrySeconds: 1, maxRetrySeconds: 1, maxAttempts: 100, allowPrivateNetworks: true}"
+
+    /// Submits `count` async tasks to box 0 whose webhooks go to `receiver` (which is down), and returns
+    /// their ids once each task ended and its webhook was tried and is pending.
+    func submitWithPendingWebhooks(_ count: Int, to receiver: WebhookReceiver) async throws -> [String] {
+        var ids: [String] = []
+        for index in 0..<count {
+            let body: JSONValue = [
+                "stable_diffusion_model": "m1", "prompt": .string("fox \(index)"), "steps": 2, "width": 64, "height": 64,
+                "callback_url": .string(receiver.url("/switched")),
+            ]
+            let (status, answer) = try await boxes[0].json(.POST, "/txt2img", body, headers: [("Request-Type", "async")])
+            ids.append(try #require(answer["taskId"]?.stringValue, "\(status) \(answer)"))
+        }
+        let tried = "SELECT count(*) FROM sdbox_tasks WHERE final AND callback_pending AND jsonb_array_length(record->'callback'->'attempts') > 0"
+        #expect(try await wait(for: tried, toBe: "\(count)", timeout: .seconds(60)) == "\(count)", "every webhook tried, and pending")
+        return ids
+    }
+
     /// Waits until `sql` prints `expected`, at most `timeout`; returns what it printed last.
     @discardableResult
     func wait(for sql: String, toBe expected: String, timeout: Duration = .seconds(120)) async throws -> String {
@@ -309,20 +329,10 @@ final class TestFleet: @unchecked Sendable {
         await receiver.log.set(down: true)
         let fleet = try await TestFleet(
             postgres: try await PostgresServer.shared(), models: ["m1.safetensors"], boxes: 1,
-            extra: "webhooks: {retrySeconds: 1, maxRetrySeconds: 1, maxAttempts: 100, allowPrivateNetworks: true}"
+            extra: TestFleet.quickWebhooks
         )
         defer { fleet.destroy() }
-        var ids: [String] = []
-        for index in 0..<4 {
-            let body: JSONValue = [
-                "stable_diffusion_model": "m1", "prompt": .string("fox \(index)"), "steps": 2, "width": 64, "height": 64,
-                "callback_url": .string(receiver.url("/switched")),
-            ]
-            let (status, answer) = try await fleet.boxes[0].json(.POST, "/txt2img", body, headers: [("Request-Type", "async")])
-            ids.append(try #require(answer["taskId"]?.stringValue, "\(status) \(answer)"))
-        }
-        let tried = "SELECT count(*) FROM sdbox_tasks WHERE final AND callback_pending AND jsonb_array_length(record->'callback'->'attempts') > 0"
-        #expect(try await fleet.wait(for: tried, toBe: "4", timeout: .seconds(60)) == "4", "every webhook tried, and pending")
+        let ids = try await fleet.submitWithPendingWebhooks(4, to: receiver)
         // A box that starts does not deliver box 0's webhooks.
         try await fleet.add(1)
         try await Task.sleep(for: .seconds(2))
@@ -349,20 +359,10 @@ final class TestFleet: @unchecked Sendable {
         await receiver.log.set(down: true)
         let fleet = try await TestFleet(
             postgres: try await PostgresServer.shared(), models: ["m1.safetensors"], boxes: 1,
-            extra: "webhooks: {retrySeconds: 1, maxRetrySeconds: 1, maxAttempts: 100, allowPrivateNetworks: true}"
+            extra: TestFleet.quickWebhooks
         )
         defer { fleet.destroy() }
-        var ids: [String] = []
-        for index in 0..<3 {
-            let body: JSONValue = [
-                "stable_diffusion_model": "m1", "prompt": .string("fox \(index)"), "steps": 2, "width": 64, "height": 64,
-                "callback_url": .string(receiver.url("/switched")),
-            ]
-            let (status, answer) = try await fleet.boxes[0].json(.POST, "/txt2img", body, headers: [("Request-Type", "async")])
-            ids.append(try #require(answer["taskId"]?.stringValue, "\(status) \(answer)"))
-        }
-        let tried = "SELECT count(*) FROM sdbox_tasks WHERE final AND callback_pending AND jsonb_array_length(record->'callback'->'attempts') > 0"
-        #expect(try await fleet.wait(for: tried, toBe: "3", timeout: .seconds(60)) == "3")
+        let ids = try await fleet.submitWithPendingWebhooks(3, to: receiver)
         try await fleet.add(1)
         // Box 0 freezes; box 1 takes its webhooks over once its row is stale.
         kill(fleet.boxes[0].pid, SIGSTOP)
@@ -389,17 +389,10 @@ final class TestFleet: @unchecked Sendable {
         let receiver = try await WebhookReceiver()
         await receiver.log.set(down: true)
         let fleet = try await TestFleet(
-            postgres: postgres, models: ["m1.safetensors"], boxes: 1, claimSeconds: 30, databaseTimeoutSeconds: 1,
-            extra: "webhooks: {retrySeconds: 1, maxRetrySeconds: 1, maxAttempts: 100, allowPrivateNetworks: true}"
+            postgres: postgres, models: ["m1.safetensors"], boxes: 1, claimSeconds: 30, databaseTimeoutSeconds: 1, extra: TestFleet.quickWebhooks
         )
         defer { fleet.destroy() }
-        let body: JSONValue = [
-            "stable_diffusion_model": "m1", "prompt": "fox", "steps": 2, "width": 64, "height": 64, "callback_url": .string(receiver.url("/switched")),
-        ]
-        let (status, answer) = try await fleet.boxes[0].json(.POST, "/txt2img", body, headers: [("Request-Type", "async")])
-        let id = try #require(answer["taskId"]?.stringValue, "\(status) \(answer)")
-        let tried = "SELECT count(*) FROM sdbox_tasks WHERE final AND callback_pending AND jsonb_array_length(record->'callback'->'attempts') > 0"
-        #expect(try await fleet.wait(for: tried, toBe: "1", timeout: .seconds(60)) == "1")
+        let ids = try await fleet.submitWithPendingWebhooks(1, to: receiver)
         // Longer than the 5 s a final task is served from this box's cache, so that reads reach the stopped
         // database, and than the box's 1 s wait for it, so that they fail.
         try await postgres.stop()
@@ -409,7 +402,7 @@ final class TestFleet: @unchecked Sendable {
         #expect(try await fleet.wait(for: "SELECT count(*) FROM sdbox_tasks WHERE callback_pending", toBe: "0", timeout: .seconds(30)) == "0")
         try await Task.sleep(for: .seconds(2))
         let accepted = await receiver.log.accepted.compactMap { $0.headers[HTTPField.Name("X-SDBox-Task-Id")!] }
-        #expect(accepted == [id], "the result accepted once: \(accepted)")
+        #expect(accepted == ids, "the result accepted once: \(accepted)")
     }
 
     /// A pool deleted on one box is let go of on every box: the box that runs its worker stops it within a
