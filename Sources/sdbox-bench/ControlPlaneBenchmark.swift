@@ -11,9 +11,9 @@ import SDBoxCore
 /// - **Status reads**: `GET /tasks/{id}/progress` and `/result` of a finished task, against nginx serving
 ///   the very same bytes as a static file and Hummingbird alone serving them from memory
 ///   (``StaticBytesServer``), in the same run (wrk, alternating rounds), with the ratios.
-/// - **Enqueue rate**: durable async submissions (`POST /txt2img`, `Request-Type: async`) a second from
-///   many connections; each is answered only once its task is on disk.
 /// - **A deep queue**: the resident memory of sdbox with `--queued` tasks waiting.
+/// - **Enqueue rate**: durable async submissions (`POST /txt2img`, `Request-Type: async`) a second from
+///   many connections, onto that queue; each is answered only once its task is on disk.
 ///
 /// The worker sdbox starts takes minutes per task, so what is submitted stays queued.
 struct ControlPlaneBenchmark: AsyncParsableCommand {
@@ -126,21 +126,17 @@ struct ControlPlaneBenchmark: AsyncParsableCommand {
                 }
             }
 
-            print("\ndurable async submissions (POST /txt2img, Request-Type: async):")
             let script = workspace + "/enqueue.lua"
-            try Self.enqueueScript(key: key).write(toFile: script, atomically: true, encoding: .utf8)
-            let enqueue = try Self.wrk(url: sdboxURL + "/txt2img", script: script, connections: connections, seconds: seconds)
-            print(enqueue.line("enqueue") + "   errors \(enqueue.errors), load \(LoadAverage.now())")
-
             if queued > 0 {
-                // More of the same until `queued` tasks were submitted: runs as long as the rate measured says.
-                var total = enqueue.requests - enqueue.errors + 1
-                var rate = max(enqueue.requestsPerSecond, 100)
+                // Submissions until `queued` were accepted: each of wrk's two threads stops at its half, so
+                // the figure is for the depth asked, not for whatever a run at full speed reached.
+                var total = 1
                 while total < queued {
-                    let run = try Self.wrk(url: sdboxURL + "/txt2img", script: script, connections: 64, seconds: max(1, Int((Double(queued - total) / rate).rounded(.up))))
+                    let share = (queued - total + 1) / 2
+                    try Self.enqueueScript(key: key, limitPerThread: share).write(toFile: script, atomically: true, encoding: .utf8)
+                    let run = try Self.wrk(url: sdboxURL + "/txt2img", script: script, connections: 64, seconds: seconds)
                     guard run.requests > run.errors else { throw BenchmarkError("submissions failed: \(run.errors) errors") }
                     total += run.requests - run.errors
-                    rate = max(run.requestsPerSecond, 100)
                 }
                 let depth = try JSONValue(parsing: try await http.answer(sdboxURL + "/workers", headers: ["Authorization": "Bearer \(admin)"]))["queues"]?.objectValue?
                     .values.compactMap(\.integerValue).reduce(Int64(0), +) ?? 0
@@ -149,6 +145,11 @@ struct ControlPlaneBenchmark: AsyncParsableCommand {
                 print("idle, one task done:     \(idle)")
                 print("with the queue:          \(full)")
             }
+
+            print("\ndurable async submissions (POST /txt2img, Request-Type: async)\(queued > 0 ? ", onto that queue" : ""):")
+            try Self.enqueueScript(key: key).write(toFile: script, atomically: true, encoding: .utf8)
+            let enqueue = try Self.wrk(url: sdboxURL + "/txt2img", script: script, connections: connections, seconds: seconds)
+            print(enqueue.line("enqueue") + "   errors \(enqueue.errors), load \(LoadAverage.now())")
         } catch {
             await server.stop()
             await web.stop()
@@ -189,16 +190,28 @@ struct ControlPlaneBenchmark: AsyncParsableCommand {
         return path
     }
 
-    /// A wrk script that submits async tasks.
-    static func enqueueScript(key: String) -> String {
-        """
-        wrk.method = "POST"
-        wrk.body = '{"prompt":"queued for the benchmark","steps":1,"width":512,"height":512}'
-        wrk.headers["Content-Type"] = "application/json"
-        wrk.headers["Request-Type"] = "async"
-        wrk.headers["Authorization"] = "Bearer \(key)"
+    /// A wrk script that submits async tasks; with `limitPerThread`, each thread stops once that many were
+    /// accepted (wrk itself still runs its whole duration).
+    static func enqueueScript(key: String, limitPerThread: Int? = nil) -> String {
+        var script = """
+            wrk.method = "POST"
+            wrk.body = '{"prompt":"queued for the benchmark","steps":1,"width":512,"height":512}'
+            wrk.headers["Content-Type"] = "application/json"
+            wrk.headers["Request-Type"] = "async"
+            wrk.headers["Authorization"] = "Bearer \(key)"
 
-        """
+            """
+        if let limitPerThread {
+            script += """
+                accepted = 0
+                function response(status, headers, body)
+                    if status < 300 then accepted = accepted + 1 end
+                    if accepted >= \(limitPerThread) then wrk.thread:stop() end
+                end
+
+                """
+        }
+        return script
     }
 
     /// What one wrk run measured.
