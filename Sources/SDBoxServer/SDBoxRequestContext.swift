@@ -2,6 +2,7 @@ import Appliance
 import Hummingbird
 import HummingbirdWebSocket
 import Logging
+import NIOCore
 import SDBoxCore
 
 /// The per-request context of sdbox's routes: Hummingbird's core storage plus who the request acts for,
@@ -19,8 +20,11 @@ public struct SDBoxRequestContext: RequestContext, WebSocketRequestContext {
     /// Whose share of the rate limit the request takes: its API key's, or its signed-in user's.
     var rateLimitID: String?
     public let webSocket = WebSocketHandlerReference<SDBoxRequestContext>()
-    /// The client's IP address, when the connection has one.
-    public let remoteAddress: String?
+    /// The request's connection.
+    let channel: any Channel
+    /// The client's IP address, when the connection has one: formatted when asked (a sign-in), not for
+    /// every request.
+    public var remoteAddress: String? { channel.remoteAddress?.ipAddress }
 
     /// Who a request without a key acts for when keys are not required.
     public static let keylessUser = "default"
@@ -32,7 +36,7 @@ public struct SDBoxRequestContext: RequestContext, WebSocketRequestContext {
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
-        self.remoteAddress = source.channel.remoteAddress?.ipAddress
+        self.channel = source.channel
     }
 
     /// Acts for a signed-in session's user, with its role; its rate limit is the user's.
