@@ -49,6 +49,10 @@ public final class TaskRunner: Sendable {
         /// Task changes held in memory because the disk is full (see ``persist(_:_:)``).
         var changesWaitingForDisk = 0
         var shuttingDown = false
+
+        /// Whether task `id` runs here or is being written: it is not final, and its end here (``release(_:)``,
+        /// under the same lock) will wake whoever waits for it.
+        func isLive(_ id: String) -> Bool { runs[id] != nil || unwritten[id] != nil }
     }
 
     let configuration: SchedulerConfiguration
@@ -511,9 +515,9 @@ public final class TaskRunner: Sendable {
     /// final already): its final record tells the rest.
     public func waitForEarlyOutcome(_ id: String) async -> EarlyOutcome? {
         await withCheckedContinuation { continuation in
-            let number = state.withLock { $0.earlyWaiters.add(continuation, for: id) }
-            // Final before the wait began: nothing will be handed over.
-            Task { await self.resumeIfFinal(id, \.earlyWaiters, number: number, with: { _ in nil }) }
+            let (number, live) = state.withLock { ($0.earlyWaiters.add(continuation, for: id), $0.isLive(id)) }
+            // Final before the wait began: nothing will be handed over. (A live task cannot be: no store read.)
+            if !live { Task { await self.resumeIfFinal(id, \.earlyWaiters, number: number, with: { _ in nil }) } }
         }
     }
 
@@ -540,8 +544,8 @@ public final class TaskRunner: Sendable {
     /// the task as it stands when the time is up.
     public func waitUntilFinal(_ id: String, timeout: Duration? = nil) async -> TaskRecord? {
         await withCheckedContinuation { continuation in
-            let number = state.withLock { $0.waiters.add(continuation, for: id) }
-            Task { await self.resumeIfFinal(id, \.waiters, number: number, with: { $0 }) }
+            let (number, live) = state.withLock { ($0.waiters.add(continuation, for: id), $0.isLive(id)) }
+            if !live { Task { await self.resumeIfFinal(id, \.waiters, number: number, with: { $0 }) } }
             if let timeout {
                 Task {
                     try? await Task.sleep(for: timeout)
