@@ -83,10 +83,7 @@ package actor WebhookDelivery: Service {
             // In a fleet, a box that stopped renewing its row (frozen, cut off) finds its webhooks taken over
             // when it comes back: it leaves them to the box that delivers them now. (When the database cannot
             // say, the attempt is made; its record is refused if the webhook was taken over.)
-            if (try? await tasks.deliversWebhook(of: id)) == false {
-                logger.notice("webhook taken over by another box; this box leaves it", metadata: ["task": "\(id)"])
-                return
-            }
+            if (try? await tasks.deliversWebhook(of: id)) == false { return leave(id) }
             let number = callback.attempts.count + 1
             if let last = callback.attempts.last {
                 let wait = last.at.addingTimeInterval(TimeInterval(settings.delay(beforeAttempt: number).components.seconds)).timeIntervalSinceNow
@@ -114,8 +111,7 @@ package actor WebhookDelivery: Service {
                     }
                 }
             } catch TaskStoreError.webhookTakenOver {
-                logger.notice("webhook taken over by another box; this box leaves it", metadata: ["task": "\(id)"])
-                return
+                return leave(id)
             } catch {
                 // At shutdown, the wait for a store that cannot answer ends here; the attempt is made again at next start.
                 if !Task.isCancelled { logger.error("could not record a webhook attempt", metadata: ["task": "\(id)", "error": "\(error)"]) }
@@ -129,6 +125,11 @@ package actor WebhookDelivery: Service {
             }
             if state != nil { return }
         }
+    }
+
+    /// Leaves task `id`'s webhook to the box that took it over.
+    nonisolated func leave(_ id: String) {
+        logger.notice("webhook taken over by another box; this box leaves it", metadata: ["task": "\(id)"])
     }
 
     /// What `body` answers, asked again each second while the store cannot answer (PostgreSQL out of reach,
