@@ -72,11 +72,14 @@ final class TestFleet: @unchecked Sendable {
 
     /// Cuts box `index` at a moment it holds claimed tasks that are not final, and returns how many it held.
     /// The box is frozen (SIGSTOP) while its claims are counted, so none ends between the count and the cut;
-    /// a box caught between claims is thawed and tried again a moment later (for at most 60 s).
+    /// a box caught between claims is thawed and tried again a moment later (for at most 60 s). Before the
+    /// count, a write the box sent just before it froze (a task's end) is given time to land: counted as
+    /// held, such a task would end after all, and no box would need to take it back.
     func cutWhileHolding(_ index: Int) async throws -> Int {
         let deadline = ContinuousClock.now + .seconds(60)
         while true {
             kill(boxes[index].pid, SIGSTOP)
+            try await Task.sleep(for: .milliseconds(200))
             let held = Int(try await psql("SELECT count(*) FROM sdbox_tasks WHERE claimed_by = 'box-\(index)' AND NOT final")) ?? 0
             if held > 0 || ContinuousClock.now >= deadline {
                 await cut(index)
