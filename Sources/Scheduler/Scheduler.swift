@@ -308,15 +308,15 @@ public actor Scheduler: Service {
         planner.queuedCount(model: model) > 0 || runner.isRunning(model: model) || leasedWorkers(model: model) > 0
     }
 
-    /// Deletes a pool: its queued tasks fail with `reason`, idle workers stop, and its pool record
-    /// goes. Busy workers stop when their task ends, or at once with `stopRunning` (their tasks then fail
-    /// with `reason` too). A later task for the model starts a new pool.
-    public func removePool(model: String, reason: String, stopRunning: Bool = false) async throws {
+    /// Deletes a pool, its model kept: its queued tasks fail with `reason`, idle workers stop, busy ones
+    /// when their task ends, and its pool record goes. A later task for the model starts a new pool. (A
+    /// deleted model's pool goes with its record, and ``dropPool(model:reason:stopRunning:)`` follows.)
+    public func removePool(model: String, reason: String) async throws {
         try await catalog.removePool(model: model)
-        await dropPool(model: model, reason: reason, stopRunning: stopRunning)
+        await dropPool(model: model, reason: reason, stopRunning: false)
     }
 
-    /// Lets go of a pool whose record is gone (``removePool(model:reason:stopRunning:)``, a deleted model,
+    /// Lets go of a pool whose record is gone (``removePool(model:reason:)``, a deleted model,
     /// here or, in a fleet, on another box): its settings, its queued tasks here (failed with `reason`) and
     /// its workers.
     public func dropPool(model: String, reason: String, stopRunning: Bool) async {
