@@ -70,23 +70,23 @@ final class TestFleet: @unchecked Sendable {
         for worker in workers { kill(worker, SIGKILL) }
     }
 
-    /// Cuts box `index` at a moment it holds claimed tasks that are not final, and returns how many it held.
-    /// The box is frozen (SIGSTOP) while its claims are counted, so none ends between the count and the cut;
-    /// a box caught between claims is thawed and tried again a moment later (for at most 60 s). Before the
-    /// count, a write the box sent just before it froze (a task's end) is given time to land: counted as
-    /// held, such a task would end after all, and no box would need to take it back.
+    /// Cuts box `index` at a moment it holds claimed tasks that cannot end, and returns how many it held.
+    /// The box's workers are frozen (SIGSTOP, again each round for any started since), so a task the box
+    /// handed to one cannot end, while sdbox itself runs on and lands any write it had sent (a task's end).
+    /// Once some tasks were held in two counts half a second apart, the box and its workers are killed (at
+    /// most 60 s: a box frozen out of all work is cut as it is).
     func cutWhileHolding(_ index: Int) async throws -> Int {
         let deadline = ContinuousClock.now + .seconds(60)
+        var heldBefore: Set<Substring> = []
         while true {
-            kill(boxes[index].pid, SIGSTOP)
-            try await Task.sleep(for: .milliseconds(200))
-            let held = Int(try await psql("SELECT count(*) FROM sdbox_tasks WHERE claimed_by = 'box-\(index)' AND NOT final")) ?? 0
-            if held > 0 || ContinuousClock.now >= deadline {
+            for worker in boxes[index].workerPIDs() { kill(worker, SIGSTOP) }
+            let held = Set(try await psql("SELECT id FROM sdbox_tasks WHERE claimed_by = 'box-\(index)' AND NOT final").split(separator: "\n"))
+            if !held.isDisjoint(with: heldBefore) || ContinuousClock.now >= deadline {
                 await cut(index)
-                return held
+                return held.count
             }
-            kill(boxes[index].pid, SIGCONT)
-            try await Task.sleep(for: .milliseconds(50))
+            heldBefore = held
+            try await Task.sleep(for: .milliseconds(500))
         }
     }
 

@@ -147,13 +147,18 @@ final class ServerProcess: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: dataDirectory)
     }
 
-    /// Ids of the worker processes serving this server's models (found through their command lines).
+    /// Ids of the worker processes serving this server's models: its children, and (once it is gone) the
+    /// workers whose command lines name a file in its data folder.
     func workerPIDs() -> [pid_t] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        let server = pid
         return entries.compactMap { Int32($0) }.filter { candidate in
             guard let cmdline = FileManager.default.contents(atPath: "/proc/\(candidate)/cmdline") else { return false }
             let arguments = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            return arguments.contains("worker") && arguments.contains { $0.hasPrefix(dataDirectory + "/") }
+            guard arguments.contains("worker") else { return false }
+            let stat = (try? String(contentsOfFile: "/proc/\(candidate)/stat", encoding: .utf8)) ?? ""
+            let parent = stat.lastIndex(of: ")").flatMap { Int32(stat[stat.index(after: $0)...].split(separator: " ").dropFirst().first ?? "") }
+            return (server != 0 && parent == server) || arguments.contains { $0.hasPrefix(dataDirectory + "/") }
         }
     }
 
