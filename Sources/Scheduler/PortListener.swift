@@ -1,0 +1,85 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// Who listens on a local TCP port, as Linux's `/proc` tells it: a worker sdbox starts is given a port that
+/// was free a moment before, and another process may bind it first. Whatever answers there then answers
+/// the readiness ping too, so before a started worker counts as ready, the listener must be the worker's
+/// own process or one of its descendants.
+enum PortListener: Equatable {
+    /// The worker's process, or one it started, listens on the port.
+    case worker
+    /// Another process listens on the port (its id).
+    case stranger(pid: Int32)
+    /// No listener could be told apart: none is listed, or its process cannot be read (another user's).
+    case unknown
+
+    /// Who listens on TCP `port` (any address, IPv4 or IPv6), told against the process tree rooted at `root`.
+    static func of(port: Int, root: Int32) -> PortListener {
+        let sockets = listeningSockets(port: port)
+        guard !sockets.isEmpty else { return .unknown }
+        let parents = parentsByProcess()
+        let tree = descendants(of: root, parents: parents)
+        let holders = parents.keys.filter { !socketInodes(of: $0).isDisjoint(with: sockets) }
+        // A stranger wins over the worker: with SO_REUSEPORT both may listen, and the kernel would share
+        // the calls out between them.
+        if let stranger = holders.filter({ !tree.contains($0) }).min() { return .stranger(pid: stranger) }
+        return holders.isEmpty ? .unknown : .worker
+    }
+
+    /// The inodes of the sockets listening on `port`, from `/proc/net/tcp` and `/proc/net/tcp6`.
+    static func listeningSockets(port: Int) -> Set<String> {
+        let portSuffix = ":" + String(format: "%04X", port)
+        var inodes: Set<String> = []
+        for table in ["tcp", "tcp6"] {
+            guard let text = try? String(contentsOfFile: "/proc/net/\(table)", encoding: .utf8) else { continue }
+            // Columns: sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
+            for line in text.split(separator: "\n").dropFirst() {
+                let columns = line.split(separator: " ", omittingEmptySubsequences: true)
+                guard columns.count > 9, columns[1].hasSuffix(portSuffix), columns[3] == "0A" else { continue }
+                inodes.insert(String(columns[9]))
+            }
+        }
+        return inodes
+    }
+
+    /// Every readable process's parent, from `/proc/<pid>/stat`.
+    static func parentsByProcess() -> [Int32: Int32] {
+        var parents: [Int32: Int32] = [:]
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                let nameEnd = stat.lastIndex(of: ")")
+            else { continue }
+            // After the command name (which may hold spaces and parentheses): state, then the parent's id.
+            let fields = stat[stat.index(after: nameEnd)...].split(separator: " ")
+            if fields.count > 1, let parent = Int32(fields[1]) { parents[pid] = parent }
+        }
+        return parents
+    }
+
+    /// `root` and every process below it.
+    static func descendants(of root: Int32, parents: [Int32: Int32]) -> Set<Int32> {
+        var children: [Int32: [Int32]] = [:]
+        for (pid, parent) in parents { children[parent, default: []].append(pid) }
+        var tree: Set<Int32> = [root]
+        var next = [root]
+        while let pid = next.popLast() {
+            for child in children[pid] ?? [] where tree.insert(child).inserted { next.append(child) }
+        }
+        return tree
+    }
+
+    /// The inodes of the sockets process `pid` holds open (empty if its descriptors cannot be read).
+    static func socketInodes(of pid: Int32) -> Set<String> {
+        let folder = "/proc/\(pid)/fd"
+        var inodes: Set<String> = []
+        for descriptor in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] {
+            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "\(folder)/\(descriptor)"),
+                target.hasPrefix("socket:["), target.hasSuffix("]")
+            else { continue }
+            inodes.insert(String(target.dropFirst(8).dropLast()))
+        }
+        return inodes
+    }
+}
