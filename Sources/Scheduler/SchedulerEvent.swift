@@ -6,8 +6,6 @@ public enum SchedulerEvent: Sendable {
     /// A model's state changed: `loading` when its first worker starts, `loaded` while a worker holds it,
     /// `unloaded` when none does, `failed` (with the workers' output) when its workers fail to start.
     case modelStatus(model: String, status: ModelStatus, error: String?)
-    /// Images were saved for a task.
-    case imagesStored(task: TaskRecord, keys: [String])
     /// A task reached a final state (succeeded, failed or cancelled).
     case taskFinished(TaskRecord)
 }

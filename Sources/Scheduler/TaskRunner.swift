@@ -491,7 +491,7 @@ public final class TaskRunner: Sendable {
     /// Saves a worker's answer as the task's result: a generation's or extras' images into the object store
     /// (all at once), `info` parsed from its JSON string; a passthrough call's as ``PassthroughResult``
     /// keeps it. When an image cannot be saved (disk full), the ones already saved are removed, so nothing
-    /// is half written. The images stored are then announced.
+    /// is half written.
     func store(_ answer: WorkerResponse, read: Result<WorkerAnswer, any Error>?, of task: TaskRecord) async throws -> TaskResult {
         guard let read else { return try await PassthroughResult.store(answer, of: task, in: objects) }
         let output = try read.get()
@@ -503,9 +503,7 @@ public final class TaskRunner: Sendable {
             files.append((data, ObjectKey.image(user: task.user, taskID: task.id, index: index + 1)))
         }
         try await objects.put(files)
-        let keys = files.map(\.key)
-        events.yield(.imagesStored(task: task, keys: keys))
-        return TaskResult(images: keys, info: output.info, parameters: output.parameters)
+        return TaskResult(images: files.map(\.key), info: output.info, parameters: output.parameters)
     }
 
     // MARK: Waiting

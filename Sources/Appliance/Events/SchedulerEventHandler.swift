@@ -3,7 +3,7 @@ import SDBoxCore
 import ServiceLifecycle
 
 /// Acts on what the scheduler tells (``SchedulerEvent``), in order: model states go to the registry,
-/// stored images to the thumbnail maker, finished tasks to the quotas' tally and to webhook delivery. A service of its own, so the
+/// finished tasks to the quotas' tally, to webhook delivery and to the thumbnail maker. A service of its own, so the
 /// scheduler never waits for any of them.
 package struct SchedulerEventHandler: Service {
     let events: AsyncStream<SchedulerEvent>
@@ -27,11 +27,10 @@ package struct SchedulerEventHandler: Service {
             switch event {
             case .modelStatus(let model, let status, let error):
                 await models.schedulerReported(model: model, status: status, error: error)
-            case .imagesStored(_, let keys):
-                thumbnails.schedule(keys)
             case .taskFinished(let task):
                 quotas.taskEnded(task)
                 webhooks.taskEnded(task)
+                thumbnails.taskEnded(task)
             }
         }
     }

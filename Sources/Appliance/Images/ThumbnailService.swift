@@ -3,14 +3,16 @@ import ImageCodec
 import Logging
 import NIOPosix
 import ObjectStore
+import SDBoxCore
 import ServiceLifecycle
 
 /// Makes a JPEG thumbnail of every output image, off the request path.
 ///
-/// When a task's images are saved the scheduler hands their keys to ``schedule(_:)``, which returns at
-/// once; this service makes the thumbnails one after another in the background, on the thread pool. A
-/// thumbnail asked for before it exists (or for images saved before thumbnails existed) is made on the
-/// spot by ``thumbnail(for:)``. Thumbnails live at `thumbnails/<user>/<taskId>_<n>.jpg`.
+/// When a generation or extras task succeeds, its images are handed to ``taskEnded(_:)``, which returns at
+/// once; this service makes the thumbnails one after another in the background, on the thread pool. They
+/// are asked for only once the task's outcome is written, so that their reads, encoding and syncs never
+/// hold up that write (or a caller waiting for it). A thumbnail asked for before it exists (or one of a
+/// passthrough call's images) is made on the spot by ``thumbnail(for:)``. Thumbnails live at `thumbnails/<user>/<taskId>_<n>.jpg`.
 public struct ThumbnailService: Service {
     let objects: ObjectStore
     let longestSide: Int
@@ -29,9 +31,10 @@ public struct ThumbnailService: Service {
         (pending, queue) = AsyncStream.makeStream(of: String.self)
     }
 
-    /// Queues the images' thumbnails; returns at once.
-    public func schedule(_ imageKeys: [String]) {
-        for key in imageKeys { queue.yield(key) }
+    /// Queues the thumbnails of a generation's or extras' images once the task succeeded; returns at once.
+    public func taskEnded(_ task: TaskRecord) {
+        guard task.state == .succeeded, task.kind != .passthrough else { return }
+        for key in task.result?.images ?? [] { queue.yield(key) }
     }
 
     /// Makes the queued thumbnails until graceful shutdown.
