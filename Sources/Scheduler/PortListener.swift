@@ -16,16 +16,18 @@ enum PortListener: Equatable {
     case unknown
 
     /// Who listens on TCP `port` (any address, IPv4 or IPv6), told against the process tree rooted at `root`.
+    /// Only a listener the tree does not hold sends the search through every process.
     static func of(port: Int, root: Int32) -> PortListener {
         let sockets = listeningSockets(port: port)
         guard !sockets.isEmpty else { return .unknown }
         let parents = parentsByProcess()
         let tree = descendants(of: root, parents: parents)
-        let holders = parents.keys.filter { !socketInodes(of: $0).isDisjoint(with: sockets) }
-        // A stranger wins over the worker: with SO_REUSEPORT both may listen, and the kernel would share
-        // the calls out between them.
-        if let stranger = holders.filter({ !tree.contains($0) }).min() { return .stranger(pid: stranger) }
-        return holders.isEmpty ? .unknown : .worker
+        let elsewhere = sockets.subtracting(tree.reduce(into: Set<String>()) { $0.formUnion(socketInodes(of: $1)) })
+        if elsewhere.isEmpty { return .worker }
+        // Another listener than the worker's (with SO_REUSEPORT both may listen, and the kernel would share
+        // the calls out between them).
+        let stranger = parents.keys.sorted().first { !tree.contains($0) && !socketInodes(of: $0).isDisjoint(with: elsewhere) }
+        return stranger.map { .stranger(pid: $0) } ?? .unknown
     }
 
     /// The inodes of the sockets listening on `port`, from `/proc/net/tcp` and `/proc/net/tcp6`.
