@@ -28,7 +28,7 @@ public actor Scheduler: Service {
     public nonisolated let runner: TaskRunner
     /// Reads checkpoints into the page cache before their workers load them.
     nonisolated let readAhead: CheckpointReadAhead
-    /// Model states, stored images and finished tasks, in order (see ``SchedulerEvent``).
+    /// Model states and finished tasks, in order (see ``SchedulerEvent``).
     public nonisolated let events: AsyncStream<SchedulerEvent>
     /// In a fleet: a signal each time this box may have room for another task (``claimRoom()``).
     public nonisolated let roomSignals: AsyncStream<Void>
