@@ -13,12 +13,20 @@ public struct WorkerLaunchProfile: Codable, Sendable, Equatable {
     public var environment: [String: String]
     /// How long a worker may take to load its checkpoint and answer `/internal/ping`.
     public var startupTimeoutSeconds: Double
+    /// Whether the command's process, or one it starts, listens on `{port}` itself, so that another
+    /// listener there is a process that took the port first (see ``PortListener``). False for a command
+    /// that has another process listen for it, such as a container runtime's proxy.
+    public var ownsPort: Bool
 
-    public init(command: [String], workingDirectory: String? = nil, environment: [String: String] = [:], startupTimeoutSeconds: Double = 600) {
+    public init(
+        command: [String], workingDirectory: String? = nil, environment: [String: String] = [:], startupTimeoutSeconds: Double = 600,
+        ownsPort: Bool = true
+    ) {
         self.command = command
         self.workingDirectory = workingDirectory
         self.environment = environment
         self.startupTimeoutSeconds = startupTimeoutSeconds
+        self.ownsPort = ownsPort
     }
 
     /// The built-in reference worker (`sdbox worker`), which draws test images.

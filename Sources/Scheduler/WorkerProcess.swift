@@ -73,7 +73,8 @@ public final class WorkerProcess: WorkerSlot {
     ///
     /// - Parameters:
     ///   - probe: Asks the worker whether it is ready; polled until it says yes or the startup timeout passes.
-    ///     A yes from another process that took the worker's port first stops the worker (see ``PortListener``).
+    ///     A yes from another process that took the worker's port first stops the worker (see ``PortListener``;
+    ///     unless the profile says another process listens for the worker: ``WorkerLaunchProfile/ownsPort``).
     ///   - onReady: Called once when the probe first succeeds.
     func run(probe: @escaping @Sendable () async -> Bool, onReady: @escaping @Sendable () async -> Void, logger: Logger) async -> WorkerExit {
         defer { exitSignal.fire() }
@@ -125,7 +126,7 @@ public final class WorkerProcess: WorkerSlot {
                         let deadline = ContinuousClock.now + .seconds(self.profile.startupTimeoutSeconds)
                         while !Task.isCancelled && ContinuousClock.now < deadline {
                             if await probe() {
-                                if case .stranger(let holder) = PortListener.of(port: self.port, root: processID) {
+                                if self.profile.ownsPort, case .stranger(let holder) = PortListener.of(port: self.port, root: processID) {
                                     output.append("sdbox: port \(self.port) is held by another process (pid \(holder)), not this worker; stopping it")
                                     logger.warning("a worker's port is held by another process", metadata: ["worker": "\(self.id)", "port": "\(self.port)", "pid": "\(holder)"])
                                     self.stop()

@@ -102,20 +102,28 @@ import Testing
 
     /// Another process listening on a worker's port before the worker binds it answers the readiness ping
     /// too. sdbox sees the listener is not its worker's, sends it no task, and after its tries fails the task
-    /// saying why. The stranger here is the worker itself, started detached from the launch command.
+    /// saying why. The stranger here is the worker itself, started detached from the launch command; the
+    /// same command in a profile that says another process listens for it (`ownsPort: false`) is trusted.
     @Test func aWorkersPortHeldByAnotherProcessGetsNoTask() async throws {
-        let server = try await ServerProcess(config: """
-            workers:
-              profiles:
-                detached:
-                  command: [/bin/sh, -c, "({sdbox} worker --port {port} --checkpoint {checkpoint} --parent-pid {sdbox_pid} &); exec sleep 600"]
-              defaultProfile: detached
-            """, models: ["demo.safetensors": DemoCheckpoint.contents()])
-        defer { server.destroy() }
-        let (status, answer) = try await server.json(.POST, "/txt2img", ["steps": 1, "width": 64, "height": 64])
-        #expect(status == 500)
-        #expect(answer["detail"]?.stringValue?.contains("is held by another process") == true, "\(answer)")
-        #expect(server.log.contains("a worker's port is held by another process"))
+        for ownsPort in [true, false] {
+            let server = try await ServerProcess(config: """
+                workers:
+                  profiles:
+                    detached:
+                      command: [/bin/sh, -c, "({sdbox} worker --port {port} --checkpoint {checkpoint} --parent-pid {sdbox_pid} &); exec sleep 600"]
+                      ownsPort: \(ownsPort)
+                  defaultProfile: detached
+                """, models: ["demo.safetensors": DemoCheckpoint.contents()])
+            defer { server.destroy() }
+            let (status, answer) = try await server.json(.POST, "/txt2img", ["steps": 1, "width": 64, "height": 64])
+            if ownsPort {
+                #expect(status == 500)
+                #expect(answer["detail"]?.stringValue?.contains("is held by another process") == true, "\(answer)")
+                #expect(server.log.contains("a worker's port is held by another process"))
+            } else {
+                #expect(status == 200 && answer["status"] == "succeeded", "\(answer)")
+            }
+        }
     }
 
     @Test func crashedWorkerIsReplacedAndTheTaskRunsAgain() async throws {

@@ -331,6 +331,7 @@ import Testing
               profiles:
                 forge:
                   command: [python, launch.py, --port, "{port}"]
+                  ownsPort: false
             """)
         #expect(config.http.port == 9000)
         #expect(config.dataDirectory == "/srv/sdbox")
@@ -346,6 +347,7 @@ import Testing
         #expect(config.workers.launchProfiles["default"]?.resolvedCommand(["port": "7001", "checkpoint": "/m/x.safetensors"])
             == ["python", "launch.py", "--api", "--nowebui", "--port", "7001", "--ckpt", "/m/x.safetensors"])
         #expect(Set(config.workers.launchProfiles.keys) == ["default", "forge", "reference", "sdcpp"])
+        #expect(config.workers.launchProfiles["default"]?.ownsPort == true && config.workers.launchProfiles["forge"]?.ownsPort == false)
         #expect(!config.workers.usesReferenceWorker)
         #expect(ServerConfiguration().workers.usesReferenceWorker)
     }

@@ -78,7 +78,8 @@ struct KeyReader {
             command: command,
             workingDirectory: try string("workingDirectory"),
             environment: try stringMap("environment") ?? [:],
-            startupTimeoutSeconds: Double(try integer("startupTimeoutSeconds", in: 1...86400) ?? 600)
+            startupTimeoutSeconds: Double(try integer("startupTimeoutSeconds", in: 1...86400) ?? 600),
+            ownsPort: try boolean("ownsPort") ?? true
         )
         try finish()
         return profile
