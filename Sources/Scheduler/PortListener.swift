@@ -16,8 +16,16 @@ enum PortListener: Equatable {
     case unknown
 
     /// Who listens on TCP `port` (any address, IPv4 or IPv6), told against the process tree rooted at `root`.
-    /// Only a listener the tree does not hold sends the search through every process.
-    static func of(port: Int, root: Int32) -> PortListener {
+    /// Only a listener the tree does not hold sends the search through every process. Read on a thread of
+    /// its own: the kernel walks every socket of the machine for `/proc/net/tcp` (tens of milliseconds with
+    /// a few thousand).
+    static func of(port: Int, root: Int32) async -> PortListener {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global(qos: .utility).async { continuation.resume(returning: reading(port: port, root: root)) }
+        }
+    }
+
+    private static func reading(port: Int, root: Int32) -> PortListener {
         let sockets = listeningSockets(port: port)
         guard !sockets.isEmpty else { return .unknown }
         let parents = parentsByProcess()
@@ -35,7 +43,7 @@ enum PortListener: Equatable {
         let portSuffix = ":" + String(format: "%04X", port)
         var inodes: Set<String> = []
         for table in ["tcp", "tcp6"] {
-            guard let text = try? String(contentsOfFile: "/proc/net/\(table)", encoding: .utf8) else { continue }
+            guard let text = procFile("/proc/net/\(table)") else { continue }
             // Columns: sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
             for line in text.split(separator: "\n").dropFirst() {
                 let columns = line.split(separator: " ", omittingEmptySubsequences: true)
@@ -50,7 +58,7 @@ enum PortListener: Equatable {
     static func parentsByProcess() -> [Int32: Int32] {
         var parents: [Int32: Int32] = [:]
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-            guard let pid = Int32(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+            guard let pid = Int32(entry), let stat = procFile("/proc/\(entry)/stat"),
                 let nameEnd = stat.lastIndex(of: ")")
             else { continue }
             // After the command name (which may hold spaces and parentheses): state, then the parent's id.
@@ -70,6 +78,22 @@ enum PortListener: Equatable {
             for child in children[pid] ?? [] where tree.insert(child).inserted { next.append(child) }
         }
         return tree
+    }
+
+    /// A `/proc` file's whole text, read to its end: such a file says it is empty, and Foundation's readers
+    /// then stop after its first page (4 KiB of `/proc/net/tcp`, a few dozen sockets).
+    static func procFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { return count == 0 ? String(decoding: bytes, as: UTF8.self) : nil }
+            bytes += chunk[..<count]
+        }
     }
 
     /// The inodes of the sockets process `pid` holds open (empty if its descriptors cannot be read).

@@ -126,7 +126,7 @@ public final class WorkerProcess: WorkerSlot {
                         let deadline = ContinuousClock.now + .seconds(self.profile.startupTimeoutSeconds)
                         while !Task.isCancelled && ContinuousClock.now < deadline {
                             if await probe() {
-                                if self.profile.ownsPort, case .stranger(let holder) = PortListener.of(port: self.port, root: processID) {
+                                if self.profile.ownsPort, case .stranger(let holder) = await PortListener.of(port: self.port, root: processID) {
                                     output.append("sdbox: port \(self.port) is held by another process (pid \(holder)), not this worker; stopping it")
                                     logger.warning("a worker's port is held by another process", metadata: ["worker": "\(self.id)", "port": "\(self.port)", "pid": "\(holder)"])
                                     self.stop()
