@@ -45,11 +45,13 @@ public final class UsageLedger: Sendable {
     }
 
     /// Counts task `id` of `user`, whose request takes `bytes`, unless the user already has `maxTasks`
-    /// unfinished tasks or this one would take the user past `maxBytes`.
-    public func admit(task id: String, user: String, bytes: Int, maxTasks: Int, maxBytes: Int) -> Admission {
+    /// unfinished tasks or this one would take the user past `maxBytes`, with what the user has `elsewhere`
+    /// (in a fleet, the tasks the other boxes accepted).
+    public func admit(task id: String, user: String, bytes: Int, maxTasks: Int, maxBytes: Int, elsewhere: ActiveUsage = ActiveUsage()) -> Admission {
         state.withLock { state in
             if state.tasks[id] != nil { return .alreadyCounted }
-            let usage = state.users[user] ?? ActiveUsage()
+            let here = state.users[user] ?? ActiveUsage()
+            let usage = ActiveUsage(tasks: here.tasks + elsewhere.tasks, bytes: here.bytes + elsewhere.bytes)
             guard usage.tasks < maxTasks, usage.bytes + bytes <= maxBytes else { return .refused(usage) }
             state.count(id, user: user, bytes: bytes)
             return .admitted
@@ -57,7 +59,7 @@ public final class UsageLedger: Sendable {
     }
 
     /// Counts a task without a limit (one a previous run left unfinished).
-    func add(task id: String, user: String, bytes: Int) {
+    public func add(task id: String, user: String, bytes: Int) {
         state.withLock { state in
             if state.tasks[id] == nil { state.count(id, user: user, bytes: bytes) }
         }
@@ -73,7 +75,7 @@ public final class UsageLedger: Sendable {
 }
 
 extension ActiveUsage {
-    init(tasks: Int, bytes: Int) {
+    public init(tasks: Int, bytes: Int) {
         self.tasks = tasks
         self.bytes = bytes
     }

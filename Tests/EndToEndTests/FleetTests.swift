@@ -324,6 +324,43 @@ final class TestFleet: @unchecked Sendable {
         #expect(try await first.waitForTask(held)["status"] == "succeeded")
     }
 
+    /// A user's queue limit holds across the boxes: the unfinished tasks the other boxes accepted count
+    /// too, and a box that restarts still counts those it accepted before.
+    @Test func aUsersQueueLimitHoldsAcrossTheBoxes() async throws {
+        let fleet = try await TestFleet(postgres: try await PostgresServer.shared(), models: ["m1.safetensors"], boxes: 2, extra: "limits: {maxQueuedPerUser: 3}")
+        defer { fleet.destroy() }
+        let (first, second) = (fleet.boxes[0], fleet.boxes[1])
+        #expect(try await first.json(.POST, "/admin/queue/pause").0 == 200)
+        _ = try await second.waitForWorkers(timeout: .seconds(15)) { $0["paused"]?["all"] == true }
+        func submit(to box: ServerProcess) async throws -> (Int, JSONValue) {
+            try await box.json(.POST, "/txt2img", ["stable_diffusion_model": "m1", "prompt": "p", "steps": 1, "width": 64, "height": 64], headers: [("Request-Type", "async")])
+        }
+        #expect(try await submit(to: first).0 == 200)
+        #expect(try await submit(to: first).0 == 200)
+        #expect(try await submit(to: second).0 == 200)
+        let (refused, why) = try await submit(to: second)
+        #expect(refused == 429 && why["error"] == "queue full" && why["detail"]?.stringValue?.contains("maxQueuedPerUser") == true, "\(why)")
+        #expect(try await submit(to: first).0 == 429)
+
+        await first.stop()
+        try await first.start()
+        #expect(try await submit(to: first).0 == 429, "the restarted box counts the tasks it accepted before")
+        #expect(try await submit(to: second).0 == 429)
+
+        // Once the tasks ran (on either box), there is room again on both.
+        #expect(try await first.json(.POST, "/admin/queue/resume").0 == 200)
+        #expect(try await fleet.wait(for: "SELECT count(*) FROM sdbox_tasks WHERE final AND state = 'succeeded'", toBe: "3") == "3")
+        for box in [first, second] {
+            var status = 0
+            let deadline = ContinuousClock.now + .seconds(15)
+            repeat {
+                status = try await submit(to: box).0
+                if status != 200 { try await Task.sleep(for: .milliseconds(200)) }
+            } while status != 200 && ContinuousClock.now < deadline
+            #expect(status == 200, "room again once the tasks ended")
+        }
+    }
+
     /// A webhook is delivered by one box: the box that ended its task, while it lives; a box that starts
     /// leaves the other boxes' pending webhooks alone; the pending webhooks of a box that stopped are taken
     /// over by one live box. The receiver is down meanwhile, then up: each task's result arrives once.

@@ -39,7 +39,7 @@ import Testing
         #expect(try await postgres.psql(url, "SELECT count(*) FROM sdbox_tasks WHERE state = 'succeeded'") == "\(ids.count)")
         #expect(try await postgres.psql(url, "SELECT record->>'user' FROM sdbox_api_keys") == "carol")
         #expect(try await postgres.psql(url, "SELECT name FROM sdbox_models WHERE type = 'stableDiffusion'") == "alpha.safetensors")
-        #expect(try await postgres.psql(url, "SELECT max(version) FROM sdbox_schema_migrations") == "4")
+        #expect(try await postgres.psql(url, "SELECT max(version) FROM sdbox_schema_migrations") == "5")
         #expect(!FileManager.default.fileExists(atPath: server.dataDirectory + "/db/data.mdb"))
 
         await server.stop()

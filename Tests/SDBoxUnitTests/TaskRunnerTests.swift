@@ -188,4 +188,13 @@ struct RunnerBench {
         #expect(ledger.admit(task: "c", user: "u", bytes: 10, maxTasks: 2, maxBytes: 100) == .admitted)
         #expect(ledger.admit(task: "d", user: "u", bytes: 10, maxTasks: 2, maxBytes: 100) != .admitted)
     }
+
+    /// In a fleet, what the other boxes accepted counts with what this box counts.
+    @Test func whatTheUserHasElsewhereCountsToo() {
+        let ledger = UsageLedger()
+        #expect(ledger.admit(task: "a", user: "u", bytes: 10, maxTasks: 3, maxBytes: 100, elsewhere: ActiveUsage(tasks: 1, bytes: 50)) == .admitted)
+        #expect(ledger.admit(task: "b", user: "u", bytes: 10, maxTasks: 3, maxBytes: 100, elsewhere: ActiveUsage(tasks: 2, bytes: 50)) == .refused(ActiveUsage(tasks: 3, bytes: 60)))
+        #expect(ledger.admit(task: "b", user: "u", bytes: 50, maxTasks: 3, maxBytes: 100, elsewhere: ActiveUsage(tasks: 1, bytes: 50)) == .refused(ActiveUsage(tasks: 2, bytes: 60)), "bytes")
+        #expect(ledger.admit(task: "b", user: "v", bytes: 10, maxTasks: 3, maxBytes: 100, elsewhere: ActiveUsage(tasks: 2, bytes: 0)) == .admitted, "another user")
+    }
 }

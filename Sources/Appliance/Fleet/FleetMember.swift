@@ -26,6 +26,7 @@ public actor FleetMember: Service {
     let claims: PostgresTaskClaims
     let notifications: PostgresNotifications
     let lease: PostgresNodeLease
+    let usage: PostgresUnfinishedUsage
     let scheduler: Scheduler
     let tasks: any TaskStore
     let settings: FleetSettings
@@ -62,6 +63,7 @@ public actor FleetMember: Service {
         self.claims = links.claims
         self.notifications = links.notifications
         self.lease = links.lease
+        self.usage = links.usage
         self.scheduler = scheduler
         self.tasks = tasks
         self.settings = settings
@@ -99,6 +101,7 @@ public actor FleetMember: Service {
 
     public func run() async throws {
         await scheduler.forwardCancels { [weak self] id in try await self?.cancelElsewhere(id) }
+        await countTasksAcceptedBeforeStart()
         await giveBackOwnClaims(reason: "start")
         await withDiscardingTaskGroup { group in
             group.addTask { await self.notifications.listen { notice in await self.handle(notice) } }
@@ -122,6 +125,24 @@ public actor FleetMember: Service {
         }
         // The scheduler has stopped (it stops before this service): what this box holds goes back.
         await giveBackOwnClaims(reason: "stop")
+    }
+
+    /// Counts in the users' shares of the queue (``UsageLedger``) the unfinished tasks this box accepted
+    /// before it stopped: each box counts those it accepted, and reads the others' (``usageElsewhere(of:)``).
+    func countTasksAcceptedBeforeStart() async {
+        do {
+            for task in try await usage.acceptedHere() {
+                scheduler.runner.usage.add(task: task.id, user: task.user, bytes: task.bytes)
+            }
+        } catch {
+            logger.error("fleet: could not count the unfinished tasks this box accepted before it started", metadata: ["error": "\(ErrorSummary(error))"])
+        }
+    }
+
+    /// What the unfinished tasks of `user` that other boxes accepted take, for the per-user queue limits.
+    public nonisolated func usageElsewhere(of user: String) async throws -> ActiveUsage {
+        let (tasks, bytes) = try await usage.elsewhere(of: user)
+        return ActiveUsage(tasks: tasks, bytes: bytes)
     }
 
     /// Gives back every claim this box holds (its tasks queued again, a running one counting its attempt).

@@ -26,6 +26,8 @@ public struct DataStores: Sendable {
         public let notifications: PostgresNotifications
         /// This box's row among the fleet's.
         public let lease: PostgresNodeLease
+        /// What users' unfinished tasks accepted by the other boxes take, for the per-user queue limits.
+        public let usage: PostgresUnfinishedUsage
     }
 
     /// Opens the stores; a database that cannot be reached or migrated throws ``PostgresStoreError``.
@@ -47,7 +49,8 @@ public struct DataStores: Sendable {
             let held = HeldClaims()
             let links = FleetLinks(
                 claims: PostgresTaskClaims(database: database, node: node, held: held),
-                notifications: PostgresNotifications(database: database), lease: lease
+                notifications: PostgresNotifications(database: database), lease: lease,
+                usage: PostgresUnfinishedUsage(database: database, node: node)
             )
             return DataStores(
                 tasks: PostgresTaskStore(database: database, node: node, claims: held), catalog: PostgresCatalogStore(database: database),

@@ -161,16 +161,20 @@ extension Services {
 
     /// Counts a request in its user's share of the queue, or refuses it: 429 when the user already has
     /// `limits.maxQueuedPerUser` tasks queued or running, or their requests with this one would take more
-    /// than `limits.maxQueuedBytesPerUser` of storage; 413 when this request alone is over that.
+    /// than `limits.maxQueuedBytesPerUser` of storage; 413 when this request alone is over that. In a
+    /// fleet, the user's tasks that the other boxes accepted count too (read from the database).
     /// Returns whether the task was counted now (false: a task of this id was counted already).
-    func admit(_ request: JSONValue, of user: String, task id: String) throws -> Bool {
+    func admit(_ request: JSONValue, of user: String, task id: String) async throws -> Bool {
         let size = request.storageSize
         let limit = configuration.limits.maxQueuedBytesPerUser
         guard size <= limit else {
             throw APIError(.contentTooLarge, "request too large", detail: "the request takes \(size) bytes stored; the limit is \(limit) (limits.maxQueuedBytesPerUser)")
         }
+        let elsewhere = try await fleet?.usageElsewhere(of: user) ?? ActiveUsage()
         let usage: ActiveUsage
-        switch scheduler.runner.usage.admit(task: id, user: user, bytes: size, maxTasks: configuration.limits.maxQueuedPerUser, maxBytes: limit) {
+        switch scheduler.runner.usage.admit(
+            task: id, user: user, bytes: size, maxTasks: configuration.limits.maxQueuedPerUser, maxBytes: limit, elsewhere: elsewhere
+        ) {
         case .admitted: return true
         case .alreadyCounted: return false
         case .refused(let counted): usage = counted
@@ -202,7 +206,7 @@ extension Services {
     ) async throws -> TaskRecord {
         let caller = submission.caller
         let id = submission.taskID ?? TaskID.make()
-        let counted = try admit(workerBody, of: caller.user, task: id)
+        let counted = try await admit(workerBody, of: caller.user, task: id)
         let ledger = scheduler.runner.usage
         func uncount() { if counted { ledger.withdraw(task: id) } }
         var record = TaskRecord(id: id, kind: kind, model: model, user: caller.user, request: workerBody, priority: priority)

@@ -63,6 +63,12 @@ enum PostgresMigrations {
         Migration(version: 4, name: "webhook deliverers", statements: [
             "ALTER TABLE sdbox_tasks ADD COLUMN callback_by text",
         ]),
+        // The per-user queue limits across a fleet: the box that accepted each task, and what its request
+        // takes stored (JSONValue.storageSize), summed over a user's unfinished tasks (PostgresUnfinishedUsage).
+        Migration(version: 5, name: "accepting boxes", statements: [
+            "ALTER TABLE sdbox_tasks ADD COLUMN accepted_by text, ADD COLUMN request_bytes bigint NOT NULL DEFAULT 0",
+            "CREATE INDEX sdbox_tasks_user_unfinished ON sdbox_tasks (user_name) WHERE NOT final",
+        ]),
     ]
 
     /// The newest schema version this sdbox knows.

@@ -51,9 +51,12 @@ public struct PostgresTaskStore: TaskStore {
         let deliverer: String? = task.state.isFinal ? node : nil
         let rows = try await database.query("""
             WITH inserted AS (
-                INSERT INTO sdbox_tasks (id, position, state, final, user_name, model, created_at, callback_pending, callback_by, record)
+                INSERT INTO sdbox_tasks (
+                    id, position, state, final, user_name, model, created_at, callback_pending, callback_by, accepted_by, request_bytes, record
+                )
                 VALUES (\(task.id), \(TaskFilter.position(of: task)), \(task.state.rawValue), \(task.state.isFinal), \(task.user),
-                    \(task.model), \(task.createdAt), \(task.callback?.state == .pending), \(deliverer), \(text)::jsonb)
+                    \(task.model), \(task.createdAt), \(task.callback?.state == .pending), \(deliverer), \(node), \(task.request.storageSize),
+                    \(text)::jsonb)
                 ON CONFLICT (id) DO NOTHING RETURNING id
             )
             SELECT id, pg_notify(\(FleetNotice.channel), \(notice))::text FROM inserted
