@@ -102,27 +102,32 @@ import Testing
 
     /// Another process listening on a worker's port before the worker binds it answers the readiness ping
     /// too. sdbox sees the listener is not its worker's, sends it no task, and after its tries fails the task
-    /// saying why. The stranger here is the worker itself, started detached from the launch command; the
-    /// same command in a profile that says another process listens for it (`ownsPort: false`) is trusted.
-    @Test func aWorkersPortHeldByAnotherProcessGetsNoTask() async throws {
-        for ownsPort in [true, false] {
-            let server = try await ServerProcess(config: """
-                workers:
-                  profiles:
-                    detached:
-                      command: [/bin/sh, -c, "({sdbox} worker --port {port} --checkpoint {checkpoint} --parent-pid {sdbox_pid} &); exec sleep 600"]
-                      ownsPort: \(ownsPort)
-                  defaultProfile: detached
-                """, models: ["demo.safetensors": DemoCheckpoint.contents()])
-            defer { server.destroy() }
-            let (status, answer) = try await server.json(.POST, "/txt2img", ["steps": 1, "width": 64, "height": 64])
-            if ownsPort {
-                #expect(status == 500, "\(server.log.split(separator: "\n").filter { $0.contains("worker") }.joined(separator: "\n"))")
-                #expect(answer["detail"]?.stringValue?.contains("is held by another process") == true, "\(answer)")
-                #expect(server.log.contains("a worker's port is held by another process"))
-            } else {
-                #expect(status == 200 && answer["status"] == "succeeded", "\(answer)")
-            }
+    /// saying why. The stranger here is the worker itself, started by the launch command in a session of its
+    /// own (`setsid -f`); the same command in a profile that says another process listens for it
+    /// (`ownsPort: false`) is trusted, and so is a worker the command leaves running in the background, in
+    /// the process group sdbox made for it.
+    @Test(arguments: [
+        ("setsid -f {sdbox} worker --port {port} --checkpoint {checkpoint} --parent-pid {sdbox_pid}", true, false),
+        ("setsid -f {sdbox} worker --port {port} --checkpoint {checkpoint} --parent-pid {sdbox_pid}", false, true),
+        ("({sdbox} worker --port {port} --checkpoint {checkpoint} --parent-pid {sdbox_pid} &)", true, true),
+    ])
+    func aWorkersPortHeldByAnotherProcessGetsNoTask(start: String, ownsPort: Bool, served: Bool) async throws {
+        let server = try await ServerProcess(config: """
+            workers:
+              profiles:
+                launched:
+                  command: [/bin/sh, -c, "\(start); exec sleep 600"]
+                  ownsPort: \(ownsPort)
+              defaultProfile: launched
+            """, models: ["demo.safetensors": DemoCheckpoint.contents()])
+        defer { server.destroy() }
+        let (status, answer) = try await server.json(.POST, "/txt2img", ["steps": 1, "width": 64, "height": 64])
+        if served {
+            #expect(status == 200 && answer["status"] == "succeeded", "\(answer)")
+        } else {
+            #expect(status == 500, "\(server.log.split(separator: "\n").filter { $0.contains("worker") }.joined(separator: "\n"))")
+            #expect(answer["detail"]?.stringValue?.contains("is held by another process") == true, "\(answer)")
+            #expect(server.log.contains("a worker's port is held by another process"))
         }
     }
 

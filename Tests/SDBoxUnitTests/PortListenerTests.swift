@@ -11,12 +11,13 @@ import Testing
         let fd: Int32
         let port: Int
 
-        init?() {
+        init?(host: String = "127.0.0.1", port: Int = 0) {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             guard fd >= 0 else { return nil }
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            address.sin_addr.s_addr = inet_addr(host)
+            address.sin_port = UInt16(port).bigEndian
             var length = socklen_t(MemoryLayout<sockaddr_in>.size)
             let bound = withUnsafeMutablePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 1) == 0 && getsockname(fd, $0, &length) == 0 }
@@ -26,7 +27,7 @@ import Testing
                 return nil
             }
             self.fd = fd
-            port = Int(UInt16(bigEndian: address.sin_port))
+            self.port = Int(UInt16(bigEndian: address.sin_port))
         }
 
         deinit { close(fd) }
@@ -47,6 +48,14 @@ import Testing
         let listener = try #require(Listener())
         #expect(others.count == 200)
         #expect(await PortListener.of(port: listener.port, root: getpid()) == .worker)
+    }
+
+    /// A listener on another address than 127.0.0.1 (or any) does not get a call to 127.0.0.1: not the worker's port.
+    @Test func aListenerOnAnotherAddressDoesNotCount() async throws {
+        let port = try #require(Listener()).port
+        let elsewhere = try #require(Listener(host: "127.0.0.2", port: port))
+        #expect(elsewhere.port == port)
+        #expect(await PortListener.of(port: port, root: Int32.max) == .unknown)
     }
 
     @Test func aPortNobodyListensOnIsUnknown() async throws {
