@@ -99,8 +99,10 @@ public enum SDBoxApplication {
         }
         // The quotas' tally is built before the scheduler runs, so every task that ends from now on is one it counted.
         let quotas = try await QuotaGuard.load(catalog: catalog, tasks: tasks)
-        // In a fleet, every box counts what every box's tasks used.
+        // In a fleet, every box counts what every box's tasks used, and each user's unfinished tasks this
+        // box accepted before it stopped count in the user's share of the queue.
         await fleet?.observeTasksEndedElsewhere { task in quotas.taskEnded(task) }
+        try await fleet?.countTasksAcceptedBeforeStart()
         await fleet?.observeSettings { try await quotas.reload() }
         let services = Services(
             configuration: configuration, tasks: tasks, catalog: catalog, models: models, scheduler: scheduler,

@@ -65,6 +65,11 @@ public final class UsageLedger: Sendable {
         }
     }
 
+    /// The ids of the tasks counted.
+    public func countedTaskIDs() -> [String] {
+        state.withLock { Array($0.tasks.keys) }
+    }
+
     /// Takes back a task that ended, or that was admitted but not stored; nothing for a task not counted.
     public func withdraw(task id: String) {
         state.withLock { state in

@@ -158,3 +158,30 @@ import Testing
         try await a.tasks.update("u") { $0.state = .succeeded }
     }
 }
+
+/// A user's unfinished tasks across a fleet, for the per-user queue limits: each box reads those the
+/// others accepted, finds again those it accepted before a restart, and learns which it counts have ended.
+@Suite struct PostgresUnfinishedUsageTests {
+    @Test func eachBoxReadsWhatTheOthersAccepted() async throws {
+        let database = try await PostgresTaskClaimsTests().openDatabase()
+        defer { Task { await database.close() } }
+        let (a, b) = (PostgresTaskClaimsTests.Box("a", on: database), PostgresTaskClaimsTests.Box("b", on: database))
+        let (usageA, usageB) = (PostgresUnfinishedUsage(database: database, node: "a"), PostgresUnfinishedUsage(database: database, node: "b"))
+        let bytes = StoreSuite.makeTask().request.storageSize
+        _ = try await a.tasks.insert(StoreSuite.makeTask("a1", user: "u"))
+        _ = try await a.tasks.insert(StoreSuite.makeTask("a2", user: "u"))
+        _ = try await b.tasks.insert(StoreSuite.makeTask("b1", user: "u"))
+        _ = try await b.tasks.insert(StoreSuite.makeTask("b2", user: "v"))
+        #expect(try await usageA.elsewhere(of: "u") == (1, bytes))
+        #expect(try await usageB.elsewhere(of: "u") == (2, 2 * bytes))
+        #expect(try await usageA.elsewhere(of: "v") == (1, bytes))
+        #expect(try await usageB.elsewhere(of: "v") == (0, 0))
+        #expect(try await usageA.acceptedHere().map(\.id).sorted() == ["a1", "a2"])
+        #expect(try await usageA.acceptedHere().allSatisfy { $0.user == "u" && $0.bytes == bytes })
+
+        _ = try await a.tasks.update("a1") { $0.state = .cancelled }
+        #expect(try await usageB.elsewhere(of: "u") == (1, bytes), "a final task no longer counts")
+        #expect(try await usageA.ended(among: ["a1", "a2", "missing"]) == ["a1"])
+        #expect(try await usageA.ended(among: []) == [])
+    }
+}

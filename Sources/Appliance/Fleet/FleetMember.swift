@@ -101,7 +101,6 @@ public actor FleetMember: Service {
 
     public func run() async throws {
         await scheduler.forwardCancels { [weak self] id in try await self?.cancelElsewhere(id) }
-        await countTasksAcceptedBeforeStart()
         await giveBackOwnClaims(reason: "start")
         await withDiscardingTaskGroup { group in
             group.addTask { await self.notifications.listen { notice in await self.handle(notice) } }
@@ -129,13 +128,10 @@ public actor FleetMember: Service {
 
     /// Counts in the users' shares of the queue (``UsageLedger``) the unfinished tasks this box accepted
     /// before it stopped: each box counts those it accepted, and reads the others' (``usageElsewhere(of:)``).
-    func countTasksAcceptedBeforeStart() async {
-        do {
-            for task in try await usage.acceptedHere() {
-                scheduler.runner.usage.add(task: task.id, user: task.user, bytes: task.bytes)
-            }
-        } catch {
-            logger.error("fleet: could not count the unfinished tasks this box accepted before it started", metadata: ["error": "\(ErrorSummary(error))"])
+    /// Called before the box takes requests.
+    public nonisolated func countTasksAcceptedBeforeStart() async throws {
+        for task in try await usage.acceptedHere() {
+            scheduler.runner.usage.add(task: task.id, user: task.user, bytes: task.bytes)
         }
     }
 
@@ -308,9 +304,13 @@ public actor FleetMember: Service {
         case .resync:
             for observer in taskChangeObservers { await observer(nil) }
             queueMayHaveWork = true
-            // Notices missed meanwhile: a task someone waits for here may have ended.
+            // Notices missed meanwhile: a task someone waits for here may have ended, and so may one this box
+            // counts in its user's share of the queue.
             for id in scheduler.runner.waitedTaskIDs() {
                 if let task = try? await tasks.get(id), task.state.isFinal { scheduler.runner.taskEndedElsewhere(task) }
+            }
+            for id in (try? await usage.ended(among: scheduler.runner.usage.countedTaskIDs())) ?? [] {
+                await endedElsewhere(id)
             }
             await claim()
         }

@@ -23,6 +23,16 @@ public struct PostgresUnfinishedUsage: Sendable {
         return (0, 0)
     }
 
+    /// Those of `ids` that are final: tasks this box counts that ended on another box, whose notices it may
+    /// have missed.
+    public func ended(among ids: [String]) async throws -> [String] {
+        guard !ids.isEmpty else { return [] }
+        let rows = try await database.query("SELECT id FROM sdbox_tasks WHERE id = ANY(\(ids)::text[]) AND final")
+        var ended: [String] = []
+        for try await id in rows.decode(String.self) { ended.append(id) }
+        return ended
+    }
+
     /// The unfinished tasks this box accepted (before it restarted): each one's id, user and request bytes.
     public func acceptedHere() async throws -> [(id: String, user: String, bytes: Int)] {
         let rows = try await database.query(
