@@ -310,7 +310,7 @@ public actor FleetMember: Service {
                 if let task = try? await tasks.get(id), task.state.isFinal { scheduler.runner.taskEndedElsewhere(task) }
             }
             for id in (try? await usage.ended(among: scheduler.runner.usage.countedTaskIDs())) ?? [] {
-                await endedElsewhere(id)
+                scheduler.runner.usage.withdraw(task: id)
             }
             await claim()
         }
