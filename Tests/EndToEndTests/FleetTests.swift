@@ -325,7 +325,7 @@ final class TestFleet: @unchecked Sendable {
     }
 
     /// A user's queue limit holds across the boxes: the unfinished tasks the other boxes accepted count
-    /// too, and a box that restarts still counts those it accepted before.
+    /// too (read at most once a second per user), and a box that restarts still counts those it accepted before.
     @Test func aUsersQueueLimitHoldsAcrossTheBoxes() async throws {
         let fleet = try await TestFleet(postgres: try await PostgresServer.shared(), models: ["m1.safetensors"], boxes: 2, extra: "limits: {maxQueuedPerUser: 3}")
         defer { fleet.destroy() }
@@ -338,6 +338,7 @@ final class TestFleet: @unchecked Sendable {
         #expect(try await submit(to: first).0 == 200)
         #expect(try await submit(to: first).0 == 200)
         #expect(try await submit(to: second).0 == 200)
+        try await Task.sleep(for: .milliseconds(1100))
         let (refused, why) = try await submit(to: second)
         #expect(refused == 429 && why["error"] == "queue full" && why["detail"]?.stringValue?.contains("maxQueuedPerUser") == true, "\(why)")
         #expect(try await submit(to: first).0 == 429)

@@ -172,15 +172,16 @@ import Testing
         _ = try await a.tasks.insert(StoreSuite.makeTask("a2", user: "u"))
         _ = try await b.tasks.insert(StoreSuite.makeTask("b1", user: "u"))
         _ = try await b.tasks.insert(StoreSuite.makeTask("b2", user: "v"))
-        #expect(try await usageA.elsewhere(of: "u") == (1, bytes))
-        #expect(try await usageB.elsewhere(of: "u") == (2, 2 * bytes))
-        #expect(try await usageA.elsewhere(of: "v") == (1, bytes))
-        #expect(try await usageB.elsewhere(of: "v") == (0, 0))
+        #expect(try await usageA.elsewhere(of: "u", upTo: 10) == (1, bytes))
+        #expect(try await usageB.elsewhere(of: "u", upTo: 10) == (2, 2 * bytes))
+        #expect(try await usageB.elsewhere(of: "u", upTo: 1) == (1, bytes), "counted up to the limit")
+        #expect(try await usageA.elsewhere(of: "v", upTo: 10) == (1, bytes))
+        #expect(try await usageB.elsewhere(of: "v", upTo: 10) == (0, 0))
         #expect(try await usageA.acceptedHere().map(\.id).sorted() == ["a1", "a2"])
         #expect(try await usageA.acceptedHere().allSatisfy { $0.user == "u" && $0.bytes == bytes })
 
         _ = try await a.tasks.update("a1") { $0.state = .cancelled }
-        #expect(try await usageB.elsewhere(of: "u") == (1, bytes), "a final task no longer counts")
+        #expect(try await usageB.elsewhere(of: "u", upTo: 10) == (1, bytes), "a final task no longer counts")
         #expect(try await usageA.ended(among: ["a1", "a2", "missing"]) == ["a1"])
         #expect(try await usageA.ended(among: []) == [])
     }

@@ -27,6 +27,7 @@ public actor FleetMember: Service {
     let notifications: PostgresNotifications
     let lease: PostgresNodeLease
     let usage: PostgresUnfinishedUsage
+    let usageElsewhere: UsageElsewhere
     let scheduler: Scheduler
     let tasks: any TaskStore
     let settings: FleetSettings
@@ -64,6 +65,7 @@ public actor FleetMember: Service {
         self.notifications = links.notifications
         self.lease = links.lease
         self.usage = links.usage
+        self.usageElsewhere = UsageElsewhere(links.usage)
         self.scheduler = scheduler
         self.tasks = tasks
         self.settings = settings
@@ -135,10 +137,10 @@ public actor FleetMember: Service {
         }
     }
 
-    /// What the unfinished tasks of `user` that other boxes accepted take, for the per-user queue limits.
-    public nonisolated func usageElsewhere(of user: String) async throws -> ActiveUsage {
-        let (tasks, bytes) = try await usage.elsewhere(of: user)
-        return ActiveUsage(tasks: tasks, bytes: bytes)
+    /// What the unfinished tasks of `user` that other boxes accepted take, counted up to `maxTasks`, for
+    /// the per-user queue limits (read at most once a second per user: ``UsageElsewhere``).
+    public nonisolated func usageElsewhere(of user: String, upTo maxTasks: Int) async throws -> ActiveUsage {
+        try await usageElsewhere.of(user, upTo: maxTasks)
     }
 
     /// Gives back every claim this box holds (its tasks queued again, a running one counting its attempt).

@@ -170,7 +170,7 @@ extension Services {
         guard size <= limit else {
             throw APIError(.contentTooLarge, "request too large", detail: "the request takes \(size) bytes stored; the limit is \(limit) (limits.maxQueuedBytesPerUser)")
         }
-        let elsewhere = try await fleet?.usageElsewhere(of: user) ?? ActiveUsage()
+        let elsewhere = try await fleet?.usageElsewhere(of: user, upTo: configuration.limits.maxQueuedPerUser) ?? ActiveUsage()
         let usage: ActiveUsage
         switch scheduler.runner.usage.admit(
             task: id, user: user, bytes: size, maxTasks: configuration.limits.maxQueuedPerUser, maxBytes: limit, elsewhere: elsewhere

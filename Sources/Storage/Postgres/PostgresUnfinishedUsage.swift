@@ -13,11 +13,14 @@ public struct PostgresUnfinishedUsage: Sendable {
         self.node = node
     }
 
-    /// The unfinished tasks of `user` that other boxes accepted: how many, and the bytes their requests take.
-    public func elsewhere(of user: String) async throws -> (tasks: Int, bytes: Int) {
+    /// The unfinished tasks of `user` that other boxes accepted, `upTo` that many (a user at the limit is
+    /// refused whatever the rest): how many, and the bytes their requests take.
+    public func elsewhere(of user: String, upTo maxTasks: Int) async throws -> (tasks: Int, bytes: Int) {
         let rows = try await database.query("""
-            SELECT count(*), coalesce(sum(request_bytes), 0)::bigint FROM sdbox_tasks
-            WHERE user_name = \(user) AND NOT final AND accepted_by IS DISTINCT FROM \(node)
+            SELECT count(*), coalesce(sum(request_bytes), 0)::bigint FROM (
+                SELECT request_bytes FROM sdbox_tasks
+                WHERE user_name = \(user) AND NOT final AND accepted_by IS DISTINCT FROM \(node) LIMIT \(maxTasks)
+            ) unfinished
             """)
         for try await (tasks, bytes) in rows.decode((Int, Int).self) { return (tasks, bytes) }
         return (0, 0)
