@@ -72,21 +72,24 @@ final class TestFleet: @unchecked Sendable {
 
     /// Cuts box `index` at a moment it holds claimed tasks that cannot end, and returns how many it held.
     /// The box's workers are frozen (SIGSTOP, again each round for any started since), so a task the box
-    /// handed to one cannot end, while sdbox itself runs on and lands any write it had sent (a task's end).
-    /// Once some tasks were held in two counts half a second apart, the box and its workers are killed (at
-    /// most 60 s: a box frozen out of all work is cut as it is).
+    /// handed to one cannot end, while sdbox itself runs on and lands any write it had sent (a task's end,
+    /// which on a loaded machine can take a while). Once some task was running there in three counts a second
+    /// apart (on a frozen worker, then: a task runs for milliseconds), the box and its workers are killed (at
+    /// most 60 s: a box frozen out of all work is cut as it is). A task only queued there could still go to a
+    /// worker started since the last freeze.
     func cutWhileHolding(_ index: Int) async throws -> Int {
         let deadline = ContinuousClock.now + .seconds(60)
-        var heldBefore: Set<Substring> = []
+        var counts: [Set<Substring>] = []
         while true {
             for worker in boxes[index].workerPIDs() { kill(worker, SIGSTOP) }
-            let held = Set(try await psql("SELECT id FROM sdbox_tasks WHERE claimed_by = 'box-\(index)' AND NOT final").split(separator: "\n"))
-            if !held.isDisjoint(with: heldBefore) || ContinuousClock.now >= deadline {
+            let running = Set(try await psql("SELECT id FROM sdbox_tasks WHERE claimed_by = 'box-\(index)' AND state = 'running'").split(separator: "\n"))
+            counts = Array((counts + [running]).suffix(3))
+            let runningThroughout = counts.count == 3 && !counts.dropFirst().reduce(counts[0]) { $0.intersection($1) }.isEmpty
+            if runningThroughout || ContinuousClock.now >= deadline {
                 await cut(index)
-                return held.count
+                return Int(try await psql("SELECT count(*) FROM sdbox_tasks WHERE claimed_by = 'box-\(index)' AND NOT final")) ?? 0
             }
-            heldBefore = held
-            try await Task.sleep(for: .milliseconds(500))
+            try await Task.sleep(for: .seconds(1))
         }
     }
 

@@ -6,12 +6,14 @@ import Testing
 
 /// A started worker's port is told apart from one another process took first, by who listens on it.
 @Suite struct PortListenerTests {
-    /// A socket listening on a port of 127.0.0.1 the kernel chose, held by this test process.
+    /// A socket listening on a port of 127.0.0.1 the kernel chose, held by this test process; or, not
+    /// listening, only bound there, which keeps other processes from listening on that port of 127.0.0.1
+    /// or of any address while the test runs.
     final class Listener {
         let fd: Int32
         let port: Int
 
-        init?(host: String = "127.0.0.1", port: Int = 0) {
+        init?(host: String = "127.0.0.1", port: Int = 0, listens: Bool = true) {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             guard fd >= 0 else { return nil }
             var address = sockaddr_in()
@@ -20,7 +22,7 @@ import Testing
             address.sin_port = UInt16(port).bigEndian
             var length = socklen_t(MemoryLayout<sockaddr_in>.size)
             let bound = withUnsafeMutablePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 1) == 0 && getsockname(fd, $0, &length) == 0 }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && (!listens || listen(fd, 1) == 0) && getsockname(fd, $0, &length) == 0 }
             }
             guard bound else {
                 close(fd)
@@ -52,14 +54,14 @@ import Testing
 
     /// A listener on another address than 127.0.0.1 (or any) does not get a call to 127.0.0.1: not the worker's port.
     @Test func aListenerOnAnotherAddressDoesNotCount() async throws {
-        let port = try #require(Listener()).port
-        let elsewhere = try #require(Listener(host: "127.0.0.2", port: port))
-        #expect(elsewhere.port == port)
-        #expect(await PortListener.of(port: port, root: Int32.max) == .unknown)
+        let reserved = try #require(Listener(listens: false))
+        let elsewhere = try #require(Listener(host: "127.0.0.2", port: reserved.port))
+        #expect(elsewhere.port == reserved.port)
+        #expect(await PortListener.of(port: reserved.port, root: Int32.max) == .unknown)
     }
 
     @Test func aPortNobodyListensOnIsUnknown() async throws {
-        let port = try #require(Listener()).port
-        #expect(await PortListener.of(port: port, root: getpid()) == .unknown)
+        let reserved = try #require(Listener(listens: false))
+        #expect(await PortListener.of(port: reserved.port, root: getpid()) == .unknown)
     }
 }
