@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 
 /// Who listens on a local TCP port, as Linux's `/proc` tells it: a worker sdbox starts is given a port that
@@ -19,9 +16,8 @@ enum PortListener: Equatable {
 
     /// Who listens on TCP `port` of 127.0.0.1 (there, or on any address), told against the processes of the
     /// worker `root`, which leads its own process group. Only a listener they do not hold sends the search
-    /// through every process. Read on a thread of
-    /// its own: the kernel walks every socket of the machine for `/proc/net/tcp` (tens of milliseconds with
-    /// a few thousand).
+    /// through every process. Read on a thread of its own: the kernel walks every socket of the machine for
+    /// `/proc/net/tcp` (tens of milliseconds with a few thousand).
     static func of(port: Int, root: Int32) async -> PortListener {
         await withCheckedContinuation { continuation in
             DispatchQueue.global(qos: .utility).async { continuation.resume(returning: reading(port: port, root: root)) }
@@ -53,7 +49,7 @@ enum PortListener: Equatable {
         let portHex = String(format: "%04X", port)
         var inodes: Set<String> = []
         for table in ["tcp", "tcp6"] {
-            guard let text = procFile("/proc/net/\(table)") else { continue }
+            guard let text = ProcFile.text("/proc/net/\(table)") else { continue }
             // Columns: sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
             for line in text.split(separator: "\n").dropFirst() {
                 let columns = line.split(separator: " ", omittingEmptySubsequences: true)
@@ -76,11 +72,7 @@ enum PortListener: Equatable {
     static func lineages() -> [Int32: Lineage] {
         var processes: [Int32: Lineage] = [:]
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-            guard let pid = Int32(entry), let stat = procFile("/proc/\(entry)/stat"),
-                let nameEnd = stat.lastIndex(of: ")")
-            else { continue }
-            // After the command name (which may hold spaces and parentheses): state, parent, process group.
-            let fields = stat[stat.index(after: nameEnd)...].split(separator: " ")
+            guard let pid = Int32(entry), let fields = ProcFile.statFields(of: pid) else { continue }
             if fields.count > 2, let parent = Int32(fields[1]), let group = Int32(fields[2]) {
                 processes[pid] = Lineage(parent: parent, group: group)
             }
@@ -99,22 +91,6 @@ enum PortListener: Equatable {
         }
         for (pid, lineage) in processes where lineage.group == root { own.insert(pid) }
         return own
-    }
-
-    /// A `/proc` file's whole text, read to its end: such a file says it is empty, and Foundation's readers
-    /// then stop after its first page (4 KiB of `/proc/net/tcp`, a few dozen sockets).
-    static func procFile(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { return count == 0 ? String(decoding: bytes, as: UTF8.self) : nil }
-            bytes += chunk[..<count]
-        }
     }
 
     /// The inodes of the sockets process `pid` holds open (empty if its descriptors cannot be read).

@@ -273,11 +273,7 @@ public enum WorkerReaper {
 
     /// Field 22 of `/proc/<pid>/stat`: the process's start time in clock ticks since boot.
     static func startTime(of pid: Int32) -> UInt64? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        else { return nil }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        // After the command name, fields start at 3 (state); the start time is field 22.
-        return fields.count > 19 ? UInt64(fields[19]) : nil
+        guard let fields = ProcFile.statFields(of: pid), fields.count > 19 else { return nil }
+        return UInt64(fields[19])
     }
 }
