@@ -4,7 +4,7 @@ import NIOCore
 import NIOHTTP1
 import ImageCodec
 import SDBoxCore
-import Scheduler
+@testable import Scheduler
 
 /// A real `sdbox serve` process started from the binary `swift build` made, on a free port, with its own
 /// data folder, driven over HTTP by the tests.
@@ -156,8 +156,7 @@ final class ServerProcess: @unchecked Sendable {
             guard let cmdline = FileManager.default.contents(atPath: "/proc/\(candidate)/cmdline") else { return false }
             let arguments = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
             guard arguments.contains("worker") else { return false }
-            let stat = (try? String(contentsOfFile: "/proc/\(candidate)/stat", encoding: .utf8)) ?? ""
-            let parent = stat.lastIndex(of: ")").flatMap { Int32(stat[stat.index(after: $0)...].split(separator: " ").dropFirst().first ?? "") }
+            let parent = ProcFile.statFields(of: candidate).flatMap { $0.count > 1 ? Int32($0[1]) : nil }
             return (server != 0 && parent == server) || arguments.contains { $0.hasPrefix(dataDirectory + "/") }
         }
     }
@@ -222,9 +221,7 @@ final class ServerProcess: @unchecked Sendable {
 func processEnds(_ pid: pid_t, within limit: Duration = .seconds(10)) async throws -> Bool {
     let deadline = ContinuousClock.now + limit
     while ContinuousClock.now < deadline {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")"), stat[stat.index(after: close)...].dropFirst().first != "Z"
-        else { return true }
+        guard let state = ProcFile.statFields(of: pid)?.first, state != "Z" else { return true }
         try await Task.sleep(for: .milliseconds(50))
     }
     return false
