@@ -100,14 +100,8 @@ final class ServerProcess: @unchecked Sendable {
     /// runs, seconds of kernel time a read), on the few threads all the tests' async code shares.
     static func listens(pid: pid_t, port: Int) async -> Bool {
         guard let (status, output) = try? await runProgram(["/usr/bin/ss", "-Hltne", "sport = :\(port)"]), status == 0 else { return false }
-        let listening = Set(output.split(whereSeparator: \.isWhitespace).filter { $0.hasPrefix("ino:") }.map { $0.dropFirst(4) })
-        guard !listening.isEmpty, let descriptors = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd") else { return false }
-        return descriptors.contains { descriptor in
-            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(descriptor)"),
-                target.hasPrefix("socket:[")
-            else { return false }
-            return listening.contains(target.dropFirst(8).dropLast())
-        }
+        let listening = Set(output.split(whereSeparator: \.isWhitespace).filter { $0.hasPrefix("ino:") }.map { String($0.dropFirst(4)) })
+        return !listening.isEmpty && !PortListener.socketInodes(of: pid).isDisjoint(with: listening)
     }
 
     /// Sends `signal` to sdbox alone and waits for it to exit. A graceful stop can take seconds, so the wait
