@@ -194,9 +194,11 @@ import Testing
               reference: {stepMilliseconds: 20, minimumStepMilliseconds: 5}
             """, models: Self.threeModels)
         defer { server.destroy() }
+        // Tasks of 2 s, so that the first two workers still run theirs while they are looked at: one that
+        // finished would give its GPU to gamma's worker and be gone.
         let ids = [
-            try await submit(server, model: "alpha"), try await submit(server, model: "beta"),
-            try await submit(server, model: "gamma"),
+            try await submit(server, model: "alpha", steps: 100), try await submit(server, model: "beta", steps: 100),
+            try await submit(server, model: "gamma", steps: 100),
         ]
         let placed = try await waitForWorkers(server) { $0.count == 2 && $0.allSatisfy { $0["pid"]?.integerValue != nil } }
         #expect(Set(placed.compactMap { $0["gpu"]?.integerValue }) == [0, 1], "one 6000 MiB worker per GPU; a third fits nowhere")
