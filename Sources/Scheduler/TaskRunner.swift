@@ -447,24 +447,17 @@ public final class TaskRunner: Sendable {
                 metrics.changesWaitingForDisk(count)
             }
         }
-        while true {
-            do {
-                let answer = try await body()
-                if waiting { logger.notice("the store took the task change that waited", metadata: ["task": "\(id)"]) }
-                return answer
-            } catch where StoreFailure.isTransient(error) && !isShuttingDown {
-                if !waiting {
-                    logger.error("the store cannot take a task change now (disk full or database unreachable); it waits", metadata: ["task": "\(id)", "error": "\(error)"])
-                    waiting = true
-                    let count = state.withLock { state in
-                        state.changesWaitingForDisk += 1
-                        return state.changesWaitingForDisk
-                    }
-                    metrics.changesWaitingForDisk(count)
-                }
-                try await Task.sleep(for: .seconds(1))
+        let answer = try await StoreFailure.retrying(while: { !isShuttingDown }, waits: { error in
+            logger.error("the store cannot take a task change now (disk full or database unreachable); it waits", metadata: ["task": "\(id)", "error": "\(error)"])
+            waiting = true
+            let count = state.withLock { state in
+                state.changesWaitingForDisk += 1
+                return state.changesWaitingForDisk
             }
-        }
+            metrics.changesWaitingForDisk(count)
+        }, body)
+        if waiting { logger.notice("the store took the task change that waited", metadata: ["task": "\(id)"]) }
+        return answer
     }
 
     /// Tells the rest of sdbox of a task that ended without a run here: in a fleet, one this box gave back

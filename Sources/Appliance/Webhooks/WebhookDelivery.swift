@@ -74,7 +74,10 @@ package actor WebhookDelivery: Service {
         while !Task.isCancelled {
             let stored: TaskRecord?
             do {
-                stored = try await whenStoreAnswers { try await self.tasks.get(id) }
+                // While the store cannot answer (PostgreSQL out of reach, a full disk), it is asked again each
+                // second, here and for the attempt's record: a webhook is neither dropped nor sent again for
+                // want of a read or a record. Shutdown ends the wait.
+                stored = try await StoreFailure.retrying { try await self.tasks.get(id) }
             } catch {
                 if !Task.isCancelled { logger.error("could not read a task to deliver its webhook", metadata: ["task": "\(id)", "error": "\(error)"]) }
                 return
@@ -104,7 +107,7 @@ package actor WebhookDelivery: Service {
             let refused = if case .refused = target { true } else { false }
             let state: TaskCallback.State? = attempt.error == nil ? .delivered : number >= settings.maxAttempts || refused ? .failed : nil
             do {
-                try await whenStoreAnswers {
+                try await StoreFailure.retrying {
                     try await self.tasks.updateCallback(id) { callback in
                         callback.attempts.append(attempt)
                         if let state { callback.state = state }
@@ -130,19 +133,6 @@ package actor WebhookDelivery: Service {
     /// Leaves task `id`'s webhook to the box that took it over.
     nonisolated func leave(_ id: String) {
         logger.notice("webhook taken over by another box; this box leaves it", metadata: ["task": "\(id)"])
-    }
-
-    /// What `body` answers, asked again each second while the store cannot answer (PostgreSQL out of reach,
-    /// a full disk), so that a webhook is neither dropped nor sent again for want of a read or a record.
-    /// Ends (cancelled) at shutdown.
-    nonisolated func whenStoreAnswers<R: Sendable>(_ body: @Sendable () async throws -> R) async throws -> R {
-        while true {
-            do {
-                return try await body()
-            } catch where StoreFailure.isTransient(error) {
-                try await Task.sleep(for: .seconds(1))
-            }
-        }
     }
 
     /// One POST of a task's result; `host`, when given, is the Host header (the URL names the checked address).
