@@ -221,7 +221,11 @@ public actor FleetMember: Service {
     /// or has a remote worker), so that a task this box cannot place is better left to it.
     func anotherBoxCouldServe(_ model: String) async -> Bool {
         let need = await scheduler.settings(ofPool: model).gpuMemoryMiB ?? 0
-        return otherLiveNodes.contains { other in
+        // The boxes as they are now, not as the last heartbeat saw them: a box that started since is not in
+        // that view, and a task failed for want of the GPU it has would be lost work. (Asked rarely: only
+        // for a task this box cannot place.)
+        let others = (try? await nodes().filter { $0.live && $0.name != node }) ?? otherLiveNodes
+        return others.contains { other in
             guard let report = other.report else { return true }
             return report.gpus.isEmpty || report.gpus.contains { $0.memoryMiB >= need } || report.workers.contains { $0.remote != nil }
         }
