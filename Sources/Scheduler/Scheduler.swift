@@ -190,7 +190,7 @@ public actor Scheduler: Service {
         )
     }
 
-    /// Takes back a task that could not be written after all (``TaskRunner/beginWriting(_:insertion:)``):
+    /// Takes back a task that could not be written after all (``TaskRunner/beginWriting(_:)``):
     /// out of its queue, or, if it already runs, interrupted (its outcome cannot be recorded).
     public func withdraw(_ id: String) async {
         if planner.remove(id) { return }

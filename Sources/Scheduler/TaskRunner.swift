@@ -31,12 +31,6 @@ public final class TaskRunner: Sendable {
         var abortReason: String?
     }
 
-    /// A task queued while its record is written: the record, and the write its running mark waits for.
-    struct Unwritten {
-        let task: TaskRecord
-        let insertion: Task<TaskRecord, any Error>
-    }
-
     struct State {
         var runs: [String: Run] = [:]
         /// The progress call under way to the worker of each running task; polls that come meanwhile share it.
@@ -44,8 +38,8 @@ public final class TaskRunner: Sendable {
         var waiters = TaskWaiters<TaskRecord?>()
         /// Callers waiting for a task's ``EarlyOutcome`` (``waitForEarlyOutcome(_:)``).
         var earlyWaiters = TaskWaiters<EarlyOutcome?>()
-        /// Tasks queued while their record is written (``beginWriting(_:insertion:)``).
-        var unwritten: [String: Unwritten] = [:]
+        /// Tasks queued while their record is written (``beginWriting(_:)``).
+        var unwritten: [String: TaskInsertion] = [:]
         /// Task changes held in memory because the disk is full (see ``persist(_:_:)``).
         var changesWaitingForDisk = 0
         var shuttingDown = false
@@ -83,17 +77,25 @@ public final class TaskRunner: Sendable {
     // MARK: Runs
 
     /// Notes that task `id` was granted `worker`, before its run starts, so that a cancel in between is kept.
+    /// A task whose first write has not started yet is written already running (``TaskInsertion``).
     func register(_ id: String, on worker: any WorkerSlot) {
-        state.withLock { $0.runs[id] = Run(worker: worker) }
+        let insertion = state.withLock { state in
+            state.runs[id] = Run(worker: worker)
+            return state.unwritten[id]
+        }
+        insertion?.markRunning(at: Date())
     }
 
-    /// Notes a task that is queued while `insertion` writes it: a run that starts meanwhile takes the
-    /// record from here and marks it running only once it is written.
-    public func beginWriting(_ task: TaskRecord, insertion: Task<TaskRecord, any Error>) {
-        state.withLock { $0.unwritten[task.id] = Unwritten(task: task, insertion: insertion) }
+    /// Notes a task that is queued before it is written: a run that starts meanwhile takes the record from
+    /// here, and its changes wait for the write. The caller writes ``TaskInsertion/seal()`` and reports
+    /// how that went to ``TaskInsertion/finish(_:)``.
+    public func beginWriting(_ task: TaskRecord) -> TaskInsertion {
+        let insertion = TaskInsertion(task)
+        state.withLock { $0.unwritten[task.id] = insertion }
+        return insertion
     }
 
-    /// Forgets a task noted by ``beginWriting(_:insertion:)``, once its write ended.
+    /// Forgets a task noted by ``beginWriting(_:)``, once its write ended.
     public func written(_ id: String) {
         state.withLock { _ = $0.unwritten.removeValue(forKey: id) }
     }
@@ -144,11 +146,11 @@ public final class TaskRunner: Sendable {
     /// images (``waitForEarlyOutcome(_:)``) before the images are stored; the worker is given back as soon as it
     /// answered, and the outcome is recorded (after the running mark) while it takes its next task.
     func run(_ id: String, on worker: any WorkerSlot, timeoutSeconds: Int, workerDone: @Sendable (Ending) async -> Void) async {
-        let unwritten = state.withLock { $0.unwritten[id] }
+        let insertion = state.withLock { $0.unwritten[id] }
         let task: TaskRecord
         do {
-            if let unwritten {
-                task = unwritten.task
+            if let insertion {
+                task = insertion.queued
             } else {
                 guard let queued = try await waitingForStore(id, { try await self.tasks.get(id) }) else { throw TaskStoreError.notFound(id) }
                 task = queued
@@ -161,10 +163,15 @@ public final class TaskRunner: Sendable {
         if run(of: id)?.cancelRequested == true {
             forget(id)
             await workerDone(Ending(healthy: true))
+            // A task not on disk yet is cancelled once it is (one that could not be written is not recorded).
+            if let insertion, (try? await insertion.written) == nil { return }
             return await finish(id, state: .cancelled, error: nil)
         }
         let marking = Task {
-            _ = try await unwritten?.insertion.value
+            if let insertion {
+                let written = try await insertion.written
+                if insertion.carriesMark { return written }
+            }
             return try await self.persist(id) {
                 $0.state = .running
                 $0.attempts += 1

@@ -168,6 +168,79 @@ struct RunnerBench {
         let final = try #require(try await bench.tasks.get(task.id))
         #expect(final.state == .failed && final.error == "the pool was deleted")
     }
+
+    @Test func aTaskGrantedBeforeItsWriteStartsIsWrittenOnceAlreadyRunning() async throws {
+        let workerCalled = Mutex(false)
+        let bench = try RunnerBench(ScriptedWorker { _ in
+            workerCalled.withLock { $0 = true }
+            return ScriptedWorker.picture()
+        })
+        defer { bench.removeFolder() }
+        let queued = TaskRecord(id: TaskID.make(), kind: .txt2img, model: "demo.safetensors", user: "u", request: ["prompt": "fox", "steps": 2])
+        let insertion = bench.runner.beginWriting(queued)
+        bench.runner.register(queued.id, on: bench.worker)
+        let toWrite = insertion.seal()
+        #expect(toWrite.state == .running && toWrite.attempts == 1 && toWrite.startedAt != nil)
+        // The run reaches its worker before the task is on disk, and records nothing until it is.
+        async let ending = bench.run(queued)
+        while !workerCalled.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(try await bench.tasks.get(queued.id) == nil)
+        insertion.finish(.success(try await bench.tasks.insert(toWrite)))
+        bench.runner.written(queued.id)
+        #expect(await ending.healthy)
+        let final = try #require(await bench.runner.waitUntilFinal(queued.id))
+        // The write carried the run's mark: one attempt, not two.
+        #expect(final.state == .succeeded && final.attempts == 1)
+    }
+
+    @Test func aTaskGrantedAfterItsWriteStartedIsMarkedRunningByItsRun() async throws {
+        let bench = try RunnerBench(ScriptedWorker { _ in ScriptedWorker.picture() })
+        defer { bench.removeFolder() }
+        let queued = TaskRecord(id: TaskID.make(), kind: .txt2img, model: "demo.safetensors", user: "u", request: ["prompt": "fox", "steps": 2])
+        let insertion = bench.runner.beginWriting(queued)
+        let toWrite = insertion.seal()
+        bench.runner.register(queued.id, on: bench.worker)
+        #expect(toWrite.state == .queued && toWrite.attempts == 0 && !insertion.carriesMark)
+        insertion.finish(.success(try await bench.tasks.insert(toWrite)))
+        bench.runner.written(queued.id)
+        _ = await bench.run(queued)
+        let final = try #require(await bench.runner.waitUntilFinal(queued.id))
+        #expect(final.state == .succeeded && final.attempts == 1 && final.startedAt != nil)
+    }
+
+    @Test func aCancelBeforeTheRunStartsIsKeptForATaskNotOnDiskYet() async throws {
+        let client = ScriptedWorker { _ in ScriptedWorker.picture() }
+        let bench = try RunnerBench(client)
+        defer { bench.removeFolder() }
+        let queued = TaskRecord(id: TaskID.make(), kind: .txt2img, model: "demo.safetensors", user: "u", request: ["prompt": "fox", "steps": 2])
+        let insertion = bench.runner.beginWriting(queued)
+        bench.runner.register(queued.id, on: bench.worker)
+        #expect(await bench.runner.cancel(queued.id))
+        // The run sees the cancel before its task is written, and records it once the task is on disk.
+        async let ending = bench.run(queued)
+        try await Task.sleep(for: .milliseconds(50))
+        insertion.finish(.success(try await bench.tasks.insert(insertion.seal())))
+        bench.runner.written(queued.id)
+        _ = await ending
+        #expect(try await bench.tasks.get(queued.id)?.state == .cancelled)
+        #expect(!client.calls.withLock { $0.contains("POST /sdapi/v1/txt2img") }, "the worker was never asked to generate")
+    }
+
+    @Test func aRunWhoseTaskCouldNotBeWrittenRecordsNothing() async throws {
+        let bench = try RunnerBench(ScriptedWorker { _ in ScriptedWorker.picture() })
+        defer { bench.removeFolder() }
+        let queued = TaskRecord(id: TaskID.make(), kind: .txt2img, model: "demo.safetensors", user: "u", request: ["prompt": "fox", "steps": 2])
+        let insertion = bench.runner.beginWriting(queued)
+        bench.runner.register(queued.id, on: bench.worker)
+        _ = insertion.seal()
+        insertion.finish(.failure(WriteRefused()))
+        bench.runner.written(queued.id)
+        _ = await bench.run(queued)
+        #expect(try await bench.tasks.get(queued.id) == nil)
+        #expect(bench.runner.runningTaskIDs().isEmpty)
+    }
+
+    struct WriteRefused: Error {}
 }
 
 /// The per-user limits' ledger counts tasks by id.

@@ -242,18 +242,19 @@ extension Services {
         return stored.task
     }
 
-    /// Queues a task while it is written and returns it once it is on disk; when it cannot be written, it
-    /// is taken back from the scheduler and the error thrown.
+    /// Queues a task, then writes it, and returns it once it is on disk; when it cannot be written, it is
+    /// taken back from the scheduler and the error thrown. A task granted a worker at once is written
+    /// already running: one write instead of two (``TaskInsertion``).
     func enqueueWhileWriting(_ record: TaskRecord) async throws -> TaskRecord {
-        let tasks = self.tasks
-        let insertion = Task { try await tasks.insert(record) }
-        scheduler.runner.beginWriting(record, insertion: insertion)
+        let insertion = scheduler.runner.beginWriting(record)
         await scheduler.submit(record)
         do {
-            let stored = try await insertion.value
+            let stored = try await tasks.insert(insertion.seal())
+            insertion.finish(.success(stored))
             scheduler.runner.written(record.id)
             return stored
         } catch {
+            insertion.finish(.failure(error))
             scheduler.runner.written(record.id)
             await scheduler.withdraw(record.id)
             throw error
