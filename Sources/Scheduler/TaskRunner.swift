@@ -385,6 +385,7 @@ public final class TaskRunner: Sendable {
 
     /// Cancels a task taken out of its queue before it ran (or, in a fleet, one no box holds).
     public func cancelQueued(_ id: String) async throws -> TaskRecord {
+        await untilWritten(id)
         let task = try await tasks.update(id) {
             $0.state = .cancelled
             $0.finishedAt = Date()
@@ -437,9 +438,17 @@ public final class TaskRunner: Sendable {
 
     /// Writes a change of a task, retrying each second while the store cannot take it (the disk is full,
     /// or PostgreSQL cannot be reached: ``StoreFailure/isTransient(_:)``), so that an outcome is never
-    /// dropped while sdbox runs; other errors, and shutdown, end the attempts.
+    /// dropped while sdbox runs; other errors, and shutdown, end the attempts. A task still being written
+    /// (``beginWriting(_:)``) is changed once that write has ended.
     func persist(_ id: String, _ change: @escaping @Sendable (inout TaskRecord) throws -> Void) async throws -> TaskRecord {
-        try await waitingForStore(id) { try await self.tasks.update(id, change) }
+        await untilWritten(id)
+        return try await waitingForStore(id) { try await self.tasks.update(id, change) }
+    }
+
+    /// Returns once the first write of task `id` has ended, if it is being written (``beginWriting(_:)``),
+    /// whether it succeeded or not.
+    func untilWritten(_ id: String) async {
+        if let insertion = state.withLock({ $0.unwritten[id] }) { _ = try? await insertion.written }
     }
 
     /// `body`'s answer about task `id`, asked again each second while the store cannot answer (``persist(_:_:)``).

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import NIOHTTP1
 import SDBoxCore
 import Testing
@@ -72,6 +73,24 @@ import Testing
         #expect(["alpha.safetensors", "beta.safetensors"].contains(evicted))
         let final = try await waitForWorkers(server) { $0.count == 2 && !$0.contains { $0["state"] == "stopping" } }
         #expect(Set(final.compactMap { $0["model"]?.stringValue }) == Set(SchedulingTests.threeModels.keys).subtracting([evicted]))
+    }
+
+    /// A model whose pool needs more GPU memory than any GPU has is refused the moment its task is queued,
+    /// before the task's write has ended: a caller who waits hears why at once, on both routes.
+    @Test func aCallerWaitingForAModelNoGPUCanHoldHearsWhyAtOnce() async throws {
+        let server = try await ServerProcess(config: """
+            scheduler:
+              gpus: [{index: 0, memoryMiB: 8000}]
+              pool: {gpuMemoryMiB: 16000}
+            """, models: Self.threeModels)
+        defer { server.destroy() }
+        for path in ["/txt2img", "/sdapi/v1/txt2img"] {
+            let request: JSONValue = ["stable_diffusion_model": "alpha", "steps": 1, "width": 64, "height": 64]
+            let body = try request.encoded()
+            let answer = try await server.response(.POST, path, body: body, headers: [("Content-Type", "application/json")], timeout: .seconds(20))
+            let text = String(decoding: answer.body, as: UTF8.self)
+            #expect(answer.status == 500 && text.contains("needs 16000 MiB of GPU memory"), "\(path): \(answer.status) \(text)")
+        }
     }
 
     @Test func anIdleWorkerIsParkedInRAMAndComesBackWithoutARestart() async throws {

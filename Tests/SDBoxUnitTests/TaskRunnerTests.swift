@@ -226,6 +226,32 @@ struct RunnerBench {
         #expect(!client.calls.withLock { $0.contains("POST /sdapi/v1/txt2img") }, "the worker was never asked to generate")
     }
 
+    @Test func aTaskFailedOrCancelledWhileItIsWrittenEndsSoOnDisk() async throws {
+        let bench = try RunnerBench(ScriptedWorker { _ in ScriptedWorker.picture() })
+        defer { bench.removeFolder() }
+        // The scheduler can refuse a task the moment it is queued (its model cannot be placed), before
+        // its write ends; the failure waits for the write rather than finding no record.
+        let refused = TaskRecord(id: TaskID.make(), kind: .txt2img, model: "demo.safetensors", user: "u", request: ["prompt": "fox"])
+        let refusedWrite = bench.runner.beginWriting(refused)
+        async let failing: Void = bench.runner.finish(refused.id, state: .failed, error: "the model cannot be placed")
+        async let final = bench.runner.waitUntilFinal(refused.id, timeout: .seconds(10))
+        try await Task.sleep(for: .milliseconds(50))
+        refusedWrite.finish(.success(try await bench.tasks.insert(refusedWrite.seal())))
+        bench.runner.written(refused.id)
+        await failing
+        #expect(await final?.state == .failed)
+        #expect(try await bench.tasks.get(refused.id)?.state == .failed)
+        // So does a cancel of a task still queued.
+        let cancelled = TaskRecord(id: TaskID.make(), kind: .txt2img, model: "demo.safetensors", user: "u", request: ["prompt": "fox"])
+        let cancelledWrite = bench.runner.beginWriting(cancelled)
+        async let cancelling = bench.runner.cancelQueued(cancelled.id)
+        try await Task.sleep(for: .milliseconds(50))
+        cancelledWrite.finish(.success(try await bench.tasks.insert(cancelledWrite.seal())))
+        bench.runner.written(cancelled.id)
+        #expect(try await cancelling.state == .cancelled)
+        #expect(try await bench.tasks.get(cancelled.id)?.state == .cancelled)
+    }
+
     @Test func aRunWhoseTaskCouldNotBeWrittenRecordsNothing() async throws {
         let bench = try RunnerBench(ScriptedWorker { _ in ScriptedWorker.picture() })
         defer { bench.removeFolder() }
