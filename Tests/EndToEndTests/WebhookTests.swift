@@ -46,8 +46,6 @@ final class WebhookReceiver: Sendable {
     let server: Task<Void, any Error>
 
     init() async throws {
-        guard let port = FreePort.allocate() else { throw TestFailure("no free port") }
-        self.port = port
         let log = self.log
         let router = Router()
         router.post("/:name") { request, context -> HTTPResponse.Status in
@@ -56,8 +54,23 @@ final class WebhookReceiver: Sendable {
         }
         var logger = Logger(label: "webhook-receiver")
         logger.logLevel = .critical
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: logger)
-        server = Task { try await app.run() }
+        // Port 0: the kernel picks a port nobody holds, read back once the server listens (a port picked
+        // beforehand could be taken by a concurrent test before the server binds it).
+        let (listening, listened) = AsyncStream.makeStream(of: Int?.self)
+        let app = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in listened.yield(channel.localAddress?.port) }, logger: logger
+        )
+        server = Task {
+            defer { listened.finish() }
+            try await app.run()
+        }
+        var ports = listening.makeAsyncIterator()
+        guard let bound = await ports.next(), let port = bound else {
+            server.cancel()
+            throw TestFailure("the webhook receiver could not listen")
+        }
+        self.port = port
     }
 
     func url(_ path: String) -> String { "http://127.0.0.1:\(port)\(path)" }
