@@ -6,8 +6,9 @@ import Synchronization
 ///
 /// A task granted a worker before its write starts is written once, already running: the grant marks the
 /// record to write (``markRunning(at:)``), and the run does not write a mark of its own. A task granted
-/// later is written as queued, and its run marks it running once this write is on disk. Either way the
-/// run's later changes wait for this write (``written``).
+/// later is written as queued, and its run marks it running once this write is on disk. Either way every
+/// change of the task waits for this write (``written``), whose end the writer reports to
+/// ``TaskRunner/written(_:_:)``.
 public final class TaskInsertion: Sendable {
     /// The task as it was queued: what its run sends to the worker.
     let queued: TaskRecord
@@ -51,7 +52,7 @@ public final class TaskInsertion: Sendable {
     var carriesMark: Bool { state.withLock { $0.carriesMark } }
 
     /// Records how the write ended, and wakes whoever waits for it.
-    public func finish(_ outcome: Result<TaskRecord, any Error>) {
+    func finish(_ outcome: Result<TaskRecord, any Error>) {
         let waiters = state.withLock { state in
             state.outcome = outcome
             defer { state.waiters.removeAll() }

@@ -88,16 +88,18 @@ public final class TaskRunner: Sendable {
 
     /// Notes a task that is queued before it is written: a run that starts meanwhile takes the record from
     /// here, and its changes wait for the write. The caller writes ``TaskInsertion/seal()`` and reports
-    /// how that went to ``TaskInsertion/finish(_:)``.
+    /// how that went to ``written(_:_:)``.
     public func beginWriting(_ task: TaskRecord) -> TaskInsertion {
         let insertion = TaskInsertion(task)
         state.withLock { $0.unwritten[task.id] = insertion }
         return insertion
     }
 
-    /// Forgets a task noted by ``beginWriting(_:)``, once its write ended.
-    public func written(_ id: String) {
-        state.withLock { _ = $0.unwritten.removeValue(forKey: id) }
+    /// Records how the write of a task noted by ``beginWriting(_:)`` ended, wakes whatever waits for it,
+    /// and forgets the task as unwritten.
+    public func written(_ insertion: TaskInsertion, _ outcome: Result<TaskRecord, any Error>) {
+        insertion.finish(outcome)
+        state.withLock { _ = $0.unwritten.removeValue(forKey: insertion.queued.id) }
     }
 
     /// The ids of running tasks.

@@ -185,8 +185,7 @@ struct RunnerBench {
         async let ending = bench.run(queued)
         while !workerCalled.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
         #expect(try await bench.tasks.get(queued.id) == nil)
-        insertion.finish(.success(try await bench.tasks.insert(toWrite)))
-        bench.runner.written(queued.id)
+        bench.runner.written(insertion, .success(try await bench.tasks.insert(toWrite)))
         #expect(await ending.healthy)
         let final = try #require(await bench.runner.waitUntilFinal(queued.id))
         // The write carried the run's mark: one attempt, not two.
@@ -201,8 +200,7 @@ struct RunnerBench {
         let toWrite = insertion.seal()
         bench.runner.register(queued.id, on: bench.worker)
         #expect(toWrite.state == .queued && toWrite.attempts == 0 && !insertion.carriesMark)
-        insertion.finish(.success(try await bench.tasks.insert(toWrite)))
-        bench.runner.written(queued.id)
+        bench.runner.written(insertion, .success(try await bench.tasks.insert(toWrite)))
         _ = await bench.run(queued)
         let final = try #require(await bench.runner.waitUntilFinal(queued.id))
         #expect(final.state == .succeeded && final.attempts == 1 && final.startedAt != nil)
@@ -219,8 +217,7 @@ struct RunnerBench {
         // The run sees the cancel before its task is written, and records it once the task is on disk.
         async let ending = bench.run(queued)
         try await Task.sleep(for: .milliseconds(50))
-        insertion.finish(.success(try await bench.tasks.insert(insertion.seal())))
-        bench.runner.written(queued.id)
+        bench.runner.written(insertion, .success(try await bench.tasks.insert(insertion.seal())))
         _ = await ending
         #expect(try await bench.tasks.get(queued.id)?.state == .cancelled)
         #expect(!client.calls.withLock { $0.contains("POST /sdapi/v1/txt2img") }, "the worker was never asked to generate")
@@ -236,8 +233,7 @@ struct RunnerBench {
         async let failing: Void = bench.runner.finish(refused.id, state: .failed, error: "the model cannot be placed")
         async let final = bench.runner.waitUntilFinal(refused.id, timeout: .seconds(10))
         try await Task.sleep(for: .milliseconds(50))
-        refusedWrite.finish(.success(try await bench.tasks.insert(refusedWrite.seal())))
-        bench.runner.written(refused.id)
+        bench.runner.written(refusedWrite, .success(try await bench.tasks.insert(refusedWrite.seal())))
         await failing
         #expect(await final?.state == .failed)
         #expect(try await bench.tasks.get(refused.id)?.state == .failed)
@@ -246,8 +242,7 @@ struct RunnerBench {
         let cancelledWrite = bench.runner.beginWriting(cancelled)
         async let cancelling = bench.runner.cancelQueued(cancelled.id)
         try await Task.sleep(for: .milliseconds(50))
-        cancelledWrite.finish(.success(try await bench.tasks.insert(cancelledWrite.seal())))
-        bench.runner.written(cancelled.id)
+        bench.runner.written(cancelledWrite, .success(try await bench.tasks.insert(cancelledWrite.seal())))
         #expect(try await cancelling.state == .cancelled)
         #expect(try await bench.tasks.get(cancelled.id)?.state == .cancelled)
     }
@@ -259,8 +254,7 @@ struct RunnerBench {
         let insertion = bench.runner.beginWriting(queued)
         bench.runner.register(queued.id, on: bench.worker)
         _ = insertion.seal()
-        insertion.finish(.failure(WriteRefused()))
-        bench.runner.written(queued.id)
+        bench.runner.written(insertion, .failure(WriteRefused()))
         _ = await bench.run(queued)
         #expect(try await bench.tasks.get(queued.id) == nil)
         #expect(bench.runner.runningTaskIDs().isEmpty)

@@ -250,12 +250,10 @@ extension Services {
         await scheduler.submit(record)
         do {
             let stored = try await tasks.insert(insertion.seal())
-            insertion.finish(.success(stored))
-            scheduler.runner.written(record.id)
+            scheduler.runner.written(insertion, .success(stored))
             return stored
         } catch {
-            insertion.finish(.failure(error))
-            scheduler.runner.written(record.id)
+            scheduler.runner.written(insertion, .failure(error))
             await scheduler.withdraw(record.id)
             throw error
         }
