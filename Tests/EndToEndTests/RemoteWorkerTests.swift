@@ -10,31 +10,47 @@ import Testing
 @Suite(.serialized, .timeLimit(.minutes(2))) struct RemoteWorkerTests {
     /// A reference worker started by the test, standing for an A1111 server on another machine.
     final class RemoteServer: @unchecked Sendable {
-        // Safety: `pid` is only changed by start/kill, called from the one test task.
+        // Safety: `pid` and `port` are only changed by init/start/kill, called from the one test task.
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sdbox-remote-\(UUID().uuidString)").path
-        let port: Int
-        let arguments: [String]
+        private(set) var port = 0
+        let options: [String]
         private(set) var pid: pid_t = 0
 
         /// Holding `checkpoint`, with `others` beside it to switch to.
         init(checkpoint: String, others: [String] = [], stepMilliseconds: Int, apiAuth: String? = nil) async throws {
-            port = try #require(FreePort.allocate())
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             for name in [checkpoint] + others { try DemoCheckpoint.contents().write(to: URL(fileURLWithPath: folder + "/" + name)) }
-            arguments = [
-                ServerProcess.binary, "worker", "--port", "\(port)", "--checkpoint", folder + "/" + checkpoint,
-                "--step-ms", "\(stepMilliseconds)", "--min-step-ms", "\(stepMilliseconds)",
-            ] + (apiAuth.map { ["--api-auth", $0] } ?? [])
-            try await start()
+            options = ["--checkpoint", folder + "/" + checkpoint, "--step-ms", "\(stepMilliseconds)", "--min-step-ms", "\(stepMilliseconds)"]
+                + (apiAuth.map { ["--api-auth", $0] } ?? [])
+            // A port picked free can be taken by a concurrent test before the worker binds it: the worker
+            // then exits, and starts again on another.
+            for attempt in 1...5 {
+                port = try #require(FreePort.allocate())
+                do {
+                    try await start()
+                    break
+                } catch is Exited where attempt < 5 {
+                    continue
+                }
+            }
         }
 
         var url: String { "http://127.0.0.1:\(port)" }
 
+        /// The worker process ended before it answered.
+        struct Exited: Error {}
+
+        /// Starts the worker on `port` and waits until it answers (`/internal/ping` answers 503 while it
+        /// loads, and asks for the credentials it has); a process that ended is ``Exited``.
         func start() async throws {
-            pid = try spawn(arguments, output: folder + "/worker.log")
+            pid = try spawn([ServerProcess.binary, "worker", "--port", "\(port)"] + options, output: folder + "/worker.log")
             for _ in 0..<200 {
+                if waitpid(pid, nil, WNOHANG) == pid {
+                    pid = 0
+                    throw Exited()
+                }
                 if let answer = try? await ServerProcess.client.execute(HTTPClientRequest(url: url + "/internal/ping"), timeout: .seconds(1)),
-                    answer.status != .serviceUnavailable
+                    answer.status != .serviceUnavailable, waitpid(pid, nil, WNOHANG) == 0
                 {
                     return
                 }
@@ -43,7 +59,11 @@ import Testing
             throw TestFailure("the remote worker did not start")
         }
 
-        func kill() { killAndReap(pid) }
+        func kill() {
+            guard pid > 0 else { return }
+            killAndReap(pid)
+            pid = 0
+        }
 
         func destroy() {
             kill()
