@@ -26,6 +26,9 @@ public final class TaskRunner: Sendable {
 
     struct Run {
         let worker: any WorkerSlot
+        /// The task's first write, when the task was granted while being written (``beginWriting(_:)``):
+        /// the run's changes wait for it, and the run writes no running mark when it carries one.
+        var insertion: TaskInsertion?
         var cancelRequested = false
         /// Set when the task must fail whatever its worker answers (its pool was deleted).
         var abortReason: String?
@@ -80,8 +83,9 @@ public final class TaskRunner: Sendable {
     /// A task whose first write has not started yet is written already running (``TaskInsertion``).
     func register(_ id: String, on worker: any WorkerSlot) {
         let insertion = state.withLock { state in
-            state.runs[id] = Run(worker: worker)
-            return state.unwritten[id]
+            let insertion = state.unwritten[id]
+            state.runs[id] = Run(worker: worker, insertion: insertion)
+            return insertion
         }
         insertion?.markRunning(at: Date())
     }
@@ -98,8 +102,9 @@ public final class TaskRunner: Sendable {
     /// Records how the write of a task noted by ``beginWriting(_:)`` ended, wakes whatever waits for it,
     /// and forgets the task as unwritten.
     public func written(_ insertion: TaskInsertion, _ outcome: Result<TaskRecord, any Error>) {
-        insertion.finish(outcome)
+        // Forgotten first: a later grant of the task (after its first run ended) reads it from the store.
         state.withLock { _ = $0.unwritten.removeValue(forKey: insertion.queued.id) }
+        insertion.finish(outcome)
     }
 
     /// The ids of running tasks.
@@ -148,7 +153,7 @@ public final class TaskRunner: Sendable {
     /// images (``waitForEarlyOutcome(_:)``) before the images are stored; the worker is given back as soon as it
     /// answered, and the outcome is recorded (after the running mark) while it takes its next task.
     func run(_ id: String, on worker: any WorkerSlot, timeoutSeconds: Int, workerDone: @Sendable (Ending) async -> Void) async {
-        let insertion = state.withLock { $0.unwritten[id] }
+        let insertion = run(of: id)?.insertion
         let task: TaskRecord
         do {
             if let insertion {

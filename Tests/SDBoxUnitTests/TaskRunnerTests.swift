@@ -192,6 +192,19 @@ struct RunnerBench {
         #expect(final.state == .succeeded && final.attempts == 1)
     }
 
+    @Test func aRunThatStartsAfterItsTaskWasWrittenRunningMarksItNoMore() async throws {
+        let bench = try RunnerBench(ScriptedWorker { _ in ScriptedWorker.picture() })
+        defer { bench.removeFolder() }
+        let queued = TaskRecord(id: TaskID.make(), kind: .txt2img, model: "demo.safetensors", user: "u", request: ["prompt": "fox", "steps": 2])
+        let insertion = bench.runner.beginWriting(queued)
+        bench.runner.register(queued.id, on: bench.worker)
+        // Granted, written already running, and only then does the run start (its job waited its turn).
+        bench.runner.written(insertion, .success(try await bench.tasks.insert(insertion.seal())))
+        _ = await bench.run(queued)
+        let final = try #require(await bench.runner.waitUntilFinal(queued.id))
+        #expect(final.state == .succeeded && final.attempts == 1)
+    }
+
     @Test func aTaskGrantedAfterItsWriteStartedIsMarkedRunningByItsRun() async throws {
         let bench = try RunnerBench(ScriptedWorker { _ in ScriptedWorker.picture() })
         defer { bench.removeFolder() }
