@@ -253,8 +253,9 @@ extension Services {
             scheduler.runner.written(insertion, .success(stored))
             return stored
         } catch {
-            scheduler.runner.written(insertion, .failure(error))
+            // Taken back first: a grant in between would start a run for a task that does not exist.
             await scheduler.withdraw(record.id)
+            scheduler.runner.written(insertion, .failure(error))
             throw error
         }
     }
