@@ -30,6 +30,9 @@ public final class TaskRunner: Sendable {
         /// the run's changes wait for it, and the run writes no running mark when it carries one.
         var insertion: TaskInsertion?
         var cancelRequested = false
+        /// The interrupt sent to the worker for a cancel. The worker is given back only once it is sent:
+        /// A1111's interrupt stops whatever the worker runs, and would stop its next task.
+        var interrupt: Task<Void, Never>?
         /// Set when the task must fail whatever its worker answers (its pool was deleted).
         var abortReason: String?
     }
@@ -127,12 +130,18 @@ public final class TaskRunner: Sendable {
     /// Asks the worker of running task `id` to stop it; the task ends `cancelled` when the worker lets go.
     /// False when the task is not running.
     func cancel(_ id: String) async -> Bool {
-        let worker = state.withLock { state -> (any WorkerSlot)? in
-            state.runs[id]?.cancelRequested = true
-            return state.runs[id]?.worker
+        let interrupt = state.withLock { state -> Task<Void, Never>? in
+            guard var run = state.runs[id] else { return nil }
+            run.cancelRequested = true
+            if run.interrupt == nil {
+                let worker = run.worker
+                run.interrupt = Task { await self.client.interrupt(worker.endpoint) }
+            }
+            state.runs[id] = run
+            return run.interrupt
         }
-        guard let worker else { return false }
-        await client.interrupt(worker.endpoint)
+        guard let interrupt else { return false }
+        await interrupt.value
         return true
     }
 
@@ -168,7 +177,7 @@ public final class TaskRunner: Sendable {
             return await workerDone(Ending(healthy: true))
         }
         if run(of: id)?.cancelRequested == true {
-            forget(id)
+            await forget(id)?.interrupt?.value
             await workerDone(Ending(healthy: true))
             // A task not on disk yet is cancelled once it is (one that could not be written is not recorded).
             if let insertion, (try? await insertion.written) == nil { return }
@@ -189,9 +198,8 @@ public final class TaskRunner: Sendable {
         let started = ContinuousClock.now
         let outcome = await call(task, on: worker, timeoutSeconds: timeoutSeconds)
         let seconds = started.duration(to: .now).seconds
-        let run = run(of: id)
+        let run = forget(id)
         let cancelled = run?.cancelRequested ?? false
-        forget(id)
         if case .lost(let error) = outcome {
             // The worker is gone: the task goes back to its queue (or fails) before the worker's slot is reused.
             guard let running = await marked(marking, id) else { return await workerDone(Ending(healthy: false)) }
@@ -200,7 +208,8 @@ public final class TaskRunner: Sendable {
         var ending = Ending(healthy: true)
         // A generation's time teaches the model's pace; a cancelled one's or a passthrough call's does not.
         if case .answered = outcome, !cancelled, task.kind != .passthrough { ending.generationSeconds = seconds }
-        // The worker takes its next task while this one's outcome is recorded.
+        // The worker takes its next task while this one's outcome is recorded (once a cancel's interrupt is sent).
+        await run?.interrupt?.value
         async let freed: Void = workerDone(ending)
         await record(outcome, of: task, marking: marking, run: run, cancelled: cancelled)
         await freed
@@ -331,13 +340,15 @@ public final class TaskRunner: Sendable {
         return Ending(healthy: false)
     }
 
-    /// Forgets a run that ended.
-    func forget(_ id: String) {
-        state.withLock { state in
-            state.runs[id] = nil
+    /// Forgets a run that ended, and returns it as it stood (cancel asked, interrupt sent), in one step.
+    @discardableResult
+    func forget(_ id: String) -> Run? {
+        let run = state.withLock { state in
             state.progressPolls[id] = nil
+            return state.runs.removeValue(forKey: id)
         }
         progressBoard.remove(id)
+        return run
     }
 
     // MARK: Progress

@@ -14,8 +14,12 @@ import Testing
 final class ScriptedWorker: WorkerClient {
     let generate: @Sendable (ScriptedWorker) async throws(WorkerCallError) -> WorkerResponse
     let calls = Mutex<[String]>([])
+    /// How long an interrupt call takes to be answered, and when the last one was.
+    let interruptTakes: Duration
+    let interruptAnswered = Mutex<ContinuousClock.Instant?>(nil)
 
-    init(generate: @escaping @Sendable (ScriptedWorker) async throws(WorkerCallError) -> WorkerResponse) {
+    init(interruptTakes: Duration = .zero, generate: @escaping @Sendable (ScriptedWorker) async throws(WorkerCallError) -> WorkerResponse) {
+        self.interruptTakes = interruptTakes
         self.generate = generate
     }
 
@@ -24,6 +28,10 @@ final class ScriptedWorker: WorkerClient {
     func send(_ call: WorkerCall, to endpoint: WorkerEndpoint, timeout: TimeAmount) async throws(WorkerCallError) -> WorkerResponse {
         calls.withLock { $0.append("\(call.method) \(call.path)") }
         if call.path == "/sdapi/v1/txt2img" { return try await generate(self) }
+        if call.path == "/sdapi/v1/interrupt" {
+            try? await Task.sleep(for: interruptTakes)
+            interruptAnswered.withLock { $0 = .now }
+        }
         return WorkerResponse(status: 200, contentType: "application/json", body: Data("{}".utf8))
     }
 
@@ -140,6 +148,27 @@ struct RunnerBench {
         let final = try #require(try await bench.tasks.get(task.id))
         #expect(final.state == .cancelled && final.result?.images.count == 1)
         #expect(await bench.runner.cancel(task.id) == false, "a task no longer running")
+    }
+
+    @Test func aCancelledRunGivesItsWorkerBackOnlyOnceTheInterruptIsSent() async throws {
+        // The worker stops as soon as the interrupt reaches it, and answers the interrupt call 300 ms later.
+        let client = ScriptedWorker(interruptTakes: .milliseconds(300)) { worker in
+            while !worker.wasInterrupted { try? await Task.sleep(for: .milliseconds(5)) }
+            return ScriptedWorker.picture()
+        }
+        let bench = try RunnerBench(client)
+        defer { bench.removeFolder() }
+        let task = try await bench.grantedTask()
+        let givenBack = Mutex<ContinuousClock.Instant?>(nil)
+        async let ran: Void = bench.runner.run(task.id, on: bench.worker, timeoutSeconds: 60) { _ in givenBack.withLock { $0 = .now } }
+        while try await bench.tasks.get(task.id)?.state != .running { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(await bench.runner.cancel(task.id))
+        await ran
+        // Given back sooner, the worker could take its next task before the interrupt, which would stop that one.
+        let interrupted = try #require(client.interruptAnswered.withLock { $0 })
+        let freed = try #require(givenBack.withLock { $0 })
+        #expect(freed >= interrupted)
+        #expect(try await bench.tasks.get(task.id)?.state == .cancelled)
     }
 
     @Test func aCancelBeforeTheRunStartsIsKept() async throws {
