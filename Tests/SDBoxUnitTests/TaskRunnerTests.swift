@@ -66,11 +66,19 @@ struct RunnerBench {
         )
     }
 
+    /// A txt2img task of user `u`, not stored yet.
+    static func newTask() -> TaskRecord {
+        TaskRecord(id: TaskID.make(), kind: .txt2img, model: "demo.safetensors", user: "u", request: ["prompt": "fox", "steps": 2])
+    }
+
+    /// Writes a task noted by ``TaskRunner/beginWriting(_:)`` and reports it written, as a submission does.
+    func write(_ insertion: TaskInsertion) async throws {
+        runner.written(insertion, .success(try await tasks.insert(insertion.seal())))
+    }
+
     /// A stored txt2img task, granted the worker as the scheduler grants it.
     func grantedTask() async throws -> TaskRecord {
-        let task = try await tasks.insert(
-            TaskRecord(id: TaskID.make(), kind: .txt2img, model: "demo.safetensors", user: "u", request: ["prompt": "fox", "steps": 2])
-        )
+        let task = try await tasks.insert(Self.newTask())
         runner.usage.add(task: task.id, user: "u", bytes: task.request.storageSize)
         runner.register(task.id, on: worker)
         return task
@@ -205,7 +213,7 @@ struct RunnerBench {
             return ScriptedWorker.picture()
         })
         defer { bench.removeFolder() }
-        let queued = TaskRecord(id: TaskID.make(), kind: .txt2img, model: "demo.safetensors", user: "u", request: ["prompt": "fox", "steps": 2])
+        let queued = RunnerBench.newTask()
         let insertion = bench.runner.beginWriting(queued)
         bench.runner.register(queued.id, on: bench.worker)
         let toWrite = insertion.seal()
@@ -214,7 +222,7 @@ struct RunnerBench {
         async let ending = bench.run(queued)
         while !workerCalled.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
         #expect(try await bench.tasks.get(queued.id) == nil)
-        bench.runner.written(insertion, .success(try await bench.tasks.insert(toWrite)))
+        try await bench.write(insertion)
         #expect(await ending.healthy)
         let final = try #require(await bench.runner.waitUntilFinal(queued.id))
         // The write carried the run's mark: one attempt, not two.
@@ -224,11 +232,11 @@ struct RunnerBench {
     @Test func aRunThatStartsAfterItsTaskWasWrittenRunningMarksItNoMore() async throws {
         let bench = try RunnerBench(ScriptedWorker { _ in ScriptedWorker.picture() })
         defer { bench.removeFolder() }
-        let queued = TaskRecord(id: TaskID.make(), kind: .txt2img, model: "demo.safetensors", user: "u", request: ["prompt": "fox", "steps": 2])
+        let queued = RunnerBench.newTask()
         let insertion = bench.runner.beginWriting(queued)
         bench.runner.register(queued.id, on: bench.worker)
         // Granted, written already running, and only then does the run start (its job waited its turn).
-        bench.runner.written(insertion, .success(try await bench.tasks.insert(insertion.seal())))
+        try await bench.write(insertion)
         _ = await bench.run(queued)
         let final = try #require(await bench.runner.waitUntilFinal(queued.id))
         #expect(final.state == .succeeded && final.attempts == 1)
@@ -237,12 +245,12 @@ struct RunnerBench {
     @Test func aTaskGrantedAfterItsWriteStartedIsMarkedRunningByItsRun() async throws {
         let bench = try RunnerBench(ScriptedWorker { _ in ScriptedWorker.picture() })
         defer { bench.removeFolder() }
-        let queued = TaskRecord(id: TaskID.make(), kind: .txt2img, model: "demo.safetensors", user: "u", request: ["prompt": "fox", "steps": 2])
+        let queued = RunnerBench.newTask()
         let insertion = bench.runner.beginWriting(queued)
         let toWrite = insertion.seal()
         bench.runner.register(queued.id, on: bench.worker)
         #expect(toWrite.state == .queued && toWrite.attempts == 0 && !insertion.carriesMark)
-        bench.runner.written(insertion, .success(try await bench.tasks.insert(toWrite)))
+        try await bench.write(insertion)
         _ = await bench.run(queued)
         let final = try #require(await bench.runner.waitUntilFinal(queued.id))
         #expect(final.state == .succeeded && final.attempts == 1 && final.startedAt != nil)
@@ -252,14 +260,14 @@ struct RunnerBench {
         let client = ScriptedWorker { _ in ScriptedWorker.picture() }
         let bench = try RunnerBench(client)
         defer { bench.removeFolder() }
-        let queued = TaskRecord(id: TaskID.make(), kind: .txt2img, model: "demo.safetensors", user: "u", request: ["prompt": "fox", "steps": 2])
+        let queued = RunnerBench.newTask()
         let insertion = bench.runner.beginWriting(queued)
         bench.runner.register(queued.id, on: bench.worker)
         #expect(await bench.runner.cancel(queued.id))
         // The run sees the cancel before its task is written, and records it once the task is on disk.
         async let ending = bench.run(queued)
         try await Task.sleep(for: .milliseconds(50))
-        bench.runner.written(insertion, .success(try await bench.tasks.insert(insertion.seal())))
+        try await bench.write(insertion)
         _ = await ending
         #expect(try await bench.tasks.get(queued.id)?.state == .cancelled)
         #expect(!client.calls.withLock { $0.contains("POST /sdapi/v1/txt2img") }, "the worker was never asked to generate")
@@ -270,21 +278,21 @@ struct RunnerBench {
         defer { bench.removeFolder() }
         // The scheduler can refuse a task the moment it is queued (its model cannot be placed), before
         // its write ends; the failure waits for the write rather than finding no record.
-        let refused = TaskRecord(id: TaskID.make(), kind: .txt2img, model: "demo.safetensors", user: "u", request: ["prompt": "fox"])
+        let refused = RunnerBench.newTask()
         let refusedWrite = bench.runner.beginWriting(refused)
         async let failing: Void = bench.runner.finish(refused.id, state: .failed, error: "the model cannot be placed")
         async let final = bench.runner.waitUntilFinal(refused.id, timeout: .seconds(10))
         try await Task.sleep(for: .milliseconds(50))
-        bench.runner.written(refusedWrite, .success(try await bench.tasks.insert(refusedWrite.seal())))
+        try await bench.write(refusedWrite)
         await failing
         #expect(await final?.state == .failed)
         #expect(try await bench.tasks.get(refused.id)?.state == .failed)
         // So does a cancel of a task still queued.
-        let cancelled = TaskRecord(id: TaskID.make(), kind: .txt2img, model: "demo.safetensors", user: "u", request: ["prompt": "fox"])
+        let cancelled = RunnerBench.newTask()
         let cancelledWrite = bench.runner.beginWriting(cancelled)
         async let cancelling = bench.runner.cancelQueued(cancelled.id)
         try await Task.sleep(for: .milliseconds(50))
-        bench.runner.written(cancelledWrite, .success(try await bench.tasks.insert(cancelledWrite.seal())))
+        try await bench.write(cancelledWrite)
         #expect(try await cancelling.state == .cancelled)
         #expect(try await bench.tasks.get(cancelled.id)?.state == .cancelled)
     }
@@ -292,7 +300,7 @@ struct RunnerBench {
     @Test func aRunWhoseTaskCouldNotBeWrittenRecordsNothing() async throws {
         let bench = try RunnerBench(ScriptedWorker { _ in ScriptedWorker.picture() })
         defer { bench.removeFolder() }
-        let queued = TaskRecord(id: TaskID.make(), kind: .txt2img, model: "demo.safetensors", user: "u", request: ["prompt": "fox", "steps": 2])
+        let queued = RunnerBench.newTask()
         let insertion = bench.runner.beginWriting(queued)
         bench.runner.register(queued.id, on: bench.worker)
         _ = insertion.seal()
