@@ -22,41 +22,22 @@ import Testing
             for name in [checkpoint] + others { try DemoCheckpoint.contents().write(to: URL(fileURLWithPath: folder + "/" + name)) }
             options = ["--checkpoint", folder + "/" + checkpoint, "--step-ms", "\(stepMilliseconds)", "--min-step-ms", "\(stepMilliseconds)"]
                 + (apiAuth.map { ["--api-auth", $0] } ?? [])
-            // A port picked free can be taken by a concurrent test before the worker binds it: the worker
-            // then exits, and starts again on another.
-            for attempt in 1...5 {
-                port = try #require(FreePort.allocate())
-                do {
-                    try await start()
-                    break
-                } catch is Exited where attempt < 5 {
-                    continue
-                }
+            (pid, port) = try await spawnOnFreePort(output: folder + "/worker.log") { port in
+                [ServerProcess.binary, "worker", "--port", "\(port)"] + options
             }
         }
 
         var url: String { "http://127.0.0.1:\(port)" }
 
-        /// The worker process ended before it answered.
-        struct Exited: Error {}
-
-        /// Starts the worker on `port` and waits until it answers (`/internal/ping` answers 503 while it
-        /// loads, and asks for the credentials it has); a process that ended is ``Exited``.
+        /// Starts the worker again on its port, and waits until it answers.
         func start() async throws {
             pid = try spawn([ServerProcess.binary, "worker", "--port", "\(port)"] + options, output: folder + "/worker.log")
-            for _ in 0..<200 {
-                if waitpid(pid, nil, WNOHANG) == pid {
-                    pid = 0
-                    throw Exited()
-                }
-                if let answer = try? await ServerProcess.client.execute(HTTPClientRequest(url: url + "/internal/ping"), timeout: .seconds(1)),
-                    answer.status != .serviceUnavailable, waitpid(pid, nil, WNOHANG) == 0
-                {
-                    return
-                }
-                try await Task.sleep(for: .milliseconds(50))
+            do {
+                try await waitUntilAnswering(pid: pid, url: url)
+            } catch is HelperExited {
+                pid = 0
+                throw TestFailure("the remote worker ended before it answered on port \(port)")
             }
-            throw TestFailure("the remote worker did not start")
         }
 
         func kill() {
@@ -351,11 +332,9 @@ extension RemoteWorkerTests {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: folder) }
         for name in ["alpha.safetensors", "beta.safetensors"] { try DemoCheckpoint.contents().write(to: URL(fileURLWithPath: folder + "/" + name)) }
-        let port = try #require(FreePort.allocate())
-        let standIn = try spawn(
-            [A1111StandIn.python, A1111StandIn.script, "--port", "\(port)", "--ckpt", folder + "/alpha.safetensors", "--step-ms", "5", "--load-ms", "100"],
-            output: folder + "/stand-in.log"
-        )
+        let (standIn, port) = try await spawnOnFreePort(output: folder + "/stand-in.log") { port in
+            [A1111StandIn.python, A1111StandIn.script, "--port", "\(port)", "--ckpt", folder + "/alpha.safetensors", "--step-ms", "5", "--load-ms", "100"]
+        }
         defer { killAndReap(standIn) }
         let server = try await ServerProcess(config: """
             scheduler:

@@ -319,6 +319,45 @@ extension ServerProcess {
     }
 }
 
+/// A helper server process (a stand-in for a worker on another machine) that ended before it answered.
+struct HelperExited: Error {}
+
+/// Waits until the helper server `pid` answers `url`'s `/internal/ping` while it still runs: anything but a
+/// 503 (which it answers while it loads; a 401 asks for credentials it has). ``HelperExited`` when the
+/// process ended first (it is reaped then).
+func waitUntilAnswering(pid: pid_t, url: String) async throws {
+    for _ in 0..<200 {
+        if waitpid(pid, nil, WNOHANG) == pid { throw HelperExited() }
+        if let answer = try? await ServerProcess.client.execute(HTTPClientRequest(url: url + "/internal/ping"), timeout: .seconds(1)),
+            answer.status != .serviceUnavailable, waitpid(pid, nil, WNOHANG) == 0
+        {
+            return
+        }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    throw TestFailure("the helper server at \(url) did not start")
+}
+
+/// Starts a helper server whose `arguments` take the port it must listen on, on a port picked free, and
+/// waits until it answers. A concurrent test can take the port before the helper binds it: the helper
+/// then exits, and is started again on another port. Its output goes to `output`.
+func spawnOnFreePort(output: String, _ arguments: (Int) -> [String]) async throws -> (pid: pid_t, port: Int) {
+    for attempt in 1...5 {
+        guard let port = FreePort.allocate() else { throw TestFailure("no free port") }
+        let pid = try spawn(arguments(port), output: output)
+        do {
+            try await waitUntilAnswering(pid: pid, url: "http://127.0.0.1:\(port)")
+            return (pid, port)
+        } catch is HelperExited where attempt < 5 {
+            continue
+        } catch {
+            let log = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            throw TestFailure("\(error); its output: \(log.suffix(2000))")
+        }
+    }
+    throw TestFailure("the helper server did not start")
+}
+
 /// Kills a process the test started with SIGKILL and reaps it.
 func killAndReap(_ pid: pid_t) {
     kill(pid, SIGKILL)
