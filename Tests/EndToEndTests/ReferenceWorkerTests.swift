@@ -14,12 +14,10 @@ import Testing
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: folder) }
         try DemoCheckpoint.contents().write(to: URL(fileURLWithPath: folder + "/demo.safetensors"))
-        let port = try #require(FreePort.allocate())
-        let pid = try spawn(
+        let (pid, port) = try await spawnOnFreePort(output: folder + "/worker.log") { port in
             [ServerProcess.binary, "worker", "--port", "\(port)", "--checkpoint", folder + "/demo.safetensors", "--start-ms", "50", "--reload-ms", "50",
-             "--min-step-ms", "1", "--step-ms", "2", "--gpu-memory-mib", "3000"],
-            output: folder + "/worker.log"
-        )
+             "--min-step-ms", "1", "--step-ms", "2", "--gpu-memory-mib", "3000"]
+        }
         defer { killAndReap(pid) }
         func call(_ method: HTTPMethod, _ path: String, _ body: JSONValue? = nil) async throws -> (Int, JSONValue) {
             var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
@@ -28,12 +26,7 @@ import Testing
             let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
             return (Int(response.status.code), try JSONValue(parsing: Data(try await response.body.collect(upTo: 16 << 20).readableBytesView)))
         }
-        var ping: JSONValue?
-        for _ in 0..<200 where ping == nil {
-            ping = try? await call(.GET, "/internal/ping").1
-            if ping == nil { try await Task.sleep(for: .milliseconds(50)) }
-        }
-        #expect(ping?["loaded"] == true)
+        #expect(try await call(.GET, "/internal/ping").1["loaded"] == true)
 
         #expect(try await call(.GET, "/sdapi/v1/memory").1["cuda"]?["reserved"]?["current"] == .integer(3000 << 20))
         #expect(try await call(.POST, "/sdapi/v1/unload-checkpoint").0 == 200)
